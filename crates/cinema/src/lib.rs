@@ -1,0 +1,1 @@
+//! The demo cinema shop. Built in the demo issue; empty until then.

@@ -1,0 +1,126 @@
+//! `Amount`: whole Kenyan shillings within Daraja's per-transaction bounds.
+//!
+//! Invariant: `1 <= value <= max`, where `max` defaults to [`Amount::DEFAULT_MAX`] (KES 250,000,
+//! the current per-transaction limit). Money is never a float.
+
+use std::fmt;
+
+use crate::validation::InvalidField;
+
+/// A payment amount in whole shillings.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Amount(u32);
+
+impl Amount {
+    /// Daraja's current per-transaction maximum, KES 250,000.
+    pub const DEFAULT_MAX: u32 = 250_000;
+
+    /// Builds an amount in `1..=DEFAULT_MAX`.
+    pub fn new(shillings: u64) -> Result<Self, InvalidField> {
+        Self::with_max(shillings, Self::DEFAULT_MAX)
+    }
+
+    /// Builds an amount in `1..=max` (for shops with a lower limit of their own).
+    pub fn with_max(shillings: u64, max: u32) -> Result<Self, InvalidField> {
+        if shillings == 0 {
+            return Err(InvalidField::new("Amount", "must be at least KES 1"));
+        }
+        if shillings > u64::from(max) {
+            return Err(InvalidField::new(
+                "Amount",
+                format!("KES {shillings} is above the maximum of KES {max} per transaction"),
+            ));
+        }
+        u32::try_from(shillings).map(Self).map_err(|_| InvalidField::new("Amount", "too large"))
+    }
+
+    /// Parses an amount written as text: `"100"`, or a whole value with decimals, `"100.00"`.
+    /// Fractions of a shilling (`"1.50"`) are refused, as Daraja refuses them.
+    pub fn parse(input: &str) -> Result<Self, InvalidField> {
+        let s = input.trim();
+        let whole = match s.split_once('.') {
+            Some((w, frac)) if !frac.is_empty() && frac.bytes().all(|b| b == b'0') => w,
+            Some((_, frac)) if frac.bytes().all(|b| b.is_ascii_digit()) && !frac.is_empty() => {
+                return Err(InvalidField::new(
+                    "Amount",
+                    format!("\"{s}\" has cents; M-Pesa takes whole shillings only"),
+                ));
+            }
+            Some(_) => return Err(InvalidField::new("Amount", format!("\"{s}\" is not a number"))),
+            None => s,
+        };
+        if whole.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(InvalidField::new(
+                "Amount",
+                format!("\"{}\" is not a whole number of shillings", crate::validation::excerpt(s)),
+            ));
+        }
+        let value: u64 = whole.parse().map_err(|_| {
+            InvalidField::new("Amount", format!("KES {whole} is above the maximum of KES {}", Self::DEFAULT_MAX))
+        })?;
+        Self::new(value)
+    }
+
+    /// The value in shillings.
+    pub fn shillings(self) -> u32 {
+        self.0
+    }
+}
+
+impl fmt::Display for Amount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KES {}", self.0)
+    }
+}
+
+impl fmt::Debug for Amount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Amount({})", self.0)
+    }
+}
+
+impl TryFrom<u64> for Amount {
+    type Error = InvalidField;
+    fn try_from(value: u64) -> Result<Self, Self::Error> {
+        Self::new(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn bounds_are_one_to_the_maximum() {
+        assert!(Amount::new(0).is_err());
+        assert_eq!(Amount::new(1).unwrap().shillings(), 1);
+        assert_eq!(Amount::new(250_000).unwrap().shillings(), 250_000);
+        let err = Amount::new(250_001).unwrap_err();
+        assert!(err.reason.contains("above the maximum of KES 250000"), "{err}");
+        assert!(Amount::with_max(5_001, 5_000).is_err());
+        assert!(Amount::new(u64::MAX).is_err());
+    }
+
+    #[test]
+    fn text_forms() {
+        assert_eq!(Amount::parse("100").unwrap().shillings(), 100);
+        assert_eq!(Amount::parse("100.00").unwrap().shillings(), 100);
+        assert!(Amount::parse("1.50").unwrap_err().reason.contains("whole shillings"));
+        for bad in ["", "-1", "1e3", "abc", "1.", ".5", "99999999999999999999999"] {
+            assert!(Amount::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn parse_never_panics(s in "\\PC{0,30}") {
+            let _ = Amount::parse(&s);
+        }
+
+        #[test]
+        fn valid_amounts_round_trip(n in 1u64..=250_000) {
+            prop_assert_eq!(Amount::parse(&n.to_string()).unwrap().shillings() as u64, n);
+        }
+    }
+}

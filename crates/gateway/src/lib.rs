@@ -1,0 +1,1 @@
+//! The Lipa gateway. Built in the gateway-core issue; empty until then.
