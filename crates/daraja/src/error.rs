@@ -164,10 +164,10 @@ impl ApiErrorKind {
         if msg.contains("checkoutrequestid") || msg.contains("transaction does not exist") {
             return Self::UnknownCheckoutRequest;
         }
-        if code.starts_with("400.002") {
-            if let Some(field) = message.trim().strip_prefix("Bad Request - Invalid ") {
-                return Self::InvalidField(field.trim().to_owned());
-            }
+        if code.starts_with("400.002")
+            && let Some(field) = message.trim().strip_prefix("Bad Request - Invalid ")
+        {
+            return Self::InvalidField(field.trim().to_owned());
         }
         if msg.contains("wrong credentials") {
             Self::WrongCredentials
