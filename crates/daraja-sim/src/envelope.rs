@@ -1,0 +1,99 @@
+//! Daraja's error envelope: `{"requestId", "errorCode", "errorMessage"}` with the HTTP status
+//! that goes with the code's first segment (reference §2.8). Every refusal the simulator makes
+//! goes through here, so no request ever gets a bare 500 or an HTML error page.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+/// An error answer in Daraja's envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DarajaError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// `errorCode`.
+    pub code: &'static str,
+    /// `errorMessage`.
+    pub message: String,
+}
+
+impl DarajaError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into() }
+    }
+
+    /// `400.002.02 Bad Request - Invalid <field>`.
+    pub fn invalid(field: &str) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "400.002.02", format!("Bad Request - Invalid {field}"))
+    }
+
+    /// `404.001.03 Invalid Access Token`.
+    pub fn invalid_token() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "404.001.03", "Invalid Access Token")
+    }
+
+    /// `400.008.01`: wrong authorization scheme, key or secret at OAuth.
+    pub fn invalid_authentication() -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "400.008.01", "Invalid Authentication passed")
+    }
+
+    /// `400.008.02`: missing or wrong `grant_type`.
+    pub fn invalid_grant_type() -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "400.008.02", "Invalid grant type passed")
+    }
+
+    /// `404.001.01 Resource not found`.
+    pub fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "404.001.01", "Resource not found")
+    }
+
+    /// `405.001 <METHOD> Method Not Allowed`.
+    pub fn method_not_allowed(method: &str) -> Self {
+        Self::new(StatusCode::METHOD_NOT_ALLOWED, "405.001", format!("{method} Method Not Allowed"))
+    }
+
+    /// `500.001.1001` with one of its many messages.
+    pub fn processing(message: &str) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "500.001.1001", message)
+    }
+
+    /// `500.001.1001 Wrong credentials`.
+    pub fn wrong_credentials() -> Self {
+        Self::processing("Wrong credentials")
+    }
+
+    /// `500.001.1001 Merchant does not exist`.
+    pub fn merchant_unknown() -> Self {
+        Self::processing("Merchant does not exist")
+    }
+
+    /// `500.001.1001 Unable to lock subscriber…`.
+    pub fn subscriber_locked() -> Self {
+        Self::processing("Unable to lock subscriber, a transaction is already in process for the current subscriber")
+    }
+
+    /// `500.001.1001 The transaction is being processed` (STK Query while the prompt is open).
+    pub fn being_processed() -> Self {
+        Self::processing("The transaction is being processed")
+    }
+
+    /// `500.003.02 Error Occurred: Spike Arrest Violation`.
+    pub fn spike_arrest() -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "500.003.02", "Error Occurred: Spike Arrest Violation")
+    }
+
+    /// The envelope as JSON, with a fresh `requestId`.
+    pub fn body(&self) -> serde_json::Value {
+        serde_json::json!({
+            "requestId": crate::ids::request_id(&mut fastrand::Rng::new()),
+            "errorCode": self.code,
+            "errorMessage": self.message,
+        })
+    }
+}
+
+impl IntoResponse for DarajaError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body())).into_response()
+    }
+}
