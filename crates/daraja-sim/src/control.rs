@@ -44,13 +44,22 @@ pub(crate) fn routes() -> axum::Router<Sim> {
         .route("/sim/magic-numbers", get(magic_numbers))
 }
 
-fn problem(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({"error": message.into()}))).into_response()
+/// A control-API refusal: a status and a message saying what to fix.
+struct Problem(StatusCode, String);
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({"error": self.1}))).into_response()
+    }
 }
 
-fn phone_number(raw: &str) -> Result<u64, Response> {
+fn problem(status: StatusCode, message: impl Into<String>) -> Response {
+    Problem(status, message.into()).into_response()
+}
+
+fn phone_number(raw: &str) -> Result<u64, Problem> {
     crate::normalize_msisdn(raw).ok_or_else(|| {
-        problem(
+        Problem(
             StatusCode::BAD_REQUEST,
             format!("{raw:?} is not a Kenyan mobile number such as 0712345678 or 254712345678"),
         )
@@ -84,21 +93,17 @@ async fn resolve(State(sim): State<Sim>, Path(id): Path<String>, Json(body): Jso
     }
 }
 
-async fn phone(State(sim): State<Sim>, Path(raw): Path<String>) -> Response {
-    match phone_number(&raw) {
-        Ok(msisdn) => Json(sim.phone(msisdn)).into_response(),
-        Err(r) => r,
-    }
+async fn phone(State(sim): State<Sim>, Path(raw): Path<String>) -> Result<impl IntoResponse, Problem> {
+    Ok(Json(sim.phone(phone_number(&raw)?)))
 }
 
-async fn script(State(sim): State<Sim>, Path(raw): Path<String>, Json(body): Json<Scripted>) -> Response {
-    match phone_number(&raw) {
-        Ok(msisdn) => {
-            sim.script(msisdn, body);
-            StatusCode::NO_CONTENT.into_response()
-        }
-        Err(r) => r,
-    }
+async fn script(
+    State(sim): State<Sim>,
+    Path(raw): Path<String>,
+    Json(body): Json<Scripted>,
+) -> Result<StatusCode, Problem> {
+    sim.script(phone_number(&raw)?, body);
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Deserialize)]
@@ -106,14 +111,13 @@ struct BalanceBody {
     balance: u64,
 }
 
-async fn balance(State(sim): State<Sim>, Path(raw): Path<String>, Json(body): Json<BalanceBody>) -> Response {
-    match phone_number(&raw) {
-        Ok(msisdn) => {
-            sim.set_balance(msisdn, body.balance);
-            StatusCode::NO_CONTENT.into_response()
-        }
-        Err(r) => r,
-    }
+async fn balance(
+    State(sim): State<Sim>,
+    Path(raw): Path<String>,
+    Json(body): Json<BalanceBody>,
+) -> Result<StatusCode, Problem> {
+    sim.set_balance(phone_number(&raw)?, body.balance);
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn faults(State(sim): State<Sim>, Json(body): Json<Faults>) -> StatusCode {

@@ -57,6 +57,8 @@
 //! # }
 //! ```
 
+#![deny(missing_docs)]
+
 mod amount;
 pub mod callback;
 mod client;
