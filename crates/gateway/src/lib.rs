@@ -1,1 +1,13 @@
-//! The Lipa gateway. Built in the gateway-core issue; empty until then.
+//! The Lipa gateway: payments API, exactly-once callback settlement, reconciliation.
+//!
+//! A payment's way: the merchant's app asks for a payment; the row is written `pending`
+//! before the STK push; Daraja's callback (matched by an unguessable per-payment token and
+//! the CheckoutRequestID) settles it exactly once in the same commit that stores the raw
+//! body; reconciliation queries Daraja for payments whose callback never came, and expires
+//! the ones nobody answers.
+
+pub mod ids;
+pub mod payment;
+pub mod settlement;
+pub mod store;
+pub mod time_fmt;

@@ -1,0 +1,289 @@
+//! The payment: its identity, state and how a Daraja result code becomes a failure reason.
+//!
+//! State machine: `pending → paid | failed | expired`. `paid` is final. A success callback
+//! for a `failed` or `expired` payment still makes it `paid` (money moved) and flags it; the
+//! rules live in `settlement`.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::ids;
+
+/// A payment's public id, e.g. `pay_3f9c0a6b1d2e4f5a6b7c8d9e`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct PaymentId(String);
+
+impl PaymentId {
+    /// A new random id.
+    pub fn generate() -> Self {
+        Self(format!("pay_{}", ids::random_hex(12)))
+    }
+
+    /// Accepts only the shape `generate` makes, so path parameters cannot carry anything else.
+    pub fn parse(input: &str) -> Option<Self> {
+        let hex = input.strip_prefix("pay_")?;
+        (hex.len() == 24 && hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
+            .then(|| Self(input.to_owned()))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub(crate) fn from_db(s: String) -> Self {
+        Self(s)
+    }
+}
+
+impl fmt::Display for PaymentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where a payment is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Created; the prompt may be on the phone. Settled later by callback, query or expiry.
+    Pending,
+    /// Money moved. Final.
+    Paid,
+    /// Ended without payment.
+    Failed,
+    /// No conclusive answer arrived in time.
+    Expired,
+}
+
+impl Status {
+    /// The database and API spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Paid => "paid",
+            Self::Failed => "failed",
+            Self::Expired => "expired",
+        }
+    }
+
+    /// Reads the database spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => Self::Pending,
+            "paid" => Self::Paid,
+            "failed" => Self::Failed,
+            "expired" => Self::Expired,
+            _ => return None,
+        })
+    }
+}
+
+/// Why a payment failed, in words a merchant can act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureReason {
+    /// The customer cancelled the prompt (1032, 1031).
+    Cancelled,
+    /// Not enough M-Pesa balance (1).
+    InsufficientFunds,
+    /// Wrong PIN (2001).
+    WrongPin,
+    /// The customer's PIN is locked (8006).
+    PinLocked,
+    /// The phone could not be reached (1037).
+    Unreachable,
+    /// The prompt expired unanswered (1019).
+    Timeout,
+    /// An M-Pesa limit declined it (2, 3, 4, 8).
+    LimitExceeded,
+    /// Another M-Pesa session was open on the phone (1001).
+    SubscriberBusy,
+    /// The merchant's M-Pesa configuration is wrong (2028, SFC_IC0003).
+    MerchantConfiguration,
+    /// Daraja refused the push request itself.
+    RejectedByDaraja,
+    /// Safaricom's systems failed (17, 26, 1025, 9999, unknown codes).
+    System,
+}
+
+impl FailureReason {
+    /// The database and API spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cancelled => "cancelled",
+            Self::InsufficientFunds => "insufficient_funds",
+            Self::WrongPin => "wrong_pin",
+            Self::PinLocked => "pin_locked",
+            Self::Unreachable => "unreachable",
+            Self::Timeout => "timeout",
+            Self::LimitExceeded => "limit_exceeded",
+            Self::SubscriberBusy => "subscriber_busy",
+            Self::MerchantConfiguration => "merchant_configuration",
+            Self::RejectedByDaraja => "rejected_by_daraja",
+            Self::System => "system",
+        }
+    }
+
+    /// Reads the database spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Cancelled,
+            Self::InsufficientFunds,
+            Self::WrongPin,
+            Self::PinLocked,
+            Self::Unreachable,
+            Self::Timeout,
+            Self::LimitExceeded,
+            Self::SubscriberBusy,
+            Self::MerchantConfiguration,
+            Self::RejectedByDaraja,
+            Self::System,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+    }
+
+    /// The one place result codes become reasons. Unknown codes are `System`.
+    pub fn from_result_code(code: &daraja::ResultCode) -> Self {
+        use daraja::ResultCode as C;
+        match code {
+            C::Cancelled | C::CancelledAlt => Self::Cancelled,
+            C::InsufficientBalance => Self::InsufficientFunds,
+            C::WrongPin => Self::WrongPin,
+            C::CredentialLocked => Self::PinLocked,
+            C::Unreachable => Self::Unreachable,
+            C::Expired => Self::Timeout,
+            C::BelowMinimum | C::AboveMaximum | C::DailyLimit | C::MerchantBalanceLimit => Self::LimitExceeded,
+            C::SubscriberLocked => Self::SubscriberBusy,
+            C::ProductMismatch | C::OperatorDoesNotExist => Self::MerchantConfiguration,
+            C::Success | C::RuleLimited | C::SystemBusy | C::PushFailed | C::PushError | C::Other(_) => Self::System,
+        }
+    }
+}
+
+/// What settled a payment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SettledBy {
+    /// Safaricom's callback.
+    Callback,
+    /// An STK Query by reconciliation.
+    Query,
+    /// Daraja refused the push.
+    Push,
+    /// Nothing conclusive arrived in time.
+    Expiry,
+}
+
+impl SettledBy {
+    /// The database and API spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Callback => "callback",
+            Self::Query => "query",
+            Self::Push => "push",
+            Self::Expiry => "expiry",
+        }
+    }
+
+    /// Reads the database spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "callback" => Self::Callback,
+            "query" => Self::Query,
+            "push" => Self::Push,
+            "expiry" => Self::Expiry,
+            _ => return None,
+        })
+    }
+}
+
+/// A stored payment, as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Payment {
+    /// Public id.
+    pub id: PaymentId,
+    /// Current state.
+    pub status: Status,
+    /// Whole shillings.
+    pub amount: u32,
+    /// The paying phone, 12 digits.
+    pub phone: String,
+    /// `AccountReference` sent to Daraja.
+    pub account_reference: String,
+    /// `TransactionDesc` sent to Daraja.
+    pub description: String,
+    /// The merchant's own data, returned as given.
+    pub metadata: serde_json::Value,
+    /// Where this payment's webhooks go (overrides the default).
+    pub webhook_url: Option<String>,
+    /// Where the receipt email goes.
+    pub customer_email: Option<String>,
+    /// Daraja's `MerchantRequestID`, once the push was accepted.
+    pub merchant_request_id: Option<String>,
+    /// Daraja's `CheckoutRequestID`, once the push was accepted.
+    pub checkout_request_id: Option<String>,
+    /// The M-Pesa receipt, when paid (absent when only a query confirmed the payment).
+    pub receipt: Option<String>,
+    /// When M-Pesa says the payment happened (RFC 3339, UTC).
+    #[serde(serialize_with = "crate::time_fmt::opt_millis")]
+    pub transaction_date: Option<i64>,
+    /// Why it failed.
+    pub failure_reason: Option<FailureReason>,
+    /// Daraja's result code (or error code for a refused push), verbatim.
+    pub result_code: Option<String>,
+    /// Daraja's description, verbatim.
+    pub result_desc: Option<String>,
+    /// What settled it.
+    pub settled_by: Option<SettledBy>,
+    /// Whether staff should look at it (late settlement, mismatch, conflict).
+    pub needs_review: bool,
+    /// Created (RFC 3339, UTC).
+    #[serde(serialize_with = "crate::time_fmt::millis")]
+    pub created_at: i64,
+    /// Last changed (RFC 3339, UTC).
+    #[serde(serialize_with = "crate::time_fmt::millis")]
+    pub updated_at: i64,
+    /// Settled (RFC 3339, UTC).
+    #[serde(serialize_with = "crate::time_fmt::opt_millis")]
+    pub settled_at: Option<i64>,
+    #[serde(skip)]
+    pub(crate) callback_token_hash: String,
+    #[serde(skip)]
+    pub(crate) api_key_id: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_and_reject_other_shapes() {
+        let id = PaymentId::generate();
+        assert_eq!(PaymentId::parse(id.as_str()), Some(id));
+        for bad in [
+            "",
+            "pay_",
+            "pay_XYZ",
+            "pay_../../etc/passwd",
+            "pay_0123456789abcdef0123456G",
+            "key_0123456789abcdef01234567",
+        ] {
+            assert!(PaymentId::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_catalogued_failure_code_has_a_reason() {
+        for info in daraja::ResultCode::catalogue() {
+            let code = daraja::ResultCode::from_wire(info.code);
+            let reason = FailureReason::from_result_code(&code);
+            assert_eq!(FailureReason::parse(reason.as_str()), Some(reason));
+        }
+        assert_eq!(FailureReason::from_result_code(&daraja::ResultCode::Cancelled), FailureReason::Cancelled);
+        assert_eq!(FailureReason::from_result_code(&daraja::ResultCode::from_wire("77")), FailureReason::System);
+    }
+}

@@ -1,0 +1,346 @@
+//! Storage: one interface, named for intentions (`settle_from_callback`, not `update_row`).
+//!
+//! SQLite (WAL, one writer thread with group commit) is the embedded default. Every write
+//! runs inside the writer's transaction and is acknowledged only after the commit is durable.
+//! Unique constraints enforce what must be unique: idempotency key per API key,
+//! CheckoutRequestID, receipt number, callback token.
+
+mod sqlite;
+
+use crate::payment::{Payment, PaymentId, Status};
+use crate::settlement::{Decision, Outcome};
+
+pub use sqlite::SqliteStore;
+
+/// Storage failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or written (disk full, locked, gone). Retry later.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    /// A uniqueness rule was broken.
+    #[error("{0}")]
+    Conflict(String),
+    /// The database holds something this version cannot read.
+    #[error("unexpected data in the database: {0}")]
+    Corrupt(String),
+}
+
+/// A new payment row, written `pending` before the push.
+#[derive(Debug, Clone)]
+pub struct NewPayment {
+    /// Its id.
+    pub id: PaymentId,
+    /// The API key that asked for it.
+    pub api_key_id: String,
+    /// The caller's idempotency key.
+    pub idempotency_key: Option<String>,
+    /// SHA-256 of the validated request, to tell a retry from a different request.
+    pub request_hash: String,
+    /// Shillings.
+    pub amount: u32,
+    /// 12 digits.
+    pub phone: String,
+    /// AccountReference.
+    pub account_reference: String,
+    /// TransactionDesc.
+    pub description: String,
+    /// Merchant data.
+    pub metadata: serde_json::Value,
+    /// Webhook override.
+    pub webhook_url: Option<String>,
+    /// Receipt email.
+    pub customer_email: Option<String>,
+    /// SHA-256 of the callback token (the token itself is never stored).
+    pub callback_token_hash: String,
+    /// Creation time, ms.
+    pub now: i64,
+}
+
+/// What inserting a payment did.
+#[derive(Debug, Clone)]
+pub enum Inserted {
+    /// A new row.
+    Created(Payment),
+    /// The idempotency key was used before; the stored payment and its request hash.
+    Existing(Payment, String),
+}
+
+/// How the push went, recorded on the payment.
+#[derive(Debug, Clone)]
+pub enum PushResult {
+    /// Daraja accepted it: the ids to match the callback and to query.
+    Accepted {
+        /// MerchantRequestID.
+        merchant_request_id: String,
+        /// CheckoutRequestID.
+        checkout_request_id: String,
+        /// When to first query if no callback arrives (ms).
+        first_check_at: i64,
+    },
+    /// Daraja refused it: the payment fails with Daraja's code and message.
+    Refused {
+        /// Daraja's errorCode (or a local code).
+        code: String,
+        /// Daraja's errorMessage.
+        message: String,
+    },
+    /// The request may or may not have reached Safaricom: stays pending for the callback or
+    /// reconciliation.
+    Unknown {
+        /// What went wrong.
+        error: String,
+        /// When to first query (ms).
+        first_check_at: i64,
+    },
+}
+
+/// A callback as received, before anything is known about it.
+#[derive(Debug, Clone)]
+pub struct IncomingCallback {
+    /// SHA-256 of the token in the URL.
+    pub token_hash: String,
+    /// The raw body, stored whatever it holds.
+    pub body: Vec<u8>,
+    /// The sender's address.
+    pub source: Option<String>,
+    /// Receive time, ms.
+    pub received_at: i64,
+    /// The body parsed (or why not).
+    pub parsed: Result<daraja::StkCallback, daraja::CallbackError>,
+}
+
+/// What storing a callback did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackStored {
+    /// Classification.
+    pub outcome: Outcome,
+    /// The payment it belongs to, if found.
+    pub payment_id: Option<PaymentId>,
+    /// The payment's status after it.
+    pub status: Option<Status>,
+}
+
+/// One entry of a payment's timeline.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Event {
+    /// Time (RFC 3339).
+    #[serde(serialize_with = "crate::time_fmt::millis")]
+    pub at: i64,
+    /// What kind (`created`, `push_accepted`, `callback_applied`, …).
+    pub kind: String,
+    /// Details.
+    pub detail: serde_json::Value,
+}
+
+/// A stored callback body with its classification.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StoredCallback {
+    /// Row id.
+    pub id: i64,
+    /// Receive time.
+    #[serde(serialize_with = "crate::time_fmt::millis")]
+    pub received_at: i64,
+    /// Payment, if matched.
+    pub payment_id: Option<String>,
+    /// Classification.
+    pub outcome: String,
+    /// Why.
+    pub note: String,
+    /// Sender address.
+    pub source: Option<String>,
+    /// Raw body (lossy UTF-8).
+    pub body: String,
+}
+
+/// A pending payment due for an STK Query, leased to one worker.
+#[derive(Debug, Clone)]
+pub struct DueCheck {
+    /// The payment.
+    pub id: PaymentId,
+    /// Its CheckoutRequestID.
+    pub checkout_request_id: String,
+    /// Queries made so far.
+    pub attempts: u32,
+    /// Creation time, ms.
+    pub created_at: i64,
+}
+
+/// Filters for listing payments; all optional.
+#[derive(Debug, Clone, Default)]
+pub struct PaymentFilter {
+    /// Only this API key's payments.
+    pub api_key_id: Option<String>,
+    /// Status.
+    pub status: Option<Status>,
+    /// Phone (12 digits).
+    pub phone: Option<String>,
+    /// Account reference.
+    pub reference: Option<String>,
+    /// Receipt.
+    pub receipt: Option<String>,
+    /// Created at or after (ms).
+    pub created_from: Option<i64>,
+    /// Created before (ms).
+    pub created_to: Option<i64>,
+    /// Continue after this `(created_at, id)` (newest first).
+    pub after: Option<(i64, String)>,
+    /// Page size.
+    pub limit: u32,
+}
+
+/// An API key as stored (never the key itself).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ApiKey {
+    /// Id.
+    pub id: String,
+    /// Name given at creation.
+    pub name: String,
+    /// The first characters of the key, to recognise it.
+    pub prefix: String,
+    /// Created.
+    #[serde(serialize_with = "crate::time_fmt::millis")]
+    pub created_at: i64,
+    /// Revoked, if so.
+    #[serde(serialize_with = "crate::time_fmt::opt_millis")]
+    pub revoked_at: Option<i64>,
+}
+
+/// The storage backend.
+#[derive(Debug, Clone)]
+pub enum Store {
+    /// SQLite.
+    Sqlite(SqliteStore),
+}
+
+macro_rules! delegate {
+    ($self:ident . $method:ident ( $($arg:expr),* )) => {
+        match $self {
+            Store::Sqlite(s) => s.$method($($arg),*).await,
+        }
+    };
+}
+
+impl Store {
+    /// Opens (and migrates) the database named by `url`: `sqlite:<path>` or `sqlite::memory:`.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        if let Some(path) = url.strip_prefix("sqlite:") {
+            let path = path.trim_start_matches("//");
+            return Ok(Self::Sqlite(SqliteStore::open(path).await?));
+        }
+        Err(StoreError::Unavailable(format!(
+            "DATABASE_URL {:?} is not supported; use sqlite:<file> (e.g. sqlite:lipa.db)",
+            url.split('@').next_back().unwrap_or("")
+        )))
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        delegate!(self.ping())
+    }
+
+    /// Stores a new API key's hash.
+    pub async fn insert_api_key(&self, key: ApiKey, key_hash: String) -> Result<(), StoreError> {
+        delegate!(self.insert_api_key(key, key_hash))
+    }
+
+    /// The live (not revoked) key with this hash.
+    pub async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKey>, StoreError> {
+        delegate!(self.api_key_by_hash(key_hash.to_owned()))
+    }
+
+    /// Revokes a key by id or name; false if none was live.
+    pub async fn revoke_api_key(&self, id_or_name: &str, now: i64) -> Result<bool, StoreError> {
+        delegate!(self.revoke_api_key(id_or_name.to_owned(), now))
+    }
+
+    /// All keys.
+    pub async fn api_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
+        delegate!(self.api_keys())
+    }
+
+    /// Inserts a pending payment, or returns the one with the same idempotency key.
+    pub async fn insert_payment(&self, new: NewPayment) -> Result<Inserted, StoreError> {
+        delegate!(self.insert_payment(new))
+    }
+
+    /// Records how the push went.
+    pub async fn record_push(&self, id: &PaymentId, result: PushResult, now: i64) -> Result<Payment, StoreError> {
+        delegate!(self.record_push(id.clone(), result, now))
+    }
+
+    /// One payment (optionally only if it belongs to `api_key_id`).
+    pub async fn payment(&self, id: &PaymentId, api_key_id: Option<&str>) -> Result<Option<Payment>, StoreError> {
+        delegate!(self.payment(id.clone(), api_key_id.map(str::to_owned)))
+    }
+
+    /// Payments matching `filter`, newest first.
+    pub async fn payments(&self, filter: PaymentFilter) -> Result<Vec<Payment>, StoreError> {
+        delegate!(self.payments(filter))
+    }
+
+    /// Pushes to `phone` created since `since` (ms): for rate limits and the live-prompt check.
+    pub async fn recent_pushes(&self, phone: &str, since: i64) -> Result<RecentPushes, StoreError> {
+        delegate!(self.recent_pushes(phone.to_owned(), since))
+    }
+
+    /// Stores a callback and applies it, in one commit.
+    pub async fn settle_from_callback(&self, incoming: IncomingCallback) -> Result<CallbackStored, StoreError> {
+        delegate!(self.settle_from_callback(incoming))
+    }
+
+    /// Leases up to `limit` pending payments due for a query until `lease_until`.
+    pub async fn claim_due_checks(&self, now: i64, lease_until: i64, limit: u32) -> Result<Vec<DueCheck>, StoreError> {
+        delegate!(self.claim_due_checks(now, lease_until, limit))
+    }
+
+    /// Applies a query's final answer.
+    pub async fn settle_from_query(
+        &self,
+        id: &PaymentId,
+        result: daraja::QueryResult,
+        now: i64,
+    ) -> Result<Decision, StoreError> {
+        delegate!(self.settle_from_query(id.clone(), result, now))
+    }
+
+    /// Records a query that gave no final answer and when to ask again.
+    pub async fn reschedule_check(
+        &self,
+        id: &PaymentId,
+        note: String,
+        next_at: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        delegate!(self.reschedule_check(id.clone(), note, next_at, now))
+    }
+
+    /// Expires pending payments created before `created_before`; returns their ids.
+    pub async fn expire_overdue(&self, created_before: i64, now: i64) -> Result<Vec<PaymentId>, StoreError> {
+        delegate!(self.expire_overdue(created_before, now))
+    }
+
+    /// A payment's timeline, oldest first.
+    pub async fn events(&self, id: &PaymentId) -> Result<Vec<Event>, StoreError> {
+        delegate!(self.events(id.clone()))
+    }
+
+    /// Callbacks stored for a payment, oldest first.
+    pub async fn callbacks_for(&self, id: &PaymentId) -> Result<Vec<StoredCallback>, StoreError> {
+        delegate!(self.callbacks_for(id.clone()))
+    }
+
+    /// Callbacks that matched no payment or could not be parsed, for review.
+    pub async fn unmatched_callbacks(&self) -> Result<Vec<StoredCallback>, StoreError> {
+        delegate!(self.unmatched_callbacks())
+    }
+}
+
+/// Recent pushes to one phone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RecentPushes {
+    /// How many payments were created for the phone in the window.
+    pub count: u32,
+    /// Whether one of them is still pending with an accepted (or unknown) push.
+    pub live_prompt: bool,
+}

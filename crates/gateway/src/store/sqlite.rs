@@ -1,0 +1,735 @@
+//! SQLite backend: WAL, `synchronous=FULL`, one writer thread with group commit, and a small
+//! pool of reader connections.
+//!
+//! Group commit: write jobs queue on a channel; the writer takes every job waiting (up to
+//! `MAX_BATCH`), runs each in its own savepoint inside one transaction, commits once (one
+//! fsync for the batch), and only then answers each job. A job that fails rolls back its own
+//! savepoint without touching the others; a failed commit fails every job of the batch, so no
+//! caller is ever told "stored" for something that is not on disk.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    ApiKey, CallbackStored, DueCheck, Event, IncomingCallback, Inserted, NewPayment, PaymentFilter, PushResult,
+    RecentPushes, StoreError, StoredCallback,
+};
+use crate::payment::{FailureReason, Payment, PaymentId, SettledBy, Status};
+use crate::settlement::{self, Change, Current, Decision, Outcome};
+
+const MAX_BATCH: usize = 512;
+const SCHEMA_V1: &str = include_str!("schema_sqlite.sql");
+
+type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+type Job = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
+
+/// The SQLite store. Cheap to clone.
+#[derive(Clone)]
+pub struct SqliteStore {
+    writer: mpsc::UnboundedSender<Job>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    path: Arc<str>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn sql_error(e: rusqlite::Error) -> StoreError {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+            StoreError::Conflict(e.to_string())
+        }
+        rusqlite::Error::FromSqlConversionFailure(..) | rusqlite::Error::InvalidColumnType(..) => {
+            StoreError::Corrupt(e.to_string())
+        }
+        _ => StoreError::Unavailable(e.to_string()),
+    }
+}
+
+fn connect(path: &str) -> Result<Connection, StoreError> {
+    let conn = if path == ":memory:" { Connection::open_in_memory() } else { Connection::open(path) }
+        .map_err(|e| unavailable(format!("cannot open SQLite database {path:?}: {e}")))?;
+    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(sql_error)?;
+    conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
+        .map_err(sql_error)?;
+    Ok(conn)
+}
+
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(sql_error)?;
+    if version < 1 {
+        conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA_V1} PRAGMA user_version = 1; COMMIT;"))
+            .map_err(sql_error)?;
+        tracing::info!("database schema created (version 1)");
+    }
+    Ok(())
+}
+
+fn run_writer(conn: Connection, mut jobs: mpsc::UnboundedReceiver<Job>) {
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = jobs.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut completions = Vec::with_capacity(batch.len());
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let err = sql_error(e);
+            for job in batch.drain(..) {
+                // The job never ran: fail it without touching the connection.
+                drop(job);
+                tracing::error!(error = %err, "could not begin a write transaction");
+            }
+            continue;
+        }
+        for job in batch.drain(..) {
+            let savepoint = conn.execute_batch("SAVEPOINT job");
+            let (ok, completion) = job(&conn);
+            let closed =
+                if ok { conn.execute_batch("RELEASE job") } else { conn.execute_batch("ROLLBACK TO job; RELEASE job") };
+            if let Err(e) = savepoint.and(closed) {
+                tracing::error!(error = %e, "savepoint failed");
+            }
+            completions.push(completion);
+        }
+        let committed = conn.execute_batch("COMMIT").map_err(sql_error);
+        if committed.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for completion in completions {
+            completion(committed.as_ref().map(|_| ()).map_err(|e| StoreError::Unavailable(e.to_string())));
+        }
+    }
+}
+
+impl SqliteStore {
+    /// Opens the database file (created if missing), migrates it, and starts the writer.
+    pub async fn open(path: &str) -> Result<Self, StoreError> {
+        let path_owned = path.to_owned();
+        let (conn, readers) = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
+            if path_owned != ":memory:"
+                && let Some(dir) = Path::new(&path_owned).parent().filter(|d| !d.as_os_str().is_empty())
+            {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| unavailable(format!("cannot create {}: {e}", dir.display())))?;
+            }
+            let conn = connect(&path_owned)?;
+            migrate(&conn)?;
+            // An in-memory database is private to its connection, so readers share the writer's
+            // view only for files; `:memory:` is for quick experiments, tests use files.
+            let readers = if path_owned == ":memory:" { Vec::new() } else { vec![connect(&path_owned)?] };
+            Ok((conn, readers))
+        })
+        .await
+        .map_err(unavailable)??;
+        let (writer, jobs) = mpsc::unbounded_channel();
+        std::thread::Builder::new()
+            .name("lipa-sqlite-writer".into())
+            .spawn(move || run_writer(conn, jobs))
+            .map_err(unavailable)?;
+        Ok(Self { writer, readers: Arc::new(Mutex::new(readers)), path: path.into() })
+    }
+
+    /// Runs `f` inside the writer's transaction; answers after the commit.
+    async fn write<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let result = f(conn);
+            let ok = result.is_ok();
+            let completion: Completion = Box::new(move |committed| {
+                let _ = tx.send(committed.and(result));
+            });
+            (ok, completion)
+        });
+        self.writer.send(job).map_err(|_| unavailable("the database writer has stopped"))?;
+        rx.await.map_err(|_| unavailable("the database writer stopped before committing"))?
+    }
+
+    /// Runs `f` on a reader connection on the blocking pool.
+    async fn read<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        if &*self.path == ":memory:" {
+            return self.write(f).await;
+        }
+        let readers = self.readers.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = readers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop();
+            let conn = match pooled {
+                Some(c) => c,
+                None => connect(&path)?,
+            };
+            let result = f(&conn);
+            readers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(conn);
+            result
+        })
+        .await
+        .map_err(unavailable)?
+    }
+
+    pub(super) async fn ping(&self) -> Result<(), StoreError> {
+        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(sql_error)).await
+    }
+
+    // ---- API keys ----
+
+    pub(super) async fn insert_api_key(&self, key: ApiKey, key_hash: String) -> Result<(), StoreError> {
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO api_keys (id, name, key_hash, prefix, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![key.id, key.name, key_hash, key.prefix, key.created_at],
+            )
+            .map_err(sql_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub(super) async fn api_key_by_hash(&self, key_hash: String) -> Result<Option<ApiKey>, StoreError> {
+        self.read(move |c| {
+            c.query_row(
+                "SELECT id, name, prefix, created_at, revoked_at FROM api_keys WHERE key_hash = ?1 AND revoked_at IS NULL",
+                [key_hash],
+                api_key_from_row,
+            )
+            .optional()
+            .map_err(sql_error)
+        })
+        .await
+    }
+
+    pub(super) async fn revoke_api_key(&self, id_or_name: String, now: i64) -> Result<bool, StoreError> {
+        self.write(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE api_keys SET revoked_at = ?2 WHERE (id = ?1 OR name = ?1) AND revoked_at IS NULL",
+                    params![id_or_name, now],
+                )
+                .map_err(sql_error)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    pub(super) async fn api_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare("SELECT id, name, prefix, created_at, revoked_at FROM api_keys ORDER BY created_at")
+                .map_err(sql_error)?;
+            let rows = stmt.query_map([], api_key_from_row).map_err(sql_error)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(sql_error)
+        })
+        .await
+    }
+
+    // ---- payments ----
+
+    pub(super) async fn insert_payment(&self, new: NewPayment) -> Result<Inserted, StoreError> {
+        self.write(move |c| {
+            if let Some(key) = &new.idempotency_key {
+                let existing = c
+                    .query_row(
+                        &format!("SELECT {PAYMENT_COLUMNS}, request_hash FROM payments WHERE api_key_id = ?1 AND idempotency_key = ?2"),
+                        params![new.api_key_id, key],
+                        |row| Ok((payment_from_row(row)?, row.get::<_, String>(PAYMENT_COLUMN_COUNT)?)),
+                    )
+                    .optional()
+                    .map_err(sql_error)?;
+                if let Some((payment, hash)) = existing {
+                    return Ok(Inserted::Existing(payment, hash));
+                }
+            }
+            c.execute(
+                "INSERT INTO payments (id, api_key_id, idempotency_key, request_hash, amount, phone, account_reference,
+                    description, metadata, webhook_url, customer_email, status, callback_token_hash, push_state,
+                    created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'pending', ?12, 'sending', ?13, ?13)",
+                params![
+                    new.id.as_str(),
+                    new.api_key_id,
+                    new.idempotency_key,
+                    new.request_hash,
+                    new.amount,
+                    new.phone,
+                    new.account_reference,
+                    new.description,
+                    new.metadata.to_string(),
+                    new.webhook_url,
+                    new.customer_email,
+                    new.callback_token_hash,
+                    new.now,
+                ],
+            )
+            .map_err(sql_error)?;
+            event(c, &new.id, new.now, "created", &serde_json::json!({"amount": new.amount, "phone": new.phone}))?;
+            Ok(Inserted::Created(load(c, &new.id)?))
+        })
+        .await
+    }
+
+    pub(super) async fn record_push(&self, id: PaymentId, result: PushResult, now: i64) -> Result<Payment, StoreError> {
+        self.write(move |c| {
+            match &result {
+                PushResult::Accepted { merchant_request_id, checkout_request_id, first_check_at } => {
+                    // A callback may have arrived first and set the CheckoutRequestID already.
+                    c.execute(
+                        "UPDATE payments SET push_state = 'accepted', merchant_request_id = ?2,
+                            checkout_request_id = COALESCE(checkout_request_id, ?3),
+                            next_check_at = CASE WHEN status = 'pending' THEN ?4 END, updated_at = ?5
+                         WHERE id = ?1",
+                        params![id.as_str(), merchant_request_id, checkout_request_id, first_check_at, now],
+                    )
+                    .map_err(sql_error)?;
+                    event(
+                        c,
+                        &id,
+                        now,
+                        "push_accepted",
+                        &serde_json::json!({"merchant_request_id": merchant_request_id, "checkout_request_id": checkout_request_id}),
+                    )?;
+                }
+                PushResult::Refused { code, message } => {
+                    c.execute(
+                        "UPDATE payments SET push_state = 'refused', status = CASE WHEN status = 'pending' THEN 'failed' ELSE status END,
+                            failure_reason = CASE WHEN status = 'pending' THEN ?2 ELSE failure_reason END,
+                            result_code = COALESCE(result_code, ?3), result_desc = COALESCE(result_desc, ?4),
+                            settled_by = COALESCE(settled_by, 'push'), settled_at = COALESCE(settled_at, ?5), updated_at = ?5
+                         WHERE id = ?1",
+                        params![id.as_str(), FailureReason::RejectedByDaraja.as_str(), code, message, now],
+                    )
+                    .map_err(sql_error)?;
+                    event(c, &id, now, "push_refused", &serde_json::json!({"code": code, "message": message}))?;
+                }
+                PushResult::Unknown { error, first_check_at } => {
+                    c.execute(
+                        "UPDATE payments SET push_state = 'unknown', next_check_at = ?2, updated_at = ?3 WHERE id = ?1",
+                        params![id.as_str(), first_check_at, now],
+                    )
+                    .map_err(sql_error)?;
+                    event(c, &id, now, "push_unknown", &serde_json::json!({"error": error}))?;
+                }
+            }
+            load(c, &id)
+        })
+        .await
+    }
+
+    pub(super) async fn payment(
+        &self,
+        id: PaymentId,
+        api_key_id: Option<String>,
+    ) -> Result<Option<Payment>, StoreError> {
+        self.read(move |c| {
+            let payment = c
+                .query_row(
+                    &format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = ?1"),
+                    [id.as_str()],
+                    payment_from_row,
+                )
+                .optional()
+                .map_err(sql_error)?;
+            Ok(payment.filter(|p| api_key_id.as_ref().is_none_or(|k| &p.api_key_id == k)))
+        })
+        .await
+    }
+
+    pub(super) async fn payments(&self, f: PaymentFilter) -> Result<Vec<Payment>, StoreError> {
+        self.read(move |c| {
+            let mut sql = format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE 1 = 1");
+            let mut args: Vec<rusqlite::types::Value> = Vec::new();
+            let mut push = |clause: &str, value: rusqlite::types::Value| {
+                args.push(value);
+                sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
+            };
+            use rusqlite::types::Value as V;
+            if let Some(k) = f.api_key_id {
+                push(" AND api_key_id = ?", V::Text(k));
+            }
+            if let Some(s) = f.status {
+                push(" AND status = ?", V::Text(s.as_str().into()));
+            }
+            if let Some(p) = f.phone {
+                push(" AND phone = ?", V::Text(p));
+            }
+            if let Some(r) = f.reference {
+                push(" AND account_reference = ?", V::Text(r));
+            }
+            if let Some(r) = f.receipt {
+                push(" AND receipt = ?", V::Text(r));
+            }
+            if let Some(t) = f.created_from {
+                push(" AND created_at >= ?", V::Integer(t));
+            }
+            if let Some(t) = f.created_to {
+                push(" AND created_at < ?", V::Integer(t));
+            }
+            if let Some((at, id)) = f.after {
+                push(" AND (created_at < ?", V::Integer(at));
+                let n = args.len();
+                args.push(V::Text(id));
+                sql.push_str(&format!(" OR (created_at = ?{n} AND id < ?{}))", n + 1));
+            }
+            sql.push_str(&format!(" ORDER BY created_at DESC, id DESC LIMIT {}", f.limit.clamp(1, 1000)));
+            let mut stmt = c.prepare(&sql).map_err(sql_error)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(args), payment_from_row).map_err(sql_error)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(sql_error)
+        })
+        .await
+    }
+
+    pub(super) async fn recent_pushes(&self, phone: String, since: i64) -> Result<RecentPushes, StoreError> {
+        self.read(move |c| {
+            c.query_row(
+                "SELECT COUNT(*), COALESCE(SUM(status = 'pending' AND push_state IN ('sending', 'accepted', 'unknown')), 0)
+                 FROM payments WHERE phone = ?1 AND created_at >= ?2",
+                params![phone, since],
+                |r| Ok(RecentPushes { count: r.get(0)?, live_prompt: r.get::<_, i64>(1)? > 0 }),
+            )
+            .map_err(sql_error)
+        })
+        .await
+    }
+
+    // ---- callbacks and queries ----
+
+    pub(super) async fn settle_from_callback(&self, incoming: IncomingCallback) -> Result<CallbackStored, StoreError> {
+        self.write(move |c| {
+            let found = c
+                .query_row(
+                    &format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE callback_token_hash = ?1"),
+                    [&incoming.token_hash],
+                    payment_from_row,
+                )
+                .optional()
+                .map_err(sql_error)?;
+            let checkout_id = incoming.parsed.as_ref().ok().map(|cb| cb.checkout_request_id.as_str().to_owned());
+            let (decision, payment) = match (&incoming.parsed, found) {
+                (Err(e), payment) => (Decision { outcome: Outcome::Malformed, change: None, note: e.to_string() }, payment),
+                (Ok(_), None) => (
+                    Decision { outcome: Outcome::Orphan, change: None, note: "no payment has this callback token".into() },
+                    None,
+                ),
+                (Ok(cb), Some(p)) => (settlement::on_callback(&current(&p), cb), Some(p)),
+            };
+            let payment_id = payment.as_ref().map(|p| p.id.clone());
+            c.execute(
+                "INSERT INTO callbacks (received_at, payment_id, token_hash, source, checkout_request_id, outcome, note, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    incoming.received_at,
+                    payment_id.as_ref().map(PaymentId::as_str),
+                    incoming.token_hash,
+                    incoming.source,
+                    checkout_id,
+                    decision.outcome.as_str(),
+                    decision.note,
+                    incoming.body,
+                ],
+            )
+            .map_err(sql_error)?;
+            let status = match &payment {
+                Some(p) => Some(apply(c, p, &decision, "callback", incoming.received_at)?),
+                None => None,
+            };
+            Ok(CallbackStored { outcome: decision.outcome, payment_id, status })
+        })
+        .await
+    }
+
+    pub(super) async fn claim_due_checks(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> Result<Vec<DueCheck>, StoreError> {
+        self.write(move |c| {
+            let mut stmt = c
+                .prepare(
+                    "UPDATE payments SET lease_until = ?2
+                     WHERE id IN (SELECT id FROM payments
+                                  WHERE status = 'pending' AND next_check_at <= ?1 AND checkout_request_id IS NOT NULL
+                                    AND (lease_until IS NULL OR lease_until <= ?1)
+                                  ORDER BY next_check_at LIMIT ?3)
+                     RETURNING id, checkout_request_id, check_attempts, created_at",
+                )
+                .map_err(sql_error)?;
+            let rows = stmt
+                .query_map(params![now, lease_until, limit], |r| {
+                    Ok(DueCheck {
+                        id: PaymentId::from_db(r.get(0)?),
+                        checkout_request_id: r.get(1)?,
+                        attempts: r.get(2)?,
+                        created_at: r.get(3)?,
+                    })
+                })
+                .map_err(sql_error)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(sql_error)
+        })
+        .await
+    }
+
+    pub(super) async fn settle_from_query(
+        &self,
+        id: PaymentId,
+        result: daraja::QueryResult,
+        now: i64,
+    ) -> Result<Decision, StoreError> {
+        self.write(move |c| {
+            let payment = load(c, &id)?;
+            let decision = settlement::on_query(&current(&payment), &result);
+            c.execute(
+                "UPDATE payments SET check_attempts = check_attempts + 1, lease_until = NULL, next_check_at = NULL WHERE id = ?1",
+                [id.as_str()],
+            )
+            .map_err(sql_error)?;
+            apply(c, &payment, &decision, "query", now)?;
+            Ok(decision)
+        })
+        .await
+    }
+
+    pub(super) async fn reschedule_check(
+        &self,
+        id: PaymentId,
+        note: String,
+        next_at: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.write(move |c| {
+            c.execute(
+                "UPDATE payments SET check_attempts = check_attempts + 1, lease_until = NULL,
+                    next_check_at = CASE WHEN status = 'pending' THEN ?2 END
+                 WHERE id = ?1",
+                params![id.as_str(), next_at],
+            )
+            .map_err(sql_error)?;
+            event(c, &id, now, "query", &serde_json::json!({"answer": note}))
+        })
+        .await
+    }
+
+    pub(super) async fn expire_overdue(&self, created_before: i64, now: i64) -> Result<Vec<PaymentId>, StoreError> {
+        self.write(move |c| {
+            let mut stmt = c
+                .prepare(
+                    "UPDATE payments SET status = 'expired', settled_by = 'expiry', settled_at = ?2, updated_at = ?2,
+                        next_check_at = NULL, lease_until = NULL
+                     WHERE status = 'pending' AND created_at < ?1 RETURNING id",
+                )
+                .map_err(sql_error)?;
+            let ids = stmt
+                .query_map(params![created_before, now], |r| r.get::<_, String>(0).map(PaymentId::from_db))
+                .map_err(sql_error)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(sql_error)?;
+            for id in &ids {
+                event(c, id, now, "expired", &serde_json::json!({"note": "no conclusive answer in time"}))?;
+            }
+            Ok(ids)
+        })
+        .await
+    }
+
+    pub(super) async fn events(&self, id: PaymentId) -> Result<Vec<Event>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare("SELECT at, kind, detail FROM events WHERE payment_id = ?1 ORDER BY id")
+                .map_err(sql_error)?;
+            let rows = stmt
+                .query_map([id.as_str()], |r| {
+                    let detail: String = r.get(2)?;
+                    Ok(Event {
+                        at: r.get(0)?,
+                        kind: r.get(1)?,
+                        detail: serde_json::from_str(&detail).unwrap_or_default(),
+                    })
+                })
+                .map_err(sql_error)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(sql_error)
+        })
+        .await
+    }
+
+    pub(super) async fn callbacks_for(&self, id: PaymentId) -> Result<Vec<StoredCallback>, StoreError> {
+        self.read(move |c| stored_callbacks(c, "WHERE payment_id = ?1 ORDER BY id", params![id.as_str()])).await
+    }
+
+    pub(super) async fn unmatched_callbacks(&self) -> Result<Vec<StoredCallback>, StoreError> {
+        self.read(|c| stored_callbacks(c, "WHERE payment_id IS NULL ORDER BY id", params![])).await
+    }
+}
+
+fn stored_callbacks(
+    c: &Connection,
+    clause: &str,
+    args: &[&dyn rusqlite::ToSql],
+) -> Result<Vec<StoredCallback>, StoreError> {
+    let mut stmt = c
+        .prepare(&format!("SELECT id, received_at, payment_id, outcome, note, source, body FROM callbacks {clause}"))
+        .map_err(sql_error)?;
+    let rows = stmt
+        .query_map(args, |r| {
+            let body: Vec<u8> = r.get(6)?;
+            Ok(StoredCallback {
+                id: r.get(0)?,
+                received_at: r.get(1)?,
+                payment_id: r.get(2)?,
+                outcome: r.get(3)?,
+                note: r.get(4)?,
+                source: r.get(5)?,
+                body: String::from_utf8_lossy(&body).into_owned(),
+            })
+        })
+        .map_err(sql_error)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(sql_error)
+}
+
+/// Writes a decision's change and its timeline event; returns the resulting status.
+fn apply(c: &Connection, p: &Payment, d: &Decision, source: &str, now: i64) -> Result<Status, StoreError> {
+    let review = d.outcome.needs_review();
+    let status = match &d.change {
+        Some(change) => {
+            write_change(c, &p.id, change, review, now)?;
+            change.status
+        }
+        None => {
+            if review {
+                c.execute(
+                    "UPDATE payments SET needs_review = 1, updated_at = ?2 WHERE id = ?1",
+                    params![p.id.as_str(), now],
+                )
+                .map_err(sql_error)?;
+            }
+            p.status
+        }
+    };
+    event(
+        c,
+        &p.id,
+        now,
+        &format!("{source}_{}", d.outcome.as_str()),
+        &serde_json::json!({"note": d.note, "status": status.as_str()}),
+    )?;
+    Ok(status)
+}
+
+fn write_change(c: &Connection, id: &PaymentId, ch: &Change, review: bool, now: i64) -> Result<(), StoreError> {
+    c.execute(
+        "UPDATE payments SET status = ?2, failure_reason = ?3, result_code = ?4, result_desc = ?5,
+            receipt = COALESCE(?6, receipt), transaction_date = COALESCE(?7, transaction_date),
+            checkout_request_id = COALESCE(checkout_request_id, ?8), settled_by = ?9,
+            settled_at = COALESCE(settled_at, ?10), needs_review = MAX(needs_review, ?11), updated_at = ?10,
+            next_check_at = NULL, lease_until = NULL
+         WHERE id = ?1",
+        params![
+            id.as_str(),
+            ch.status.as_str(),
+            ch.failure_reason.map(FailureReason::as_str),
+            ch.result_code,
+            ch.result_desc,
+            ch.receipt,
+            ch.transaction_date,
+            ch.checkout_request_id,
+            ch.settled_by.as_str(),
+            now,
+            i64::from(review),
+        ],
+    )
+    .map_err(sql_error)?;
+    Ok(())
+}
+
+fn event(c: &Connection, id: &PaymentId, at: i64, kind: &str, detail: &serde_json::Value) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO events (payment_id, at, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+        params![id.as_str(), at, kind, detail.to_string()],
+    )
+    .map_err(sql_error)?;
+    Ok(())
+}
+
+fn current(p: &Payment) -> Current<'_> {
+    Current {
+        status: p.status,
+        amount: p.amount,
+        phone: &p.phone,
+        checkout_request_id: p.checkout_request_id.as_deref(),
+        receipt: p.receipt.as_deref(),
+        result_code: p.result_code.as_deref(),
+        settled_by: p.settled_by,
+    }
+}
+
+fn load(c: &Connection, id: &PaymentId) -> Result<Payment, StoreError> {
+    c.query_row(&format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = ?1"), [id.as_str()], payment_from_row)
+        .map_err(sql_error)
+}
+
+const PAYMENT_COLUMNS: &str = "id, status, amount, phone, account_reference, description, metadata, webhook_url,
+    customer_email, merchant_request_id, checkout_request_id, receipt, transaction_date, failure_reason, result_code,
+    result_desc, settled_by, needs_review, created_at, updated_at, settled_at, callback_token_hash, api_key_id";
+const PAYMENT_COLUMN_COUNT: usize = 23;
+
+fn bad(col: usize, what: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(col, rusqlite::types::Type::Text, what.to_owned().into())
+}
+
+fn payment_from_row(r: &Row<'_>) -> rusqlite::Result<Payment> {
+    let status: String = r.get(1)?;
+    let metadata: String = r.get(6)?;
+    let reason: Option<String> = r.get(13)?;
+    let settled_by: Option<String> = r.get(16)?;
+    Ok(Payment {
+        id: PaymentId::from_db(r.get(0)?),
+        status: Status::parse(&status).ok_or_else(|| bad(1, "unknown status"))?,
+        amount: r.get(2)?,
+        phone: r.get(3)?,
+        account_reference: r.get(4)?,
+        description: r.get(5)?,
+        metadata: serde_json::from_str(&metadata).map_err(|_| bad(6, "metadata is not JSON"))?,
+        webhook_url: r.get(7)?,
+        customer_email: r.get(8)?,
+        merchant_request_id: r.get(9)?,
+        checkout_request_id: r.get(10)?,
+        receipt: r.get(11)?,
+        transaction_date: r.get(12)?,
+        failure_reason: reason
+            .as_deref()
+            .map(|s| FailureReason::parse(s).ok_or_else(|| bad(13, "unknown reason")))
+            .transpose()?,
+        result_code: r.get(14)?,
+        result_desc: r.get(15)?,
+        settled_by: settled_by
+            .as_deref()
+            .map(|s| SettledBy::parse(s).ok_or_else(|| bad(16, "unknown settled_by")))
+            .transpose()?,
+        needs_review: r.get::<_, i64>(17)? != 0,
+        created_at: r.get(18)?,
+        updated_at: r.get(19)?,
+        settled_at: r.get(20)?,
+        callback_token_hash: r.get(21)?,
+        api_key_id: r.get(22)?,
+    })
+}
+
+fn api_key_from_row(r: &Row<'_>) -> rusqlite::Result<ApiKey> {
+    Ok(ApiKey { id: r.get(0)?, name: r.get(1)?, prefix: r.get(2)?, created_at: r.get(3)?, revoked_at: r.get(4)? })
+}
