@@ -6,8 +6,15 @@
 //! body; reconciliation queries Daraja for payments whose callback never came, and expires
 //! the ones nobody answers.
 
+pub mod api;
+pub mod config;
 pub mod ids;
+pub mod keys;
 pub mod payment;
+pub mod rate;
+pub mod reconciliation;
+pub mod service;
 pub mod settlement;
+pub mod startup;
 pub mod store;
 pub mod time_fmt;

@@ -264,6 +264,15 @@ impl Store {
         delegate!(self.insert_payment(new))
     }
 
+    /// The payment an API key created with an idempotency key, and its request hash.
+    pub async fn payment_by_idempotency_key(
+        &self,
+        api_key_id: &str,
+        idempotency_key: &str,
+    ) -> Result<Option<(Payment, String)>, StoreError> {
+        delegate!(self.payment_by_idempotency_key(api_key_id.to_owned(), idempotency_key.to_owned()))
+    }
+
     /// Records how the push went.
     pub async fn record_push(&self, id: &PaymentId, result: PushResult, now: i64) -> Result<Payment, StoreError> {
         delegate!(self.record_push(id.clone(), result, now))

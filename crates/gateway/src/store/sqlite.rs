@@ -242,20 +242,20 @@ impl SqliteStore {
 
     // ---- payments ----
 
+    pub(super) async fn payment_by_idempotency_key(
+        &self,
+        api_key_id: String,
+        key: String,
+    ) -> Result<Option<(Payment, String)>, StoreError> {
+        self.read(move |c| by_idempotency_key(c, &api_key_id, &key)).await
+    }
+
     pub(super) async fn insert_payment(&self, new: NewPayment) -> Result<Inserted, StoreError> {
         self.write(move |c| {
-            if let Some(key) = &new.idempotency_key {
-                let existing = c
-                    .query_row(
-                        &format!("SELECT {PAYMENT_COLUMNS}, request_hash FROM payments WHERE api_key_id = ?1 AND idempotency_key = ?2"),
-                        params![new.api_key_id, key],
-                        |row| Ok((payment_from_row(row)?, row.get::<_, String>(PAYMENT_COLUMN_COUNT)?)),
-                    )
-                    .optional()
-                    .map_err(sql_error)?;
-                if let Some((payment, hash)) = existing {
-                    return Ok(Inserted::Existing(payment, hash));
-                }
+            if let Some(key) = &new.idempotency_key
+                && let Some((payment, hash)) = by_idempotency_key(c, &new.api_key_id, key)?
+            {
+                return Ok(Inserted::Existing(payment, hash));
             }
             c.execute(
                 "INSERT INTO payments (id, api_key_id, idempotency_key, request_hash, amount, phone, account_reference,
@@ -664,6 +664,16 @@ fn event(c: &Connection, id: &PaymentId, at: i64, kind: &str, detail: &serde_jso
     )
     .map_err(sql_error)?;
     Ok(())
+}
+
+fn by_idempotency_key(c: &Connection, api_key_id: &str, key: &str) -> Result<Option<(Payment, String)>, StoreError> {
+    c.query_row(
+        &format!("SELECT {PAYMENT_COLUMNS}, request_hash FROM payments WHERE api_key_id = ?1 AND idempotency_key = ?2"),
+        params![api_key_id, key],
+        |row| Ok((payment_from_row(row)?, row.get::<_, String>(PAYMENT_COLUMN_COUNT)?)),
+    )
+    .optional()
+    .map_err(sql_error)
 }
 
 fn current(p: &Payment) -> Current<'_> {

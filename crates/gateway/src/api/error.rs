@@ -1,0 +1,106 @@
+//! The HTTP edge's one error type: a stable machine-readable `code`, a human `message`, the
+//! offending `field` for validation errors, opaque 500s, and the cause logged once.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::service::CreateError;
+use crate::store::StoreError;
+
+/// An error answer: `{"error": {"code", "message", "field"?}}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    field: Option<&'static str>,
+    retry_after: Option<u64>,
+}
+
+impl ApiError {
+    /// A new error.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into(), field: None, retry_after: None }
+    }
+
+    /// 400 for a request that is not what the endpoint takes.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// 404.
+    pub fn not_found(what: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", format!("no {what} with that id"))
+    }
+
+    /// 401.
+    pub fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "send your API key as `Authorization: Bearer lipa_sk_…` (create one with `lipa keys create --name shop`)",
+        )
+    }
+
+    /// 422 naming the field.
+    pub fn invalid_field(field: &'static str, message: impl Into<String>) -> Self {
+        Self { field: Some(field), ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message) }
+    }
+
+    /// The status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(cause) => {
+                tracing::error!(error = %cause, "storage unavailable");
+                Self { retry_after: Some(1), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", "storage is unavailable; retry shortly") }
+            }
+            StoreError::Conflict(cause) => {
+                tracing::warn!(error = %cause, "uniqueness conflict");
+                Self::new(StatusCode::CONFLICT, "conflict", "the request conflicts with stored data; retry it")
+            }
+            StoreError::Corrupt(cause) => {
+                tracing::error!(error = %cause, "unreadable stored data");
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+            }
+        }
+    }
+}
+
+impl From<CreateError> for ApiError {
+    fn from(e: CreateError) -> Self {
+        match e {
+            CreateError::Invalid { field, message } => Self::invalid_field(field, format!("{field}: {message}")),
+            CreateError::IdempotencyKeyReused => Self::new(StatusCode::CONFLICT, "idempotency_key_reused", e.to_string()),
+            CreateError::PhoneBusy(secs) => {
+                Self { retry_after: Some(secs), ..Self::new(StatusCode::CONFLICT, "phone_busy", e.to_string()) }
+            }
+            CreateError::RateLimited(message, secs) => {
+                Self { retry_after: Some(secs), ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message) }
+            }
+            CreateError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = serde_json::json!({"code": self.code, "message": self.message});
+        if let Some(field) = self.field {
+            body["field"] = field.into();
+        }
+        let mut response = (self.status, Json(serde_json::json!({ "error": body }))).into_response();
+        if let Some(secs) = self.retry_after
+            && let Ok(value) = HeaderValue::from_str(&secs.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        response
+    }
+}

@@ -1,0 +1,130 @@
+//! `/v1/payments`: create (idempotent), show, list with filters and cursor pagination, timeline.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::{ApiError, Merchant};
+use crate::payment::{Payment, PaymentId, Status};
+use crate::service::{CreatePayment, Gateway};
+use crate::store::PaymentFilter;
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
+    let key = value.to_str().ok().map(str::trim).filter(|k| !k.is_empty() && k.len() <= 255);
+    key.map(|k| Some(k.to_owned())).ok_or_else(|| {
+        ApiError::bad_request("invalid_idempotency_key", "Idempotency-Key must be 1 to 255 visible ASCII characters")
+    })
+}
+
+pub(super) async fn create(
+    State(gateway): State<Gateway>,
+    Merchant(key): Merchant,
+    headers: HeaderMap,
+    body: Result<Json<CreatePayment>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let idempotency_key = idempotency_key(&headers)?;
+    let Json(request) = body.map_err(|e| ApiError::bad_request("invalid_json", e.body_text()))?;
+    let created = gateway.create_payment(&key, idempotency_key, request).await?;
+    let mut response = (StatusCode::CREATED, Json(created.payment)).into_response();
+    if created.replayed {
+        response.headers_mut().insert("idempotent-replayed", axum::http::HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+fn payment_id(raw: &str) -> Result<PaymentId, ApiError> {
+    PaymentId::parse(raw).ok_or_else(|| ApiError::not_found("payment"))
+}
+
+pub(super) async fn show(
+    State(gateway): State<Gateway>,
+    Merchant(key): Merchant,
+    Path(id): Path<String>,
+) -> Result<Json<Payment>, ApiError> {
+    let id = payment_id(&id)?;
+    let payment = gateway.store().payment(&id, Some(&key.id)).await?;
+    payment.map(Json).ok_or_else(|| ApiError::not_found("payment"))
+}
+
+pub(super) async fn timeline(
+    State(gateway): State<Gateway>,
+    Merchant(key): Merchant,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = payment_id(&id)?;
+    if gateway.store().payment(&id, Some(&key.id)).await?.is_none() {
+        return Err(ApiError::not_found("payment"));
+    }
+    let events = gateway.store().events(&id).await?;
+    Ok(Json(serde_json::json!({ "events": events })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ListQuery {
+    status: Option<String>,
+    phone: Option<String>,
+    reference: Option<String>,
+    receipt: Option<String>,
+    created_from: Option<String>,
+    created_to: Option<String>,
+    cursor: Option<String>,
+    limit: Option<u32>,
+}
+
+fn instant(field: &'static str, text: &str) -> Result<i64, ApiError> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map(crate::time_fmt::to_millis)
+        .map_err(|_| ApiError::invalid_field(field, format!("{field}: {text:?} is not an RFC 3339 time such as 2026-01-31T09:00:00Z")))
+}
+
+pub(super) async fn list(
+    State(gateway): State<Gateway>,
+    Merchant(key): Merchant,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::invalid_field("limit", "limit: must be between 1 and 500"));
+    }
+    let status = q
+        .status
+        .map(|s| Status::parse(&s).ok_or_else(|| ApiError::invalid_field("status", "status: use pending, paid, failed or expired")))
+        .transpose()?;
+    let phone = q
+        .phone
+        .map(|p| daraja::Msisdn::parse(&p).map(|m| m.to_string()).map_err(|e| ApiError::invalid_field("phone", format!("phone: {}", e.reason))))
+        .transpose()?;
+    let after = q
+        .cursor
+        .map(|c| {
+            c.split_once('_')
+                .and_then(|(at, id)| Some((at.parse::<i64>().ok()?, PaymentId::parse(id)?.as_str().to_owned())))
+                .ok_or_else(|| ApiError::invalid_field("cursor", "cursor: pass back next_cursor from the previous page"))
+        })
+        .transpose()?;
+    let filter = PaymentFilter {
+        api_key_id: Some(key.id),
+        status,
+        phone,
+        reference: q.reference,
+        receipt: q.receipt,
+        created_from: q.created_from.as_deref().map(|t| instant("created_from", t)).transpose()?,
+        created_to: q.created_to.as_deref().map(|t| instant("created_to", t)).transpose()?,
+        after,
+        limit: limit + 1,
+    };
+    let mut page = gateway.store().payments(filter).await?;
+    let next_cursor = if page.len() > limit as usize {
+        page.truncate(limit as usize);
+        page.last().map(|p| format!("{}_{}", p.created_at, p.id))
+    } else {
+        None
+    };
+    Ok(Json(serde_json::json!({ "data": page, "next_cursor": next_cursor })))
+}

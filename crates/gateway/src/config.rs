@@ -1,0 +1,429 @@
+//! Settings: defaults, then an optional TOML file, then environment variables (the names
+//! people already use: `MPESA_CONSUMER_KEY`, `MPESA_PASSKEY`, `CALLBACK_BASE_URL`, …).
+//!
+//! Secrets are [`daraja::Secret`]s, so `Debug` of the settings is safe to log. [`Settings::check`]
+//! lints a configuration (what `lipa config check` prints); [`Settings::validate`] refuses to
+//! start on errors. Every finding names the setting and says what to change.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use daraja::Secret;
+use serde::Deserialize;
+
+/// Which Daraja the gateway talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MpesaEnvironment {
+    /// Safaricom's sandbox.
+    Sandbox,
+    /// Safaricom's production API.
+    Production,
+    /// The built-in simulator, started in-process (the default with no credentials).
+    Simulator,
+}
+
+/// Daraja credentials and account.
+#[derive(Debug, Clone)]
+pub struct MpesaSettings {
+    /// Which Daraja.
+    pub environment: MpesaEnvironment,
+    /// Whether the environment was chosen because nothing was configured.
+    pub environment_defaulted: bool,
+    /// Overrides the Daraja host (`MPESA_BASE_URL`).
+    pub base_url: Option<String>,
+    /// `MPESA_CONSUMER_KEY`.
+    pub consumer_key: Option<Secret>,
+    /// `MPESA_CONSUMER_SECRET`.
+    pub consumer_secret: Option<Secret>,
+    /// `MPESA_PASSKEY`.
+    pub passkey: Option<Secret>,
+    /// `MPESA_SHORTCODE` / `MPESA_BUSINESS_SHORTCODE`: the paybill, or a till's store number.
+    pub shortcode: Option<String>,
+    /// `MPESA_TILL_NUMBER`: set for Buy Goods tills.
+    pub till_number: Option<String>,
+}
+
+/// Limits on payments and pushes.
+#[derive(Debug, Clone)]
+pub struct PaymentSettings {
+    /// Largest amount accepted (KES).
+    pub max_amount: u32,
+    /// How long a pushed prompt counts as live on the phone (no second push meanwhile).
+    pub prompt_lifetime: Duration,
+    /// Pushes allowed per phone per hour.
+    pub pushes_per_phone_per_hour: u32,
+    /// Pushes allowed per second across the gateway process.
+    pub pushes_per_second: u32,
+}
+
+/// Reconciliation timing.
+#[derive(Debug, Clone)]
+pub struct ReconciliationSettings {
+    /// First STK Query this long after an accepted push with no callback.
+    pub first_query_after: Duration,
+    /// Between queries answered "being processed".
+    pub query_interval: Duration,
+    /// Pending this long with nothing conclusive: expired.
+    pub expire_after: Duration,
+    /// STK Queries per second (shared by all queries of the process).
+    pub queries_per_second: u32,
+}
+
+/// Everything the gateway is configured with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Address to listen on (`LIPA_LISTEN`).
+    pub listen: SocketAddr,
+    /// Public base URL of this gateway, for callback URLs (`CALLBACK_BASE_URL`).
+    pub public_url: Option<String>,
+    /// `DATABASE_URL`: `sqlite:lipa.db` by default.
+    pub database_url: String,
+    /// Shown to customers (`LIPA_BUSINESS_NAME`).
+    pub business_name: String,
+    /// Daraja.
+    pub mpesa: MpesaSettings,
+    /// Payment limits.
+    pub payments: PaymentSettings,
+    /// Reconciliation.
+    pub reconciliation: ReconciliationSettings,
+    /// `LIPA_LOG_FORMAT=json` for JSON logs.
+    pub json_logs: bool,
+}
+
+/// A configuration problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// Whether it stops the gateway from starting.
+    pub error: bool,
+    /// The setting, as its environment variable.
+    pub setting: &'static str,
+    /// What is wrong and what to change.
+    pub message: String,
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let level = if self.error { "error" } else { "warning" };
+        write!(f, "{level}: {}: {}", self.setting, self.message)
+    }
+}
+
+/// Settings could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The TOML file could not be read or parsed.
+    #[error("config file {path}: {message}")]
+    File {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A value is malformed.
+    #[error("{setting}: {message}")]
+    Invalid {
+        /// The setting.
+        setting: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// `validate` found errors.
+    #[error("the configuration has errors:\n{}", .0.iter().map(|f| format!("  {f}")).collect::<Vec<_>>().join("\n"))]
+    Findings(Vec<Finding>),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    listen: Option<String>,
+    public_url: Option<String>,
+    database_url: Option<String>,
+    business_name: Option<String>,
+    #[serde(default)]
+    mpesa: FileMpesa,
+    #[serde(default)]
+    payments: FilePayments,
+    #[serde(default)]
+    reconciliation: FileReconciliation,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileMpesa {
+    environment: Option<String>,
+    base_url: Option<String>,
+    consumer_key: Option<String>,
+    consumer_secret: Option<String>,
+    passkey: Option<String>,
+    shortcode: Option<String>,
+    till_number: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilePayments {
+    max_amount: Option<u32>,
+    prompt_lifetime_secs: Option<u64>,
+    pushes_per_phone_per_hour: Option<u32>,
+    pushes_per_second: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileReconciliation {
+    first_query_after_secs: Option<u64>,
+    query_interval_secs: Option<u64>,
+    expire_after_secs: Option<u64>,
+    queries_per_second: Option<u32>,
+}
+
+/// The commented example `lipa config print` shows.
+pub const EXAMPLE: &str = include_str!("lipa.example.toml");
+
+fn number<T: std::str::FromStr>(setting: &'static str, value: Option<String>) -> Result<Option<T>, ConfigError> {
+    value
+        .map(|v| {
+            v.trim().parse().map_err(|_| ConfigError::Invalid { setting, message: format!("{v:?} is not a whole number") })
+        })
+        .transpose()
+}
+
+impl Settings {
+    /// Loads defaults, then `file` (if given and present), then the environment through `env`.
+    pub fn load(file: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let f: FileSettings = match file {
+            Some(path) if path.exists() => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError::File { path: path.display().to_string(), message: e.to_string() })?;
+                toml::from_str(&text)
+                    .map_err(|e| ConfigError::File { path: path.display().to_string(), message: e.to_string() })?
+            }
+            _ => FileSettings::default(),
+        };
+        let env = |name: &str| env(name).filter(|v| !v.is_empty());
+        let pick = |var: &str, file: Option<String>| env(var).or(file);
+
+        let listen_text = pick("LIPA_LISTEN", f.listen).unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen = listen_text.trim().parse().map_err(|_| ConfigError::Invalid {
+            setting: "LIPA_LISTEN",
+            message: format!("{listen_text:?} is not an address like 127.0.0.1:8080"),
+        })?;
+
+        let consumer_key = pick("MPESA_CONSUMER_KEY", f.mpesa.consumer_key);
+        let consumer_secret = pick("MPESA_CONSUMER_SECRET", f.mpesa.consumer_secret);
+        let passkey = pick("MPESA_PASSKEY", f.mpesa.passkey);
+        let nothing_configured = consumer_key.is_none() && consumer_secret.is_none() && passkey.is_none();
+        let env_text = pick("MPESA_ENVIRONMENT", f.mpesa.environment);
+        let environment = match env_text.as_deref().map(|s| s.trim().to_ascii_lowercase()).as_deref() {
+            None if nothing_configured => MpesaEnvironment::Simulator,
+            None | Some("sandbox") => MpesaEnvironment::Sandbox,
+            Some("production") => MpesaEnvironment::Production,
+            Some("simulator") => MpesaEnvironment::Simulator,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    setting: "MPESA_ENVIRONMENT",
+                    message: format!("{other:?} is not one of sandbox, production, simulator"),
+                });
+            }
+        };
+
+        let p = f.payments;
+        let r = f.reconciliation;
+        let secs = |v: Option<u64>, default: u64| Duration::from_secs(v.unwrap_or(default));
+        Ok(Self {
+            listen,
+            public_url: pick("CALLBACK_BASE_URL", f.public_url).map(|u| u.trim_end_matches('/').to_owned()),
+            database_url: pick("DATABASE_URL", f.database_url).unwrap_or_else(|| "sqlite:lipa.db".into()),
+            business_name: pick("LIPA_BUSINESS_NAME", f.business_name).unwrap_or_else(|| "Lipa Demo Shop".into()),
+            mpesa: MpesaSettings {
+                environment,
+                environment_defaulted: env_text.is_none() && nothing_configured,
+                base_url: pick("MPESA_BASE_URL", f.mpesa.base_url),
+                consumer_key: consumer_key.map(Secret::from),
+                consumer_secret: consumer_secret.map(Secret::from),
+                passkey: passkey.map(Secret::from),
+                shortcode: env("MPESA_SHORTCODE").or_else(|| env("MPESA_BUSINESS_SHORTCODE")).or(f.mpesa.shortcode),
+                till_number: pick("MPESA_TILL_NUMBER", f.mpesa.till_number),
+            },
+            payments: PaymentSettings {
+                max_amount: number("LIPA_MAX_AMOUNT", env("LIPA_MAX_AMOUNT"))?.or(p.max_amount).unwrap_or(250_000),
+                prompt_lifetime: secs(p.prompt_lifetime_secs, 90),
+                pushes_per_phone_per_hour: p.pushes_per_phone_per_hour.unwrap_or(10),
+                pushes_per_second: p.pushes_per_second.unwrap_or(200),
+            },
+            reconciliation: ReconciliationSettings {
+                first_query_after: secs(r.first_query_after_secs, 20),
+                query_interval: secs(r.query_interval_secs, 15),
+                expire_after: secs(r.expire_after_secs, 180),
+                queries_per_second: r.queries_per_second.unwrap_or(5),
+            },
+            json_logs: env("LIPA_LOG_FORMAT").is_some_and(|v| v.eq_ignore_ascii_case("json")),
+        })
+    }
+
+    /// Loads from the process environment and `lipa.toml` (or `LIPA_CONFIG`).
+    pub fn from_environment() -> Result<Self, ConfigError> {
+        let file = std::env::var("LIPA_CONFIG").unwrap_or_else(|_| "lipa.toml".into());
+        Self::load(Some(Path::new(&file)), &|name| std::env::var(name).ok())
+    }
+
+    /// Lints the configuration; errors stop the gateway, warnings are advice.
+    pub fn check(&self) -> Vec<Finding> {
+        let mut out = Vec::new();
+        let mut error = |setting, message: String| out.push(Finding { error: true, setting, message });
+        let m = &self.mpesa;
+        let real = m.environment != MpesaEnvironment::Simulator;
+        if real {
+            for (setting, value) in [
+                ("MPESA_CONSUMER_KEY", &m.consumer_key),
+                ("MPESA_CONSUMER_SECRET", &m.consumer_secret),
+                ("MPESA_PASSKEY", &m.passkey),
+            ] {
+                match value {
+                    None => error(setting, "is not set; copy it from your Daraja app (or use MPESA_ENVIRONMENT=simulator)".into()),
+                    Some(s) if s.is_blank() => error(setting, "is empty".into()),
+                    Some(s) if s.expose().trim() != s.expose() => {
+                        error(setting, "has spaces or line breaks around it; remove them".into())
+                    }
+                    Some(_) => {}
+                }
+            }
+            match &m.shortcode {
+                None => error("MPESA_SHORTCODE", "is not set; use your paybill, or your till's store number".into()),
+                Some(code) if daraja::ShortCode::parse(code).is_err() => {
+                    error("MPESA_SHORTCODE", format!("{code:?} is not a 5 to 7 digit shortcode"))
+                }
+                Some(_) => {}
+            }
+            if let Some(till) = &m.till_number {
+                if daraja::TillNumber::parse(till).is_err() {
+                    error("MPESA_TILL_NUMBER", format!("{till:?} is not a 5 to 7 digit till number"));
+                } else if m.shortcode.as_deref() == Some(till.as_str()) {
+                    error(
+                        "MPESA_TILL_NUMBER",
+                        "equals MPESA_SHORTCODE; for a till, MPESA_SHORTCODE is the store (head office) number and the till goes here".into(),
+                    );
+                }
+            }
+            match self.public_url.as_deref() {
+                None => error("CALLBACK_BASE_URL", "is not set; Safaricom needs the public https address of this gateway".into()),
+                Some(url) => {
+                    if let Err(e) = daraja::CallbackUrl::parse(&format!("{url}/callbacks/stk/0")) {
+                        error("CALLBACK_BASE_URL", e.reason);
+                    } else if !url.starts_with("https://") {
+                        error("CALLBACK_BASE_URL", format!("{url:?} must use https for Safaricom"));
+                    }
+                }
+            }
+        }
+        if m.environment == MpesaEnvironment::Production {
+            if m.shortcode.as_deref() == Some("174379") {
+                error("MPESA_SHORTCODE", "174379 is the public sandbox shortcode; use your live paybill or store number".into());
+            }
+            if m.passkey.as_ref().is_some_and(|p| p.expose() == "bfb279f9aa9bdbcf158e97dd71a467cd2e0c893059b10f78e6b72ada1ed2c919") {
+                error("MPESA_PASSKEY", "is the public sandbox passkey; use the production passkey Safaricom emailed you".into());
+            }
+            if m.base_url.is_some() {
+                out.push(Finding {
+                    error: false,
+                    setting: "MPESA_BASE_URL",
+                    message: "overrides the production host; make sure this is intended (an egress proxy?)".into(),
+                });
+            }
+        }
+        if let Some(url) = &self.public_url {
+            let lower = url.to_ascii_lowercase();
+            if ["ngrok", "mockbin", "requestbin"].iter().any(|w| lower.contains(w)) {
+                out.push(Finding {
+                    error: false,
+                    setting: "CALLBACK_BASE_URL",
+                    message: "tunnelling and request-bin hosts are usually blocked by Safaricom, especially in production".into(),
+                });
+            }
+        }
+        if !self.database_url.starts_with("sqlite:") {
+            out.push(Finding {
+                error: true,
+                setting: "DATABASE_URL",
+                message: "only sqlite:<file> is supported by this version (e.g. sqlite:lipa.db)".into(),
+            });
+        }
+        out
+    }
+
+    /// Refuses a configuration with errors.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let errors: Vec<_> = self.check().into_iter().filter(|f| f.error).collect();
+        if errors.is_empty() { Ok(()) } else { Err(ConfigError::Findings(errors)) }
+    }
+
+    /// The Daraja client and merchant for sandbox or production (not the simulator, which the
+    /// binary starts and describes with [`DarajaConnection::custom`]).
+    pub fn daraja_connection(&self) -> Result<DarajaConnection, ConfigError> {
+        self.validate()?;
+        let m = &self.mpesa;
+        let invalid = |setting, e: daraja::InvalidField| ConfigError::Invalid { setting, message: e.reason };
+        let environment = match (&m.base_url, m.environment) {
+            (Some(url), _) => daraja::Environment::Custom(url::Url::parse(url).map_err(|e| ConfigError::Invalid {
+                setting: "MPESA_BASE_URL",
+                message: format!("{url:?} is not a URL: {e}"),
+            })?),
+            (None, MpesaEnvironment::Production) => daraja::Environment::Production,
+            (None, _) => daraja::Environment::Sandbox,
+        };
+        let missing = |setting| ConfigError::Invalid { setting, message: "is not set".into() };
+        let credentials = daraja::Credentials::new(
+            m.consumer_key.clone().ok_or_else(|| missing("MPESA_CONSUMER_KEY"))?,
+            m.consumer_secret.clone().ok_or_else(|| missing("MPESA_CONSUMER_SECRET"))?,
+        )
+        .map_err(|e| invalid("MPESA_CONSUMER_KEY", e))?;
+        let shortcode = daraja::ShortCode::parse(m.shortcode.as_deref().unwrap_or_default())
+            .map_err(|e| invalid("MPESA_SHORTCODE", e))?;
+        let passkey = m.passkey.clone().ok_or_else(|| missing("MPESA_PASSKEY"))?;
+        let merchant = match &m.till_number {
+            Some(till) => daraja::Merchant::till(
+                shortcode,
+                daraja::TillNumber::parse(till).map_err(|e| invalid("MPESA_TILL_NUMBER", e))?,
+                passkey,
+            ),
+            None => daraja::Merchant::paybill(shortcode, passkey),
+        };
+        Ok(DarajaConnection { environment, credentials, merchant })
+    }
+}
+
+/// Where and as whom the gateway calls Daraja.
+#[derive(Debug, Clone)]
+pub struct DarajaConnection {
+    /// Host.
+    pub environment: daraja::Environment,
+    /// App credentials.
+    pub credentials: daraja::Credentials,
+    /// The account paid.
+    pub merchant: daraja::Merchant,
+}
+
+impl DarajaConnection {
+    /// A connection to a Daraja at `base_url` (the simulator) with a paybill.
+    pub fn custom(
+        base_url: &str,
+        consumer_key: &str,
+        consumer_secret: &str,
+        shortcode: u32,
+        passkey: &str,
+    ) -> Result<Self, ConfigError> {
+        let invalid = |setting, message: String| ConfigError::Invalid { setting, message };
+        Ok(Self {
+            environment: daraja::Environment::Custom(
+                url::Url::parse(base_url).map_err(|e| invalid("MPESA_BASE_URL", e.to_string()))?,
+            ),
+            credentials: daraja::Credentials::new(consumer_key, consumer_secret)
+                .map_err(|e| invalid("MPESA_CONSUMER_KEY", e.reason))?,
+            merchant: daraja::Merchant::paybill(
+                daraja::ShortCode::parse(&shortcode.to_string()).map_err(|e| invalid("MPESA_SHORTCODE", e.reason))?,
+                Secret::new(passkey),
+            ),
+        })
+    }
+}

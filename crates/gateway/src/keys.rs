@@ -1,0 +1,29 @@
+//! Merchant API keys: `lipa_sk_` + 32 hex characters, shown once, stored as a SHA-256 hash.
+//! A hash (not a password hash) is right here: the keys are long random values, and every
+//! request must be checked quickly.
+
+use crate::ids;
+use crate::store::{ApiKey, Store, StoreError};
+
+/// Creates a key named `name`; returns the stored record and the key itself (show it once).
+pub async fn create(store: &Store, name: &str, now: i64) -> Result<(ApiKey, String), StoreError> {
+    let secret = format!("lipa_sk_{}", ids::random_hex(16));
+    let key = ApiKey {
+        id: format!("key_{}", ids::random_hex(6)),
+        name: name.to_owned(),
+        prefix: secret[..12].to_owned(),
+        created_at: now,
+        revoked_at: None,
+    };
+    store.insert_api_key(key.clone(), ids::sha256_hex(secret.as_bytes())).await?;
+    Ok((key, secret))
+}
+
+/// The live key a bearer token belongs to.
+pub async fn authenticate(store: &Store, bearer: &str) -> Result<Option<ApiKey>, StoreError> {
+    let bearer = bearer.trim();
+    if !bearer.starts_with("lipa_sk_") || bearer.len() != 40 {
+        return Ok(None);
+    }
+    store.api_key_by_hash(&ids::sha256_hex(bearer.as_bytes())).await
+}

@@ -1,0 +1,108 @@
+//! Reconciliation: STK Query for payments whose push was accepted but whose callback never
+//! came, and expiry of payments nothing conclusive arrived for.
+//!
+//! Jobs are rows: a pending payment with `next_check_at` due is leased to one worker, queried
+//! under the process's query rate limit, then settled (`settled_by = query`) or rescheduled.
+//! "Being processed" means wait; spike arrest and other errors back off by the attempt count.
+//! A query never overrides a callback (the settlement rules see to that).
+
+use std::time::Duration;
+
+use daraja::{ApiErrorKind, QueryOutcome};
+
+use crate::service::Gateway;
+use crate::store::StoreError;
+
+/// What one step did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Step {
+    /// Payments queried.
+    pub queried: usize,
+    /// Payments a query settled.
+    pub settled: usize,
+    /// Payments expired.
+    pub expired: usize,
+}
+
+impl Step {
+    /// Whether the step found any work.
+    pub fn did_work(&self) -> bool {
+        self.queried + self.expired > 0
+    }
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Queries due payments (at most `batch`) and expires overdue ones.
+#[tracing::instrument(skip_all)]
+pub async fn step(gateway: &Gateway, batch: u32) -> Result<Step, StoreError> {
+    let settings = &gateway.settings().reconciliation;
+    let store = gateway.store();
+    let now = gateway.now();
+    let mut report = Step::default();
+
+    let due = store.claim_due_checks(now, now + 60_000, batch).await?;
+    let (client, merchant) = gateway.daraja();
+    for check in due {
+        gateway.query_limit().acquire().await;
+        report.queried += 1;
+        let Ok(checkout_id) = daraja::CheckoutRequestId::parse(&check.checkout_request_id) else {
+            store.reschedule_check(&check.id, "unreadable CheckoutRequestID".into(), i64::MAX, now).await?;
+            continue;
+        };
+        let backoff = ms(settings.query_interval) * 2i64.saturating_pow(check.attempts.min(6));
+        let now = gateway.now();
+        match client.stk_query(merchant, &checkout_id).await {
+            Ok(QueryOutcome::Completed(result)) => {
+                let decision = store.settle_from_query(&check.id, result, now).await?;
+                if decision.change.is_some() {
+                    report.settled += 1;
+                }
+            }
+            Ok(QueryOutcome::Pending) => {
+                let next = now + ms(settings.query_interval);
+                store.reschedule_check(&check.id, "being processed".into(), next, now).await?;
+            }
+            Err(e) => {
+                let note = match e.api_kind() {
+                    Some(ApiErrorKind::SpikeArrest | ApiErrorKind::QuotaExceeded) => "rate limited by Daraja".to_owned(),
+                    _ => e.to_string(),
+                };
+                tracing::warn!(payment_id = %check.id, error = %e, "STK Query failed");
+                store.reschedule_check(&check.id, note, now + backoff, now).await?;
+            }
+        }
+    }
+
+    let expired = store.expire_overdue(gateway.now() - ms(settings.expire_after), gateway.now()).await?;
+    report.expired = expired.len();
+    for id in &expired {
+        tracing::info!(payment_id = %id, "expired: no conclusive answer in time");
+    }
+    Ok(report)
+}
+
+/// Runs [`step`] until `shutdown` completes, pausing when idle.
+pub async fn run(gateway: Gateway, shutdown: tokio::sync::watch::Receiver<bool>) {
+    let mut shutdown = shutdown;
+    loop {
+        let idle = match step(&gateway, 50).await {
+            Ok(report) => !report.did_work(),
+            Err(e) => {
+                tracing::error!(error = %e, "reconciliation step failed");
+                true
+            }
+        };
+        if idle {
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+    }
+}

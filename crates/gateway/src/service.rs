@@ -1,0 +1,341 @@
+//! The payments service: what the API and the workers do, independent of HTTP.
+//!
+//! Creating a payment: validate; replay an earlier request with the same idempotency key; check
+//! the phone has no live prompt and the rate limits; write the row `pending` (with the hash of
+//! a fresh callback token) **before** calling Daraja; push; record how the push went.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use daraja::{AccountReference, Amount, CallbackUrl, Msisdn, StkPush, TransactionDesc};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{DarajaConnection, Settings};
+use crate::ids;
+use crate::payment::Payment;
+use crate::rate::RateLimiter;
+use crate::store::{ApiKey, CallbackStored, IncomingCallback, Inserted, NewPayment, PushResult, Store, StoreError};
+use crate::time_fmt::to_millis;
+
+/// What a merchant sends to create a payment.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePayment {
+    /// Whole shillings.
+    pub amount: serde_json::Value,
+    /// The customer's phone in any common form.
+    pub phone: String,
+    /// Up to 12 characters, shown in the prompt.
+    pub account_reference: String,
+    /// Up to 13 characters.
+    pub description: String,
+    /// Anything the merchant wants back (a JSON object, at most 4 KiB).
+    #[serde(default)]
+    pub metadata: Option<serde_json::Value>,
+    /// Where this payment's webhooks go.
+    #[serde(default)]
+    pub webhook_url: Option<String>,
+    /// Where the receipt goes.
+    #[serde(default)]
+    pub customer_email: Option<String>,
+}
+
+/// A request that passed validation, in canonical form (its JSON is hashed for idempotency).
+#[derive(Debug, Clone, Serialize)]
+struct Valid {
+    amount: u32,
+    phone: String,
+    account_reference: String,
+    description: String,
+    metadata: serde_json::Value,
+    webhook_url: Option<String>,
+    customer_email: Option<String>,
+}
+
+/// Why a payment could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    /// A field is invalid.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// API field name.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The idempotency key was used with a different request.
+    #[error("this Idempotency-Key was used for a different request; use a new key for a new payment")]
+    IdempotencyKeyReused,
+    /// The phone has a prompt open.
+    #[error("a payment prompt is already open on this phone; wait for the customer to answer it (about {0} s)")]
+    PhoneBusy(u64),
+    /// Too many pushes.
+    #[error("{0}")]
+    RateLimited(String, u64),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A created (or replayed) payment.
+#[derive(Debug, Clone)]
+pub struct Created {
+    /// The payment.
+    pub payment: Payment,
+    /// Whether it was an earlier request replayed by its idempotency key.
+    pub replayed: bool,
+}
+
+/// The gateway's shared state.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Store,
+    settings: Settings,
+    daraja: daraja::Client,
+    merchant: daraja::Merchant,
+    public_url: String,
+    clock: daraja::SharedClock,
+    push_limit: RateLimiter,
+    query_limit: RateLimiter,
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> CreateError {
+    CreateError::Invalid { field, message: message.into() }
+}
+
+impl Gateway {
+    /// Wires the gateway. `public_url` is the base of callback URLs.
+    pub fn new(
+        store: Store,
+        settings: Settings,
+        connection: DarajaConnection,
+        public_url: String,
+        clock: daraja::SharedClock,
+    ) -> Result<Self, daraja::Error> {
+        let daraja = daraja::Client::builder(connection.environment, connection.credentials)
+            .clock(clock.clone())
+            .request_timeout(Duration::from_secs(20))
+            .build()?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                push_limit: RateLimiter::per_second(settings.payments.pushes_per_second),
+                query_limit: RateLimiter::per_second(settings.reconciliation.queries_per_second),
+                store,
+                settings,
+                daraja,
+                merchant: connection.merchant,
+                public_url: public_url.trim_end_matches('/').to_owned(),
+                clock,
+            }),
+        })
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    /// Now, in UTC milliseconds, from the gateway's clock.
+    pub fn now(&self) -> i64 {
+        to_millis(self.inner.clock.now())
+    }
+
+    pub(crate) fn daraja(&self) -> (&daraja::Client, &daraja::Merchant) {
+        (&self.inner.daraja, &self.inner.merchant)
+    }
+
+    pub(crate) fn query_limit(&self) -> &RateLimiter {
+        &self.inner.query_limit
+    }
+
+    fn validate(&self, req: CreatePayment) -> Result<(Valid, Msisdn, Amount, AccountReference, TransactionDesc), CreateError> {
+        let max = self.inner.settings.payments.max_amount;
+        let amount = match &req.amount {
+            serde_json::Value::Number(n) => n
+                .as_u64()
+                .ok_or_else(|| invalid("amount", format!("{n} is not a whole number of shillings (1 to {max})")))?,
+            other => return Err(invalid("amount", format!("must be a number of shillings, not {other}"))),
+        };
+        let amount = Amount::with_max(amount, max).map_err(|e| invalid("amount", e.reason))?;
+        let phone = Msisdn::parse(&req.phone).map_err(|e| invalid("phone", e.reason))?;
+        let reference =
+            AccountReference::parse(&req.account_reference).map_err(|e| invalid("account_reference", e.reason))?;
+        let description = TransactionDesc::parse(&req.description).map_err(|e| invalid("description", e.reason))?;
+        let metadata = req.metadata.unwrap_or_else(|| serde_json::json!({}));
+        if !metadata.is_object() {
+            return Err(invalid("metadata", "must be a JSON object"));
+        }
+        if metadata.to_string().len() > 4096 {
+            return Err(invalid("metadata", "is larger than 4 KiB"));
+        }
+        if let Some(url) = &req.webhook_url {
+            let parsed = url::Url::parse(url).map_err(|e| invalid("webhook_url", format!("{url:?} is not a URL: {e}")))?;
+            if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+                return Err(invalid("webhook_url", "must be an absolute http(s) URL"));
+            }
+        }
+        if let Some(email) = &req.customer_email {
+            let ok = email.len() <= 254
+                && email.split_once('@').is_some_and(|(user, host)| !user.is_empty() && host.contains('.'))
+                && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+            if !ok {
+                return Err(invalid("customer_email", format!("{email:?} is not an email address")));
+            }
+        }
+        let valid = Valid {
+            amount: amount.shillings(),
+            phone: phone.to_string(),
+            account_reference: reference.as_str().to_owned(),
+            description: description.as_str().to_owned(),
+            metadata,
+            webhook_url: req.webhook_url,
+            customer_email: req.customer_email,
+        };
+        Ok((valid, phone, amount, reference, description))
+    }
+
+    /// Creates a payment and sends the STK push.
+    #[tracing::instrument(skip_all, fields(payment_id))]
+    pub async fn create_payment(
+        &self,
+        key: &ApiKey,
+        idempotency_key: Option<String>,
+        req: CreatePayment,
+    ) -> Result<Created, CreateError> {
+        let (valid, phone, amount, reference, description) = self.validate(req)?;
+        let request_hash = ids::sha256_hex(serde_json::to_string(&valid).unwrap_or_default().as_bytes());
+        let store = &self.inner.store;
+        let now = self.now();
+
+        // A retry of an earlier request is answered before any limit applies to it.
+        if let Some(key_text) = &idempotency_key
+            && let Some(existing) = self.replay(key, key_text, &request_hash).await?
+        {
+            return Ok(existing);
+        }
+        let payments = &self.inner.settings.payments;
+        let recent = store.recent_pushes(&valid.phone, now - 3_600_000).await?;
+        let live = store
+            .recent_pushes(&valid.phone, now - i64::try_from(payments.prompt_lifetime.as_millis()).unwrap_or(i64::MAX))
+            .await?;
+        if live.live_prompt {
+            return Err(CreateError::PhoneBusy(payments.prompt_lifetime.as_secs()));
+        }
+        if recent.count >= payments.pushes_per_phone_per_hour {
+            return Err(CreateError::RateLimited(
+                format!("this phone has had {} payment prompts in the last hour; try again later", recent.count),
+                600,
+            ));
+        }
+        if !self.inner.push_limit.try_acquire() {
+            return Err(CreateError::RateLimited("the gateway is sending too many prompts right now".into(), 1));
+        }
+
+        let token = ids::random_hex(16);
+        let id = crate::payment::PaymentId::generate();
+        tracing::Span::current().record("payment_id", id.as_str());
+        let inserted = store
+            .insert_payment(NewPayment {
+                id: id.clone(),
+                api_key_id: key.id.clone(),
+                idempotency_key,
+                request_hash: request_hash.clone(),
+                amount: valid.amount,
+                phone: valid.phone,
+                account_reference: valid.account_reference,
+                description: valid.description,
+                metadata: valid.metadata,
+                webhook_url: valid.webhook_url,
+                customer_email: valid.customer_email,
+                callback_token_hash: ids::sha256_hex(token.as_bytes()),
+                now,
+            })
+            .await?;
+        let payment = match inserted {
+            Inserted::Created(p) => p,
+            // Two requests with one key raced; the other one created it and pushes.
+            Inserted::Existing(p, hash) if hash == request_hash => return Ok(Created { payment: p, replayed: true }),
+            Inserted::Existing(..) => return Err(CreateError::IdempotencyKeyReused),
+        };
+
+        let push = StkPush {
+            phone,
+            amount,
+            account_reference: reference,
+            description,
+            callback_url: CallbackUrl::parse(&format!("{}/callbacks/stk/{token}", self.inner.public_url))
+                .map_err(|e| invalid("callback_url", e.reason))?,
+        };
+        let first_check_at =
+            self.now() + i64::try_from(self.inner.settings.reconciliation.first_query_after.as_millis()).unwrap_or(0);
+        let result = match self.inner.daraja.stk_push(&self.inner.merchant, &push).await {
+            Ok(accepted) => PushResult::Accepted {
+                merchant_request_id: accepted.merchant_request_id.to_string(),
+                checkout_request_id: accepted.checkout_request_id.to_string(),
+                first_check_at,
+            },
+            Err(e) => push_failure(&e, first_check_at),
+        };
+        let payment = store.record_push(&payment.id, result, self.now()).await?;
+        Ok(Created { payment, replayed: false })
+    }
+
+    async fn replay(&self, key: &ApiKey, idempotency_key: &str, hash: &str) -> Result<Option<Created>, CreateError> {
+        match self.inner.store.payment_by_idempotency_key(&key.id, idempotency_key).await? {
+            Some((payment, stored_hash)) if stored_hash == hash => Ok(Some(Created { payment, replayed: true })),
+            Some(_) => Err(CreateError::IdempotencyKeyReused),
+            None => Ok(None),
+        }
+    }
+
+    /// Stores a callback for `token` and applies it. Answers only after the commit.
+    #[tracing::instrument(skip_all, fields(payment_id))]
+    pub async fn ingest_callback(
+        &self,
+        token: &str,
+        body: Vec<u8>,
+        source: Option<String>,
+    ) -> Result<CallbackStored, StoreError> {
+        let parsed = daraja::callback::parse(&body);
+        let stored = self
+            .inner
+            .store
+            .settle_from_callback(IncomingCallback {
+                token_hash: ids::sha256_hex(token.as_bytes()),
+                body,
+                source,
+                received_at: self.now(),
+                parsed,
+            })
+            .await?;
+        if let Some(id) = &stored.payment_id {
+            tracing::Span::current().record("payment_id", id.as_str());
+        }
+        tracing::info!(outcome = stored.outcome.as_str(), "callback stored");
+        Ok(stored)
+    }
+}
+
+/// Maps a failed push to what is known about it.
+fn push_failure(e: &daraja::Error, first_check_at: i64) -> PushResult {
+    match e {
+        daraja::Error::Api(api) => PushResult::Refused { code: api.code.clone(), message: api.message.clone() },
+        daraja::Error::Transport { may_have_reached_safaricom: false, .. } => {
+            PushResult::Refused { code: "daraja_unreachable".into(), message: e.to_string() }
+        }
+        daraja::Error::InvalidInput(field) => PushResult::Refused { code: "invalid_request".into(), message: field.to_string() },
+        daraja::Error::Transport { .. } | daraja::Error::Decode { .. } => {
+            PushResult::Unknown { error: e.to_string(), first_check_at }
+        }
+    }
+}
