@@ -184,7 +184,9 @@ pub const EXAMPLE: &str = include_str!("lipa.example.toml");
 fn number<T: std::str::FromStr>(setting: &'static str, value: Option<String>) -> Result<Option<T>, ConfigError> {
     value
         .map(|v| {
-            v.trim().parse().map_err(|_| ConfigError::Invalid { setting, message: format!("{v:?} is not a whole number") })
+            v.trim()
+                .parse()
+                .map_err(|_| ConfigError::Invalid { setting, message: format!("{v:?} is not a whole number") })
         })
         .transpose()
 }
@@ -281,7 +283,10 @@ impl Settings {
                 ("MPESA_PASSKEY", &m.passkey),
             ] {
                 match value {
-                    None => error(setting, "is not set; copy it from your Daraja app (or use MPESA_ENVIRONMENT=simulator)".into()),
+                    None => error(
+                        setting,
+                        "is not set; copy it from your Daraja app (or use MPESA_ENVIRONMENT=simulator)".into(),
+                    ),
                     Some(s) if s.is_blank() => error(setting, "is empty".into()),
                     Some(s) if s.expose().trim() != s.expose() => {
                         error(setting, "has spaces or line breaks around it; remove them".into())
@@ -307,7 +312,10 @@ impl Settings {
                 }
             }
             match self.public_url.as_deref() {
-                None => error("CALLBACK_BASE_URL", "is not set; Safaricom needs the public https address of this gateway".into()),
+                None => error(
+                    "CALLBACK_BASE_URL",
+                    "is not set; Safaricom needs the public https address of this gateway".into(),
+                ),
                 Some(url) => {
                     if let Err(e) = daraja::CallbackUrl::parse(&format!("{url}/callbacks/stk/0")) {
                         error("CALLBACK_BASE_URL", e.reason);
@@ -319,10 +327,19 @@ impl Settings {
         }
         if m.environment == MpesaEnvironment::Production {
             if m.shortcode.as_deref() == Some("174379") {
-                error("MPESA_SHORTCODE", "174379 is the public sandbox shortcode; use your live paybill or store number".into());
+                error(
+                    "MPESA_SHORTCODE",
+                    "174379 is the public sandbox shortcode; use your live paybill or store number".into(),
+                );
             }
-            if m.passkey.as_ref().is_some_and(|p| p.expose() == "bfb279f9aa9bdbcf158e97dd71a467cd2e0c893059b10f78e6b72ada1ed2c919") {
-                error("MPESA_PASSKEY", "is the public sandbox passkey; use the production passkey Safaricom emailed you".into());
+            if m.passkey
+                .as_ref()
+                .is_some_and(|p| p.expose() == "bfb279f9aa9bdbcf158e97dd71a467cd2e0c893059b10f78e6b72ada1ed2c919")
+            {
+                error(
+                    "MPESA_PASSKEY",
+                    "is the public sandbox passkey; use the production passkey Safaricom emailed you".into(),
+                );
             }
             if m.base_url.is_some() {
                 out.push(Finding {
@@ -338,7 +355,9 @@ impl Settings {
                 out.push(Finding {
                     error: false,
                     setting: "CALLBACK_BASE_URL",
-                    message: "tunnelling and request-bin hosts are usually blocked by Safaricom, especially in production".into(),
+                    message:
+                        "tunnelling and request-bin hosts are usually blocked by Safaricom, especially in production"
+                            .into(),
                 });
             }
         }

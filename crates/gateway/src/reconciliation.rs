@@ -67,7 +67,9 @@ pub async fn step(gateway: &Gateway, batch: u32) -> Result<Step, StoreError> {
             }
             Err(e) => {
                 let note = match e.api_kind() {
-                    Some(ApiErrorKind::SpikeArrest | ApiErrorKind::QuotaExceeded) => "rate limited by Daraja".to_owned(),
+                    Some(ApiErrorKind::SpikeArrest | ApiErrorKind::QuotaExceeded) => {
+                        "rate limited by Daraja".to_owned()
+                    }
                     _ => e.to_string(),
                 };
                 tracing::warn!(payment_id = %check.id, error = %e, "STK Query failed");

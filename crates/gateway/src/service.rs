@@ -158,7 +158,10 @@ impl Gateway {
         &self.inner.query_limit
     }
 
-    fn validate(&self, req: CreatePayment) -> Result<(Valid, Msisdn, Amount, AccountReference, TransactionDesc), CreateError> {
+    fn validate(
+        &self,
+        req: CreatePayment,
+    ) -> Result<(Valid, Msisdn, Amount, AccountReference, TransactionDesc), CreateError> {
         let max = self.inner.settings.payments.max_amount;
         let amount = match &req.amount {
             serde_json::Value::Number(n) => n
@@ -179,7 +182,8 @@ impl Gateway {
             return Err(invalid("metadata", "is larger than 4 KiB"));
         }
         if let Some(url) = &req.webhook_url {
-            let parsed = url::Url::parse(url).map_err(|e| invalid("webhook_url", format!("{url:?} is not a URL: {e}")))?;
+            let parsed =
+                url::Url::parse(url).map_err(|e| invalid("webhook_url", format!("{url:?} is not a URL: {e}")))?;
             if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
                 return Err(invalid("webhook_url", "must be an absolute http(s) URL"));
             }
@@ -224,19 +228,6 @@ impl Gateway {
             return Ok(existing);
         }
         let payments = &self.inner.settings.payments;
-        let recent = store.recent_pushes(&valid.phone, now - 3_600_000).await?;
-        let live = store
-            .recent_pushes(&valid.phone, now - i64::try_from(payments.prompt_lifetime.as_millis()).unwrap_or(i64::MAX))
-            .await?;
-        if live.live_prompt {
-            return Err(CreateError::PhoneBusy(payments.prompt_lifetime.as_secs()));
-        }
-        if recent.count >= payments.pushes_per_phone_per_hour {
-            return Err(CreateError::RateLimited(
-                format!("this phone has had {} payment prompts in the last hour; try again later", recent.count),
-                600,
-            ));
-        }
         if !self.inner.push_limit.try_acquire() {
             return Err(CreateError::RateLimited("the gateway is sending too many prompts right now".into(), 1));
         }
@@ -259,6 +250,9 @@ impl Gateway {
                 customer_email: valid.customer_email,
                 callback_token_hash: ids::sha256_hex(token.as_bytes()),
                 now,
+                live_prompt_since: now - ms(payments.prompt_lifetime),
+                per_phone_since: now - 3_600_000,
+                per_phone_limit: payments.pushes_per_phone_per_hour,
             })
             .await?;
         let payment = match inserted {
@@ -266,6 +260,13 @@ impl Gateway {
             // Two requests with one key raced; the other one created it and pushes.
             Inserted::Existing(p, hash) if hash == request_hash => return Ok(Created { payment: p, replayed: true }),
             Inserted::Existing(..) => return Err(CreateError::IdempotencyKeyReused),
+            Inserted::PhoneBusy => return Err(CreateError::PhoneBusy(payments.prompt_lifetime.as_secs())),
+            Inserted::TooManyForPhone(count) => {
+                return Err(CreateError::RateLimited(
+                    format!("this phone has had {count} payment prompts in the last hour; try again later"),
+                    600,
+                ));
+            }
         };
 
         let push = StkPush {
@@ -276,8 +277,7 @@ impl Gateway {
             callback_url: CallbackUrl::parse(&format!("{}/callbacks/stk/{token}", self.inner.public_url))
                 .map_err(|e| invalid("callback_url", e.reason))?,
         };
-        let first_check_at =
-            self.now() + i64::try_from(self.inner.settings.reconciliation.first_query_after.as_millis()).unwrap_or(0);
+        let first_check_at = self.now() + ms(self.inner.settings.reconciliation.first_query_after);
         let result = match self.inner.daraja.stk_push(&self.inner.merchant, &push).await {
             Ok(accepted) => PushResult::Accepted {
                 merchant_request_id: accepted.merchant_request_id.to_string(),
@@ -326,6 +326,10 @@ impl Gateway {
     }
 }
 
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
 /// Maps a failed push to what is known about it.
 fn push_failure(e: &daraja::Error, first_check_at: i64) -> PushResult {
     match e {
@@ -333,7 +337,9 @@ fn push_failure(e: &daraja::Error, first_check_at: i64) -> PushResult {
         daraja::Error::Transport { may_have_reached_safaricom: false, .. } => {
             PushResult::Refused { code: "daraja_unreachable".into(), message: e.to_string() }
         }
-        daraja::Error::InvalidInput(field) => PushResult::Refused { code: "invalid_request".into(), message: field.to_string() },
+        daraja::Error::InvalidInput(field) => {
+            PushResult::Refused { code: "invalid_request".into(), message: field.to_string() }
+        }
         daraja::Error::Transport { .. } | daraja::Error::Decode { .. } => {
             PushResult::Unknown { error: e.to_string(), first_check_at }
         }

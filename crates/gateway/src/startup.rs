@@ -46,8 +46,9 @@ impl Application {
         clock: daraja::SharedClock,
     ) -> Result<Self, StartError> {
         let store = Store::open(&settings.database_url).await?;
-        let listener =
-            TcpListener::bind(settings.listen).await.map_err(|source| StartError::Bind { addr: settings.listen, source })?;
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .map_err(|source| StartError::Bind { addr: settings.listen, source })?;
         let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: settings.listen, source })?;
         let public_url = settings.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
         let gateway = Gateway::new(store, settings, connection, public_url, clock)?;

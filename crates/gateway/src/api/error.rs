@@ -59,7 +59,14 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Unavailable(cause) => {
                 tracing::error!(error = %cause, "storage unavailable");
-                Self { retry_after: Some(1), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", "storage is unavailable; retry shortly") }
+                Self {
+                    retry_after: Some(1),
+                    ..Self::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "storage_unavailable",
+                        "storage is unavailable; retry shortly",
+                    )
+                }
             }
             StoreError::Conflict(cause) => {
                 tracing::warn!(error = %cause, "uniqueness conflict");
@@ -77,7 +84,9 @@ impl From<CreateError> for ApiError {
     fn from(e: CreateError) -> Self {
         match e {
             CreateError::Invalid { field, message } => Self::invalid_field(field, format!("{field}: {message}")),
-            CreateError::IdempotencyKeyReused => Self::new(StatusCode::CONFLICT, "idempotency_key_reused", e.to_string()),
+            CreateError::IdempotencyKeyReused => {
+                Self::new(StatusCode::CONFLICT, "idempotency_key_reused", e.to_string())
+            }
             CreateError::PhoneBusy(secs) => {
                 Self { retry_after: Some(secs), ..Self::new(StatusCode::CONFLICT, "phone_busy", e.to_string()) }
             }

@@ -79,7 +79,12 @@ pub(super) struct ListQuery {
 fn instant(field: &'static str, text: &str) -> Result<i64, ApiError> {
     time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
         .map(crate::time_fmt::to_millis)
-        .map_err(|_| ApiError::invalid_field(field, format!("{field}: {text:?} is not an RFC 3339 time such as 2026-01-31T09:00:00Z")))
+        .map_err(|_| {
+            ApiError::invalid_field(
+                field,
+                format!("{field}: {text:?} is not an RFC 3339 time such as 2026-01-31T09:00:00Z"),
+            )
+        })
 }
 
 pub(super) async fn list(
@@ -94,18 +99,27 @@ pub(super) async fn list(
     }
     let status = q
         .status
-        .map(|s| Status::parse(&s).ok_or_else(|| ApiError::invalid_field("status", "status: use pending, paid, failed or expired")))
+        .map(|s| {
+            Status::parse(&s)
+                .ok_or_else(|| ApiError::invalid_field("status", "status: use pending, paid, failed or expired"))
+        })
         .transpose()?;
     let phone = q
         .phone
-        .map(|p| daraja::Msisdn::parse(&p).map(|m| m.to_string()).map_err(|e| ApiError::invalid_field("phone", format!("phone: {}", e.reason))))
+        .map(|p| {
+            daraja::Msisdn::parse(&p)
+                .map(|m| m.to_string())
+                .map_err(|e| ApiError::invalid_field("phone", format!("phone: {}", e.reason)))
+        })
         .transpose()?;
     let after = q
         .cursor
         .map(|c| {
             c.split_once('_')
                 .and_then(|(at, id)| Some((at.parse::<i64>().ok()?, PaymentId::parse(id)?.as_str().to_owned())))
-                .ok_or_else(|| ApiError::invalid_field("cursor", "cursor: pass back next_cursor from the previous page"))
+                .ok_or_else(|| {
+                    ApiError::invalid_field("cursor", "cursor: pass back next_cursor from the previous page")
+                })
         })
         .transpose()?;
     let filter = PaymentFilter {

@@ -55,6 +55,12 @@ pub struct NewPayment {
     pub callback_token_hash: String,
     /// Creation time, ms.
     pub now: i64,
+    /// A pending payment for the phone created since this time (ms) means a live prompt.
+    pub live_prompt_since: i64,
+    /// Count the phone's payments created since this time (ms) against `per_phone_limit`.
+    pub per_phone_since: i64,
+    /// Most payments per phone in the window.
+    pub per_phone_limit: u32,
 }
 
 /// What inserting a payment did.
@@ -64,6 +70,10 @@ pub enum Inserted {
     Created(Payment),
     /// The idempotency key was used before; the stored payment and its request hash.
     Existing(Payment, String),
+    /// The phone has a live prompt: nothing was written.
+    PhoneBusy,
+    /// The phone had this many payments in the window: nothing was written.
+    TooManyForPhone(u32),
 }
 
 /// How the push went, recorded on the payment.
@@ -288,11 +298,6 @@ impl Store {
         delegate!(self.payments(filter))
     }
 
-    /// Pushes to `phone` created since `since` (ms): for rate limits and the live-prompt check.
-    pub async fn recent_pushes(&self, phone: &str, since: i64) -> Result<RecentPushes, StoreError> {
-        delegate!(self.recent_pushes(phone.to_owned(), since))
-    }
-
     /// Stores a callback and applies it, in one commit.
     pub async fn settle_from_callback(&self, incoming: IncomingCallback) -> Result<CallbackStored, StoreError> {
         delegate!(self.settle_from_callback(incoming))
@@ -343,13 +348,4 @@ impl Store {
     pub async fn unmatched_callbacks(&self) -> Result<Vec<StoredCallback>, StoreError> {
         delegate!(self.unmatched_callbacks())
     }
-}
-
-/// Recent pushes to one phone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct RecentPushes {
-    /// How many payments were created for the phone in the window.
-    pub count: u32,
-    /// Whether one of them is still pending with an accepted (or unknown) push.
-    pub live_prompt: bool,
 }

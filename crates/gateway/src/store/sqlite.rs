@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     ApiKey, CallbackStored, DueCheck, Event, IncomingCallback, Inserted, NewPayment, PaymentFilter, PushResult,
-    RecentPushes, StoreError, StoredCallback,
+    StoreError, StoredCallback,
 };
 use crate::payment::{FailureReason, Payment, PaymentId, SettledBy, Status};
 use crate::settlement::{self, Change, Current, Decision, Outcome};
@@ -257,6 +257,24 @@ impl SqliteStore {
             {
                 return Ok(Inserted::Existing(payment, hash));
             }
+            // Checked in the same transaction as the insert, so two requests for one phone
+            // cannot both pass.
+            let (live, count): (i64, u32) = c
+                .query_row(
+                    "SELECT COALESCE(SUM(status = 'pending' AND push_state IN ('sending', 'accepted', 'unknown')
+                                         AND created_at >= ?2), 0),
+                            COUNT(*)
+                     FROM payments WHERE phone = ?1 AND created_at >= ?3",
+                    params![new.phone, new.live_prompt_since, new.per_phone_since],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map_err(sql_error)?;
+            if live > 0 {
+                return Ok(Inserted::PhoneBusy);
+            }
+            if count >= new.per_phone_limit {
+                return Ok(Inserted::TooManyForPhone(count));
+            }
             c.execute(
                 "INSERT INTO payments (id, api_key_id, idempotency_key, request_hash, amount, phone, account_reference,
                     description, metadata, webhook_url, customer_email, status, callback_token_hash, push_state,
@@ -391,19 +409,6 @@ impl SqliteStore {
             let mut stmt = c.prepare(&sql).map_err(sql_error)?;
             let rows = stmt.query_map(rusqlite::params_from_iter(args), payment_from_row).map_err(sql_error)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(sql_error)
-        })
-        .await
-    }
-
-    pub(super) async fn recent_pushes(&self, phone: String, since: i64) -> Result<RecentPushes, StoreError> {
-        self.read(move |c| {
-            c.query_row(
-                "SELECT COUNT(*), COALESCE(SUM(status = 'pending' AND push_state IN ('sending', 'accepted', 'unknown')), 0)
-                 FROM payments WHERE phone = ?1 AND created_at >= ?2",
-                params![phone, since],
-                |r| Ok(RecentPushes { count: r.get(0)?, live_prompt: r.get::<_, i64>(1)? > 0 }),
-            )
-            .map_err(sql_error)
         })
         .await
     }

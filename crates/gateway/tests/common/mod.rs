@@ -1,0 +1,178 @@
+//! `spawn_app()`: a gateway on 127.0.0.1:0 with its own SQLite file, its own simulator, an API
+//! key and a clock the test moves. Workers are driven step by step, never by sleeping.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use daraja::Clock;
+use daraja_sim::{SimConfig, SimHandle};
+use lipa_gateway::config::{DarajaConnection, Settings};
+use lipa_gateway::service::Gateway;
+use lipa_gateway::startup::Application;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+#[derive(Debug)]
+pub struct TestClock(Mutex<OffsetDateTime>);
+
+impl TestClock {
+    pub fn advance(&self, d: Duration) {
+        *self.0.lock().unwrap() += d;
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> OffsetDateTime {
+        *self.0.lock().unwrap()
+    }
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub gateway: Gateway,
+    pub sim: SimHandle,
+    pub key: String,
+    pub http: reqwest::Client,
+    pub clock: Arc<TestClock>,
+    dir: PathBuf,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn settings(dir: &std::path::Path) -> Settings {
+    let mut settings = Settings::load(None, &|_| None).unwrap();
+    settings.listen = "127.0.0.1:0".parse().unwrap();
+    settings.database_url = format!("sqlite:{}", dir.join("lipa.db").display());
+    settings
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(SimConfig::default(), |_| {}).await
+}
+
+pub async fn spawn_app_with(sim_config: SimConfig, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    let dir = std::env::temp_dir().join(format!("lipa-test-{}", lipa_gateway::ids::random_hex(8)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut settings = settings(&dir);
+    tweak(&mut settings);
+    let sim = daraja_sim::spawn(sim_config).await.unwrap();
+    let connection = DarajaConnection::custom(
+        sim.base_url(),
+        sim.consumer_key(),
+        sim.consumer_secret(),
+        sim.shortcode(),
+        sim.passkey(),
+    )
+    .unwrap();
+    let clock = Arc::new(TestClock(Mutex::new(OffsetDateTime::now_utc())));
+    let app = Application::build(settings, connection, clock.clone()).await.unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let gateway = app.gateway().clone();
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let (_, key) = lipa_gateway::keys::create(gateway.store(), "test shop", gateway.now()).await.unwrap();
+    TestApp { base, gateway, sim, key, http: reqwest::Client::new(), clock, dir }
+}
+
+pub fn payment_body(phone: &str, amount: u64) -> Value {
+    json!({"amount": amount, "phone": phone, "account_reference": "TICKET-42", "description": "Movie ticket"})
+}
+
+impl TestApp {
+    pub async fn post_payment(&self, body: &Value, idempotency_key: Option<&str>) -> (u16, Value) {
+        let mut req = self.http.post(format!("{}/v1/payments", self.base)).bearer_auth(&self.key).json(body);
+        if let Some(k) = idempotency_key {
+            req = req.header("Idempotency-Key", k);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap())
+    }
+
+    pub async fn create(&self, phone: &str, amount: u64) -> Value {
+        let (status, body) = self.post_payment(&payment_body(phone, amount), None).await;
+        assert_eq!(status, 201, "{body}");
+        body
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let resp = self.http.get(format!("{}{path}", self.base)).bearer_auth(&self.key).send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn payment(&self, id: &str) -> Value {
+        let (status, body) = self.get(&format!("/v1/payments/{id}")).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    pub async fn timeline(&self, id: &str) -> Vec<String> {
+        let (_, body) = self.get(&format!("/v1/payments/{id}/timeline")).await;
+        body["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap().to_owned()).collect()
+    }
+
+    /// Waits (at most 5 s) until the payment leaves `pending`.
+    pub async fn settled(&self, id: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let p = self.payment(id).await;
+            if p["status"] != "pending" {
+                return p;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "payment {id} still pending: {p}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Waits until the simulator has recorded `n` acknowledged-or-not attempts for a payment.
+    pub async fn callback_attempts(&self, checkout_request_id: &str, n: usize) -> Vec<daraja_sim::CallbackAttempt> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let attempts = self.sim.sim().callback_attempts_for(checkout_request_id);
+            if attempts.len() >= n {
+                return attempts;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "only {} attempts", attempts.len());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    pub async fn reconcile(&self) -> lipa_gateway::reconciliation::Step {
+        lipa_gateway::reconciliation::step(&self.gateway, 100).await.unwrap()
+    }
+}
+
+/// Runs the futures concurrently on the current task and collects their outputs in order.
+pub async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut out = Vec::new();
+    let handles: Vec<_> = futures.into_iter().map(|f| Box::pin(f)).collect();
+    // Poll them concurrently on this task.
+    let mut pending: Vec<_> = handles.into_iter().map(Some).collect();
+    let mut results: Vec<Option<F::Output>> = (0..pending.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut all = true;
+        for (i, slot) in pending.iter_mut().enumerate() {
+            if let Some(f) = slot {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => {
+                        results[i] = Some(v);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => all = false,
+                }
+            }
+        }
+        if all { std::task::Poll::Ready(()) } else { std::task::Poll::Pending }
+    })
+    .await;
+    for r in results {
+        out.extend(r);
+    }
+    out
+}
