@@ -214,6 +214,12 @@ pub fn on_callback(current: &Current<'_>, cb: &StkCallback) -> Decision {
     }
 }
 
+/// Overrides a decision whose receipt already paid another payment: one M-Pesa transaction
+/// cannot pay two payments, so it is recorded as a conflict and applies nothing.
+pub fn receipt_taken(receipt: &str, other_payment: &str) -> Decision {
+    Decision::record(Outcome::Conflict, format!("receipt {receipt} already paid payment {other_payment}"))
+}
+
 /// Decides what an STK Query's final answer does. Only a `pending` payment changes.
 pub fn on_query(current: &Current<'_>, result: &QueryResult) -> Decision {
     let code = result.result_code.as_str().to_owned();

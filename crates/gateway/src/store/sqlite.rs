@@ -432,7 +432,19 @@ impl SqliteStore {
                     Decision { outcome: Outcome::Orphan, change: None, note: "no payment has this callback token".into() },
                     None,
                 ),
-                (Ok(cb), Some(p)) => (settlement::on_callback(&current(&p), cb), Some(p)),
+                (Ok(cb), Some(p)) => {
+                    let mut decision = settlement::on_callback(&current(&p), cb);
+                    if let Some(receipt) = decision.change.as_ref().and_then(|ch| ch.receipt.clone()) {
+                        let other: Option<String> = c
+                            .query_row("SELECT id FROM payments WHERE receipt = ?1 AND id != ?2", params![receipt, p.id.as_str()], |r| r.get(0))
+                            .optional()
+                            .map_err(sql_error)?;
+                        if let Some(other) = other {
+                            decision = settlement::receipt_taken(&receipt, &other);
+                        }
+                    }
+                    (decision, Some(p))
+                }
             };
             let payment_id = payment.as_ref().map(|p| p.id.clone());
             c.execute(

@@ -143,6 +143,10 @@ impl TestApp {
         }
     }
 
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.join("lipa.db")
+    }
+
     pub async fn reconcile(&self) -> lipa_gateway::reconciliation::Step {
         lipa_gateway::reconciliation::step(&self.gateway, 100).await.unwrap()
     }

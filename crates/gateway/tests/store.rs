@@ -1,0 +1,125 @@
+//! Store behaviour below the API: orderings the HTTP tests cannot force.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use lipa_gateway::ids;
+use lipa_gateway::payment::{PaymentId, Status};
+use lipa_gateway::settlement::Outcome;
+use lipa_gateway::store::{IncomingCallback, Inserted, NewPayment, PushResult, Store};
+
+async fn store() -> (Store, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("lipa-store-{}", ids::random_hex(8)));
+    let store = Store::open(&format!("sqlite:{}", dir.join("lipa.db").display())).await.unwrap();
+    (store, dir)
+}
+
+fn new_payment(token: &str) -> NewPayment {
+    NewPayment {
+        id: PaymentId::generate(),
+        api_key_id: "key_test".into(),
+        idempotency_key: None,
+        request_hash: "h".into(),
+        amount: 45,
+        phone: "254712345678".into(),
+        account_reference: "REF".into(),
+        description: "d".into(),
+        metadata: serde_json::json!({}),
+        webhook_url: None,
+        customer_email: None,
+        callback_token_hash: ids::sha256_hex(token.as_bytes()),
+        now: 1_000,
+        live_prompt_since: i64::MAX,
+        per_phone_since: 0,
+        per_phone_limit: 100,
+    }
+}
+
+fn success(checkout: &str) -> Vec<u8> {
+    format!(
+        r#"{{"Body":{{"stkCallback":{{"MerchantRequestID":"m","CheckoutRequestID":"{checkout}","ResultCode":0,"ResultDesc":"ok","CallbackMetadata":{{"Item":[{{"Name":"Amount","Value":45}},{{"Name":"MpesaReceiptNumber","Value":"UAB1C2D3E4"}},{{"Name":"TransactionDate","Value":20260101120000}},{{"Name":"PhoneNumber","Value":254712345678}}]}}}}}}}}"#
+    )
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn a_callback_that_arrives_before_the_push_answer_is_stored_is_applied() {
+    let (store, dir) = store().await;
+    let Inserted::Created(p) = store.insert_payment(new_payment("tok")).await.unwrap() else { panic!() };
+    let body = success("ws_CO_early");
+    let stored = store
+        .settle_from_callback(IncomingCallback {
+            token_hash: ids::sha256_hex(b"tok"),
+            parsed: daraja::callback::parse(&body),
+            body,
+            source: None,
+            received_at: 2_000,
+        })
+        .await
+        .unwrap();
+    assert_eq!((stored.outcome, stored.status), (Outcome::Applied, Some(Status::Paid)));
+    // The push answer lands afterwards and changes nothing but the ids.
+    let after = store
+        .record_push(
+            &p.id,
+            PushResult::Accepted {
+                merchant_request_id: "m".into(),
+                checkout_request_id: "ws_CO_early".into(),
+                first_check_at: 5_000,
+            },
+            3_000,
+        )
+        .await
+        .unwrap();
+    assert_eq!(after.status, Status::Paid);
+    assert_eq!(after.checkout_request_id.as_deref(), Some("ws_CO_early"));
+    assert_eq!(after.receipt.as_deref(), Some("UAB1C2D3E4"));
+    assert!(store.claim_due_checks(10_000, 20_000, 10).await.unwrap().is_empty(), "nothing left to query");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn a_receipt_number_cannot_pay_two_payments() {
+    let (store, dir) = store().await;
+    for (token, checkout) in [("a", "ws_CO_a"), ("b", "ws_CO_b")] {
+        let Inserted::Created(p) = store.insert_payment(new_payment(token)).await.unwrap() else { panic!() };
+        store
+            .record_push(
+                &p.id,
+                PushResult::Accepted {
+                    merchant_request_id: "m".into(),
+                    checkout_request_id: checkout.into(),
+                    first_check_at: 0,
+                },
+                1,
+            )
+            .await
+            .unwrap();
+    }
+    let body = |c: &str| success(c);
+    let first = store
+        .settle_from_callback(IncomingCallback {
+            token_hash: ids::sha256_hex(b"a"),
+            parsed: daraja::callback::parse(&body("ws_CO_a")),
+            body: body("ws_CO_a"),
+            source: None,
+            received_at: 5,
+        })
+        .await
+        .unwrap();
+    assert_eq!(first.status, Some(Status::Paid));
+    // The same receipt for another payment is stored and flagged as a conflict, not applied.
+    let second = store
+        .settle_from_callback(IncomingCallback {
+            token_hash: ids::sha256_hex(b"b"),
+            parsed: daraja::callback::parse(&body("ws_CO_b")),
+            body: body("ws_CO_b"),
+            source: None,
+            received_at: 6,
+        })
+        .await
+        .unwrap();
+    assert_eq!((second.outcome, second.status), (Outcome::Conflict, Some(Status::Pending)));
+    let p = store.payment(second.payment_id.as_ref().unwrap(), None).await.unwrap().unwrap();
+    assert!(p.needs_review);
+    assert_eq!(store.callbacks_for(&p.id).await.unwrap().len(), 1, "the body is kept");
+    let _ = std::fs::remove_dir_all(dir);
+}
