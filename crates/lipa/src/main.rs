@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod gateway;
 mod sim;
 
 /// Lipa: a self-hosted M-Pesa (Daraja STK Push) payment gateway.
@@ -17,6 +18,16 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the gateway: merchant API, callbacks and reconciliation (simulator when unconfigured).
+    Serve(gateway::ServeArgs),
+    /// Create or update the database schema.
+    Migrate(gateway::Common),
+    /// Manage merchant API keys.
+    #[command(subcommand)]
+    Keys(gateway::KeysCommand),
+    /// Check or print the configuration.
+    #[command(subcommand)]
+    Config(gateway::ConfigCommand),
     /// Run the Daraja simulator: Safaricom's STK APIs offline, with a virtual phone.
     Sim(sim::Args),
 }
@@ -33,6 +44,10 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Serve(args) => gateway::serve(args).await,
+            Command::Migrate(common) => gateway::migrate(common).await,
+            Command::Keys(command) => gateway::keys(command).await,
+            Command::Config(command) => gateway::config(command).await,
             Command::Sim(args) => sim::run(args).await,
         }
     });
@@ -48,7 +63,12 @@ fn main() -> ExitCode {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LIPA_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    if std::env::var("LIPA_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json")) {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
 }
 
 /// Completes on Ctrl-C or SIGTERM.

@@ -1,0 +1,126 @@
+//! Settings: layering, the familiar environment names, and `lipa config check`'s findings.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+
+use lipa_gateway::config::{MpesaEnvironment, Settings};
+
+fn load(vars: &[(&str, &str)], toml: Option<&str>) -> Result<Settings, lipa_gateway::config::ConfigError> {
+    let env: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    let file = toml.map(|text| {
+        let path = std::env::temp_dir().join(format!("lipa-config-{}.toml", lipa_gateway::ids::random_hex(6)));
+        std::fs::write(&path, text).unwrap();
+        path
+    });
+    let settings = Settings::load(file.as_deref(), &|k| env.get(k).cloned());
+    if let Some(path) = file {
+        let _ = std::fs::remove_file(path);
+    }
+    settings
+}
+
+const LIVE: &[(&str, &str)] = &[
+    ("MPESA_ENVIRONMENT", "production"),
+    ("MPESA_CONSUMER_KEY", "ck-9f8e7d"),
+    ("MPESA_CONSUMER_SECRET", "cs-7a6b5c"),
+    ("MPESA_PASSKEY", "live-passkey-5c4d"),
+    ("MPESA_SHORTCODE", "888880"),
+    ("CALLBACK_BASE_URL", "https://pay.example.com"),
+];
+
+fn findings(vars: &[(&str, &str)]) -> Vec<(bool, &'static str, String)> {
+    load(vars, None).unwrap().check().into_iter().map(|f| (f.error, f.setting, f.message)).collect()
+}
+
+fn with(overrides: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+    let mut vars: Vec<_> = LIVE.iter().filter(|(k, _)| !overrides.iter().any(|(o, _)| o == k)).copied().collect();
+    vars.extend(overrides.iter().filter(|(_, v)| !v.is_empty()).copied());
+    vars
+}
+
+#[test]
+fn nothing_configured_means_the_simulator_with_defaults() {
+    let s = load(&[], None).unwrap();
+    assert_eq!(s.mpesa.environment, MpesaEnvironment::Simulator);
+    assert!(s.mpesa.environment_defaulted);
+    assert_eq!(s.database_url, "sqlite:lipa.db");
+    assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+    assert!(s.check().iter().all(|f| !f.error));
+}
+
+#[test]
+fn a_correct_production_configuration_has_no_errors() {
+    let s = load(LIVE, None).unwrap();
+    assert_eq!(s.mpesa.environment, MpesaEnvironment::Production);
+    assert_eq!(findings(LIVE), vec![]);
+    assert!(s.daraja_connection().is_ok());
+}
+
+#[test]
+fn the_familiar_names_and_the_toml_file_layer_with_env_winning() {
+    let toml = r#"
+        listen = "127.0.0.1:9000"
+        database_url = "sqlite:file.db"
+        [mpesa]
+        environment = "sandbox"
+        shortcode = "600111"
+        [payments]
+        max_amount = 5000
+    "#;
+    let s = load(&[("MPESA_BUSINESS_SHORTCODE", "600222"), ("DATABASE_URL", "sqlite:env.db")], Some(toml)).unwrap();
+    assert_eq!(s.listen.to_string(), "127.0.0.1:9000");
+    assert_eq!(s.database_url, "sqlite:env.db");
+    assert_eq!(s.mpesa.environment, MpesaEnvironment::Sandbox);
+    assert_eq!(s.mpesa.shortcode.as_deref(), Some("600222"));
+    assert_eq!(s.payments.max_amount, 5000);
+}
+
+#[test]
+fn malformed_values_and_files_name_the_setting() {
+    let e = load(&[("LIPA_LISTEN", "localhost")], None).unwrap_err().to_string();
+    assert!(e.starts_with("LIPA_LISTEN:"), "{e}");
+    let e = load(&[("MPESA_ENVIRONMENT", "live")], None).unwrap_err().to_string();
+    assert!(e.contains("MPESA_ENVIRONMENT") && e.contains("sandbox, production, simulator"), "{e}");
+    let e = load(&[], Some("[mpesa]\npaskey = \"x\"\n")).unwrap_err().to_string();
+    assert!(e.contains("unknown field `paskey`"), "{e}");
+    let e = load(&[], Some("listen = ")).unwrap_err().to_string();
+    assert!(e.starts_with("config file"), "{e}");
+}
+
+#[test]
+fn go_live_mistakes_are_errors_that_say_what_to_change() {
+    type Case = (&'static [(&'static str, &'static str)], &'static str, &'static str);
+    let cases: &[Case] = &[
+        (&[("MPESA_SHORTCODE", "174379")], "MPESA_SHORTCODE", "sandbox shortcode"),
+        (
+            &[("MPESA_PASSKEY", "bfb279f9aa9bdbcf158e97dd71a467cd2e0c893059b10f78e6b72ada1ed2c919")],
+            "MPESA_PASSKEY",
+            "sandbox passkey",
+        ),
+        (&[("CALLBACK_BASE_URL", "http://pay.example.com")], "CALLBACK_BASE_URL", "https"),
+        (&[("CALLBACK_BASE_URL", "https://example.com/mpesa")], "CALLBACK_BASE_URL", "\"mpesa\""),
+        (&[("CALLBACK_BASE_URL", "")], "CALLBACK_BASE_URL", "not set"),
+        (&[("MPESA_PASSKEY", " live-passkey-5c4d\n")], "MPESA_PASSKEY", "spaces"),
+        (&[("MPESA_CONSUMER_SECRET", "")], "MPESA_CONSUMER_SECRET", "not set"),
+        (&[("MPESA_SHORTCODE", "12")], "MPESA_SHORTCODE", "5 to 7 digit"),
+        (&[("MPESA_TILL_NUMBER", "888880")], "MPESA_TILL_NUMBER", "store (head office) number"),
+        (&[("DATABASE_URL", "mysql://x")], "DATABASE_URL", "sqlite"),
+    ];
+    for (overrides, setting, hint) in cases {
+        let found = findings(&with(overrides));
+        let f = found.iter().find(|(_, s, _)| s == setting).unwrap_or_else(|| panic!("{overrides:?}: {found:?}"));
+        assert!(f.0, "{overrides:?} is an error");
+        assert!(f.2.contains(hint), "{overrides:?}: {}", f.2);
+    }
+    let warnings = findings(&with(&[("CALLBACK_BASE_URL", "https://abc.ngrok.io")]));
+    assert!(warnings.iter().any(|(error, s, _)| !error && *s == "CALLBACK_BASE_URL"));
+}
+
+#[test]
+fn debug_output_of_settings_hides_secrets() {
+    let s = load(LIVE, None).unwrap();
+    let debug = format!("{s:?} {:?}", s.daraja_connection().unwrap());
+    for secret in ["ck-9f8e7d", "cs-7a6b5c", "live-passkey-5c4d"] {
+        assert!(!debug.contains(secret), "{secret} in {debug}");
+    }
+}

@@ -1,0 +1,210 @@
+//! `lipa serve`, `lipa migrate`, `lipa keys`, `lipa config`: the gateway's roles and tools.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use daraja_sim::SimConfig;
+use lipa_gateway::config::{DarajaConnection, MpesaEnvironment, Settings};
+use lipa_gateway::startup::Application;
+use lipa_gateway::store::Store;
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+/// Options every database-touching command shares.
+#[derive(Debug, clap::Args)]
+pub struct Common {
+    /// TOML settings file (environment variables still win).
+    #[arg(long, env = "LIPA_CONFIG", default_value = "lipa.toml")]
+    config: PathBuf,
+}
+
+impl Common {
+    fn settings(&self) -> Result<Settings> {
+        Ok(Settings::load(Some(&self.config), &|name| std::env::var(name).ok())?)
+    }
+}
+
+/// Options of `lipa serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Address to listen on (overrides LIPA_LISTEN).
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// Port of the in-process simulator, in simulator mode (0 picks a free one).
+    #[arg(long, env = "LIPA_SIM_PORT", default_value_t = 8081)]
+    sim_port: u16,
+}
+
+/// Starts the simulator in this process and describes how to reach it.
+pub async fn start_simulator(config: SimConfig, port: u16) -> Result<(DarajaConnection, String)> {
+    let server = daraja_sim::SimServer::bind(config, ("127.0.0.1", port))
+        .await
+        .map_err(|e| format!("could not start the simulator on 127.0.0.1:{port}: {e} (use --sim-port)"))?;
+    let base = server.base_url();
+    let sim = server.sim().config().clone();
+    let app = sim.primary_app().ok_or("the simulator has no app")?;
+    let merchant = sim.primary_merchant().ok_or("the simulator has no merchant")?;
+    let connection = DarajaConnection::custom(
+        &base,
+        &app.consumer_key,
+        &app.consumer_secret,
+        merchant.shortcode,
+        &merchant.passkey,
+    )?;
+    tokio::spawn(async move {
+        if let Err(e) = server.run_until_stopped(std::future::pending()).await {
+            tracing::error!(error = %e, "the simulator stopped");
+        }
+    });
+    Ok((connection, base))
+}
+
+pub async fn serve(args: ServeArgs) -> Result<()> {
+    let mut settings = args.common.settings()?;
+    if let Some(listen) = args.listen {
+        settings.listen = listen;
+    }
+    for finding in settings.check() {
+        if finding.error {
+            return Err(format!("{finding}\n(run `lipa config check` for every finding)").into());
+        }
+        tracing::warn!("{finding}");
+    }
+    let connection = if settings.mpesa.environment == MpesaEnvironment::Simulator {
+        let (connection, base) = start_simulator(SimConfig::interactive(), args.sim_port).await?;
+        let why = if settings.mpesa.environment_defaulted { " because no M-Pesa credentials are set" } else { "" };
+        tracing::warn!("SIMULATOR MODE{why}: payments go to the built-in Daraja simulator; no real money moves");
+        println!("Simulator (Daraja) at {base}; approve prompts on the virtual phone: {base}/phone");
+        connection
+    } else {
+        settings.daraja_connection()?
+    };
+    let app = Application::build(settings, connection, Arc::new(daraja::SystemClock)).await?;
+    println!("Lipa gateway listening on http://{}", app.addr());
+    let (stop_workers, stopped) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(lipa_gateway::reconciliation::run(app.gateway().clone(), stopped));
+    app.run_until_stopped(crate::shutdown_signal()).await?;
+    let _ = stop_workers.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(10), worker).await;
+    Ok(())
+}
+
+pub async fn migrate(common: Common) -> Result<()> {
+    let settings = common.settings()?;
+    Store::open(&settings.database_url).await?;
+    println!("{}: schema is up to date", settings.database_url);
+    Ok(())
+}
+
+/// `lipa keys …`
+#[derive(Debug, clap::Subcommand)]
+pub enum KeysCommand {
+    /// Create an API key; it is printed once.
+    Create {
+        /// A name to recognise the key by (e.g. the shop).
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Revoke a key by id or name.
+    Revoke {
+        /// The key's id (key_…) or name.
+        key: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// List keys (never the keys themselves).
+    List {
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+fn now_ms() -> i64 {
+    lipa_gateway::time_fmt::to_millis(time::OffsetDateTime::now_utc())
+}
+
+pub async fn keys(command: KeysCommand) -> Result<()> {
+    match command {
+        KeysCommand::Create { name, common } => {
+            let store = Store::open(&common.settings()?.database_url).await?;
+            let (key, secret) = lipa_gateway::keys::create(&store, &name, now_ms()).await?;
+            println!("Created API key {} ({name}). Store it now; it is not shown again:\n\n  {secret}\n", key.id);
+        }
+        KeysCommand::Revoke { key, common } => {
+            let store = Store::open(&common.settings()?.database_url).await?;
+            if !store.revoke_api_key(&key, now_ms()).await? {
+                return Err(format!("no live API key with id or name {key:?} (see `lipa keys list`)").into());
+            }
+            println!("Revoked {key}.");
+        }
+        KeysCommand::List { common } => {
+            let store = Store::open(&common.settings()?.database_url).await?;
+            for k in store.api_keys().await? {
+                let state = match k.revoked_at {
+                    Some(at) => format!("revoked {}", lipa_gateway::time_fmt::rfc3339(at)),
+                    None => "live".into(),
+                };
+                println!(
+                    "{}  {:<20} {}…  created {}  {state}",
+                    k.id,
+                    k.name,
+                    k.prefix,
+                    lipa_gateway::time_fmt::rfc3339(k.created_at)
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `lipa config …`
+#[derive(Debug, clap::Subcommand)]
+pub enum ConfigCommand {
+    /// Lint the configuration before go-live; exits non-zero on errors.
+    Check {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Print a commented example lipa.toml.
+    Print,
+}
+
+pub async fn config(command: ConfigCommand) -> Result<()> {
+    match command {
+        ConfigCommand::Print => {
+            print!("{}", lipa_gateway::config::EXAMPLE);
+            Ok(())
+        }
+        ConfigCommand::Check { common } => {
+            let settings = common.settings()?;
+            let mut findings = settings.check();
+            if let Err(e) = Store::open(&settings.database_url).await {
+                findings.push(lipa_gateway::config::Finding {
+                    error: true,
+                    setting: "DATABASE_URL",
+                    message: e.to_string(),
+                });
+            }
+            let environment = match settings.mpesa.environment {
+                MpesaEnvironment::Sandbox => "sandbox",
+                MpesaEnvironment::Production => "production",
+                MpesaEnvironment::Simulator => "simulator",
+            };
+            println!("Environment: {environment}; database: {}", settings.database_url);
+            for f in &findings {
+                println!("{f}");
+            }
+            let errors = findings.iter().filter(|f| f.error).count();
+            if errors > 0 {
+                return Err(format!("{errors} error(s) in the configuration").into());
+            }
+            println!("No errors.");
+            Ok(())
+        }
+    }
+}
