@@ -37,16 +37,26 @@ impl Amount {
     /// Parses an amount written as text: `"100"`, or a whole value with decimals, `"100.00"`.
     /// Fractions of a shilling (`"1.50"`) are refused, as Daraja refuses them.
     pub fn parse(input: &str) -> Result<Self, InvalidField> {
+        Self::parse_with_max(input, Self::DEFAULT_MAX)
+    }
+
+    /// [`Amount::parse`] with a maximum of `max` shillings.
+    pub fn parse_with_max(input: &str, max: u32) -> Result<Self, InvalidField> {
         let s = input.trim();
         let whole = match s.split_once('.') {
             Some((w, frac)) if !frac.is_empty() && frac.bytes().all(|b| b == b'0') => w,
             Some((_, frac)) if frac.bytes().all(|b| b.is_ascii_digit()) && !frac.is_empty() => {
                 return Err(InvalidField::new(
                     "Amount",
-                    format!("\"{s}\" has cents; M-Pesa takes whole shillings only"),
+                    format!("\"{}\" has cents; M-Pesa takes whole shillings only", crate::validation::excerpt(s)),
                 ));
             }
-            Some(_) => return Err(InvalidField::new("Amount", format!("\"{s}\" is not a number"))),
+            Some(_) => {
+                return Err(InvalidField::new(
+                    "Amount",
+                    format!("\"{}\" is not a number", crate::validation::excerpt(s)),
+                ));
+            }
             None => s,
         };
         if whole.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) {
@@ -55,10 +65,10 @@ impl Amount {
                 format!("\"{}\" is not a whole number of shillings", crate::validation::excerpt(s)),
             ));
         }
-        let value: u64 = whole.parse().map_err(|_| {
-            InvalidField::new("Amount", format!("KES {whole} is above the maximum of KES {}", Self::DEFAULT_MAX))
-        })?;
-        Self::new(value)
+        let value: u64 = whole
+            .parse()
+            .map_err(|_| InvalidField::new("Amount", format!("the amount is above the maximum of KES {max}")))?;
+        Self::with_max(value, max)
     }
 
     /// The value in shillings.
@@ -107,6 +117,10 @@ mod tests {
         assert_eq!(Amount::parse("100").unwrap().shillings(), 100);
         assert_eq!(Amount::parse("100.00").unwrap().shillings(), 100);
         assert!(Amount::parse("1.50").unwrap_err().reason.contains("whole shillings"));
+        assert!(Amount::parse_with_max("600", 500).is_err());
+        assert_eq!(Amount::parse_with_max("500.00", 500).unwrap().shillings(), 500);
+        let long = Amount::parse(&format!("1.{}", "5".repeat(10_000))).unwrap_err();
+        assert!(long.reason.len() < 100, "hostile input is not echoed whole");
         for bad in ["", "-1", "1e3", "abc", "1.", ".5", "99999999999999999999999"] {
             assert!(Amount::parse(bad).is_err(), "{bad}");
         }

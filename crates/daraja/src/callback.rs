@@ -99,7 +99,10 @@ pub fn parse(body: &[u8]) -> Result<StkCallback, CallbackError> {
     if body.len() > MAX_CALLBACK_BYTES {
         return Err(CallbackError::TooLarge { len: body.len() });
     }
-    let wire: Wire<'_> = serde_json::from_slice(body).map_err(|e| CallbackError::Malformed(e.to_string()))?;
+    let wire: Wire<'_> = serde_json::from_slice(body).map_err(|e| {
+        // serde quotes offending values; keep the message short whatever the body held.
+        CallbackError::Malformed(crate::validation::excerpt_n(&e.to_string(), 200))
+    })?;
     let cb = wire.body.stk_callback;
     let result_code = ResultCode::from_wire(&cb.result_code);
     let payment = if result_code.is_success() {

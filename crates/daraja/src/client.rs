@@ -243,7 +243,9 @@ impl Client {
                 .envelope(OP)
                 .map_or_else(|| Error::decode(OP, answer.status, "not an error envelope", &answer.body), Error::Api));
         }
-        GrantedToken::parse(&answer.body).map_err(|reason| Error::decode(OP, answer.status, reason, &answer.body))
+        // The body holds the access token: never copy it into an error.
+        GrantedToken::parse(&answer.body)
+            .map_err(|reason| Error::decode(OP, answer.status, reason, b"<OAuth answer withheld: it may hold a token>"))
     }
 
     /// POSTs `body` to `path` with a bearer token, refreshing the token and retrying once if
@@ -280,9 +282,17 @@ impl Client {
             timed_out: source.is_timeout(),
             source: source.without_url(),
         };
-        let response = request.send().await.map_err(transport)?;
+        let mut response = request.send().await.map_err(transport)?;
         let status = response.status().as_u16();
-        let body = response.bytes().await.map_err(transport)?.to_vec();
+        // Daraja's answers are small; a body past this is read no further.
+        const MAX_ANSWER: usize = 256 * 1024;
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(transport)? {
+            body.extend_from_slice(&chunk[..chunk.len().min(MAX_ANSWER - body.len())]);
+            if body.len() >= MAX_ANSWER {
+                break;
+            }
+        }
         tracing::debug!(operation, status, "Daraja answered");
         Ok(Answer { status, body })
     }

@@ -49,14 +49,18 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether the same call may succeed if tried again later (after a token refresh, a wait,
-    /// or a back-off). Invalid input, wrong credentials and unknown merchants never will.
+    /// Whether sending the same call again is safe and may succeed (after a token refresh, a
+    /// wait, or a back-off). Invalid input, wrong credentials and unknown merchants never will.
+    /// A push that may already have reached Safaricom is not retryable: a prompt may be on the
+    /// customer's phone, so settle it by callback or query instead of pushing again.
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::InvalidInput(_) => false,
-            Self::Transport { .. } => true,
+            Self::Transport { operation, may_have_reached_safaricom, .. } => {
+                !(*operation == "stk_push" && *may_have_reached_safaricom)
+            }
             Self::Api(api) => api.kind.is_retryable(api.status),
-            Self::Decode { status, .. } => *status >= 500,
+            Self::Decode { operation, status, .. } => *status >= 500 && *operation != "stk_push",
         }
     }
 

@@ -65,10 +65,10 @@ pub enum QueryOutcome {
 /// A final query answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueryResult {
-    /// `MerchantRequestID`.
+    /// `MerchantRequestID` (empty when Daraja left it out).
     pub merchant_request_id: String,
-    /// `CheckoutRequestID`.
-    pub checkout_request_id: String,
+    /// `CheckoutRequestID` of the transaction asked about.
+    pub checkout_request_id: CheckoutRequestId,
     /// The same code the callback carries.
     pub result_code: ResultCode,
     /// `ResultDesc`.
@@ -126,8 +126,6 @@ struct QueryOk {
     response_description: String,
     #[serde(rename = "MerchantRequestID", default)]
     merchant_request_id: String,
-    #[serde(rename = "CheckoutRequestID", default)]
-    checkout_request_id: String,
     #[serde(rename = "ResultCode")]
     result_code: serde_json::Value,
     #[serde(rename = "ResultDesc", default)]
@@ -269,7 +267,8 @@ impl Client {
         })?;
         Ok(QueryOutcome::Completed(QueryResult {
             merchant_request_id: ok.merchant_request_id,
-            checkout_request_id: ok.checkout_request_id,
+            // Daraja echoes the id asked about; keep the typed one the caller gave.
+            checkout_request_id: checkout_request_id.clone(),
             result_code: ResultCode::from_wire(&code),
             result_desc: ok.result_desc,
         }))

@@ -30,9 +30,13 @@ impl std::error::Error for InvalidField {}
 
 /// Shortens untrusted input for inclusion in an error message (at most 40 characters).
 pub(crate) fn excerpt(input: &str) -> String {
-    const MAX: usize = 40;
-    let mut out: String = input.chars().take(MAX).collect();
-    if input.chars().count() > MAX {
+    excerpt_n(input, 40)
+}
+
+/// Shortens text to at most `max` characters, marking the cut.
+pub(crate) fn excerpt_n(input: &str, max: usize) -> String {
+    let mut out: String = input.chars().take(max).collect();
+    if input.chars().nth(max).is_some() {
         out.push('…');
     }
     out

@@ -141,23 +141,19 @@ fn success_without_metadata_is_an_error() {
 
 #[test]
 fn deep_nesting_is_an_error_not_a_stack_overflow() {
-    let depth = 20_000;
-    let mut body =
-        String::from(r#"{"Body":{"stkCallback":{"MerchantRequestID":"m","CheckoutRequestID":"c","ResultCode":0,"X":"#);
-    body.push_str(&"[".repeat(depth));
-    body.push_str(&"]".repeat(depth));
-    body.push_str("}}}");
-    // Unknown fields are skipped without recursion; the callback is still refused (no metadata).
-    assert!(callback::parse(body.as_bytes()).is_err());
-    // Nesting inside a metadata value is skipped without recursion too.
-    let mut item = String::from(
-        r#"{"Body":{"stkCallback":{"MerchantRequestID":"m","CheckoutRequestID":"c","ResultCode":0,"CallbackMetadata":{"Item":[{"Name":"Balance","Value":"#,
-    );
-    item.push_str(&"{\"a\":".repeat(1000));
-    item.push('1');
-    item.push_str(&"}".repeat(1000));
-    item.push_str("}]}}}}");
-    assert!(callback::parse(item.as_bytes()).is_err());
+    let valid = String::from_utf8(fixture("success_no_balance.json")).unwrap();
+    // Deep nesting where a value is read (the ResultCode) is refused as the wrong type.
+    let deep_code =
+        valid.replace(r#""ResultCode":0"#, &format!(r#""ResultCode":{}0{}"#, "[".repeat(5_000), "]".repeat(5_000)));
+    assert!(malformed(deep_code.as_bytes()).contains("invalid type"));
+    // Deep nesting in what is skipped (an unknown field, an odd Balance) is skipped without
+    // recursion: the payment still parses.
+    let deep = format!("{}0{}", "[".repeat(20_000), "]".repeat(20_000));
+    let skipped_field = valid.replacen(r#""ResultCode":0"#, &format!(r#""Extra":{deep},"ResultCode":0"#), 1);
+    assert_eq!(callback::parse(skipped_field.as_bytes()).unwrap().payment.unwrap().amount, 45);
+    let deep_balance =
+        valid.replacen(r#"{"Name":"Amount""#, &format!(r#"{{"Name":"Balance","Value":{deep}}},{{"Name":"Amount""#), 1);
+    assert_eq!(callback::parse(deep_balance.as_bytes()).unwrap().payment.unwrap().amount, 45);
 }
 
 #[test]

@@ -274,6 +274,12 @@ async fn a_timeout_after_sending_says_the_request_may_have_reached_safaricom() {
     let Error::Transport { may_have_reached_safaricom, timed_out, .. } = &err else { panic!("{err:?}") };
     assert!(timed_out);
     assert!(may_have_reached_safaricom);
+    assert!(!err.is_retryable(), "a push that may be on the phone must not be sent again");
+
+    // The same timeout on a query is safe to repeat.
+    let id = CheckoutRequestId::parse("ws_CO_1").unwrap();
+    let err = client.stk_query(&sandbox_merchant(), &id).await.unwrap_err();
+    assert!(matches!(err, Error::Transport { timed_out: true, .. }), "{err:?}");
     assert!(err.is_retryable());
 }
 
@@ -289,7 +295,9 @@ async fn a_refused_connection_says_the_request_did_not_reach_safaricom() {
     .build()
     .unwrap();
     let err = client.stk_push(&sandbox_merchant(), &push()).await.unwrap_err();
-    let Error::Transport { may_have_reached_safaricom, .. } = &err else { panic!("{err:?}") };
+    // The token request is the first to fail; nothing reached Safaricom.
+    let Error::Transport { operation, may_have_reached_safaricom, .. } = &err else { panic!("{err:?}") };
+    assert_eq!(*operation, "oauth");
     assert!(!may_have_reached_safaricom);
     assert!(err.is_retryable());
 }
@@ -313,7 +321,7 @@ async fn an_unexpected_body_is_a_decode_error_with_a_truncated_excerpt() {
     let Error::Decode { status, body, .. } = &err else { panic!("{err:?}") };
     assert_eq!(*status, 502);
     assert!(body.len() < 600, "{}", body.len());
-    assert!(err.is_retryable());
+    assert!(!err.is_retryable(), "an unreadable answer to a push may hide an accepted push");
 }
 
 #[tokio::test]
@@ -328,4 +336,38 @@ async fn debug_output_of_client_and_config_hides_secrets() {
     assert!(!text.contains(PASSKEY), "{text}");
     assert!(!text.contains("consumer-key"), "{text}");
     assert!(!text.contains("token-1"), "{text}");
+}
+
+#[tokio::test]
+async fn a_failed_token_refresh_is_not_repeated_by_every_waiting_caller() {
+    let mock = MockDaraja::start().await;
+    mock.state.oauth_status.store(503, Ordering::SeqCst);
+    mock.state.oauth_delay_ms.store(100, Ordering::SeqCst);
+    *mock.state.oauth_body.lock().unwrap() = Some("<html>maintenance</html>".into());
+    let client = mock.client();
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let c = client.clone();
+            tokio::spawn(async move { c.access_token().await.is_err() })
+        })
+        .collect();
+    for t in tasks {
+        assert!(t.await.unwrap());
+    }
+    assert_eq!(mock.oauth_calls(), 1, "the waiters share the one failure");
+    // A later call tries again.
+    mock.state.oauth_status.store(0, Ordering::SeqCst);
+    *mock.state.oauth_body.lock().unwrap() = None;
+    mock.state.oauth_delay_ms.store(0, Ordering::SeqCst);
+    assert_eq!(client.access_token().await.unwrap().expose(), "token-2");
+}
+
+#[tokio::test]
+async fn an_unreadable_oauth_answer_never_puts_the_token_in_the_error() {
+    let mock = MockDaraja::start().await;
+    *mock.state.oauth_body.lock().unwrap() = Some(r#"{"access_token":"SECRETTOKEN123","expires_in":"soon"}"#.into());
+    let err = mock.client().access_token().await.unwrap_err();
+    let text = format!("{err} {err:?}");
+    assert!(!text.contains("SECRETTOKEN123"), "{text}");
+    assert!(text.contains("expires_in"), "{text}");
 }

@@ -372,7 +372,7 @@ mod tests {
     fn query(code: &str) -> QueryResult {
         QueryResult {
             merchant_request_id: "m".into(),
-            checkout_request_id: "ws_CO_1".into(),
+            checkout_request_id: daraja::CheckoutRequestId::parse("ws_CO_1").unwrap(),
             result_code: daraja::ResultCode::from_wire(code),
             result_desc: "d".into(),
         }
