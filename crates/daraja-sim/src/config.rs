@@ -69,7 +69,7 @@ pub enum BalanceStyle {
 pub struct Faults {
     /// Never deliver the callback (the transaction still completes; a query sees the result).
     pub drop: bool,
-    /// How many copies of the callback to deliver (at least 1 unless `drop`).
+    /// How many copies of the callback to deliver (0 counts as 1; use `drop` for none).
     pub copies: u32,
     /// Deliver the copies at the same time rather than one after another.
     pub concurrent: bool,

@@ -42,6 +42,7 @@ pub(crate) fn routes() -> axum::Router<Sim> {
             }),
         )
         .route("/sim/magic-numbers", get(magic_numbers))
+        .route("/sim/inject", post(inject))
 }
 
 /// A control-API refusal: a status and a message saying what to fix.
@@ -133,6 +134,32 @@ struct DefaultAnswerBody {
 async fn default_answer(State(sim): State<Sim>, Json(body): Json<DefaultAnswerBody>) -> StatusCode {
     sim.set_default_answer(body.answer);
     StatusCode::NO_CONTENT
+}
+
+#[derive(Deserialize)]
+struct InjectBody {
+    endpoint: crate::sim::Endpoint,
+    error: String,
+    #[serde(default = "one")]
+    count: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+async fn inject(State(sim): State<Sim>, Json(body): Json<InjectBody>) -> Result<StatusCode, Problem> {
+    let error = crate::envelope::DarajaError::by_name(&body.error).ok_or_else(|| {
+        Problem(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "unknown error {:?}; use system_busy, spike_arrest, quota, internal, invalid_token, wrong_credentials, merchant_unknown or subscriber_locked",
+                body.error
+            ),
+        )
+    })?;
+    sim.inject_error(body.endpoint, error, body.count);
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn magic_numbers() -> impl IntoResponse {

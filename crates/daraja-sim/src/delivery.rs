@@ -19,12 +19,13 @@ pub(crate) struct Delivery {
     url: String,
     body: String,
     faults: Faults,
+    generation: u64,
 }
 
 impl Delivery {
     /// The callback for a completed transaction; `None` when its faults drop it.
-    pub(crate) fn of(txn: &Transaction, config: &SimConfig) -> Option<Self> {
-        if txn.faults.drop || txn.faults.copies == 0 {
+    pub(crate) fn of(txn: &Transaction, config: &SimConfig, generation: u64) -> Option<Self> {
+        if txn.faults.drop {
             return None;
         }
         Some(Self {
@@ -32,6 +33,7 @@ impl Delivery {
             url: txn.callback_url.clone(),
             body: callback_body(txn, config),
             faults: txn.faults.clone(),
+            generation,
         })
     }
 }
@@ -44,7 +46,9 @@ fn json_str(s: &str) -> String {
 /// write `SFC_IC0003` as a string but numeric codes as numbers, as Safaricom does.
 pub(crate) fn callback_body(txn: &Transaction, config: &SimConfig) -> String {
     let code = txn.result_code.as_deref().unwrap_or("1037");
-    let code_json = if code.bytes().all(|b| b.is_ascii_digit()) { code.to_owned() } else { json_str(code) };
+    // A number exactly when it reads back as the same number ("007" and "" stay strings).
+    let numeric = code.parse::<u64>().is_ok_and(|n| n.to_string() == code);
+    let code_json = if numeric { code.to_owned() } else { json_str(code) };
     let desc = json_str(txn.result_desc.as_deref().unwrap_or(""));
     let mut body = format!(
         r#"{{"Body":{{"stkCallback":{{"MerchantRequestID":{},"CheckoutRequestID":{},"ResultCode":{code_json},"ResultDesc":{desc}"#,
@@ -98,7 +102,7 @@ pub(crate) async fn deliver(sim: Sim, http: reqwest::Client, d: Delivery) {
 async fn send_copy(sim: Sim, http: reqwest::Client, d: Delivery, copy: u32) {
     if !d.faults.jitter.is_zero() {
         let max = u64::try_from(d.faults.jitter.as_millis()).unwrap_or(u64::MAX);
-        tokio::time::sleep(Duration::from_millis(fastrand::u64(0..max))).await;
+        tokio::time::sleep(Duration::from_millis(fastrand::u64(0..=max))).await;
     }
     let mut backoff = d.faults.retry_backoff;
     for attempt in 1..=d.faults.retries.saturating_add(1) {
@@ -131,11 +135,54 @@ async fn send_copy(sim: Sim, http: reqwest::Client, d: Delivery, copy: u32) {
             latency_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         };
         let acknowledged = record.acknowledged();
-        sim.record_attempt(record);
+        sim.record_attempt(d.generation, record);
         if acknowledged || attempt > d.faults.retries {
             return;
         }
         tokio::time::sleep(backoff).await;
         backoff = backoff.saturating_mul(2);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::Status;
+
+    fn txn(code: &str) -> Transaction {
+        Transaction {
+            checkout_request_id: "ws_CO_1".into(),
+            merchant_request_id: "m-1".into(),
+            shortcode: 174379,
+            party_b: 174379,
+            transaction_type: "CustomerPayBillOnline".into(),
+            business_name: "Shop".into(),
+            phone: 254712345678,
+            amount: 45,
+            account_reference: "R".into(),
+            description: "D".into(),
+            callback_url: "http://127.0.0.1/x".into(),
+            created_at: OffsetDateTime::UNIX_EPOCH,
+            status: Status::Completed,
+            result_code: Some(code.into()),
+            result_desc: Some("d".into()),
+            receipt: None,
+            completed_at: Some(OffsetDateTime::UNIX_EPOCH),
+            faults: Faults::default(),
+        }
+    }
+
+    #[test]
+    fn result_codes_are_numbers_only_when_they_read_back_as_numbers() {
+        for (code, expected) in [
+            ("1032", serde_json::json!(1032)),
+            ("SFC_IC0003", serde_json::json!("SFC_IC0003")),
+            ("007", serde_json::json!("007")),
+            ("", serde_json::json!("")),
+        ] {
+            let body: serde_json::Value =
+                serde_json::from_str(&callback_body(&txn(code), &SimConfig::default())).unwrap();
+            assert_eq!(body["Body"]["stkCallback"]["ResultCode"], expected, "{code:?}");
+        }
     }
 }

@@ -82,6 +82,37 @@ impl DarajaError {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "500.003.02", "Error Occurred: Spike Arrest Violation")
     }
 
+    /// `500.003.02 System is busy. Please try again in few minutes.`
+    pub fn system_busy() -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "500.003.02", "System is busy. Please try again in few minutes.")
+    }
+
+    /// `500.003.03 Quota Violation`.
+    pub fn quota_violation() -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "500.003.03", "Quota Violation")
+    }
+
+    /// `500.003.1001 Internal Server Error`.
+    pub fn internal_error() -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "500.003.1001", "Internal Server Error")
+    }
+
+    /// An error by the name the control API uses: `system_busy`, `spike_arrest`, `quota`,
+    /// `internal`, `invalid_token`, `wrong_credentials`, `merchant_unknown`, `subscriber_locked`.
+    pub fn by_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "system_busy" => Self::system_busy(),
+            "spike_arrest" => Self::spike_arrest(),
+            "quota" => Self::quota_violation(),
+            "internal" => Self::internal_error(),
+            "invalid_token" => Self::invalid_token(),
+            "wrong_credentials" => Self::wrong_credentials(),
+            "merchant_unknown" => Self::merchant_unknown(),
+            "subscriber_locked" => Self::subscriber_locked(),
+            _ => return None,
+        })
+    }
+
     /// The envelope as JSON, with a fresh `requestId`.
     pub fn body(&self) -> serde_json::Value {
         serde_json::json!({

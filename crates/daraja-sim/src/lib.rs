@@ -35,10 +35,11 @@ pub use config::{
     AmountStyle, App, BalanceStyle, DefaultAnswer, Faults, MerchantAccount, SANDBOX_PASSKEY, SANDBOX_SHORTCODE,
     SimConfig,
 };
+pub use envelope::DarajaError;
 pub use records::{CallbackAttempt, PhoneView, RequestRecord, Scripted, Status, Transaction};
 pub use rules::{Answer, MAGIC_NUMBERS, MagicNumber, magic, result_desc};
 pub use server::{SimHandle, SimServer, spawn};
-pub use sim::{PhoneAction, Sim};
+pub use sim::{Endpoint, PhoneAction, Sim};
 
 /// Nairobi's offset from UTC: Daraja's timestamps are Nairobi time.
 pub(crate) const NAIROBI: time::UtcOffset = time::macros::offset!(+3);

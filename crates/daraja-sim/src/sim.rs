@@ -60,6 +60,22 @@ struct State {
     push_window: Window,
     query_window: Window,
     rng: Option<fastrand::Rng>,
+    /// Bumped by `reset`, so deliveries started before it are not recorded after it.
+    generation: u64,
+    /// Error envelopes to answer the next requests with, per endpoint.
+    injected: Vec<(Endpoint, DarajaError)>,
+}
+
+/// Which Daraja endpoint an injected error is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Endpoint {
+    /// `POST /mpesa/stkpush/v1/processrequest`
+    StkPush,
+    /// `POST /mpesa/stkpushquery/v1/query`
+    StkQuery,
+    /// `GET /oauth/v1/generate`
+    Oauth,
 }
 
 #[derive(Debug)]
@@ -276,35 +292,12 @@ impl Sim {
 
     /// Ends an open prompt with `answer`; returns false if it had already ended.
     fn complete(&self, id: &str, answer: &Answer) -> bool {
-        let config = &self.inner.config;
-        let now = OffsetDateTime::now_utc();
         let delivery = {
             let mut st = self.state();
-            let Some(txn) = st.txns.get(id).filter(|t| t.status == Status::Open) else { return false };
-            let (phone, amount) = (txn.phone, txn.amount);
-            let mut wallet = st.wallet(phone, config, now);
-            let code = match answer {
-                Answer::Approve if wallet.pin_locked => "8006".to_owned(),
-                Answer::Approve if amount > wallet.balance => "1".to_owned(),
-                Answer::Approve if wallet.spent_today + amount > config.daily_limit => "4".to_owned(),
-                Answer::Approve => {
-                    wallet.balance -= amount;
-                    wallet.spent_today += amount;
-                    "0".to_owned()
-                }
-                Answer::Fail(code) => code.clone(),
-                Answer::VirtualPhone => "1037".to_owned(),
-            };
-            st.phones.insert(phone, wallet);
-            let receipt = (code == "0").then(|| st.new_receipt(now));
-            st.open_by_phone.remove(&phone);
-            let Some(txn) = st.txns.get_mut(id) else { return false };
-            txn.status = Status::Completed;
-            txn.result_desc = Some(rules::result_desc(&code).to_owned());
-            txn.result_code = Some(code);
-            txn.receipt = receipt;
-            txn.completed_at = Some(now);
-            Delivery::of(txn, config)
+            match self.complete_locked(&mut st, id, answer) {
+                Some(delivery) => delivery,
+                None => return false,
+            }
         };
         if let Some(delivery) = delivery {
             tokio::spawn(delivery::deliver(self.clone(), self.inner.http.clone(), delivery));
@@ -312,8 +305,45 @@ impl Sim {
         true
     }
 
-    pub(crate) fn record_attempt(&self, attempt: CallbackAttempt) {
-        self.state().attempts.push(attempt);
+    /// The state change of [`Sim::complete`], under the caller's lock: `None` if the prompt was
+    /// not open, else the callback to deliver (if its faults do not drop it).
+    fn complete_locked(&self, st: &mut State, id: &str, answer: &Answer) -> Option<Option<Delivery>> {
+        let config = &self.inner.config;
+        let now = OffsetDateTime::now_utc();
+        let txn = st.txns.get(id).filter(|t| t.status == Status::Open)?;
+        let (phone, amount) = (txn.phone, txn.amount);
+        let mut wallet = st.wallet(phone, config, now);
+        let code = match answer {
+            Answer::Approve if wallet.pin_locked => "8006".to_owned(),
+            Answer::Approve if amount > wallet.balance => "1".to_owned(),
+            Answer::Approve if wallet.spent_today + amount > config.daily_limit => "4".to_owned(),
+            Answer::Approve => {
+                wallet.balance -= amount;
+                wallet.spent_today += amount;
+                "0".to_owned()
+            }
+            Answer::Fail(code) => code.clone(),
+            Answer::VirtualPhone => "1037".to_owned(),
+        };
+        st.phones.insert(phone, wallet);
+        let receipt = (code == "0").then(|| st.new_receipt(now));
+        st.open_by_phone.remove(&phone);
+        let generation = st.generation;
+        let txn = st.txns.get_mut(id)?;
+        txn.status = Status::Completed;
+        txn.result_desc = Some(rules::result_desc(&code).to_owned());
+        txn.result_code = Some(code);
+        txn.receipt = receipt;
+        txn.completed_at = Some(now);
+        Some(Delivery::of(txn, config, generation))
+    }
+
+    /// Records a delivery attempt, unless the simulator was reset since the push.
+    pub(crate) fn record_attempt(&self, generation: u64, attempt: CallbackAttempt) {
+        let mut st = self.state();
+        if st.generation == generation {
+            st.attempts.push(attempt);
+        }
     }
 
     pub(crate) fn record_request(&self, record: RequestRecord) {
@@ -337,15 +367,16 @@ impl Sim {
 
     // ---- the virtual phone and the control API ----
 
-    /// A person answers the prompt on the virtual phone. Returns false if no such prompt is open.
+    /// A person answers the prompt on the virtual phone. Returns false if no such prompt is
+    /// open (a PIN typed on an ended prompt counts for nothing).
     pub fn respond(&self, msisdn: u64, checkout_request_id: &str, action: PhoneAction) -> bool {
         let config = &self.inner.config;
-        let answer = {
+        let delivery = {
             let mut st = self.state();
             if st.open_by_phone.get(&msisdn).map(String::as_str) != Some(checkout_request_id) {
                 return false;
             }
-            match action {
+            let answer = match action {
                 PhoneAction::Cancel => Answer::Fail("1032".into()),
                 PhoneAction::Send { pin } => {
                     let mut wallet = st.wallet(msisdn, config, OffsetDateTime::now_utc());
@@ -366,9 +397,16 @@ impl Sim {
                     st.phones.insert(msisdn, wallet);
                     answer
                 }
+            };
+            match self.complete_locked(&mut st, checkout_request_id, &answer) {
+                Some(delivery) => delivery,
+                None => return false,
             }
         };
-        self.complete(checkout_request_id, &answer)
+        if let Some(delivery) = delivery {
+            tokio::spawn(delivery::deliver(self.clone(), self.inner.http.clone(), delivery));
+        }
+        true
     }
 
     /// Ends an open prompt now with `answer`. Returns false if it was not open.
@@ -460,7 +498,23 @@ impl Sim {
     pub fn reset(&self) {
         let mut st = self.state();
         let tokens = std::mem::take(&mut st.tokens);
-        *st = State { tokens, faults: self.inner.config.faults.clone(), ..State::default() };
+        let generation = st.generation + 1;
+        *st = State { tokens, generation, faults: self.inner.config.faults.clone(), ..State::default() };
+    }
+
+    /// Answers the next `count` requests to `endpoint` with `error` (system busy, quota,
+    /// internal error, …), after the token check, before anything else.
+    pub fn inject_error(&self, endpoint: Endpoint, error: DarajaError, count: u32) {
+        let mut st = self.state();
+        st.injected.extend((0..count).map(|_| (endpoint, error.clone())));
+    }
+
+    pub(crate) fn take_injected(&self, endpoint: Endpoint) -> Result<(), DarajaError> {
+        let mut st = self.state();
+        match st.injected.iter().position(|(e, _)| *e == endpoint) {
+            Some(i) => Err(st.injected.remove(i).1),
+            None => Ok(()),
+        }
     }
 }
 

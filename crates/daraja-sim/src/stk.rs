@@ -18,7 +18,7 @@ use time::macros::format_description;
 use crate::NAIROBI;
 use crate::envelope::DarajaError;
 use crate::records::{RequestRecord, Status};
-use crate::sim::{PushRequest, Sim};
+use crate::sim::{Endpoint, PushRequest, Sim};
 
 const PUSH_FIELDS: &[&str] = &[
     "BusinessShortCode",
@@ -45,6 +45,9 @@ pub(crate) async fn oauth(
     if method != Method::GET {
         return DarajaError::method_not_allowed(method.as_str()).into_response();
     }
+    if let Err(e) = sim.take_injected(Endpoint::Oauth) {
+        return e.into_response();
+    }
     if !params.iter().any(|(k, v)| k == "grant_type" && v == "client_credentials") {
         return DarajaError::invalid_grant_type().into_response();
     }
@@ -67,7 +70,7 @@ pub(crate) async fn oauth(
 
 /// `POST /mpesa/stkpush/v1/processrequest`.
 pub(crate) async fn push(State(sim): State<Sim>, request: Request<Body>) -> Response {
-    let (request_json, unknown, outcome) = match read(&sim, request, PUSH_FIELDS).await {
+    let (request_json, unknown, outcome) = match read(&sim, request, Endpoint::StkPush).await {
         Ok((body, unknown)) => {
             let outcome = push_fields(&sim, &body).and_then(|req| sim.accept_push(req));
             (
@@ -91,7 +94,7 @@ pub(crate) async fn push(State(sim): State<Sim>, request: Request<Body>) -> Resp
 
 /// `POST /mpesa/stkpushquery/v1/query`.
 pub(crate) async fn query(State(sim): State<Sim>, request: Request<Body>) -> Response {
-    let (request_json, unknown, outcome) = match read(&sim, request, QUERY_FIELDS).await {
+    let (request_json, unknown, outcome) = match read(&sim, request, Endpoint::StkQuery).await {
         Ok((body, unknown)) => {
             let outcome = query_fields(&sim, &body);
             (Value::Object(body), unknown, outcome)
@@ -125,8 +128,10 @@ fn answer(
 
 type Read = Result<(Map<String, Value>, Vec<String>), (Value, DarajaError)>;
 
-/// Method, token, content type, size and JSON shape: the checks before any field.
-async fn read(sim: &Sim, request: Request<Body>, documented: &[&str]) -> Read {
+/// Method, token, injected errors, rate limit, content type, size and JSON shape: the checks
+/// before any field. The rate limit counts every authenticated request, valid or not.
+async fn read(sim: &Sim, request: Request<Body>, endpoint: Endpoint) -> Read {
+    let documented = if endpoint == Endpoint::StkQuery { QUERY_FIELDS } else { PUSH_FIELDS };
     let (parts, body) = request.into_parts();
     if parts.method != Method::POST {
         return Err((Value::Null, DarajaError::method_not_allowed(parts.method.as_str())));
@@ -138,14 +143,13 @@ async fn read(sim: &Sim, request: Request<Body>, documented: &[&str]) -> Read {
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     sim.check_token(bearer.trim()).map_err(|e| (Value::Null, e))?;
-    let bytes = axum::body::to_bytes(body, sim.config().max_body_bytes).await.map_err(|_| {
-        let e = DarajaError {
-            status: StatusCode::BAD_REQUEST,
-            code: "400.002.05",
-            message: "Invalid Request Payload".into(),
-        };
-        (Value::String("<body over the size limit>".into()), e)
-    })?;
+    sim.take_injected(endpoint).map_err(|e| (Value::Null, e))?;
+    let admitted = if endpoint == Endpoint::StkQuery { sim.admit_query() } else { sim.admit_push() };
+    admitted.map_err(|e| (Value::Null, e))?;
+    // A body too large to be a request is "not JSON", which Daraja reports as below.
+    let bytes = axum::body::to_bytes(body, sim.config().max_body_bytes)
+        .await
+        .map_err(|_| (Value::String("<body over the size limit>".into()), DarajaError::invalid("BusinessShortCode")))?;
     let raw = || Value::String(String::from_utf8_lossy(&bytes[..bytes.len().min(2048)]).into_owned());
     let json_type = parts
         .headers
@@ -278,7 +282,6 @@ fn push_fields(sim: &Sim, body: &Map<String, Value>) -> Result<PushRequest, Dara
         Some(_) => return Err(DarajaError::invalid("TransactionDesc")),
     };
     credentials(sim, body, shortcode, &ts)?;
-    sim.admit_push()?;
     Ok(PushRequest {
         shortcode,
         transaction_type,
@@ -299,7 +302,6 @@ fn query_fields(sim: &Sim, body: &Map<String, Value>) -> Result<Value, DarajaErr
         _ => return Err(DarajaError::invalid("CheckoutRequestID")),
     };
     credentials(sim, body, shortcode, &ts)?;
-    sim.admit_query()?;
     let txn = sim.query(shortcode, id)?;
     if txn.status == Status::Open {
         return Err(DarajaError::being_processed());

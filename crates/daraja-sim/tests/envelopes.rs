@@ -176,11 +176,13 @@ async fn push_envelopes_for_auth_method_path_and_payload() {
     assert_envelope(
         &send(&sim, Method::POST, path, Some(&token), Some("application/json"), huge).await,
         400,
-        "400.002.05",
-        "Invalid Request Payload",
+        "400.002.02",
+        invalid_shortcode,
     );
-    // Every refused request is recorded, as is every accepted one.
-    assert!(sim.sim().requests().iter().all(|r| r.status >= 400));
+    // Every refused request to a Daraja endpoint is recorded (the unknown path is not one).
+    let records = sim.sim().requests();
+    assert_eq!(records.len(), 11);
+    assert!(records.iter().all(|r| r.status >= 400 && r.endpoint == "stk_push"));
 }
 
 #[tokio::test]
@@ -374,5 +376,54 @@ async fn query_has_its_own_rate_limit() {
         .await;
         codes.push(answer["errorCode"].as_str().unwrap().to_owned());
     }
+    assert!(codes.iter().any(|c| c == "500.003.02"), "{codes:?}");
+}
+
+#[tokio::test]
+async fn injected_errors_reproduce_the_envelopes_a_client_cannot_provoke() {
+    use daraja_sim::{DarajaError, Endpoint};
+    let sim = sim(SimConfig::default()).await;
+    let token = token(&sim).await;
+    for (name, code, message) in [
+        ("system_busy", "500.003.02", "System is busy. Please try again in few minutes."),
+        ("quota", "500.003.03", "Quota Violation"),
+        ("internal", "500.003.1001", "Internal Server Error"),
+        ("spike_arrest", "500.003.02", "Error Occurred: Spike Arrest Violation"),
+    ] {
+        sim.sim().inject_error(Endpoint::StkPush, DarajaError::by_name(name).unwrap(), 1);
+        assert_envelope(&push_json(&sim, &token, &valid_push()).await, 500, code, message);
+    }
+    // Over HTTP too, and only for the endpoint named.
+    let resp = reqwest::Client::new()
+        .post(format!("{}/sim/inject", sim.base_url()))
+        .json(&json!({"endpoint": "stk_query", "error": "quota", "count": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 204);
+    assert_eq!(push_json(&sim, &token, &valid_push()).await.0, 200, "pushes are not affected");
+    let bad = reqwest::Client::new()
+        .post(format!("{}/sim/inject", sim.base_url()))
+        .json(&json!({"endpoint": "stk_push", "error": "nope"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status().as_u16(), 400);
+    assert!(bad.text().await.unwrap().contains("system_busy"));
+}
+
+#[tokio::test]
+async fn spike_arrest_counts_invalid_requests_too() {
+    let sim = sim(SimConfig { push_rate_limit: 2, ..SimConfig::default() }).await;
+    let token = token(&sim).await;
+    let mut invalid = valid_push();
+    invalid["Amount"] = json!(0);
+    let codes: Vec<String> = {
+        let mut out = Vec::new();
+        for _ in 0..5 {
+            out.push(push_json(&sim, &token, &invalid).await.1["errorCode"].as_str().unwrap().to_owned());
+        }
+        out
+    };
     assert!(codes.iter().any(|c| c == "500.003.02"), "{codes:?}");
 }

@@ -25,7 +25,9 @@ async fn with_n_copies_exactly_n_deliveries_are_recorded() {
         let mut copies: Vec<u32> = sim.sim().callback_attempts_for(&id).iter().map(|a| a.copy).collect();
         copies.sort_unstable();
         assert_eq!(copies, [1, 2, 3, 4], "concurrent={concurrent}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(receiver.bodies.try_recv().is_err(), "no fifth delivery");
+        assert_eq!(sim.sim().callback_attempts_for(&id).len(), 4);
     }
 }
 
@@ -36,6 +38,8 @@ async fn a_dropped_callback_is_never_delivered_but_the_query_knows() {
     let accepted = client(&sim).stk_push(&merchant(&sim), &push("0712345678", 5, &receiver.url)).await.unwrap();
     let id = accepted.checkout_request_id.as_str().to_owned();
     eventually("completed", || sim.sim().transaction(&id).is_some_and(|t| t.status == Status::Completed)).await;
+    // Long enough for a delivery to a loopback receiver to have been made and recorded.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(sim.sim().callback_attempts().is_empty());
     assert!(receiver.bodies.try_recv().is_err());
     let outcome = client(&sim).stk_query(&merchant(&sim), &accepted.checkout_request_id).await.unwrap();
@@ -58,7 +62,9 @@ async fn retries_stop_after_the_first_acknowledgement() {
     let seen: Vec<_> = attempts.iter().map(|a| (a.attempt, a.status)).collect();
     assert_eq!(seen, [(1, Some(503)), (2, Some(500)), (3, Some(200))]);
     assert!(attempts[1].at - attempts[0].at >= time::Duration::milliseconds(20), "backoff between attempts");
+    tokio::time::sleep(Duration::from_millis(300)).await; // past the next backoff (80 ms)
     assert!(receiver.bodies.try_recv().is_err(), "nothing after the 200");
+    assert_eq!(sim.sim().callback_attempts_for(&id).len(), 3);
 }
 
 #[tokio::test]
@@ -73,7 +79,10 @@ async fn retries_give_up_after_the_configured_count() {
     }
     let id = accepted.checkout_request_id.as_str().to_owned();
     eventually("3 attempts", || sim.sim().callback_attempts_for(&id).len() == 3).await;
-    assert!(sim.sim().callback_attempts_for(&id).iter().all(|a| !a.acknowledged()));
+    tokio::time::sleep(Duration::from_millis(200)).await; // past the next backoff (20 ms)
+    let attempts = sim.sim().callback_attempts_for(&id);
+    assert_eq!(attempts.len(), 3, "1 attempt + 2 retries, then it gives up");
+    assert!(attempts.iter().all(|a| !a.acknowledged()));
 }
 
 #[tokio::test]
