@@ -321,7 +321,11 @@ impl Gateway {
         if let Some(id) = &stored.payment_id {
             tracing::Span::current().record("payment_id", id.as_str());
         }
-        tracing::info!(outcome = stored.outcome.as_str(), "callback stored");
+        if stored.outcome.needs_review() {
+            tracing::warn!(outcome = stored.outcome.as_str(), "callback stored for review");
+        } else {
+            tracing::debug!(outcome = stored.outcome.as_str(), "callback stored");
+        }
         Ok(stored)
     }
 }

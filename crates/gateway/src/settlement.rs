@@ -214,10 +214,14 @@ pub fn on_callback(current: &Current<'_>, cb: &StkCallback) -> Decision {
     }
 }
 
-/// Overrides a decision whose receipt already paid another payment: one M-Pesa transaction
-/// cannot pay two payments, so it is recorded as a conflict and applies nothing.
-pub fn receipt_taken(receipt: &str, other_payment: &str) -> Decision {
-    Decision::record(Outcome::Conflict, format!("receipt {receipt} already paid payment {other_payment}"))
+/// Overrides a decision whose receipt (or CheckoutRequestID) already settled another payment:
+/// one M-Pesa transaction cannot pay two payments, so it is a conflict and applies nothing.
+pub fn already_used(receipt: &str, other_payment: Option<&str>) -> Decision {
+    let note = match other_payment {
+        Some(other) => format!("receipt {receipt} already paid payment {other}"),
+        None => "its CheckoutRequestID already belongs to another payment".to_owned(),
+    };
+    Decision::record(Outcome::Conflict, note)
 }
 
 /// Decides what an STK Query's final answer does. Only a `pending` payment changes.

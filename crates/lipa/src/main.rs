@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod gateway;
 mod sim;
 
@@ -30,6 +31,9 @@ enum Command {
     Config(gateway::ConfigCommand),
     /// Run the Daraja simulator: Safaricom's STK APIs offline, with a virtual phone.
     Sim(sim::Args),
+    /// Measure throughput and latency on loopback.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +53,7 @@ fn main() -> ExitCode {
             Command::Keys(command) => gateway::keys(command).await,
             Command::Config(command) => gateway::config(command).await,
             Command::Sim(args) => sim::run(args).await,
+            Command::Bench(command) => bench::run(command).await,
         }
     });
     match result {

@@ -43,7 +43,8 @@ CREATE TABLE payments (
 );
 CREATE INDEX payments_created ON payments (created_at, id);
 CREATE INDEX payments_phone_created ON payments (phone, created_at);
-CREATE INDEX payments_due ON payments (status, next_check_at);
+-- Only pending payments with a query due are indexed: settling one deletes its entry.
+CREATE INDEX payments_due ON payments (next_check_at) WHERE status = 'pending' AND next_check_at IS NOT NULL;
 
 CREATE TABLE callbacks (
     id                  INTEGER PRIMARY KEY AUTOINCREMENT,

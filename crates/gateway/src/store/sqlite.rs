@@ -60,7 +60,10 @@ fn connect(path: &str) -> Result<Connection, StoreError> {
     let conn = if path == ":memory:" { Connection::open_in_memory() } else { Connection::open(path) }
         .map_err(|e| unavailable(format!("cannot open SQLite database {path:?}: {e}")))?;
     conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(sql_error)?;
-    conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
+    conn.set_prepared_statement_cache_capacity(64);
+    conn.execute_batch(
+        "PRAGMA page_size=1024; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-16000;",
+    )
         .map_err(sql_error)?;
     Ok(conn)
 }
@@ -75,6 +78,18 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Copies the WAL back into the database file once a second from its own connection, so the
+/// checkpoint's fsyncs never stall the writer's commits. Stops when the store is dropped.
+fn run_checkpoints(path: &str, alive: &mpsc::WeakUnboundedSender<Job>) {
+    let Ok(conn) = connect(path) else { return };
+    while alive.upgrade().is_some() {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)") {
+            tracing::debug!(error = %e, "checkpoint skipped");
+        }
+    }
+}
+
 fn run_writer(conn: Connection, mut jobs: mpsc::UnboundedReceiver<Job>) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = jobs.blocking_recv() {
@@ -86,6 +101,7 @@ fn run_writer(conn: Connection, mut jobs: mpsc::UnboundedReceiver<Job>) {
             }
         }
         let mut completions = Vec::with_capacity(batch.len());
+        let batch_started = std::time::Instant::now();
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
             let err = sql_error(e);
             for job in batch.drain(..) {
@@ -105,7 +121,9 @@ fn run_writer(conn: Connection, mut jobs: mpsc::UnboundedReceiver<Job>) {
             }
             completions.push(completion);
         }
+        let jobs_took = batch_started.elapsed();
         let committed = conn.execute_batch("COMMIT").map_err(sql_error);
+        tracing::trace!(jobs = completions.len(), ?jobs_took, commit_took = ?(batch_started.elapsed() - jobs_took), "write batch");
         if committed.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
         }
@@ -128,6 +146,10 @@ impl SqliteStore {
             }
             let conn = connect(&path_owned)?;
             migrate(&conn)?;
+            // Checkpoints run on their own thread (see `run_checkpoints`).
+            if path_owned != ":memory:" {
+                conn.execute_batch("PRAGMA wal_autocheckpoint = 0").map_err(sql_error)?;
+            }
             // An in-memory database is private to its connection, so readers share the writer's
             // view only for files; `:memory:` is for quick experiments, tests use files.
             let readers = if path_owned == ":memory:" { Vec::new() } else { vec![connect(&path_owned)?] };
@@ -140,6 +162,13 @@ impl SqliteStore {
             .name("lipa-sqlite-writer".into())
             .spawn(move || run_writer(conn, jobs))
             .map_err(unavailable)?;
+        if path != ":memory:" {
+            let (path, alive) = (path.to_owned(), writer.downgrade());
+            std::thread::Builder::new()
+                .name("lipa-sqlite-checkpoint".into())
+                .spawn(move || run_checkpoints(&path, &alive))
+                .map_err(unavailable)?;
+        }
         Ok(Self { writer, readers: Arc::new(Mutex::new(readers)), path: path.into() })
     }
 
@@ -186,14 +215,15 @@ impl SqliteStore {
     }
 
     pub(super) async fn ping(&self) -> Result<(), StoreError> {
-        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(sql_error)).await
+        self.read(|c| row(c, "SELECT 1", [], |_| Ok(())).map_err(sql_error)).await
     }
 
     // ---- API keys ----
 
     pub(super) async fn insert_api_key(&self, key: ApiKey, key_hash: String) -> Result<(), StoreError> {
         self.write(move |c| {
-            c.execute(
+            exec(
+                c,
                 "INSERT INTO api_keys (id, name, key_hash, prefix, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![key.id, key.name, key_hash, key.prefix, key.created_at],
             )
@@ -205,8 +235,7 @@ impl SqliteStore {
 
     pub(super) async fn api_key_by_hash(&self, key_hash: String) -> Result<Option<ApiKey>, StoreError> {
         self.read(move |c| {
-            c.query_row(
-                "SELECT id, name, prefix, created_at, revoked_at FROM api_keys WHERE key_hash = ?1 AND revoked_at IS NULL",
+            row(c,                 "SELECT id, name, prefix, created_at, revoked_at FROM api_keys WHERE key_hash = ?1 AND revoked_at IS NULL",
                 [key_hash],
                 api_key_from_row,
             )
@@ -218,12 +247,12 @@ impl SqliteStore {
 
     pub(super) async fn revoke_api_key(&self, id_or_name: String, now: i64) -> Result<bool, StoreError> {
         self.write(move |c| {
-            let n = c
-                .execute(
-                    "UPDATE api_keys SET revoked_at = ?2 WHERE (id = ?1 OR name = ?1) AND revoked_at IS NULL",
-                    params![id_or_name, now],
-                )
-                .map_err(sql_error)?;
+            let n = exec(
+                c,
+                "UPDATE api_keys SET revoked_at = ?2 WHERE (id = ?1 OR name = ?1) AND revoked_at IS NULL",
+                params![id_or_name, now],
+            )
+            .map_err(sql_error)?;
             Ok(n > 0)
         })
         .await
@@ -232,7 +261,7 @@ impl SqliteStore {
     pub(super) async fn api_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
         self.read(|c| {
             let mut stmt = c
-                .prepare("SELECT id, name, prefix, created_at, revoked_at FROM api_keys ORDER BY created_at")
+                .prepare_cached("SELECT id, name, prefix, created_at, revoked_at FROM api_keys ORDER BY created_at")
                 .map_err(sql_error)?;
             let rows = stmt.query_map([], api_key_from_row).map_err(sql_error)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(sql_error)
@@ -259,23 +288,24 @@ impl SqliteStore {
             }
             // Checked in the same transaction as the insert, so two requests for one phone
             // cannot both pass.
-            let (live, count): (i64, u32) = c
-                .query_row(
-                    "SELECT COALESCE(SUM(status = 'pending' AND push_state IN ('sending', 'accepted', 'unknown')
+            let (live, count): (i64, u32) = row(
+                c,
+                "SELECT COALESCE(SUM(status = 'pending' AND push_state IN ('sending', 'accepted', 'unknown')
                                          AND created_at >= ?2), 0),
                             COUNT(*)
                      FROM payments WHERE phone = ?1 AND created_at >= ?3",
-                    params![new.phone, new.live_prompt_since, new.per_phone_since],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .map_err(sql_error)?;
+                params![new.phone, new.live_prompt_since, new.per_phone_since],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(sql_error)?;
             if live > 0 {
                 return Ok(Inserted::PhoneBusy);
             }
             if count >= new.per_phone_limit {
                 return Ok(Inserted::TooManyForPhone(count));
             }
-            c.execute(
+            exec(
+                c,
                 "INSERT INTO payments (id, api_key_id, idempotency_key, request_hash, amount, phone, account_reference,
                     description, metadata, webhook_url, customer_email, status, callback_token_hash, push_state,
                     created_at, updated_at)
@@ -308,7 +338,7 @@ impl SqliteStore {
             match &result {
                 PushResult::Accepted { merchant_request_id, checkout_request_id, first_check_at } => {
                     // A callback may have arrived first and set the CheckoutRequestID already.
-                    c.execute(
+                    exec(c,
                         "UPDATE payments SET push_state = 'accepted', merchant_request_id = ?2,
                             checkout_request_id = COALESCE(checkout_request_id, ?3),
                             next_check_at = CASE WHEN status = 'pending' THEN ?4 END, updated_at = ?5
@@ -325,7 +355,7 @@ impl SqliteStore {
                     )?;
                 }
                 PushResult::Refused { code, message } => {
-                    c.execute(
+                    exec(c,
                         "UPDATE payments SET push_state = 'refused', status = CASE WHEN status = 'pending' THEN 'failed' ELSE status END,
                             failure_reason = CASE WHEN status = 'pending' THEN ?2 ELSE failure_reason END,
                             result_code = COALESCE(result_code, ?3), result_desc = COALESCE(result_desc, ?4),
@@ -337,7 +367,7 @@ impl SqliteStore {
                     event(c, &id, now, "push_refused", &serde_json::json!({"code": code, "message": message}))?;
                 }
                 PushResult::Unknown { error, first_check_at } => {
-                    c.execute(
+                    exec(c,
                         "UPDATE payments SET push_state = 'unknown', next_check_at = ?2, updated_at = ?3 WHERE id = ?1",
                         params![id.as_str(), first_check_at, now],
                     )
@@ -356,14 +386,14 @@ impl SqliteStore {
         api_key_id: Option<String>,
     ) -> Result<Option<Payment>, StoreError> {
         self.read(move |c| {
-            let payment = c
-                .query_row(
-                    &format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = ?1"),
-                    [id.as_str()],
-                    payment_from_row,
-                )
-                .optional()
-                .map_err(sql_error)?;
+            let payment = row(
+                c,
+                &format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = ?1"),
+                [id.as_str()],
+                payment_from_row,
+            )
+            .optional()
+            .map_err(sql_error)?;
             Ok(payment.filter(|p| api_key_id.as_ref().is_none_or(|k| &p.api_key_id == k)))
         })
         .await
@@ -406,7 +436,7 @@ impl SqliteStore {
                 sql.push_str(&format!(" OR (created_at = ?{n} AND id < ?{}))", n + 1));
             }
             sql.push_str(&format!(" ORDER BY created_at DESC, id DESC LIMIT {}", f.limit.clamp(1, 1000)));
-            let mut stmt = c.prepare(&sql).map_err(sql_error)?;
+            let mut stmt = c.prepare_cached(&sql).map_err(sql_error)?;
             let rows = stmt.query_map(rusqlite::params_from_iter(args), payment_from_row).map_err(sql_error)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(sql_error)
         })
@@ -417,37 +447,35 @@ impl SqliteStore {
 
     pub(super) async fn settle_from_callback(&self, incoming: IncomingCallback) -> Result<CallbackStored, StoreError> {
         self.write(move |c| {
-            let found = c
-                .query_row(
-                    &format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE callback_token_hash = ?1"),
-                    [&incoming.token_hash],
-                    payment_from_row,
-                )
-                .optional()
-                .map_err(sql_error)?;
+            let found = row(
+                c,
+                "SELECT id, status, amount, phone, checkout_request_id, receipt, result_code, settled_by
+                 FROM payments WHERE callback_token_hash = ?1",
+                [&incoming.token_hash],
+                settling_from_row,
+            )
+            .optional()
+            .map_err(sql_error)?;
             let checkout_id = incoming.parsed.as_ref().ok().map(|cb| cb.checkout_request_id.as_str().to_owned());
-            let (decision, payment) = match (&incoming.parsed, found) {
-                (Err(e), payment) => (Decision { outcome: Outcome::Malformed, change: None, note: e.to_string() }, payment),
-                (Ok(_), None) => (
-                    Decision { outcome: Outcome::Orphan, change: None, note: "no payment has this callback token".into() },
-                    None,
-                ),
+            let (decision, status) = match (&incoming.parsed, &found) {
+                (Err(e), _) => (Decision { outcome: Outcome::Malformed, change: None, note: e.to_string() }, None),
+                (Ok(_), None) => {
+                    let note = "no payment has this callback token".into();
+                    (Decision { outcome: Outcome::Orphan, change: None, note }, None)
+                }
                 (Ok(cb), Some(p)) => {
-                    let mut decision = settlement::on_callback(&current(&p), cb);
-                    if let Some(receipt) = decision.change.as_ref().and_then(|ch| ch.receipt.clone()) {
-                        let other: Option<String> = c
-                            .query_row("SELECT id FROM payments WHERE receipt = ?1 AND id != ?2", params![receipt, p.id.as_str()], |r| r.get(0))
-                            .optional()
-                            .map_err(sql_error)?;
-                        if let Some(other) = other {
-                            decision = settlement::receipt_taken(&receipt, &other);
-                        }
-                    }
-                    (decision, Some(p))
+                    let decision = settlement::on_callback(&p.current(), cb);
+                    let (decision, status) = apply(c, &p.id, p.status, decision, "callback", incoming.received_at)?;
+                    (decision, Some(status))
                 }
             };
-            let payment_id = payment.as_ref().map(|p| p.id.clone());
-            c.execute(
+            // A malformed body with a known token still belongs to that payment, for review.
+            if let (Some(p), Outcome::Malformed) = (&found, decision.outcome) {
+                exec(c, "UPDATE payments SET needs_review = 1 WHERE id = ?1", [p.id.as_str()]).map_err(sql_error)?;
+            }
+            let payment_id = found.map(|p| p.id);
+            exec(
+                c,
                 "INSERT INTO callbacks (received_at, payment_id, token_hash, source, checkout_request_id, outcome, note, body)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
@@ -462,10 +490,6 @@ impl SqliteStore {
                 ],
             )
             .map_err(sql_error)?;
-            let status = match &payment {
-                Some(p) => Some(apply(c, p, &decision, "callback", incoming.received_at)?),
-                None => None,
-            };
             Ok(CallbackStored { outcome: decision.outcome, payment_id, status })
         })
         .await
@@ -479,10 +503,11 @@ impl SqliteStore {
     ) -> Result<Vec<DueCheck>, StoreError> {
         self.write(move |c| {
             let mut stmt = c
-                .prepare(
+                .prepare_cached(
                     "UPDATE payments SET lease_until = ?2
                      WHERE id IN (SELECT id FROM payments
-                                  WHERE status = 'pending' AND next_check_at <= ?1 AND checkout_request_id IS NOT NULL
+                                  WHERE status = 'pending' AND next_check_at IS NOT NULL AND next_check_at <= ?1
+                                    AND checkout_request_id IS NOT NULL
                                     AND (lease_until IS NULL OR lease_until <= ?1)
                                   ORDER BY next_check_at LIMIT ?3)
                      RETURNING id, checkout_request_id, check_attempts, created_at",
@@ -512,12 +537,12 @@ impl SqliteStore {
         self.write(move |c| {
             let payment = load(c, &id)?;
             let decision = settlement::on_query(&current(&payment), &result);
-            c.execute(
+            exec(c,
                 "UPDATE payments SET check_attempts = check_attempts + 1, lease_until = NULL, next_check_at = NULL WHERE id = ?1",
                 [id.as_str()],
             )
             .map_err(sql_error)?;
-            apply(c, &payment, &decision, "query", now)?;
+            let (decision, _) = apply(c, &payment.id, payment.status, decision, "query", now)?;
             Ok(decision)
         })
         .await
@@ -531,7 +556,8 @@ impl SqliteStore {
         now: i64,
     ) -> Result<(), StoreError> {
         self.write(move |c| {
-            c.execute(
+            exec(
+                c,
                 "UPDATE payments SET check_attempts = check_attempts + 1, lease_until = NULL,
                     next_check_at = CASE WHEN status = 'pending' THEN ?2 END
                  WHERE id = ?1",
@@ -546,7 +572,7 @@ impl SqliteStore {
     pub(super) async fn expire_overdue(&self, created_before: i64, now: i64) -> Result<Vec<PaymentId>, StoreError> {
         self.write(move |c| {
             let mut stmt = c
-                .prepare(
+                .prepare_cached(
                     "UPDATE payments SET status = 'expired', settled_by = 'expiry', settled_at = ?2, updated_at = ?2,
                         next_check_at = NULL, lease_until = NULL
                      WHERE status = 'pending' AND created_at < ?1 RETURNING id",
@@ -568,7 +594,7 @@ impl SqliteStore {
     pub(super) async fn events(&self, id: PaymentId) -> Result<Vec<Event>, StoreError> {
         self.read(move |c| {
             let mut stmt = c
-                .prepare("SELECT at, kind, detail FROM events WHERE payment_id = ?1 ORDER BY id")
+                .prepare_cached("SELECT at, kind, detail FROM events WHERE payment_id = ?1 ORDER BY id")
                 .map_err(sql_error)?;
             let rows = stmt
                 .query_map([id.as_str()], |r| {
@@ -592,6 +618,21 @@ impl SqliteStore {
     pub(super) async fn unmatched_callbacks(&self) -> Result<Vec<StoredCallback>, StoreError> {
         self.read(|c| stored_callbacks(c, "WHERE payment_id IS NULL ORDER BY id", params![])).await
     }
+}
+
+/// Runs a statement from the connection's statement cache.
+fn exec(c: &Connection, sql: &str, args: impl rusqlite::Params) -> rusqlite::Result<usize> {
+    c.prepare_cached(sql)?.execute(args)
+}
+
+/// Reads one row with a statement from the connection's statement cache.
+fn row<T>(
+    c: &Connection,
+    sql: &str,
+    args: impl rusqlite::Params,
+    f: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    c.prepare_cached(sql)?.query_row(args, f)
 }
 
 fn stored_callbacks(
@@ -619,37 +660,51 @@ fn stored_callbacks(
     rows.collect::<Result<Vec<_>, _>>().map_err(sql_error)
 }
 
-/// Writes a decision's change and its timeline event; returns the resulting status.
-fn apply(c: &Connection, p: &Payment, d: &Decision, source: &str, now: i64) -> Result<Status, StoreError> {
-    let review = d.outcome.needs_review();
-    let status = match &d.change {
-        Some(change) => {
-            write_change(c, &p.id, change, review, now)?;
-            change.status
-        }
-        None => {
-            if review {
-                c.execute(
-                    "UPDATE payments SET needs_review = 1, updated_at = ?2 WHERE id = ?1",
-                    params![p.id.as_str(), now],
-                )
-                .map_err(sql_error)?;
+/// Writes a decision's change and its timeline event; returns the decision as applied (a
+/// receipt that already paid another payment turns it into a conflict) and the new status.
+fn apply(
+    c: &Connection,
+    id: &PaymentId,
+    status: Status,
+    decision: Decision,
+    source: &str,
+    now: i64,
+) -> Result<(Decision, Status), StoreError> {
+    let mut decision = decision;
+    let mut new_status = status;
+    if let Some(change) = &decision.change {
+        match write_change(c, id, change, decision.outcome.needs_review(), now) {
+            Ok(()) => new_status = change.status,
+            // A unique index refused it (the receipt or CheckoutRequestID belongs to another
+            // payment): one M-Pesa transaction cannot settle two payments.
+            Err(StoreError::Conflict(_)) => {
+                let receipt = change.receipt.clone().unwrap_or_default();
+                let other: Option<String> =
+                    row(c, "SELECT id FROM payments WHERE receipt = ?1", [&receipt], |r| r.get(0))
+                        .optional()
+                        .map_err(sql_error)?;
+                decision = settlement::already_used(&receipt, other.as_deref());
             }
-            p.status
+            Err(e) => return Err(e),
         }
-    };
+    }
+    if decision.change.is_none() && decision.outcome.needs_review() {
+        exec(c, "UPDATE payments SET needs_review = 1, updated_at = ?2 WHERE id = ?1", params![id.as_str(), now])
+            .map_err(sql_error)?;
+    }
     event(
         c,
-        &p.id,
+        id,
         now,
-        &format!("{source}_{}", d.outcome.as_str()),
-        &serde_json::json!({"note": d.note, "status": status.as_str()}),
+        &format!("{source}_{}", decision.outcome.as_str()),
+        &serde_json::json!({"note": decision.note, "status": new_status.as_str()}),
     )?;
-    Ok(status)
+    Ok((decision, new_status))
 }
 
 fn write_change(c: &Connection, id: &PaymentId, ch: &Change, review: bool, now: i64) -> Result<(), StoreError> {
-    c.execute(
+    exec(
+        c,
         "UPDATE payments SET status = ?2, failure_reason = ?3, result_code = ?4, result_desc = ?5,
             receipt = COALESCE(?6, receipt), transaction_date = COALESCE(?7, transaction_date),
             checkout_request_id = COALESCE(checkout_request_id, ?8), settled_by = ?9,
@@ -675,7 +730,8 @@ fn write_change(c: &Connection, id: &PaymentId, ch: &Change, review: bool, now: 
 }
 
 fn event(c: &Connection, id: &PaymentId, at: i64, kind: &str, detail: &serde_json::Value) -> Result<(), StoreError> {
-    c.execute(
+    exec(
+        c,
         "INSERT INTO events (payment_id, at, kind, detail) VALUES (?1, ?2, ?3, ?4)",
         params![id.as_str(), at, kind, detail.to_string()],
     )
@@ -684,13 +740,58 @@ fn event(c: &Connection, id: &PaymentId, at: i64, kind: &str, detail: &serde_jso
 }
 
 fn by_idempotency_key(c: &Connection, api_key_id: &str, key: &str) -> Result<Option<(Payment, String)>, StoreError> {
-    c.query_row(
+    row(
+        c,
         &format!("SELECT {PAYMENT_COLUMNS}, request_hash FROM payments WHERE api_key_id = ?1 AND idempotency_key = ?2"),
         params![api_key_id, key],
         |row| Ok((payment_from_row(row)?, row.get::<_, String>(PAYMENT_COLUMN_COUNT)?)),
     )
     .optional()
     .map_err(sql_error)
+}
+
+/// The columns settlement needs, read on the hot path instead of the whole row.
+struct Settling {
+    id: PaymentId,
+    status: Status,
+    amount: u32,
+    phone: String,
+    checkout_request_id: Option<String>,
+    receipt: Option<String>,
+    result_code: Option<String>,
+    settled_by: Option<SettledBy>,
+}
+
+impl Settling {
+    fn current(&self) -> Current<'_> {
+        Current {
+            status: self.status,
+            amount: self.amount,
+            phone: &self.phone,
+            checkout_request_id: self.checkout_request_id.as_deref(),
+            receipt: self.receipt.as_deref(),
+            result_code: self.result_code.as_deref(),
+            settled_by: self.settled_by,
+        }
+    }
+}
+
+fn settling_from_row(r: &Row<'_>) -> rusqlite::Result<Settling> {
+    let status: String = r.get(1)?;
+    let settled_by: Option<String> = r.get(7)?;
+    Ok(Settling {
+        id: PaymentId::from_db(r.get(0)?),
+        status: Status::parse(&status).ok_or_else(|| bad(1, "unknown status"))?,
+        amount: r.get(2)?,
+        phone: r.get(3)?,
+        checkout_request_id: r.get(4)?,
+        receipt: r.get(5)?,
+        result_code: r.get(6)?,
+        settled_by: settled_by
+            .as_deref()
+            .map(|s| SettledBy::parse(s).ok_or_else(|| bad(7, "unknown settled_by")))
+            .transpose()?,
+    })
 }
 
 fn current(p: &Payment) -> Current<'_> {
@@ -706,7 +807,7 @@ fn current(p: &Payment) -> Current<'_> {
 }
 
 fn load(c: &Connection, id: &PaymentId) -> Result<Payment, StoreError> {
-    c.query_row(&format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = ?1"), [id.as_str()], payment_from_row)
+    row(c, &format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = ?1"), [id.as_str()], payment_from_row)
         .map_err(sql_error)
 }
 

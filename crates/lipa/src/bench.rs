@@ -1,0 +1,269 @@
+//! `lipa bench`: reproducible load measurements on loopback (figures go in BENCHMARKS.md).
+//!
+//! `lipa bench ingest` seeds payments straight into a fresh SQLite store, starts the gateway,
+//! and POSTs one success callback per payment from `--connections` concurrent clients,
+//! reporting throughput, latency percentiles and peak memory; then does the same against an
+//! endpoint that parses and acknowledges without storing (the ceiling).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use lipa_gateway::config::{DarajaConnection, Settings};
+use lipa_gateway::ids;
+use lipa_gateway::payment::PaymentId;
+use lipa_gateway::startup::Application;
+use lipa_gateway::store::{Inserted, NewPayment, PushResult, Store};
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+/// `lipa bench …`
+#[derive(Debug, clap::Subcommand)]
+pub enum BenchCommand {
+    /// Callback ingest: durable settlement of one callback per payment.
+    Ingest {
+        /// Payments stored before the run (the run settles the last `--callbacks` of them).
+        #[arg(long, default_value_t = 20_000)]
+        payments: usize,
+        /// Callbacks sent.
+        #[arg(long, default_value_t = 20_000)]
+        callbacks: usize,
+        /// Concurrent connections.
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        /// Only seed and serve on this port until Ctrl-C, for an outside load generator
+        /// (`scripts/bench-ingest.sh` drives it with wrk).
+        #[arg(long)]
+        serve: Option<u16>,
+    },
+}
+
+pub async fn run(command: BenchCommand) -> Result<()> {
+    match command {
+        BenchCommand::Ingest { payments, callbacks, connections, serve } => {
+            ingest(payments, callbacks.min(payments), connections, serve).await
+        }
+    }
+}
+
+fn token(i: usize) -> String {
+    format!("{i:032x}")
+}
+
+fn body(i: usize) -> Vec<u8> {
+    format!(
+        r#"{{"Body":{{"stkCallback":{{"MerchantRequestID":"m-{i}","CheckoutRequestID":"ws_CO_bench{i}","ResultCode":0,"ResultDesc":"The service request is processed successfully.","CallbackMetadata":{{"Item":[{{"Name":"Amount","Value":10.00}},{{"Name":"MpesaReceiptNumber","Value":"UB{i:08}"}},{{"Name":"Balance"}},{{"Name":"TransactionDate","Value":20261122101010}},{{"Name":"PhoneNumber","Value":254712345678}}]}}}}}}}}"#
+    )
+    .into_bytes()
+}
+
+async fn seed(store: &Store, n: usize) -> Result<()> {
+    let started = Instant::now();
+    let mut pending = Vec::new();
+    for i in 0..n {
+        let store = store.clone();
+        pending.push(tokio::spawn(async move {
+            let new = NewPayment {
+                id: PaymentId::generate(),
+                api_key_id: "key_bench".into(),
+                idempotency_key: None,
+                request_hash: String::new(),
+                amount: 10,
+                phone: "254712345678".into(),
+                account_reference: "BENCH".into(),
+                description: "bench".into(),
+                metadata: serde_json::json!({}),
+                webhook_url: None,
+                customer_email: None,
+                callback_token_hash: ids::sha256_hex(token(i).as_bytes()),
+                now: 0,
+                live_prompt_since: i64::MAX,
+                per_phone_since: i64::MAX,
+                per_phone_limit: u32::MAX,
+            };
+            let Inserted::Created(p) = store.insert_payment(new).await? else {
+                return Err("seed insert refused".into());
+            };
+            let accepted = PushResult::Accepted {
+                merchant_request_id: format!("m-{i}"),
+                checkout_request_id: format!("ws_CO_bench{i}"),
+                first_check_at: i64::MAX,
+            };
+            store.record_push(&p.id, accepted, 0).await?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+        }));
+        if pending.len() >= 2_000 {
+            for task in pending.drain(..) {
+                task.await?.map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    for task in pending {
+        task.await?.map_err(|e| e.to_string())?;
+    }
+    println!("seeded {n} payments in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+struct Report {
+    sent: usize,
+    acknowledged: usize,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+}
+
+async fn load(
+    url_of: Arc<dyn Fn(usize) -> String + Send + Sync>,
+    first: usize,
+    count: usize,
+    connections: usize,
+) -> Report {
+    let http = reqwest::Client::builder().pool_max_idle_per_host(connections).build().unwrap_or_default();
+    let next = Arc::new(AtomicUsize::new(first));
+    let acknowledged = Arc::new(AtomicUsize::new(0));
+    let end = first + count;
+    let started = Instant::now();
+    let workers: Vec<_> = (0..connections)
+        .map(|_| {
+            let (http, next, acknowledged, url_of) = (http.clone(), next.clone(), acknowledged.clone(), url_of.clone());
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= end {
+                        return latencies;
+                    }
+                    let t = Instant::now();
+                    let ok = match http
+                        .post(url_of(i))
+                        .header("content-type", "application/json")
+                        .body(body(i))
+                        .send()
+                        .await
+                    {
+                        Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                        Err(_) => false,
+                    };
+                    latencies.push(t.elapsed());
+                    if ok {
+                        acknowledged.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut latencies = Vec::with_capacity(count);
+    for w in workers {
+        latencies.extend(w.await.unwrap_or_default());
+    }
+    let elapsed = started.elapsed();
+    latencies.sort_unstable();
+    Report { sent: count, acknowledged: acknowledged.load(Ordering::Relaxed), elapsed, latencies }
+}
+
+fn print(label: &str, r: &Report) {
+    let pct = |p: f64| {
+        let i = ((r.latencies.len() as f64 * p) as usize).min(r.latencies.len().saturating_sub(1));
+        r.latencies.get(i).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    println!(
+        "{label:<28} {:>8.0} callbacks/s  p50 {:>6.2} ms  p99 {:>6.2} ms  max {:>7.2} ms  ({} sent, {} acknowledged, {:.2} s)",
+        r.acknowledged as f64 / r.elapsed.as_secs_f64(),
+        pct(0.50),
+        pct(0.99),
+        r.latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+        r.sent,
+        r.acknowledged,
+        r.elapsed.as_secs_f64()
+    );
+}
+
+fn status_field(name: &str) -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with(name)).map(|l| l[name.len() + 1..].trim().to_owned()))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn peak_rss() -> String {
+    format!("peak {} (seeding included), now {}", status_field("VmHWM"), status_field("VmRSS"))
+}
+
+async fn ingest(payments: usize, callbacks: usize, connections: usize, serve: Option<u16>) -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("lipa-bench-{}", ids::random_hex(6)));
+    std::fs::create_dir_all(&dir)?;
+    let mut settings = Settings::load(None, &|_| None)?;
+    settings.listen = format!("127.0.0.1:{}", serve.unwrap_or(0)).parse()?;
+    settings.database_url = format!("sqlite:{}", dir.join("lipa.db").display());
+    let store = Store::open(&settings.database_url).await?;
+    seed(&store, payments).await?;
+    drop(store);
+
+    let connection = DarajaConnection::custom("http://127.0.0.1:9", "k", "s", 174379, "p")?;
+    let app = Application::build(settings, connection, Arc::new(daraja::SystemClock)).await?;
+    let base = format!("http://{}", app.addr());
+    let gateway = app.gateway().clone();
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+
+    if serve.is_some() {
+        println!("serving {base} with {payments} payments; Ctrl-C to stop");
+        crate::shutdown_signal().await;
+        let settled = settled_count(&gateway).await?;
+        println!("settled {settled} payments (paid by callback)");
+        println!("RSS of the gateway process: {}", peak_rss());
+        let _ = std::fs::remove_dir_all(&dir);
+        return Ok(());
+    }
+
+    // The ceiling: the same parse and acknowledgement, no storage.
+    let ceiling = axum::Router::new().route(
+        "/callbacks/stk/{token}",
+        axum::routing::post(|body: axum::body::Bytes| async move {
+            let _ = daraja::callback::parse(&body);
+            daraja::callback::ACKNOWLEDGEMENT
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let ceiling_base = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, ceiling).await });
+
+    println!(
+        "callback ingest on SQLite (synchronous=FULL, group commit), {connections} connections, {payments} payments stored"
+    );
+    let first = payments - callbacks;
+    let stored =
+        load(Arc::new(move |i| format!("{base}/callbacks/stk/{}", token(i))), first, callbacks, connections).await;
+    print("gateway (durable ack)", &stored);
+    let no_store =
+        load(Arc::new(move |i| format!("{ceiling_base}/callbacks/stk/{}", token(i))), first, callbacks, connections)
+            .await;
+    print("ceiling (parse + ack only)", &no_store);
+    println!("peak RSS of the whole process (gateway + load generator): {}", peak_rss());
+
+    let settled = settled_count(&gateway).await?;
+    println!("check: {settled} payments paid, {} callbacks acknowledged", stored.acknowledged);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// Counts paid payments by paging through them.
+async fn settled_count(gateway: &lipa_gateway::service::Gateway) -> Result<usize> {
+    let mut total = 0;
+    let mut after = None;
+    loop {
+        let page = gateway
+            .store()
+            .payments(lipa_gateway::store::PaymentFilter {
+                status: Some(lipa_gateway::payment::Status::Paid),
+                after: after.clone(),
+                limit: 1000,
+                ..Default::default()
+            })
+            .await?;
+        total += page.len();
+        match page.last() {
+            Some(p) if page.len() == 1000 => after = Some((p.created_at, p.id.as_str().to_owned())),
+            _ => return Ok(total),
+        }
+    }
+}
