@@ -42,6 +42,8 @@ pub struct MpesaSettings {
     pub shortcode: Option<String>,
     /// `MPESA_TILL_NUMBER`: set for Buy Goods tills.
     pub till_number: Option<String>,
+    /// How long to wait for Daraja's answer before treating a push as "may have reached".
+    pub request_timeout: Duration,
 }
 
 /// Limits on payments and pushes.
@@ -70,6 +72,36 @@ pub struct ReconciliationSettings {
     pub queries_per_second: u32,
 }
 
+/// Safaricom's callback source addresses as published by SDKs (reference §4.6).
+pub const SAFARICOM_CALLBACK_IPS: [&str; 12] = [
+    "196.201.214.200",
+    "196.201.214.206",
+    "196.201.213.114",
+    "196.201.214.207",
+    "196.201.214.208",
+    "196.201.213.44",
+    "196.201.212.127",
+    "196.201.212.138",
+    "196.201.212.129",
+    "196.201.212.136",
+    "196.201.212.74",
+    "196.201.212.69",
+];
+
+/// Who may send callbacks.
+#[derive(Debug, Clone, Default)]
+pub struct CallbackSettings {
+    /// Allowed source addresses; empty means no check (`LIPA_CALLBACK_ALLOWLIST`, where
+    /// `safaricom` stands for Safaricom's published addresses).
+    pub allowlist: Vec<std::net::IpAddr>,
+    /// Refuse (403) callbacks from other addresses instead of only logging them
+    /// (`LIPA_CALLBACK_ALLOWLIST_ENFORCE`).
+    pub enforce_allowlist: bool,
+    /// Header a trusted reverse proxy puts the client address in, e.g. `X-Forwarded-For`
+    /// (`LIPA_TRUSTED_PROXY_HEADER`). Without it the TCP peer address is used.
+    pub trusted_proxy_header: Option<String>,
+}
+
 /// Everything the gateway is configured with.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -87,6 +119,8 @@ pub struct Settings {
     pub payments: PaymentSettings,
     /// Reconciliation.
     pub reconciliation: ReconciliationSettings,
+    /// Callback source checks.
+    pub callbacks: CallbackSettings,
     /// `LIPA_LOG_FORMAT=json` for JSON logs.
     pub json_logs: bool,
 }
@@ -146,6 +180,31 @@ struct FileSettings {
     payments: FilePayments,
     #[serde(default)]
     reconciliation: FileReconciliation,
+    #[serde(default)]
+    callbacks: FileCallbacks,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCallbacks {
+    allowlist: Option<Vec<String>>,
+    enforce_allowlist: Option<bool>,
+    trusted_proxy_header: Option<String>,
+}
+
+fn allowlist(entries: &[String]) -> Result<Vec<std::net::IpAddr>, ConfigError> {
+    let mut out = Vec::new();
+    for entry in entries.iter().map(|e| e.trim()).filter(|e| !e.is_empty()) {
+        if entry.eq_ignore_ascii_case("safaricom") {
+            out.extend(SAFARICOM_CALLBACK_IPS.iter().filter_map(|ip| ip.parse::<std::net::IpAddr>().ok()));
+        } else {
+            out.push(entry.parse().map_err(|_| ConfigError::Invalid {
+                setting: "LIPA_CALLBACK_ALLOWLIST",
+                message: format!("{entry:?} is not an IP address (or the word safaricom)"),
+            })?);
+        }
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -158,6 +217,7 @@ struct FileMpesa {
     passkey: Option<String>,
     shortcode: Option<String>,
     till_number: Option<String>,
+    request_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -247,6 +307,7 @@ impl Settings {
                 passkey: passkey.map(Secret::from),
                 shortcode: env("MPESA_SHORTCODE").or_else(|| env("MPESA_BUSINESS_SHORTCODE")).or(f.mpesa.shortcode),
                 till_number: pick("MPESA_TILL_NUMBER", f.mpesa.till_number),
+                request_timeout: secs(f.mpesa.request_timeout_secs, 20),
             },
             payments: PaymentSettings {
                 max_amount: number("LIPA_MAX_AMOUNT", env("LIPA_MAX_AMOUNT"))?.or(p.max_amount).unwrap_or(250_000),
@@ -259,6 +320,19 @@ impl Settings {
                 query_interval: secs(r.query_interval_secs, 15),
                 expire_after: secs(r.expire_after_secs, 180),
                 queries_per_second: r.queries_per_second.unwrap_or(5),
+            },
+            callbacks: CallbackSettings {
+                allowlist: allowlist(
+                    &env("LIPA_CALLBACK_ALLOWLIST")
+                        .map(|v| v.split(',').map(str::to_owned).collect())
+                        .or(f.callbacks.allowlist)
+                        .unwrap_or_default(),
+                )?,
+                enforce_allowlist: env("LIPA_CALLBACK_ALLOWLIST_ENFORCE")
+                    .map(|v| matches!(v.trim(), "1" | "true" | "yes"))
+                    .or(f.callbacks.enforce_allowlist)
+                    .unwrap_or(false),
+                trusted_proxy_header: pick("LIPA_TRUSTED_PROXY_HEADER", f.callbacks.trusted_proxy_header),
             },
             json_logs: env("LIPA_LOG_FORMAT").is_some_and(|v| v.eq_ignore_ascii_case("json")),
         })
@@ -360,6 +434,13 @@ impl Settings {
                             .into(),
                 });
             }
+        }
+        if m.environment == MpesaEnvironment::Production && self.callbacks.allowlist.is_empty() {
+            out.push(Finding {
+                error: false,
+                setting: "LIPA_CALLBACK_ALLOWLIST",
+                message: "is empty; consider `safaricom` to log (or, with LIPA_CALLBACK_ALLOWLIST_ENFORCE, refuse) callbacks from other addresses".into(),
+            });
         }
         if !self.database_url.starts_with("sqlite:") {
             out.push(Finding {

@@ -54,7 +54,15 @@ pub async fn step(gateway: &Gateway, batch: u32) -> Result<Step, StoreError> {
         };
         let backoff = ms(settings.query_interval) * 2i64.saturating_pow(check.attempts.min(6));
         let now = gateway.now();
-        match client.stk_query(merchant, &checkout_id).await {
+        let started = std::time::Instant::now();
+        let answer = client.stk_query(merchant, &checkout_id).await;
+        let label = match &answer {
+            Ok(QueryOutcome::Completed(_)) => "ok".to_owned(),
+            Ok(QueryOutcome::Pending) => "pending".to_owned(),
+            Err(e) => crate::metrics::error_label(e),
+        };
+        gateway.metrics().daraja("stk_query", &label, started.elapsed());
+        match answer {
             Ok(QueryOutcome::Completed(result)) => {
                 let decision = store.settle_from_query(&check.id, result, now).await?;
                 if decision.change.is_some() {

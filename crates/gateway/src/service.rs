@@ -102,6 +102,7 @@ struct Inner {
     clock: daraja::SharedClock,
     push_limit: RateLimiter,
     query_limit: RateLimiter,
+    metrics: crate::metrics::Metrics,
 }
 
 fn invalid(field: &'static str, message: impl Into<String>) -> CreateError {
@@ -119,7 +120,7 @@ impl Gateway {
     ) -> Result<Self, daraja::Error> {
         let daraja = daraja::Client::builder(connection.environment, connection.credentials)
             .clock(clock.clone())
-            .request_timeout(Duration::from_secs(20))
+            .request_timeout(settings.mpesa.request_timeout)
             .build()?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -131,6 +132,7 @@ impl Gateway {
                 merchant: connection.merchant,
                 public_url: public_url.trim_end_matches('/').to_owned(),
                 clock,
+                metrics: crate::metrics::Metrics::default(),
             }),
         })
     }
@@ -152,6 +154,11 @@ impl Gateway {
 
     pub(crate) fn daraja(&self) -> (&daraja::Client, &daraja::Merchant) {
         (&self.inner.daraja, &self.inner.merchant)
+    }
+
+    /// The counters behind `/metrics`.
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.inner.metrics
     }
 
     pub(crate) fn query_limit(&self) -> &RateLimiter {
@@ -278,7 +285,12 @@ impl Gateway {
                 .map_err(|e| invalid("callback_url", e.reason))?,
         };
         let first_check_at = self.now() + ms(self.inner.settings.reconciliation.first_query_after);
-        let result = match self.inner.daraja.stk_push(&self.inner.merchant, &push).await {
+        self.inner.metrics.payment_created();
+        let started = std::time::Instant::now();
+        let pushed = self.inner.daraja.stk_push(&self.inner.merchant, &push).await;
+        let label = pushed.as_ref().map_or_else(crate::metrics::error_label, |_| "ok".to_owned());
+        self.inner.metrics.daraja("stk_push", &label, started.elapsed());
+        let result = match pushed {
             Ok(accepted) => PushResult::Accepted {
                 merchant_request_id: accepted.merchant_request_id.to_string(),
                 checkout_request_id: accepted.checkout_request_id.to_string(),
@@ -306,6 +318,7 @@ impl Gateway {
         body: Vec<u8>,
         source: Option<String>,
     ) -> Result<CallbackStored, StoreError> {
+        let started = std::time::Instant::now();
         let parsed = daraja::callback::parse(&body);
         let stored = self
             .inner
@@ -318,6 +331,7 @@ impl Gateway {
                 parsed,
             })
             .await?;
+        self.inner.metrics.callback(stored.outcome, started.elapsed());
         if let Some(id) = &stored.payment_id {
             tracing::Span::current().record("payment_id", id.as_str());
         }

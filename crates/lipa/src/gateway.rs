@@ -74,6 +74,8 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         tracing::warn!("{finding}");
     }
     let connection = if settings.mpesa.environment == MpesaEnvironment::Simulator {
+        // The simulator calls back from loopback: a Safaricom allowlist would refuse it.
+        settings.callbacks.allowlist.clear();
         let (connection, base) = start_simulator(SimConfig::interactive(), args.sim_port).await?;
         let why = if settings.mpesa.environment_defaulted { " because no M-Pesa credentials are set" } else { "" };
         tracing::warn!("SIMULATOR MODE{why}: payments go to the built-in Daraja simulator; no real money moves");

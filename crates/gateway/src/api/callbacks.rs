@@ -4,30 +4,65 @@
 //! acknowledged. If the store cannot commit, the answer is 503 and nothing is acknowledged,
 //! so the sender may retry.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::ApiError;
 use crate::service::Gateway;
 use crate::settlement::Outcome;
 
+/// The sender's address: the TCP peer, or the left-most address a trusted proxy recorded.
+fn source(gateway: &Gateway, headers: &HeaderMap, peer: SocketAddr) -> IpAddr {
+    gateway
+        .settings()
+        .callbacks
+        .trusted_proxy_header
+        .as_deref()
+        .and_then(|name| headers.get(name))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .and_then(|ip| ip.trim().parse().ok())
+        .unwrap_or_else(|| peer.ip())
+}
+
 pub(super) async fn stk(
     State(gateway): State<Gateway>,
     Path(token): Path<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     // Tokens are 32 lower-case hex characters; anything else cannot be ours.
     if token.len() != 32 || !token.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        gateway.metrics().callback_refused();
         return Err(ApiError::not_found("callback endpoint"));
     }
-    let source = Some(peer.ip().to_string());
-    let stored = gateway.ingest_callback(&token, body.to_vec(), source).await?;
+    let ip = source(&gateway, &headers, peer);
+    let allowlist = &gateway.settings().callbacks;
+    if !allowlist.allowlist.is_empty() && !allowlist.allowlist.contains(&ip) {
+        if allowlist.enforce_allowlist {
+            tracing::warn!(source = %ip, "callback refused: source address not in the allowlist");
+            gateway.metrics().callback_refused();
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden_source",
+                "this address may not send callbacks",
+            ));
+        }
+        tracing::warn!(source = %ip, "callback from an address outside the allowlist (accepted: not enforced)");
+    }
+    let stored = match gateway.ingest_callback(&token, body.to_vec(), Some(ip.to_string())).await {
+        Ok(stored) => stored,
+        Err(e) => {
+            gateway.metrics().callback_refused();
+            return Err(e.into());
+        }
+    };
     if stored.outcome == Outcome::Malformed {
         let body = serde_json::json!({"ResultCode": 1, "ResultDesc": "Rejected: the body is not an STK callback; it was stored for review"});
         return Ok((StatusCode::BAD_REQUEST, Json(body)).into_response());

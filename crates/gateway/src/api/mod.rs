@@ -25,9 +25,16 @@ pub fn router(gateway: Gateway) -> Router {
         .route("/callbacks/stk/{token}", post(callbacks::stk))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .layer(DefaultBodyLimit::max(daraja::callback::MAX_CALLBACK_BYTES))
         .with_state(gateway)
+}
+
+async fn metrics(State(gateway): State<Gateway>) -> Result<impl axum::response::IntoResponse, ApiError> {
+    let by_status = gateway.store().count_by_status().await?;
+    let body = gateway.metrics().render(&by_status);
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body))
 }
 
 async fn ready(State(gateway): State<Gateway>) -> Result<&'static str, ApiError> {

@@ -298,6 +298,11 @@ impl Store {
         delegate!(self.payments(filter))
     }
 
+    /// How many payments are in each status.
+    pub async fn count_by_status(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        delegate!(self.count_by_status())
+    }
+
     /// Stores a callback and applies it, in one commit.
     pub async fn settle_from_callback(&self, incoming: IncomingCallback) -> Result<CallbackStored, StoreError> {
         delegate!(self.settle_from_callback(incoming))

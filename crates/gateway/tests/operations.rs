@@ -1,0 +1,132 @@
+//! Operations: metrics, the callback source allowlist, and a push whose answer never comes.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{spawn_app, spawn_app_with};
+use daraja_sim::SimConfig;
+
+#[tokio::test]
+async fn metrics_count_payments_callbacks_and_daraja_calls() {
+    let app = spawn_app().await;
+    let id = app.create("0712345678", 45).await["id"].as_str().unwrap().to_owned();
+    app.settled(&id).await;
+    let text = app.http.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
+    for line in [
+        "lipa_payments{status=\"paid\"} 1",
+        "lipa_payments_created_total 1",
+        "lipa_callbacks_total{outcome=\"applied\"} 1",
+        "lipa_callback_duration_seconds_count 1",
+        "lipa_daraja_requests_total{operation=\"stk_push\",result=\"ok\"} 1",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn an_enforced_allowlist_refuses_other_sources_and_trusts_only_the_named_proxy_header() {
+    let app = spawn_app_with(SimConfig::interactive(), |s| {
+        s.callbacks.allowlist = vec!["196.201.214.200".parse().unwrap()];
+        s.callbacks.enforce_allowlist = true;
+        s.callbacks.trusted_proxy_header = Some("X-Forwarded-For".into());
+    })
+    .await;
+    let created = app.create("0712345678", 45).await;
+    let checkout = created["checkout_request_id"].as_str().unwrap();
+    let url = app.sim.sim().transaction(checkout).unwrap().callback_url;
+    let body = serde_json::json!({"Body":{"stkCallback":{"MerchantRequestID":"m","CheckoutRequestID":checkout,"ResultCode":1032,"ResultDesc":"Request cancelled by user"}}});
+
+    let direct = app.http.post(&url).json(&body).send().await.unwrap();
+    assert_eq!(direct.status().as_u16(), 403, "loopback is not Safaricom");
+    let spoofed = app.http.post(&url).header("X-Real-IP", "196.201.214.200").json(&body).send().await.unwrap();
+    assert_eq!(spoofed.status().as_u16(), 403, "only the configured header is trusted");
+    assert_eq!(app.payment(created["id"].as_str().unwrap()).await["status"], "pending");
+
+    let via_proxy =
+        app.http.post(&url).header("X-Forwarded-For", "196.201.214.200, 10.0.0.1").json(&body).send().await.unwrap();
+    assert_eq!(via_proxy.status().as_u16(), 200);
+    assert_eq!(app.payment(created["id"].as_str().unwrap()).await["status"], "failed");
+}
+
+#[tokio::test]
+async fn a_push_whose_answer_never_comes_stays_pending_for_reconciliation() {
+    // A Daraja that accepts connections and never answers the push.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_url = format!("http://{}", silent.local_addr().unwrap());
+    let sim = daraja_sim::spawn(SimConfig::default()).await.unwrap();
+    let sim_url = sim.base_url().to_owned();
+    tokio::spawn(async move {
+        // Serve OAuth from the simulator, then hold every other request open.
+        loop {
+            let Ok((mut socket, _)) = silent.accept().await else { return };
+            let sim_url = sim_url.clone();
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut buf = vec![0u8; 8192];
+                let n = socket.read(&mut buf).await.unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]).to_string();
+                if head.starts_with("GET /oauth") {
+                    let auth = head
+                        .lines()
+                        .find(|l| l.to_ascii_lowercase().starts_with("authorization:"))
+                        .unwrap_or("")
+                        .to_owned();
+                    let value = auth.split_once(':').map(|(_, v)| v.trim().to_owned()).unwrap_or_default();
+                    let token = reqwest::Client::new()
+                        .get(format!("{sim_url}/oauth/v1/generate?grant_type=client_credentials"))
+                        .header("authorization", value)
+                        .send()
+                        .await
+                        .unwrap()
+                        .text()
+                        .await
+                        .unwrap();
+                    let reply = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{token}",
+                        token.len()
+                    );
+                    let _ = socket.write_all(reply.as_bytes()).await;
+                } else {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                }
+            });
+        }
+    });
+    let dir = std::env::temp_dir().join(format!("lipa-test-{}", lipa_gateway::ids::random_hex(8)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut settings = common::settings(&dir);
+    settings.mpesa.request_timeout = Duration::from_millis(500);
+    let connection = lipa_gateway::config::DarajaConnection::custom(
+        &silent_url,
+        sim.consumer_key(),
+        sim.consumer_secret(),
+        sim.shortcode(),
+        sim.passkey(),
+    )
+    .unwrap();
+    let app = lipa_gateway::startup::Application::build(settings, connection, std::sync::Arc::new(daraja::SystemClock))
+        .await
+        .unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let gateway = app.gateway().clone();
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let (_, key) = lipa_gateway::keys::create(gateway.store(), "shop", gateway.now()).await.unwrap();
+
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/v1/payments"))
+        .bearer_auth(&key)
+        .json(&common::payment_body("0712345678", 45))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    let p: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(p["status"], "pending", "{p}");
+    assert!(p["checkout_request_id"].is_null());
+    let id = lipa_gateway::payment::PaymentId::parse(p["id"].as_str().unwrap()).unwrap();
+    let kinds: Vec<_> = gateway.store().events(&id).await.unwrap().into_iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, ["created", "push_unknown"]);
+    let _ = std::fs::remove_dir_all(dir);
+}
