@@ -26,6 +26,7 @@ const LIVE: &[(&str, &str)] = &[
     ("MPESA_PASSKEY", "live-passkey-5c4d"),
     ("MPESA_SHORTCODE", "888880"),
     ("CALLBACK_BASE_URL", "https://pay.example.com"),
+    ("LIPA_CALLBACK_ALLOWLIST", "safaricom"),
 ];
 
 fn findings(vars: &[(&str, &str)]) -> Vec<(bool, &'static str, String)> {
@@ -73,6 +74,17 @@ fn the_familiar_names_and_the_toml_file_layer_with_env_winning() {
     assert_eq!(s.mpesa.environment, MpesaEnvironment::Sandbox);
     assert_eq!(s.mpesa.shortcode.as_deref(), Some("600222"));
     assert_eq!(s.payments.max_amount, 5000);
+}
+
+#[test]
+fn the_allowlist_reads_the_word_safaricom_and_addresses() {
+    let s = load(&[("LIPA_CALLBACK_ALLOWLIST", "safaricom, 10.1.2.3")], None).unwrap();
+    assert_eq!(s.callbacks.allowlist.len(), 13);
+    assert!(s.callbacks.allowlist.contains(&"196.201.214.200".parse().unwrap()));
+    let e = load(&[("LIPA_CALLBACK_ALLOWLIST", "safaricom.com")], None).unwrap_err().to_string();
+    assert!(e.contains("LIPA_CALLBACK_ALLOWLIST"), "{e}");
+    let without = findings(&with(&[("LIPA_CALLBACK_ALLOWLIST", "")]));
+    assert!(without.iter().any(|(error, s, _)| !error && *s == "LIPA_CALLBACK_ALLOWLIST"), "{without:?}");
 }
 
 #[test]
