@@ -442,11 +442,12 @@ impl Settings {
                 message: "is empty; consider `safaricom` to log (or, with LIPA_CALLBACK_ALLOWLIST_ENFORCE, refuse) callbacks from other addresses".into(),
             });
         }
-        if !self.database_url.starts_with("sqlite:") {
+        let db = &self.database_url;
+        if !(db.starts_with("sqlite:") || db.starts_with("postgres://") || db.starts_with("postgresql://")) {
             out.push(Finding {
                 error: true,
                 setting: "DATABASE_URL",
-                message: "only sqlite:<file> is supported by this version (e.g. sqlite:lipa.db)".into(),
+                message: "use sqlite:<file> (e.g. sqlite:lipa.db) or postgres://user@host/database".into(),
             });
         }
         out

@@ -6,9 +6,16 @@ use lipa_gateway::payment::{PaymentId, Status};
 use lipa_gateway::settlement::Outcome;
 use lipa_gateway::store::{IncomingCallback, Inserted, NewPayment, PushResult, Store};
 
+mod common;
+
 async fn store() -> (Store, std::path::PathBuf) {
     let dir = std::env::temp_dir().join(format!("lipa-store-{}", ids::random_hex(8)));
-    let store = Store::open(&format!("sqlite:{}", dir.join("lipa.db").display())).await.unwrap();
+    let url = if common::on_postgres() {
+        common::fresh_postgres_database()
+    } else {
+        format!("sqlite:{}", dir.join("lipa.db").display())
+    };
+    let store = Store::open(&url).await.unwrap();
     (store, dir)
 }
 

@@ -5,11 +5,13 @@
 //! Unique constraints enforce what must be unique: idempotency key per API key,
 //! CheckoutRequestID, receipt number, callback token.
 
+mod postgres;
 mod sqlite;
 
 use crate::payment::{Payment, PaymentId, Status};
 use crate::settlement::{Decision, Outcome};
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// Storage failures.
@@ -221,26 +223,34 @@ pub struct ApiKey {
 pub enum Store {
     /// SQLite.
     Sqlite(SqliteStore),
+    /// PostgreSQL.
+    Postgres(PostgresStore),
 }
 
 macro_rules! delegate {
     ($self:ident . $method:ident ( $($arg:expr),* )) => {
         match $self {
             Store::Sqlite(s) => s.$method($($arg),*).await,
+            Store::Postgres(s) => s.$method($($arg),*).await,
         }
     };
 }
 
 impl Store {
-    /// Opens (and migrates) the database named by `url`: `sqlite:<path>` or `sqlite::memory:`.
+    /// Opens (and migrates) the database named by `url`: `sqlite:<path>` (or `sqlite::memory:`)
+    /// or `postgres://user@host/db`.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         if let Some(path) = url.strip_prefix("sqlite:") {
             let path = path.trim_start_matches("//");
             return Ok(Self::Sqlite(SqliteStore::open(path).await?));
         }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Self::Postgres(PostgresStore::open(url).await?));
+        }
+        // Never echo the URL whole: it may hold a password.
+        let scheme = url.split(':').next().unwrap_or("");
         Err(StoreError::Unavailable(format!(
-            "DATABASE_URL {:?} is not supported; use sqlite:<file> (e.g. sqlite:lipa.db)",
-            url.split('@').next_back().unwrap_or("")
+            "DATABASE_URL with scheme {scheme:?} is not supported; use sqlite:<file> (e.g. sqlite:lipa.db) or postgres://…"
         )))
     }
 

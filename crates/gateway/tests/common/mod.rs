@@ -45,10 +45,42 @@ impl Drop for TestApp {
     }
 }
 
+/// The PostgreSQL server to test against, if any (`LIPA_TEST_POSTGRES_URL`).
+pub fn postgres_url() -> Option<String> {
+    std::env::var("LIPA_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty())
+}
+
+/// Whether the black-box suites run on PostgreSQL (`LIPA_TEST_DATABASE=postgres`).
+pub fn on_postgres() -> bool {
+    std::env::var("LIPA_TEST_DATABASE").is_ok_and(|v| v == "postgres")
+}
+
+/// A fresh, empty PostgreSQL database on the test server; returns its URL.
+pub fn fresh_postgres_database() -> String {
+    let admin = postgres_url().expect("LIPA_TEST_DATABASE=postgres needs LIPA_TEST_POSTGRES_URL");
+    let name = format!("lipa_t_{}", lipa_gateway::ids::random_hex(6));
+    let admin_for_thread = admin.clone();
+    let name_for_thread = name.clone();
+    // A runtime of its own, so this works from sync and async callers alike.
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let (client, conn) = tokio_postgres::connect(&admin_for_thread, tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(conn);
+            client.batch_execute(&format!("CREATE DATABASE {name_for_thread}")).await.unwrap();
+        });
+    })
+    .join()
+    .unwrap();
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base).to_owned();
+    format!("{base}/{name}")
+}
+
 pub fn settings(dir: &std::path::Path) -> Settings {
     let mut settings = Settings::load(None, &|_| None).unwrap();
     settings.listen = "127.0.0.1:0".parse().unwrap();
-    settings.database_url = format!("sqlite:{}", dir.join("lipa.db").display());
+    settings.database_url =
+        if on_postgres() { fresh_postgres_database() } else { format!("sqlite:{}", dir.join("lipa.db").display()) };
     settings
 }
 

@@ -1,0 +1,750 @@
+//! PostgreSQL backend: the scale-out store. Any number of `lipa serve` / `lipa work`
+//! processes share one database; the rules that must hold across them are enforced here:
+//! - a callback settles its payment under `SELECT … FOR UPDATE`, so concurrent copies
+//!   delivered to different replicas serialise on the row and apply once;
+//! - a payment insert takes a per-phone advisory lock, so two replicas cannot both pass the
+//!   live-prompt check for one phone;
+//! - reconciliation claims rows with `FOR UPDATE SKIP LOCKED` and a lease;
+//! - migrations run under an advisory lock, so replicas starting together migrate once.
+//!
+//! Durability is PostgreSQL's own (`synchronous_commit=on`); concurrent commits from the pool
+//! share WAL flushes.
+
+use deadpool_postgres::{GenericClient, Pool, Runtime};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
+
+use super::{
+    ApiKey, CallbackStored, DueCheck, Event, IncomingCallback, Inserted, NewPayment, PaymentFilter, PushResult,
+    StoreError, StoredCallback,
+};
+use crate::payment::{FailureReason, Payment, PaymentId, SettledBy, Status};
+use crate::settlement::{self, Change, Current, Decision, Outcome};
+
+const SCHEMA_V1: &str = include_str!("schema_postgres.sql");
+const MIGRATION_LOCK: i64 = 0x6c69_7061; // "lipa"
+
+/// The PostgreSQL store. Cheap to clone.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore").field("pool_size", &self.pool.status().max_size).finish_non_exhaustive()
+    }
+}
+
+fn pg_error(e: tokio_postgres::Error) -> StoreError {
+    match e.code() {
+        Some(c) if *c == tokio_postgres::error::SqlState::UNIQUE_VIOLATION => StoreError::Conflict(e.to_string()),
+        Some(c) if c.code().starts_with("22") => StoreError::Corrupt(e.to_string()),
+        _ => StoreError::Unavailable(e.to_string()),
+    }
+}
+
+fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
+    StoreError::Unavailable(format!("no database connection: {e}"))
+}
+
+type Client = deadpool_postgres::Object;
+
+impl PostgresStore {
+    /// Connects (a pool of up to 32 connections) and migrates.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let mut config = deadpool_postgres::Config::new();
+        config.url = Some(url.to_owned());
+        config.pool = Some(deadpool_postgres::PoolConfig::new(32));
+        let pool = config
+            .create_pool(Some(Runtime::Tokio1), NoTls)
+            .map_err(|e| StoreError::Unavailable(format!("DATABASE_URL is not usable: {e}")))?;
+        let store = Self { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn client(&self) -> Result<Client, StoreError> {
+        self.pool.get().await.map_err(pool_error)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await.map_err(pg_error)?;
+        tx.batch_execute("CREATE TABLE IF NOT EXISTS lipa_schema (version INTEGER NOT NULL)")
+            .await
+            .map_err(pg_error)?;
+        let version: Option<i32> =
+            tx.query_opt("SELECT max(version) FROM lipa_schema", &[]).await.map_err(pg_error)?.and_then(|r| r.get(0));
+        if version.unwrap_or(0) < 1 {
+            tx.batch_execute(SCHEMA_V1).await.map_err(pg_error)?;
+            tx.execute("INSERT INTO lipa_schema (version) VALUES (1)", &[]).await.map_err(pg_error)?;
+            tracing::info!("database schema created (version 1)");
+        }
+        tx.commit().await.map_err(pg_error)
+    }
+
+    pub(super) async fn ping(&self) -> Result<(), StoreError> {
+        self.client().await?.execute("SELECT 1", &[]).await.map_err(pg_error).map(|_| ())
+    }
+
+    // ---- API keys ----
+
+    pub(super) async fn insert_api_key(&self, key: ApiKey, key_hash: String) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO api_keys (id, name, key_hash, prefix, created_at) VALUES ($1, $2, $3, $4, $5)",
+                &[&key.id, &key.name, &key_hash, &key.prefix, &key.created_at],
+            )
+            .await
+            .map_err(pg_error)
+            .map(|_| ())
+    }
+
+    pub(super) async fn api_key_by_hash(&self, key_hash: String) -> Result<Option<ApiKey>, StoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_opt(
+                "SELECT id, name, prefix, created_at, revoked_at FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+                &[&key_hash],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(row.as_ref().map(api_key_from_row))
+    }
+
+    pub(super) async fn revoke_api_key(&self, id_or_name: String, now: i64) -> Result<bool, StoreError> {
+        let n = self
+            .client()
+            .await?
+            .execute(
+                "UPDATE api_keys SET revoked_at = $2 WHERE (id = $1 OR name = $1) AND revoked_at IS NULL",
+                &[&id_or_name, &now],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(n > 0)
+    }
+
+    pub(super) async fn api_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query("SELECT id, name, prefix, created_at, revoked_at FROM api_keys ORDER BY created_at", &[])
+            .await
+            .map_err(pg_error)?;
+        Ok(rows.iter().map(api_key_from_row).collect())
+    }
+
+    // ---- payments ----
+
+    pub(super) async fn payment_by_idempotency_key(
+        &self,
+        api_key_id: String,
+        key: String,
+    ) -> Result<Option<(Payment, String)>, StoreError> {
+        by_idempotency_key(&self.client().await?, &api_key_id, &key).await
+    }
+
+    pub(super) async fn insert_payment(&self, new: NewPayment) -> Result<Inserted, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        // One phone at a time across every replica: the live-prompt check and the insert must
+        // not interleave with another request for the same phone.
+        tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&new.phone]).await.map_err(pg_error)?;
+        if let Some(key) = &new.idempotency_key
+            && let Some((payment, hash)) = by_idempotency_key(&tx, &new.api_key_id, key).await?
+        {
+            return Ok(Inserted::Existing(payment, hash));
+        }
+        let row = tx
+            .query_one(
+                "SELECT count(*) FILTER (WHERE status = 'pending' AND push_state IN ('sending', 'accepted', 'unknown')
+                                          AND created_at >= $2),
+                        count(*)
+                 FROM payments WHERE phone = $1 AND created_at >= $3",
+                &[&new.phone, &new.live_prompt_since, &new.per_phone_since],
+            )
+            .await
+            .map_err(pg_error)?;
+        let (live, count): (i64, i64) = (row.get(0), row.get(1));
+        if live > 0 {
+            return Ok(Inserted::PhoneBusy);
+        }
+        if count >= i64::from(new.per_phone_limit) {
+            return Ok(Inserted::TooManyForPhone(u32::try_from(count).unwrap_or(u32::MAX)));
+        }
+        let inserted = tx
+            .execute(
+                "INSERT INTO payments (id, api_key_id, idempotency_key, request_hash, amount, phone, account_reference,
+                    description, metadata, webhook_url, customer_email, status, callback_token_hash, push_state,
+                    created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending', $12, 'sending', $13, $13)",
+                &[
+                    &new.id.as_str(),
+                    &new.api_key_id,
+                    &new.idempotency_key,
+                    &new.request_hash,
+                    &i64::from(new.amount),
+                    &new.phone,
+                    &new.account_reference,
+                    &new.description,
+                    &new.metadata.to_string(),
+                    &new.webhook_url,
+                    &new.customer_email,
+                    &new.callback_token_hash,
+                    &new.now,
+                ],
+            )
+            .await;
+        match inserted.map_err(pg_error) {
+            Ok(_) => {}
+            // Another replica inserted the same idempotency key for a different phone first.
+            Err(StoreError::Conflict(_)) if new.idempotency_key.is_some() => {
+                drop(tx);
+                let key = new.idempotency_key.clone().unwrap_or_default();
+                let client = self.client().await?;
+                return match by_idempotency_key(&client, &new.api_key_id, &key).await? {
+                    Some((payment, hash)) => Ok(Inserted::Existing(payment, hash)),
+                    None => Err(StoreError::Conflict("idempotency key race".into())),
+                };
+            }
+            Err(e) => return Err(e),
+        }
+        event(&tx, &new.id, new.now, "created", &serde_json::json!({"amount": new.amount, "phone": new.phone})).await?;
+        let payment = load(&tx, &new.id).await?;
+        tx.commit().await.map_err(pg_error)?;
+        Ok(Inserted::Created(payment))
+    }
+
+    pub(super) async fn record_push(&self, id: PaymentId, result: PushResult, now: i64) -> Result<Payment, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        match &result {
+            PushResult::Accepted { merchant_request_id, checkout_request_id, first_check_at } => {
+                tx.execute(
+                    "UPDATE payments SET push_state = 'accepted', merchant_request_id = $2,
+                        checkout_request_id = COALESCE(checkout_request_id, $3),
+                        next_check_at = CASE WHEN status = 'pending' THEN $4::BIGINT END, updated_at = $5
+                     WHERE id = $1",
+                    &[&id.as_str(), merchant_request_id, checkout_request_id, first_check_at, &now],
+                )
+                .await
+                .map_err(pg_error)?;
+                let detail = serde_json::json!({"merchant_request_id": merchant_request_id, "checkout_request_id": checkout_request_id});
+                event(&tx, &id, now, "push_accepted", &detail).await?;
+            }
+            PushResult::Refused { code, message } => {
+                tx.execute(
+                    "UPDATE payments SET push_state = 'refused', status = CASE WHEN status = 'pending' THEN 'failed' ELSE status END,
+                        failure_reason = CASE WHEN status = 'pending' THEN $2 ELSE failure_reason END,
+                        result_code = COALESCE(result_code, $3), result_desc = COALESCE(result_desc, $4),
+                        settled_by = COALESCE(settled_by, 'push'), settled_at = COALESCE(settled_at, $5), updated_at = $5
+                     WHERE id = $1",
+                    &[&id.as_str(), &FailureReason::RejectedByDaraja.as_str(), code, message, &now],
+                )
+                .await
+                .map_err(pg_error)?;
+                event(&tx, &id, now, "push_refused", &serde_json::json!({"code": code, "message": message})).await?;
+            }
+            PushResult::Unknown { error, first_check_at } => {
+                tx.execute(
+                    "UPDATE payments SET push_state = 'unknown', next_check_at = $2, updated_at = $3 WHERE id = $1",
+                    &[&id.as_str(), first_check_at, &now],
+                )
+                .await
+                .map_err(pg_error)?;
+                event(&tx, &id, now, "push_unknown", &serde_json::json!({"error": error})).await?;
+            }
+        }
+        let payment = load(&tx, &id).await?;
+        tx.commit().await.map_err(pg_error)?;
+        Ok(payment)
+    }
+
+    pub(super) async fn payment(
+        &self,
+        id: PaymentId,
+        api_key_id: Option<String>,
+    ) -> Result<Option<Payment>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(&format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1"), &[&id.as_str()])
+            .await
+            .map_err(pg_error)?;
+        let payment = row.as_ref().map(payment_from_row).transpose()?;
+        Ok(payment.filter(|p| api_key_id.as_ref().is_none_or(|k| &p.api_key_id == k)))
+    }
+
+    pub(super) async fn payments(&self, f: PaymentFilter) -> Result<Vec<Payment>, StoreError> {
+        let mut sql = format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE TRUE");
+        let mut args: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
+        let mut push = |clause: &str, value: Box<dyn ToSql + Sync + Send>| {
+            args.push(value);
+            sql.push_str(&clause.replace('?', &format!("${}", args.len())));
+        };
+        if let Some(k) = f.api_key_id {
+            push(" AND api_key_id = ?", Box::new(k));
+        }
+        if let Some(s) = f.status {
+            push(" AND status = ?", Box::new(s.as_str()));
+        }
+        if let Some(p) = f.phone {
+            push(" AND phone = ?", Box::new(p));
+        }
+        if let Some(r) = f.reference {
+            push(" AND account_reference = ?", Box::new(r));
+        }
+        if let Some(r) = f.receipt {
+            push(" AND receipt = ?", Box::new(r));
+        }
+        if let Some(t) = f.created_from {
+            push(" AND created_at >= ?", Box::new(t));
+        }
+        if let Some(t) = f.created_to {
+            push(" AND created_at < ?", Box::new(t));
+        }
+        if let Some((at, id)) = f.after {
+            push(" AND (created_at, id) < (?", Box::new(at));
+            push(", ?)", Box::new(id));
+        }
+        sql.push_str(&format!(" ORDER BY created_at DESC, id DESC LIMIT {}", f.limit.clamp(1, 1000)));
+        let refs: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| &**a as &(dyn ToSql + Sync)).collect();
+        let rows = self.client().await?.query(&sql, &refs).await.map_err(pg_error)?;
+        rows.iter().map(payment_from_row).collect()
+    }
+
+    pub(super) async fn count_by_status(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query("SELECT status, count(*) FROM payments GROUP BY status ORDER BY status", &[])
+            .await
+            .map_err(pg_error)?;
+        Ok(rows.iter().map(|r| (r.get(0), u64::try_from(r.get::<_, i64>(1)).unwrap_or(0))).collect())
+    }
+
+    // ---- callbacks and queries ----
+
+    pub(super) async fn settle_from_callback(&self, incoming: IncomingCallback) -> Result<CallbackStored, StoreError> {
+        let mut client = self.client().await?;
+        let mut tx = client.transaction().await.map_err(pg_error)?;
+        let found = tx
+            .query_opt(
+                "SELECT id, status, amount, phone, checkout_request_id, receipt, result_code, settled_by
+                 FROM payments WHERE callback_token_hash = $1 FOR UPDATE",
+                &[&incoming.token_hash],
+            )
+            .await
+            .map_err(pg_error)?;
+        let found = found.as_ref().map(settling_from_row).transpose()?;
+        let checkout_id = incoming.parsed.as_ref().ok().map(|cb| cb.checkout_request_id.as_str().to_owned());
+        let (decision, status) = match (&incoming.parsed, &found) {
+            (Err(e), _) => (Decision { outcome: Outcome::Malformed, change: None, note: e.to_string() }, None),
+            (Ok(_), None) => {
+                let note = "no payment has this callback token".into();
+                (Decision { outcome: Outcome::Orphan, change: None, note }, None)
+            }
+            (Ok(cb), Some(p)) => {
+                let decision = settlement::on_callback(&p.current(), cb);
+                let (decision, status) =
+                    apply(&mut tx, &p.id, p.status, decision, "callback", incoming.received_at).await?;
+                (decision, Some(status))
+            }
+        };
+        if let (Some(p), Outcome::Malformed) = (&found, decision.outcome) {
+            tx.execute("UPDATE payments SET needs_review = TRUE WHERE id = $1", &[&p.id.as_str()])
+                .await
+                .map_err(pg_error)?;
+        }
+        let payment_id = found.map(|p| p.id);
+        tx.execute(
+            "INSERT INTO callbacks (received_at, payment_id, token_hash, source, checkout_request_id, outcome, note, body)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            &[
+                &incoming.received_at,
+                &payment_id.as_ref().map(PaymentId::as_str),
+                &incoming.token_hash,
+                &incoming.source,
+                &checkout_id,
+                &decision.outcome.as_str(),
+                &decision.note,
+                &incoming.body,
+            ],
+        )
+        .await
+        .map_err(pg_error)?;
+        tx.commit().await.map_err(pg_error)?;
+        Ok(CallbackStored { outcome: decision.outcome, payment_id, status })
+    }
+
+    pub(super) async fn claim_due_checks(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> Result<Vec<DueCheck>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "UPDATE payments SET lease_until = $2
+                 WHERE id IN (SELECT id FROM payments
+                              WHERE status = 'pending' AND next_check_at IS NOT NULL AND next_check_at <= $1
+                                AND checkout_request_id IS NOT NULL AND (lease_until IS NULL OR lease_until <= $1)
+                              ORDER BY next_check_at LIMIT $3 FOR UPDATE SKIP LOCKED)
+                 RETURNING id, checkout_request_id, check_attempts, created_at",
+                &[&now, &lease_until, &i64::from(limit)],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(rows
+            .iter()
+            .map(|r| DueCheck {
+                id: PaymentId::from_db(r.get(0)),
+                checkout_request_id: r.get(1),
+                attempts: u32::try_from(r.get::<_, i32>(2)).unwrap_or(0),
+                created_at: r.get(3),
+            })
+            .collect())
+    }
+
+    pub(super) async fn settle_from_query(
+        &self,
+        id: PaymentId,
+        result: daraja::QueryResult,
+        now: i64,
+    ) -> Result<Decision, StoreError> {
+        let mut client = self.client().await?;
+        let mut tx = client.transaction().await.map_err(pg_error)?;
+        let row = tx
+            .query_one(&format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1 FOR UPDATE"), &[&id.as_str()])
+            .await
+            .map_err(pg_error)?;
+        let payment = payment_from_row(&row)?;
+        let decision = settlement::on_query(&current(&payment), &result);
+        tx.execute(
+            "UPDATE payments SET check_attempts = check_attempts + 1, lease_until = NULL, next_check_at = NULL WHERE id = $1",
+            &[&id.as_str()],
+        )
+        .await
+        .map_err(pg_error)?;
+        let (decision, _) = apply(&mut tx, &payment.id, payment.status, decision, "query", now).await?;
+        tx.commit().await.map_err(pg_error)?;
+        Ok(decision)
+    }
+
+    pub(super) async fn reschedule_check(
+        &self,
+        id: PaymentId,
+        note: String,
+        next_at: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        tx.execute(
+            "UPDATE payments SET check_attempts = check_attempts + 1, lease_until = NULL,
+                next_check_at = CASE WHEN status = 'pending' THEN $2::BIGINT END
+             WHERE id = $1",
+            &[&id.as_str(), &next_at],
+        )
+        .await
+        .map_err(pg_error)?;
+        event(&tx, &id, now, "query", &serde_json::json!({"answer": note})).await?;
+        tx.commit().await.map_err(pg_error)
+    }
+
+    pub(super) async fn expire_overdue(&self, created_before: i64, now: i64) -> Result<Vec<PaymentId>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        let rows = tx
+            .query(
+                "UPDATE payments SET status = 'expired', settled_by = 'expiry', settled_at = $2, updated_at = $2,
+                    next_check_at = NULL, lease_until = NULL
+                 WHERE id IN (SELECT id FROM payments WHERE status = 'pending' AND created_at < $1 FOR UPDATE SKIP LOCKED)
+                 RETURNING id",
+                &[&created_before, &now],
+            )
+            .await
+            .map_err(pg_error)?;
+        let ids: Vec<PaymentId> = rows.iter().map(|r| PaymentId::from_db(r.get(0))).collect();
+        for id in &ids {
+            event(&tx, id, now, "expired", &serde_json::json!({"note": "no conclusive answer in time"})).await?;
+        }
+        tx.commit().await.map_err(pg_error)?;
+        Ok(ids)
+    }
+
+    pub(super) async fn events(&self, id: PaymentId) -> Result<Vec<Event>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query("SELECT at, kind, detail FROM events WHERE payment_id = $1 ORDER BY id", &[&id.as_str()])
+            .await
+            .map_err(pg_error)?;
+        Ok(rows
+            .iter()
+            .map(|r| Event {
+                at: r.get(0),
+                kind: r.get(1),
+                detail: serde_json::from_str(r.get::<_, &str>(2)).unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    pub(super) async fn callbacks_for(&self, id: PaymentId) -> Result<Vec<StoredCallback>, StoreError> {
+        let client = self.client().await?;
+        stored_callbacks(&client, "WHERE payment_id = $1 ORDER BY id", &[&id.as_str()]).await
+    }
+
+    pub(super) async fn unmatched_callbacks(&self) -> Result<Vec<StoredCallback>, StoreError> {
+        let client = self.client().await?;
+        stored_callbacks(&client, "WHERE payment_id IS NULL ORDER BY id", &[]).await
+    }
+}
+
+async fn stored_callbacks(
+    c: &impl GenericClient,
+    clause: &str,
+    args: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<StoredCallback>, StoreError> {
+    let rows = c
+        .query(
+            &format!("SELECT id, received_at, payment_id, outcome, note, source, body FROM callbacks {clause}"),
+            args,
+        )
+        .await
+        .map_err(pg_error)?;
+    Ok(rows
+        .iter()
+        .map(|r| StoredCallback {
+            id: r.get(0),
+            received_at: r.get(1),
+            payment_id: r.get(2),
+            outcome: r.get(3),
+            note: r.get(4),
+            source: r.get(5),
+            body: String::from_utf8_lossy(r.get::<_, &[u8]>(6)).into_owned(),
+        })
+        .collect())
+}
+
+/// Writes a decision's change and its timeline event (see the SQLite store's `apply`).
+async fn apply(
+    tx: &mut deadpool_postgres::Transaction<'_>,
+    id: &PaymentId,
+    status: Status,
+    decision: Decision,
+    source: &str,
+    now: i64,
+) -> Result<(Decision, Status), StoreError> {
+    let mut decision = decision;
+    let mut new_status = status;
+    if let Some(change) = decision.change.clone() {
+        // A savepoint, so a unique violation does not abort the whole transaction.
+        let sp = tx.savepoint("change").await.map_err(pg_error)?;
+        match write_change(&sp, id, &change, decision.outcome.needs_review(), now).await {
+            Ok(()) => {
+                sp.commit().await.map_err(pg_error)?;
+                new_status = change.status;
+            }
+            Err(StoreError::Conflict(_)) => {
+                sp.rollback().await.map_err(pg_error)?;
+                let receipt = change.receipt.clone().unwrap_or_default();
+                let other = tx
+                    .query_opt("SELECT id FROM payments WHERE receipt = $1", &[&receipt])
+                    .await
+                    .map_err(pg_error)?
+                    .map(|r| r.get::<_, String>(0));
+                decision = settlement::already_used(&receipt, other.as_deref());
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if decision.change.is_none() && decision.outcome.needs_review() {
+        tx.execute("UPDATE payments SET needs_review = TRUE, updated_at = $2 WHERE id = $1", &[&id.as_str(), &now])
+            .await
+            .map_err(pg_error)?;
+    }
+    let detail = serde_json::json!({"note": decision.note, "status": new_status.as_str()});
+    event(&*tx, id, now, &format!("{source}_{}", decision.outcome.as_str()), &detail).await?;
+    Ok((decision, new_status))
+}
+
+async fn write_change(
+    c: &impl GenericClient,
+    id: &PaymentId,
+    ch: &Change,
+    review: bool,
+    now: i64,
+) -> Result<(), StoreError> {
+    c.execute(
+        "UPDATE payments SET status = $2, failure_reason = $3, result_code = $4, result_desc = $5,
+            receipt = COALESCE($6, receipt), transaction_date = COALESCE($7, transaction_date),
+            checkout_request_id = COALESCE(checkout_request_id, $8), settled_by = $9,
+            settled_at = COALESCE(settled_at, $10), needs_review = needs_review OR $11, updated_at = $10,
+            next_check_at = NULL, lease_until = NULL
+         WHERE id = $1",
+        &[
+            &id.as_str(),
+            &ch.status.as_str(),
+            &ch.failure_reason.map(FailureReason::as_str),
+            &ch.result_code,
+            &ch.result_desc,
+            &ch.receipt,
+            &ch.transaction_date,
+            &ch.checkout_request_id,
+            &ch.settled_by.as_str(),
+            &now,
+            &review,
+        ],
+    )
+    .await
+    .map_err(pg_error)
+    .map(|_| ())
+}
+
+async fn event(
+    c: &impl GenericClient,
+    id: &PaymentId,
+    at: i64,
+    kind: &str,
+    detail: &serde_json::Value,
+) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO events (payment_id, at, kind, detail) VALUES ($1, $2, $3, $4)",
+        &[&id.as_str(), &at, &kind, &detail.to_string()],
+    )
+    .await
+    .map_err(pg_error)
+    .map(|_| ())
+}
+
+async fn by_idempotency_key(
+    c: &impl GenericClient,
+    api_key_id: &str,
+    key: &str,
+) -> Result<Option<(Payment, String)>, StoreError> {
+    let row = c
+        .query_opt(
+            &format!(
+                "SELECT {PAYMENT_COLUMNS}, request_hash FROM payments WHERE api_key_id = $1 AND idempotency_key = $2"
+            ),
+            &[&api_key_id, &key],
+        )
+        .await
+        .map_err(pg_error)?;
+    row.map(|r| Ok((payment_from_row(&r)?, r.get::<_, String>(PAYMENT_COLUMN_COUNT)))).transpose()
+}
+
+async fn load(c: &impl GenericClient, id: &PaymentId) -> Result<Payment, StoreError> {
+    let row = c
+        .query_one(&format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1"), &[&id.as_str()])
+        .await
+        .map_err(pg_error)?;
+    payment_from_row(&row)
+}
+
+struct Settling {
+    id: PaymentId,
+    status: Status,
+    amount: u32,
+    phone: String,
+    checkout_request_id: Option<String>,
+    receipt: Option<String>,
+    result_code: Option<String>,
+    settled_by: Option<SettledBy>,
+}
+
+impl Settling {
+    fn current(&self) -> Current<'_> {
+        Current {
+            status: self.status,
+            amount: self.amount,
+            phone: &self.phone,
+            checkout_request_id: self.checkout_request_id.as_deref(),
+            receipt: self.receipt.as_deref(),
+            result_code: self.result_code.as_deref(),
+            settled_by: self.settled_by,
+        }
+    }
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(what.to_owned())
+}
+
+fn settling_from_row(r: &Row) -> Result<Settling, StoreError> {
+    Ok(Settling {
+        id: PaymentId::from_db(r.get(0)),
+        status: Status::parse(r.get(1)).ok_or_else(|| corrupt("unknown status"))?,
+        amount: u32::try_from(r.get::<_, i64>(2)).map_err(|_| corrupt("amount out of range"))?,
+        phone: r.get(3),
+        checkout_request_id: r.get(4),
+        receipt: r.get(5),
+        result_code: r.get(6),
+        settled_by: r
+            .get::<_, Option<&str>>(7)
+            .map(|s| SettledBy::parse(s).ok_or_else(|| corrupt("unknown settled_by")))
+            .transpose()?,
+    })
+}
+
+fn current(p: &Payment) -> Current<'_> {
+    Current {
+        status: p.status,
+        amount: p.amount,
+        phone: &p.phone,
+        checkout_request_id: p.checkout_request_id.as_deref(),
+        receipt: p.receipt.as_deref(),
+        result_code: p.result_code.as_deref(),
+        settled_by: p.settled_by,
+    }
+}
+
+const PAYMENT_COLUMNS: &str = "id, status, amount, phone, account_reference, description, metadata, webhook_url,
+    customer_email, merchant_request_id, checkout_request_id, receipt, transaction_date, failure_reason, result_code,
+    result_desc, settled_by, needs_review, created_at, updated_at, settled_at, callback_token_hash, api_key_id";
+const PAYMENT_COLUMN_COUNT: usize = 23;
+
+fn payment_from_row(r: &Row) -> Result<Payment, StoreError> {
+    Ok(Payment {
+        id: PaymentId::from_db(r.get(0)),
+        status: Status::parse(r.get(1)).ok_or_else(|| corrupt("unknown status"))?,
+        amount: u32::try_from(r.get::<_, i64>(2)).map_err(|_| corrupt("amount out of range"))?,
+        phone: r.get(3),
+        account_reference: r.get(4),
+        description: r.get(5),
+        metadata: serde_json::from_str(r.get::<_, &str>(6)).map_err(|_| corrupt("metadata is not JSON"))?,
+        webhook_url: r.get(7),
+        customer_email: r.get(8),
+        merchant_request_id: r.get(9),
+        checkout_request_id: r.get(10),
+        receipt: r.get(11),
+        transaction_date: r.get(12),
+        failure_reason: r
+            .get::<_, Option<&str>>(13)
+            .map(|s| FailureReason::parse(s).ok_or_else(|| corrupt("unknown reason")))
+            .transpose()?,
+        result_code: r.get(14),
+        result_desc: r.get(15),
+        settled_by: r
+            .get::<_, Option<&str>>(16)
+            .map(|s| SettledBy::parse(s).ok_or_else(|| corrupt("unknown settled_by")))
+            .transpose()?,
+        needs_review: r.get(17),
+        created_at: r.get(18),
+        updated_at: r.get(19),
+        settled_at: r.get(20),
+        callback_token_hash: r.get(21),
+        api_key_id: r.get(22),
+    })
+}
+
+fn api_key_from_row(r: &Row) -> ApiKey {
+    ApiKey { id: r.get(0), name: r.get(1), prefix: r.get(2), created_at: r.get(3), revoked_at: r.get(4) }
+}
