@@ -35,13 +35,20 @@ pub enum BenchCommand {
         /// (`scripts/bench-ingest.sh` drives it with wrk).
         #[arg(long)]
         serve: Option<u16>,
+        /// Use this (empty) database instead of a fresh SQLite file, e.g. postgres://…
+        #[arg(long)]
+        database_url: Option<String>,
+        /// Keep the SQLite database in this directory (and leave it there afterwards).
+        #[arg(long)]
+        data_dir: Option<std::path::PathBuf>,
     },
 }
 
 pub async fn run(command: BenchCommand) -> Result<()> {
     match command {
-        BenchCommand::Ingest { payments, callbacks, connections, serve } => {
-            ingest(payments, callbacks.min(payments), connections, serve).await
+        BenchCommand::Ingest { payments, callbacks, connections, serve, database_url, data_dir } => {
+            let target = Target { serve, database_url, data_dir };
+            ingest(payments, callbacks.min(payments), connections, target).await
         }
     }
 }
@@ -189,12 +196,26 @@ fn peak_rss() -> String {
     format!("peak {} (seeding included), now {}", status_field("VmHWM"), status_field("VmRSS"))
 }
 
-async fn ingest(payments: usize, callbacks: usize, connections: usize, serve: Option<u16>) -> Result<()> {
-    let dir = std::env::temp_dir().join(format!("lipa-bench-{}", ids::random_hex(6)));
+/// Where the bench runs.
+struct Target {
+    serve: Option<u16>,
+    database_url: Option<String>,
+    data_dir: Option<std::path::PathBuf>,
+}
+
+async fn ingest(payments: usize, callbacks: usize, connections: usize, target: Target) -> Result<()> {
+    let Target { serve, database_url, data_dir } = target;
+    let keep = data_dir.is_some();
+    let dir = data_dir.unwrap_or_else(|| std::env::temp_dir().join(format!("lipa-bench-{}", ids::random_hex(6))));
     std::fs::create_dir_all(&dir)?;
     let mut settings = Settings::load(None, &|_| None)?;
     settings.listen = format!("127.0.0.1:{}", serve.unwrap_or(0)).parse()?;
-    settings.database_url = format!("sqlite:{}", dir.join("lipa.db").display());
+    settings.database_url = database_url.unwrap_or_else(|| format!("sqlite:{}", dir.join("lipa.db").display()));
+    let backend = if settings.database_url.starts_with("sqlite:") {
+        "SQLite (synchronous=FULL, group commit)"
+    } else {
+        "PostgreSQL"
+    };
     let store = Store::open(&settings.database_url).await?;
     seed(&store, payments).await?;
     drop(store);
@@ -211,7 +232,9 @@ async fn ingest(payments: usize, callbacks: usize, connections: usize, serve: Op
         let settled = settled_count(&gateway).await?;
         println!("settled {settled} payments (paid by callback)");
         println!("RSS of the gateway process: {}", peak_rss());
-        let _ = std::fs::remove_dir_all(&dir);
+        if !keep {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
         return Ok(());
     }
 
@@ -227,9 +250,7 @@ async fn ingest(payments: usize, callbacks: usize, connections: usize, serve: Op
     let ceiling_base = format!("http://{}", listener.local_addr()?);
     tokio::spawn(async move { axum::serve(listener, ceiling).await });
 
-    println!(
-        "callback ingest on SQLite (synchronous=FULL, group commit), {connections} connections, {payments} payments stored"
-    );
+    println!("callback ingest on {backend}, {connections} connections, {payments} payments stored");
     let first = payments - callbacks;
     let stored =
         load(Arc::new(move |i| format!("{base}/callbacks/stk/{}", token(i))), first, callbacks, connections).await;
@@ -242,7 +263,9 @@ async fn ingest(payments: usize, callbacks: usize, connections: usize, serve: Op
 
     let settled = settled_count(&gateway).await?;
     println!("check: {settled} payments paid, {} callbacks acknowledged", stored.acknowledged);
-    let _ = std::fs::remove_dir_all(&dir);
+    if !keep {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     Ok(())
 }
 

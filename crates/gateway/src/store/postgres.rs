@@ -332,14 +332,14 @@ impl PostgresStore {
     pub(super) async fn settle_from_callback(&self, incoming: IncomingCallback) -> Result<CallbackStored, StoreError> {
         let mut client = self.client().await?;
         let mut tx = client.transaction().await.map_err(pg_error)?;
-        let found = tx
-            .query_opt(
+        let select = tx
+            .prepare_cached(
                 "SELECT id, status, amount, phone, checkout_request_id, receipt, result_code, settled_by
                  FROM payments WHERE callback_token_hash = $1 FOR UPDATE",
-                &[&incoming.token_hash],
             )
             .await
             .map_err(pg_error)?;
+        let found = tx.query_opt(&select, &[&incoming.token_hash]).await.map_err(pg_error)?;
         let found = found.as_ref().map(settling_from_row).transpose()?;
         let checkout_id = incoming.parsed.as_ref().ok().map(|cb| cb.checkout_request_id.as_str().to_owned());
         let (decision, status) = match (&incoming.parsed, &found) {
@@ -361,9 +361,15 @@ impl PostgresStore {
                 .map_err(pg_error)?;
         }
         let payment_id = found.map(|p| p.id);
+        let insert = tx
+            .prepare_cached(
+                "INSERT INTO callbacks (received_at, payment_id, token_hash, source, checkout_request_id, outcome, note, body)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .await
+            .map_err(pg_error)?;
         tx.execute(
-            "INSERT INTO callbacks (received_at, payment_id, token_hash, source, checkout_request_id, outcome, note, body)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            &insert,
             &[
                 &incoming.received_at,
                 &payment_id.as_ref().map(PaymentId::as_str),
@@ -545,24 +551,17 @@ async fn apply(
     let mut decision = decision;
     let mut new_status = status;
     if let Some(change) = decision.change.clone() {
-        // A savepoint, so a unique violation does not abort the whole transaction.
-        let sp = tx.savepoint("change").await.map_err(pg_error)?;
-        match write_change(&sp, id, &change, decision.outcome.needs_review(), now).await {
-            Ok(()) => {
-                sp.commit().await.map_err(pg_error)?;
-                new_status = change.status;
-            }
-            Err(StoreError::Conflict(_)) => {
-                sp.rollback().await.map_err(pg_error)?;
-                let receipt = change.receipt.clone().unwrap_or_default();
-                let other = tx
-                    .query_opt("SELECT id FROM payments WHERE receipt = $1", &[&receipt])
-                    .await
-                    .map_err(pg_error)?
-                    .map(|r| r.get::<_, String>(0));
-                decision = settlement::already_used(&receipt, other.as_deref());
-            }
-            Err(e) => return Err(e),
+        if write_change(tx, id, &change, decision.outcome.needs_review(), now).await? {
+            new_status = change.status;
+        } else {
+            // The receipt or CheckoutRequestID already belongs to another payment.
+            let receipt = change.receipt.clone().unwrap_or_default();
+            let other = tx
+                .query_opt("SELECT id FROM payments WHERE receipt = $1", &[&receipt])
+                .await
+                .map_err(pg_error)?
+                .map(|r| r.get::<_, String>(0));
+            decision = settlement::already_used(&receipt, other.as_deref());
         }
     }
     if decision.change.is_none() && decision.outcome.needs_review() {
@@ -575,37 +574,50 @@ async fn apply(
     Ok((decision, new_status))
 }
 
+/// Writes the change unless its receipt or CheckoutRequestID belongs to another payment
+/// (then returns false and writes nothing). Two concurrent settlements of different payments
+/// with one receipt are still stopped by the unique index (the loser is not acknowledged and
+/// its retry finds the conflict here).
 async fn write_change(
-    c: &impl GenericClient,
+    tx: &deadpool_postgres::Transaction<'_>,
     id: &PaymentId,
     ch: &Change,
     review: bool,
     now: i64,
-) -> Result<(), StoreError> {
-    c.execute(
-        "UPDATE payments SET status = $2, failure_reason = $3, result_code = $4, result_desc = $5,
-            receipt = COALESCE($6, receipt), transaction_date = COALESCE($7, transaction_date),
-            checkout_request_id = COALESCE(checkout_request_id, $8), settled_by = $9,
-            settled_at = COALESCE(settled_at, $10), needs_review = needs_review OR $11, updated_at = $10,
-            next_check_at = NULL, lease_until = NULL
-         WHERE id = $1",
-        &[
-            &id.as_str(),
-            &ch.status.as_str(),
-            &ch.failure_reason.map(FailureReason::as_str),
-            &ch.result_code,
-            &ch.result_desc,
-            &ch.receipt,
-            &ch.transaction_date,
-            &ch.checkout_request_id,
-            &ch.settled_by.as_str(),
-            &now,
-            &review,
-        ],
-    )
-    .await
-    .map_err(pg_error)
-    .map(|_| ())
+) -> Result<bool, StoreError> {
+    let stmt = tx
+        .prepare_cached(
+            "UPDATE payments SET status = $2, failure_reason = $3, result_code = $4, result_desc = $5,
+                receipt = COALESCE($6, receipt), transaction_date = COALESCE($7, transaction_date),
+                checkout_request_id = COALESCE(checkout_request_id, $8), settled_by = $9,
+                settled_at = COALESCE(settled_at, $10), needs_review = needs_review OR $11, updated_at = $10,
+                next_check_at = NULL, lease_until = NULL
+             WHERE id = $1
+               AND NOT EXISTS (SELECT 1 FROM payments o WHERE o.id <> $1
+                               AND (o.receipt = $6 OR ($8::TEXT IS NOT NULL AND o.checkout_request_id = $8)))",
+        )
+        .await
+        .map_err(pg_error)?;
+    let n = tx
+        .execute(
+            &stmt,
+            &[
+                &id.as_str(),
+                &ch.status.as_str(),
+                &ch.failure_reason.map(FailureReason::as_str),
+                &ch.result_code,
+                &ch.result_desc,
+                &ch.receipt,
+                &ch.transaction_date,
+                &ch.checkout_request_id,
+                &ch.settled_by.as_str(),
+                &now,
+                &review,
+            ],
+        )
+        .await
+        .map_err(pg_error)?;
+    Ok(n == 1)
 }
 
 async fn event(
