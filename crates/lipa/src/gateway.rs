@@ -94,6 +94,48 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     Ok(())
 }
 
+/// Options of `lipa work`.
+#[derive(Debug, clap::Args)]
+pub struct WorkArgs {
+    #[command(flatten)]
+    common: Common,
+}
+
+/// Runs the workers (reconciliation and expiry) without the HTTP API, beside any number of
+/// `lipa serve` replicas on the same database.
+pub async fn work(args: WorkArgs) -> Result<()> {
+    let settings = args.common.settings()?;
+    if settings.mpesa.environment == MpesaEnvironment::Simulator && settings.mpesa.base_url.is_none() {
+        return Err("lipa work queries the Daraja the gateway pushes to: set MPESA_BASE_URL to that simulator (or configure sandbox/production credentials)".into());
+    }
+    let connection = match settings.mpesa.environment {
+        MpesaEnvironment::Simulator => {
+            let base = settings.mpesa.base_url.clone().unwrap_or_default();
+            let sim = SimConfig::default();
+            let (app, merchant) = (sim.primary_app().ok_or("no app")?, sim.primary_merchant().ok_or("no merchant")?);
+            DarajaConnection::custom(
+                &base,
+                &app.consumer_key,
+                &app.consumer_secret,
+                merchant.shortcode,
+                &merchant.passkey,
+            )?
+        }
+        _ => settings.daraja_connection()?,
+    };
+    let store = Store::open(&settings.database_url).await?;
+    let public_url = settings.public_url.clone().unwrap_or_else(|| format!("http://{}", settings.listen));
+    let gateway =
+        lipa_gateway::service::Gateway::new(store, settings, connection, public_url, Arc::new(daraja::SystemClock))?;
+    println!("Lipa workers running (reconciliation and expiry); Ctrl-C to stop");
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(lipa_gateway::reconciliation::run(gateway, stopped));
+    crate::shutdown_signal().await;
+    let _ = stop.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(10), worker).await;
+    Ok(())
+}
+
 pub async fn migrate(common: Common) -> Result<()> {
     let settings = common.settings()?;
     Store::open(&settings.database_url).await?;

@@ -21,6 +21,8 @@ struct Cli {
 enum Command {
     /// Run the gateway: merchant API, callbacks and reconciliation (simulator when unconfigured).
     Serve(gateway::ServeArgs),
+    /// Run the workers (reconciliation, expiry) without the HTTP API.
+    Work(gateway::WorkArgs),
     /// Create or update the database schema.
     Migrate(gateway::Common),
     /// Manage merchant API keys.
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => gateway::serve(args).await,
+            Command::Work(args) => gateway::work(args).await,
             Command::Migrate(common) => gateway::migrate(common).await,
             Command::Keys(command) => gateway::keys(command).await,
             Command::Config(command) => gateway::config(command).await,
