@@ -45,6 +45,8 @@ fn start(args: &[&str], envs: &[(&str, String)], ready: &str) -> (Child, String)
             return (child, url);
         }
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("lipa exited before printing {ready:?}");
 }
 
@@ -102,8 +104,11 @@ async fn every_callback_acknowledged_before_a_kill_9_is_stored_and_applied_once(
 
     // Restart on the same database and resend everything, as a retrying sender would.
     let database = ("DATABASE_URL", format!("sqlite:{}", dir.join("lipa.db").display()));
-    let (mut second, base) =
-        start(&["serve", "--listen", "127.0.0.1:0", "--sim-port", "0"], &[database.clone()], "Lipa gateway listening");
+    let (mut second, base) = start(
+        &["serve", "--listen", "127.0.0.1:0", "--sim-port", "0"],
+        std::slice::from_ref(&database),
+        "Lipa gateway listening",
+    );
     let acked_after = Arc::new(Mutex::new(HashSet::new()));
     send_all(base, (0..PAYMENTS).collect(), acked_after.clone()).await;
     assert_eq!(acked_after.lock().unwrap().len(), PAYMENTS, "every resend acknowledged after the restart");
