@@ -62,7 +62,7 @@ fn connect(path: &str) -> Result<Connection, StoreError> {
     conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(sql_error)?;
     conn.set_prepared_statement_cache_capacity(64);
     conn.execute_batch(
-        "PRAGMA page_size=1024; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-16000;",
+        "PRAGMA page_size=1024; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
     )
         .map_err(sql_error)?;
     Ok(conn)
@@ -145,6 +145,8 @@ impl SqliteStore {
                     .map_err(|e| unavailable(format!("cannot create {}: {e}", dir.display())))?;
             }
             let conn = connect(&path_owned)?;
+            // The writer keeps the hot indexes cached (16 MB); readers use SQLite's default.
+            conn.execute_batch("PRAGMA cache_size=-16000").map_err(sql_error)?;
             migrate(&conn)?;
             // Checkpoints run on their own thread (see `run_checkpoints`).
             if path_owned != ":memory:" {
