@@ -130,3 +130,17 @@ async fn a_push_whose_answer_never_comes_stays_pending_for_reconciliation() {
     assert_eq!(kinds, ["created", "push_unknown"]);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn every_answer_carries_a_request_id() {
+    let app = spawn_app().await;
+    let resp = app.http.get(format!("{}/healthz", app.base)).send().await.unwrap();
+    let id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(id.len(), 16);
+    let resp =
+        app.http.get(format!("{}/healthz", app.base)).header("X-Request-Id", "trace-abc-123").send().await.unwrap();
+    assert_eq!(resp.headers()["x-request-id"], "trace-abc-123", "a sane caller id is kept");
+    let resp =
+        app.http.get(format!("{}/healthz", app.base)).header("X-Request-Id", "bad id; drop").send().await.unwrap();
+    assert_ne!(resp.headers()["x-request-id"], "bad id; drop", "an unsafe caller id is replaced");
+}

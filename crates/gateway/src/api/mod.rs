@@ -28,7 +28,29 @@ pub fn router(gateway: Gateway) -> Router {
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .layer(DefaultBodyLimit::max(daraja::callback::MAX_CALLBACK_BYTES))
+        .layer(axum::middleware::from_fn(request_span))
         .with_state(gateway)
+}
+
+/// Gives every request an id (the caller's `X-Request-Id` if it is sane, else a new one),
+/// runs it inside a span with the method and the matched route (never the raw path: callback
+/// paths hold secret tokens), and returns the id in `X-Request-Id`.
+async fn request_span(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use tracing::Instrument as _;
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        .map_or_else(|| crate::ids::random_hex(8), str::to_owned);
+    let route = request.extensions().get::<axum::extract::MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
+    let span = tracing::info_span!("request", request_id = %id, method = %request.method(), route = %route, status = tracing::field::Empty);
+    let mut response = next.run(request).instrument(span.clone()).await;
+    span.record("status", response.status().as_u16());
+    if let Ok(value) = axum::http::HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
 }
 
 async fn metrics(State(gateway): State<Gateway>) -> Result<impl axum::response::IntoResponse, ApiError> {

@@ -64,7 +64,7 @@ fn connect(path: &str) -> Result<Connection, StoreError> {
     conn.execute_batch(
         "PRAGMA page_size=1024; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
     )
-        .map_err(sql_error)?;
+    .map_err(sql_error)?;
     Ok(conn)
 }
 
