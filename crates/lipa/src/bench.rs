@@ -20,6 +20,15 @@ type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 /// `lipa bench …`
 #[derive(Debug, clap::Subcommand)]
 pub enum BenchCommand {
+    /// Payment creation through the API against the in-process simulator (zero delay).
+    Payments {
+        /// Payments created (each to its own phone).
+        #[arg(long, default_value_t = 10_000)]
+        payments: usize,
+        /// Concurrent connections.
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+    },
     /// Callback ingest: durable settlement of one callback per payment.
     Ingest {
         /// Payments stored before the run (the run settles the last `--callbacks` of them).
@@ -46,6 +55,7 @@ pub enum BenchCommand {
 
 pub async fn run(command: BenchCommand) -> Result<()> {
     match command {
+        BenchCommand::Payments { payments, connections } => create_payments(payments, connections).await,
         BenchCommand::Ingest { payments, callbacks, connections, serve, database_url, data_dir } => {
             let target = Target { serve, database_url, data_dir };
             ingest(payments, callbacks.min(payments), connections, target).await
@@ -168,13 +178,13 @@ async fn load(
     Report { sent: count, acknowledged: acknowledged.load(Ordering::Relaxed), elapsed, latencies }
 }
 
-fn print(label: &str, r: &Report) {
+fn print(label: &str, unit: &str, r: &Report) {
     let pct = |p: f64| {
         let i = ((r.latencies.len() as f64 * p) as usize).min(r.latencies.len().saturating_sub(1));
         r.latencies.get(i).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
     };
     println!(
-        "{label:<28} {:>8.0} callbacks/s  p50 {:>6.2} ms  p99 {:>6.2} ms  max {:>7.2} ms  ({} sent, {} acknowledged, {:.2} s)",
+        "{label:<28} {:>8.0} {unit}/s  p50 {:>6.2} ms  p99 {:>6.2} ms  max {:>7.2} ms  ({} sent, {} acknowledged, {:.2} s)",
         r.acknowledged as f64 / r.elapsed.as_secs_f64(),
         pct(0.50),
         pct(0.99),
@@ -254,11 +264,11 @@ async fn ingest(payments: usize, callbacks: usize, connections: usize, target: T
     let first = payments - callbacks;
     let stored =
         load(Arc::new(move |i| format!("{base}/callbacks/stk/{}", token(i))), first, callbacks, connections).await;
-    print("gateway (durable ack)", &stored);
+    print("gateway (durable ack)", "callbacks", &stored);
     let no_store =
         load(Arc::new(move |i| format!("{ceiling_base}/callbacks/stk/{}", token(i))), first, callbacks, connections)
             .await;
-    print("ceiling (parse + ack only)", &no_store);
+    print("ceiling (parse + ack only)", "callbacks", &no_store);
     println!("peak RSS of the whole process (gateway + load generator): {}", peak_rss());
 
     let settled = settled_count(&gateway).await?;
@@ -289,4 +299,82 @@ async fn settled_count(gateway: &lipa_gateway::service::Gateway) -> Result<usize
             _ => return Ok(total),
         }
     }
+}
+
+async fn create_payments(payments: usize, connections: usize) -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("lipa-bench-{}", ids::random_hex(6)));
+    std::fs::create_dir_all(&dir)?;
+    let mut settings = Settings::load(None, &|_| None)?;
+    settings.listen = "127.0.0.1:0".parse()?;
+    settings.database_url = format!("sqlite:{}", dir.join("lipa.db").display());
+    settings.payments.pushes_per_second = 0;
+    let sim = daraja_sim::spawn(daraja_sim::SimConfig::default()).await?;
+    let connection = DarajaConnection::custom(
+        sim.base_url(),
+        sim.consumer_key(),
+        sim.consumer_secret(),
+        sim.shortcode(),
+        sim.passkey(),
+    )?;
+    let app = Application::build(settings, connection, Arc::new(daraja::SystemClock)).await?;
+    let base = format!("http://{}", app.addr());
+    let gateway = app.gateway().clone();
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let (_, key) = lipa_gateway::keys::create(gateway.store(), "bench", 0).await?;
+
+    let http = reqwest::Client::builder().pool_max_idle_per_host(connections).build()?;
+    let next = Arc::new(AtomicUsize::new(0));
+    let created = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..connections)
+        .map(|_| {
+            let (http, next, created, base, key) =
+                (http.clone(), next.clone(), created.clone(), base.clone(), key.clone());
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= payments {
+                        return latencies;
+                    }
+                    let body = format!(
+                        r#"{{"amount":10,"phone":"2547{:08}","account_reference":"BENCH","description":"bench"}}"#,
+                        10_000_000 + i
+                    );
+                    let t = Instant::now();
+                    let ok = match http
+                        .post(format!("{base}/v1/payments"))
+                        .bearer_auth(&key)
+                        .header("content-type", "application/json")
+                        .body(body)
+                        .send()
+                        .await
+                    {
+                        Ok(r) => r.status().as_u16() == 201 && r.bytes().await.is_ok(),
+                        Err(_) => false,
+                    };
+                    latencies.push(t.elapsed());
+                    if ok {
+                        created.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut latencies = Vec::with_capacity(payments);
+    for w in workers {
+        latencies.extend(w.await.unwrap_or_default());
+    }
+    let elapsed = started.elapsed();
+    latencies.sort_unstable();
+    let report = Report { sent: payments, acknowledged: created.load(Ordering::Relaxed), elapsed, latencies };
+    println!(
+        "payment creation (validate, store pending, STK push to the simulator, record), {connections} connections"
+    );
+    print("created (201)", "payments", &report);
+    let pushes = sim.sim().requests().iter().filter(|r| r.endpoint == "stk_push").count();
+    println!("Daraja push requests seen by the simulator: {pushes} for {} payments", report.acknowledged);
+    println!("RSS of the whole process (gateway, simulator, load generator): {}", peak_rss());
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
 }
