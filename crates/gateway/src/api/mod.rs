@@ -3,6 +3,7 @@
 
 mod callbacks;
 mod error;
+pub mod openapi;
 mod payments;
 
 use axum::Router;
@@ -26,6 +27,7 @@ pub fn router(gateway: Gateway) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
+        .route("/openapi.json", get(|| async { axum::Json(openapi::document()) }))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .layer(DefaultBodyLimit::max(daraja::callback::MAX_CALLBACK_BYTES))
         .layer(axum::middleware::from_fn(request_span))

@@ -1,0 +1,163 @@
+//! `GET /openapi.json`: the merchant API described as OpenAPI 3.1. A test reads every
+//! `.route(…)` in `api/mod.rs` and fails if one is missing here, so the document cannot fall
+//! behind the router.
+
+use serde_json::{Value, json};
+
+fn error_response(description: &str) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+}
+
+fn payment_response(description: &str) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Payment"}}}})
+}
+
+/// The document.
+pub fn document() -> Value {
+    let bearer = json!([{"apiKey": []}]);
+    let id_param = json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^pay_[0-9a-f]{24}$"}});
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Lipa merchant API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Take M-Pesa STK Push payments: create a payment, follow it to paid, failed or expired."
+        },
+        "components": {
+            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer", "description": "An API key from `lipa keys create` (lipa_sk_…)"}},
+            "schemas": {
+                "CreatePayment": {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["amount", "phone", "account_reference", "description"],
+                    "properties": {
+                        "amount": {"type": "integer", "minimum": 1, "maximum": 250000, "description": "Whole shillings"},
+                        "phone": {"type": "string", "description": "07…, 01…, +2547…, 2541…; spaces and dashes allowed"},
+                        "account_reference": {"type": "string", "minLength": 1, "maxLength": 12},
+                        "description": {"type": "string", "minLength": 1, "maxLength": 13},
+                        "metadata": {"type": "object", "description": "Returned as given; at most 4 KiB"},
+                        "webhook_url": {"type": "string", "format": "uri"},
+                        "customer_email": {"type": "string", "format": "email"}
+                    }
+                },
+                "Payment": {
+                    "type": "object",
+                    "required": ["id", "status", "amount", "phone", "account_reference", "description", "metadata", "needs_review", "created_at", "updated_at"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "status": {"type": "string", "enum": ["pending", "paid", "failed", "expired"]},
+                        "amount": {"type": "integer"},
+                        "phone": {"type": "string", "pattern": "^254[17][0-9]{8}$"},
+                        "account_reference": {"type": "string"},
+                        "description": {"type": "string"},
+                        "metadata": {"type": "object"},
+                        "webhook_url": {"type": ["string", "null"]},
+                        "customer_email": {"type": ["string", "null"]},
+                        "merchant_request_id": {"type": ["string", "null"]},
+                        "checkout_request_id": {"type": ["string", "null"]},
+                        "receipt": {"type": ["string", "null"], "description": "M-Pesa receipt; null when only a query confirmed the payment"},
+                        "transaction_date": {"type": ["string", "null"], "format": "date-time"},
+                        "failure_reason": {"type": ["string", "null"], "enum": ["cancelled", "insufficient_funds", "wrong_pin", "pin_locked", "unreachable", "timeout", "limit_exceeded", "subscriber_busy", "merchant_configuration", "rejected_by_daraja", "system", null]},
+                        "result_code": {"type": ["string", "null"]},
+                        "result_desc": {"type": ["string", "null"]},
+                        "settled_by": {"type": ["string", "null"], "enum": ["callback", "query", "push", "expiry", null]},
+                        "needs_review": {"type": "boolean"},
+                        "created_at": {"type": "string", "format": "date-time"},
+                        "updated_at": {"type": "string", "format": "date-time"},
+                        "settled_at": {"type": ["string", "null"], "format": "date-time"}
+                    }
+                },
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
+                        "code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}
+                    }}}
+                }
+            }
+        },
+        "paths": {
+            "/v1/payments": {
+                "post": {
+                    "summary": "Create a payment and send the STK push",
+                    "security": bearer,
+                    "parameters": [{"name": "Idempotency-Key", "in": "header", "required": false, "schema": {"type": "string", "maxLength": 255}}],
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CreatePayment"}}}},
+                    "responses": {
+                        "201": payment_response("Created (or replayed by its idempotency key)"),
+                        "400": error_response("Not JSON, or not this shape"),
+                        "401": error_response("No valid API key"),
+                        "409": error_response("idempotency_key_reused or phone_busy"),
+                        "422": error_response("A field is invalid; `field` names it"),
+                        "429": error_response("Rate limited; see Retry-After"),
+                        "503": error_response("Storage unavailable; retry")
+                    }
+                },
+                "get": {
+                    "summary": "List payments, newest first",
+                    "security": bearer,
+                    "parameters": [
+                        {"name": "status", "in": "query", "schema": {"type": "string", "enum": ["pending", "paid", "failed", "expired"]}},
+                        {"name": "phone", "in": "query", "schema": {"type": "string"}},
+                        {"name": "reference", "in": "query", "schema": {"type": "string"}},
+                        {"name": "receipt", "in": "query", "schema": {"type": "string"}},
+                        {"name": "created_from", "in": "query", "schema": {"type": "string", "format": "date-time"}},
+                        {"name": "created_to", "in": "query", "schema": {"type": "string", "format": "date-time"}},
+                        {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}}
+                    ],
+                    "responses": {
+                        "200": {"description": "A page", "content": {"application/json": {"schema": {"type": "object", "properties": {
+                            "data": {"type": "array", "items": {"$ref": "#/components/schemas/Payment"}},
+                            "next_cursor": {"type": ["string", "null"]}
+                        }}}}},
+                        "400": error_response("Unknown query parameter"),
+                        "401": error_response("No valid API key"),
+                        "422": error_response("A filter is invalid")
+                    }
+                }
+            },
+            "/v1/payments/{id}": {
+                "get": {
+                    "summary": "One payment",
+                    "security": bearer,
+                    "parameters": [id_param.clone()],
+                    "responses": {"200": payment_response("The payment"), "401": error_response("No valid API key"), "404": error_response("No such payment for this key")}
+                }
+            },
+            "/v1/payments/{id}/timeline": {
+                "get": {
+                    "summary": "A payment's timeline: created, push, callbacks, queries, expiry",
+                    "security": bearer,
+                    "parameters": [id_param],
+                    "responses": {
+                        "200": {"description": "Events, oldest first", "content": {"application/json": {"schema": {"type": "object", "properties": {"events": {"type": "array", "items": {"type": "object", "properties": {
+                            "at": {"type": "string", "format": "date-time"}, "kind": {"type": "string"}, "detail": {"type": "object"}
+                        }}}}}}}},
+                        "401": error_response("No valid API key"),
+                        "404": error_response("No such payment for this key")
+                    }
+                }
+            },
+            "/callbacks/stk/{token}": {
+                "post": {
+                    "summary": "Safaricom's STK callback (not for merchants)",
+                    "parameters": [{"name": "token", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"}}],
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object"}}}},
+                    "responses": {
+                        "200": {"description": "Stored and applied: {\"ResultCode\":0,\"ResultDesc\":\"Accepted\"}"},
+                        "400": {"description": "Not an STK callback (stored for review)"},
+                        "403": error_response("Source address refused by the allowlist"),
+                        "404": error_response("Not a callback token"),
+                        "413": {"description": "Body over 64 KiB"},
+                        "503": error_response("Not stored; send it again")
+                    }
+                }
+            },
+            "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "ok"}}}},
+            "/readyz": {"get": {"summary": "Database reachable", "responses": {"200": {"description": "ready"}, "503": error_response("Database unavailable")}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "Text exposition format"}}}},
+            "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1"}}}}
+        }
+    })
+}
