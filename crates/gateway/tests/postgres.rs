@@ -8,9 +8,9 @@
 mod common;
 
 use lipa_gateway::ids;
-use lipa_gateway::payment::{PaymentId, Status};
+use lipa_gateway::payment::Status;
 use lipa_gateway::settlement::Outcome;
-use lipa_gateway::store::{IncomingCallback, Inserted, NewPayment, PushResult, Store};
+use lipa_gateway::store::{IncomingCallback, Inserted, PushResult, Store};
 
 fn skip(test: &str) -> bool {
     if common::postgres_url().is_some() {
@@ -24,27 +24,6 @@ fn skip(test: &str) -> bool {
     true
 }
 
-fn new_payment(phone: &str, token: &str) -> NewPayment {
-    NewPayment {
-        id: PaymentId::generate(),
-        api_key_id: "key_test".into(),
-        idempotency_key: None,
-        request_hash: "h".into(),
-        amount: 45,
-        phone: phone.into(),
-        account_reference: "REF".into(),
-        description: "d".into(),
-        metadata: serde_json::json!({"order": 7}),
-        webhook_url: None,
-        customer_email: None,
-        callback_token_hash: ids::sha256_hex(token.as_bytes()),
-        now: 1_000,
-        live_prompt_since: 0,
-        per_phone_since: 0,
-        per_phone_limit: 100,
-    }
-}
-
 #[tokio::test]
 async fn copies_of_one_callback_raced_through_two_replicas_settle_once() {
     if skip("copies_of_one_callback_raced_through_two_replicas_settle_once") {
@@ -52,7 +31,8 @@ async fn copies_of_one_callback_raced_through_two_replicas_settle_once() {
     }
     let url = common::fresh_postgres_database();
     let (replica_a, replica_b) = (Store::open(&url).await.unwrap(), Store::open(&url).await.unwrap());
-    let Inserted::Created(p) = replica_a.insert_payment(new_payment("254712345678", "tok")).await.unwrap() else {
+    let Inserted::Created(p) = replica_a.insert_payment(common::new_payment("254712345678", "tok")).await.unwrap()
+    else {
         panic!()
     };
     assert_eq!(p.metadata, serde_json::json!({"order": 7}));
@@ -103,7 +83,7 @@ async fn concurrent_pushes_for_one_phone_through_two_replicas_create_one_payment
         .map(|i| {
             let store = if i % 2 == 0 { replica_a.clone() } else { replica_b.clone() };
             tokio::spawn(async move {
-                let mut new = new_payment("254700000077", &format!("t{i}"));
+                let mut new = common::new_payment("254700000077", &format!("t{i}"));
                 new.live_prompt_since = 0;
                 matches!(store.insert_payment(new).await.unwrap(), Inserted::Created(_))
             })
@@ -124,7 +104,7 @@ async fn reconciliation_claims_are_exclusive_across_replicas() {
     let url = common::fresh_postgres_database();
     let (replica_a, replica_b) = (Store::open(&url).await.unwrap(), Store::open(&url).await.unwrap());
     for i in 0..30 {
-        let mut new = new_payment(&format!("2547000001{i:02}"), &format!("c{i}"));
+        let mut new = common::new_payment(&format!("2547000001{i:02}"), &format!("c{i}"));
         new.live_prompt_since = i64::MAX;
         let Inserted::Created(p) = replica_a.insert_payment(new).await.unwrap() else { panic!() };
         let accepted = PushResult::Accepted {

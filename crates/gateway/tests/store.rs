@@ -2,9 +2,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use lipa_gateway::ids;
-use lipa_gateway::payment::{PaymentId, Status};
+use lipa_gateway::payment::Status;
 use lipa_gateway::settlement::Outcome;
-use lipa_gateway::store::{IncomingCallback, Inserted, NewPayment, PushResult, Store};
+use lipa_gateway::store::{IncomingCallback, Inserted, PushResult, Store};
 
 mod common;
 
@@ -19,25 +19,9 @@ async fn store() -> (Store, std::path::PathBuf) {
     (store, dir)
 }
 
-fn new_payment(token: &str) -> NewPayment {
-    NewPayment {
-        id: PaymentId::generate(),
-        api_key_id: "key_test".into(),
-        idempotency_key: None,
-        request_hash: "h".into(),
-        amount: 45,
-        phone: "254712345678".into(),
-        account_reference: "REF".into(),
-        description: "d".into(),
-        metadata: serde_json::json!({}),
-        webhook_url: None,
-        customer_email: None,
-        callback_token_hash: ids::sha256_hex(token.as_bytes()),
-        now: 1_000,
-        live_prompt_since: i64::MAX,
-        per_phone_since: 0,
-        per_phone_limit: 100,
-    }
+fn new_payment(token: &str) -> lipa_gateway::store::NewPayment {
+    // Store-level tests here look at settlement only: no live-prompt check.
+    lipa_gateway::store::NewPayment { live_prompt_since: i64::MAX, ..common::new_payment("254712345678", token) }
 }
 
 fn success(checkout: &str) -> Vec<u8> {

@@ -9,7 +9,7 @@ mod postgres;
 mod sqlite;
 
 use crate::payment::{Payment, PaymentId, Status};
-use crate::settlement::{Decision, Outcome};
+use crate::settlement::{Current, Decision, Outcome};
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -26,6 +26,46 @@ pub enum StoreError {
     /// The database holds something this version cannot read.
     #[error("unexpected data in the database: {0}")]
     Corrupt(String),
+}
+
+/// The columns settlement needs, read on the callback hot path instead of the whole row.
+#[derive(Debug)]
+struct Settling {
+    id: PaymentId,
+    status: Status,
+    amount: u32,
+    phone: String,
+    checkout_request_id: Option<String>,
+    receipt: Option<String>,
+    result_code: Option<String>,
+    settled_by: Option<crate::payment::SettledBy>,
+}
+
+impl Settling {
+    fn current(&self) -> Current<'_> {
+        Current {
+            status: self.status,
+            amount: self.amount,
+            phone: &self.phone,
+            checkout_request_id: self.checkout_request_id.as_deref(),
+            receipt: self.receipt.as_deref(),
+            result_code: self.result_code.as_deref(),
+            settled_by: self.settled_by,
+        }
+    }
+}
+
+/// What the settlement rules look at, from a whole payment.
+fn current(p: &Payment) -> Current<'_> {
+    Current {
+        status: p.status,
+        amount: p.amount,
+        phone: &p.phone,
+        checkout_request_id: p.checkout_request_id.as_deref(),
+        receipt: p.receipt.as_deref(),
+        result_code: p.result_code.as_deref(),
+        settled_by: p.settled_by,
+    }
 }
 
 /// A new payment row, written `pending` before the push.

@@ -16,10 +16,10 @@ use tokio_postgres::{NoTls, Row};
 
 use super::{
     ApiKey, CallbackStored, DueCheck, Event, IncomingCallback, Inserted, NewPayment, PaymentFilter, PushResult,
-    StoreError, StoredCallback,
+    Settling, StoreError, StoredCallback, current,
 };
 use crate::payment::{FailureReason, Payment, PaymentId, SettledBy, Status};
-use crate::settlement::{self, Change, Current, Decision, Outcome};
+use crate::settlement::{self, Change, Decision, Outcome};
 
 const SCHEMA_V1: &str = include_str!("schema_postgres.sql");
 const MIGRATION_LOCK: i64 = 0x6c69_7061; // "lipa"
@@ -661,31 +661,6 @@ async fn load(c: &impl GenericClient, id: &PaymentId) -> Result<Payment, StoreEr
     payment_from_row(&row)
 }
 
-struct Settling {
-    id: PaymentId,
-    status: Status,
-    amount: u32,
-    phone: String,
-    checkout_request_id: Option<String>,
-    receipt: Option<String>,
-    result_code: Option<String>,
-    settled_by: Option<SettledBy>,
-}
-
-impl Settling {
-    fn current(&self) -> Current<'_> {
-        Current {
-            status: self.status,
-            amount: self.amount,
-            phone: &self.phone,
-            checkout_request_id: self.checkout_request_id.as_deref(),
-            receipt: self.receipt.as_deref(),
-            result_code: self.result_code.as_deref(),
-            settled_by: self.settled_by,
-        }
-    }
-}
-
 fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(what.to_owned())
 }
@@ -704,18 +679,6 @@ fn settling_from_row(r: &Row) -> Result<Settling, StoreError> {
             .map(|s| SettledBy::parse(s).ok_or_else(|| corrupt("unknown settled_by")))
             .transpose()?,
     })
-}
-
-fn current(p: &Payment) -> Current<'_> {
-    Current {
-        status: p.status,
-        amount: p.amount,
-        phone: &p.phone,
-        checkout_request_id: p.checkout_request_id.as_deref(),
-        receipt: p.receipt.as_deref(),
-        result_code: p.result_code.as_deref(),
-        settled_by: p.settled_by,
-    }
 }
 
 const PAYMENT_COLUMNS: &str = "id, status, amount, phone, account_reference, description, metadata, webhook_url,

@@ -15,10 +15,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     ApiKey, CallbackStored, DueCheck, Event, IncomingCallback, Inserted, NewPayment, PaymentFilter, PushResult,
-    StoreError, StoredCallback,
+    Settling, StoreError, StoredCallback, current,
 };
 use crate::payment::{FailureReason, Payment, PaymentId, SettledBy, Status};
-use crate::settlement::{self, Change, Current, Decision, Outcome};
+use crate::settlement::{self, Change, Decision, Outcome};
 
 const MAX_BATCH: usize = 512;
 const SCHEMA_V1: &str = include_str!("schema_sqlite.sql");
@@ -762,32 +762,6 @@ fn by_idempotency_key(c: &Connection, api_key_id: &str, key: &str) -> Result<Opt
     .map_err(sql_error)
 }
 
-/// The columns settlement needs, read on the hot path instead of the whole row.
-struct Settling {
-    id: PaymentId,
-    status: Status,
-    amount: u32,
-    phone: String,
-    checkout_request_id: Option<String>,
-    receipt: Option<String>,
-    result_code: Option<String>,
-    settled_by: Option<SettledBy>,
-}
-
-impl Settling {
-    fn current(&self) -> Current<'_> {
-        Current {
-            status: self.status,
-            amount: self.amount,
-            phone: &self.phone,
-            checkout_request_id: self.checkout_request_id.as_deref(),
-            receipt: self.receipt.as_deref(),
-            result_code: self.result_code.as_deref(),
-            settled_by: self.settled_by,
-        }
-    }
-}
-
 fn settling_from_row(r: &Row<'_>) -> rusqlite::Result<Settling> {
     let status: String = r.get(1)?;
     let settled_by: Option<String> = r.get(7)?;
@@ -804,18 +778,6 @@ fn settling_from_row(r: &Row<'_>) -> rusqlite::Result<Settling> {
             .map(|s| SettledBy::parse(s).ok_or_else(|| bad(7, "unknown settled_by")))
             .transpose()?,
     })
-}
-
-fn current(p: &Payment) -> Current<'_> {
-    Current {
-        status: p.status,
-        amount: p.amount,
-        phone: &p.phone,
-        checkout_request_id: p.checkout_request_id.as_deref(),
-        receipt: p.receipt.as_deref(),
-        result_code: p.result_code.as_deref(),
-        settled_by: p.settled_by,
-    }
 }
 
 fn load(c: &Connection, id: &PaymentId) -> Result<Payment, StoreError> {

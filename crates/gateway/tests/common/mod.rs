@@ -213,3 +213,25 @@ pub async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output>
     }
     out
 }
+
+/// A payment row for store-level tests: amount 45 from `phone`, callback token `token`.
+pub fn new_payment(phone: &str, token: &str) -> lipa_gateway::store::NewPayment {
+    lipa_gateway::store::NewPayment {
+        id: lipa_gateway::payment::PaymentId::generate(),
+        api_key_id: "key_test".into(),
+        idempotency_key: None,
+        request_hash: "h".into(),
+        amount: 45,
+        phone: phone.into(),
+        account_reference: "REF".into(),
+        description: "d".into(),
+        metadata: serde_json::json!({"order": 7}),
+        webhook_url: None,
+        customer_email: None,
+        callback_token_hash: lipa_gateway::ids::sha256_hex(token.as_bytes()),
+        now: 1_000,
+        live_prompt_since: 0,
+        per_phone_since: 0,
+        per_phone_limit: 100,
+    }
+}
