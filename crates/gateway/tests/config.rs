@@ -136,3 +136,49 @@ fn debug_output_of_settings_hides_secrets() {
         assert!(!debug.contains(secret), "{secret} in {debug}");
     }
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+        /// Any file text gives settings or a clear error, never a panic; errors name the file.
+        #[test]
+        fn any_toml_text_loads_or_is_refused_with_the_file_named(text in "\\PC{0,200}") {
+            if let Err(e) = load(&[], Some(&text)) {
+                prop_assert!(e.to_string().starts_with("config file"), "{}", e);
+            }
+        }
+
+        /// Structurally plausible files with arbitrary values never panic either.
+        #[test]
+        fn plausible_toml_with_arbitrary_values_never_panics(
+            listen in "\\PC{0,30}",
+            env in "\\PC{0,12}",
+            amount in any::<i64>(),
+            secs in any::<i64>(),
+        ) {
+            let text = format!(
+                "listen = {listen:?}\n[mpesa]\nenvironment = {env:?}\n[payments]\nmax_amount = {amount}\n[reconciliation]\nexpire_after_secs = {secs}\n"
+            );
+            let _ = load(&[], Some(&text)).map(|s| s.check());
+        }
+
+        /// Arbitrary environment values never panic and only ever fail with the setting named.
+        #[test]
+        fn arbitrary_environment_values_never_panic(
+            name in prop::sample::select(vec![
+                "LIPA_LISTEN", "MPESA_ENVIRONMENT", "LIPA_MAX_AMOUNT", "CALLBACK_BASE_URL", "MPESA_SHORTCODE",
+                "MPESA_TILL_NUMBER", "LIPA_CALLBACK_ALLOWLIST", "DATABASE_URL", "MPESA_PASSKEY",
+            ]),
+            value in "\\PC{0,40}",
+        ) {
+            match load(&[(name, value.as_str())], None) {
+                Ok(s) => { let _ = s.check(); }
+                Err(e) => prop_assert!(e.to_string().contains(name), "{}: {}", name, e),
+            }
+        }
+    }
+}
