@@ -102,6 +102,17 @@ pub struct CallbackSettings {
     pub trusted_proxy_header: Option<String>,
 }
 
+/// Merchant webhooks.
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    /// Where events go when a payment has no `webhook_url` (`LIPA_WEBHOOK_URL`).
+    pub default_url: Option<String>,
+    /// Retry an undelivered event for this long, then dead-letter it.
+    pub max_age: Duration,
+    /// Timeout of one delivery attempt.
+    pub timeout: Duration,
+}
+
 /// Everything the gateway is configured with.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -121,6 +132,8 @@ pub struct Settings {
     pub reconciliation: ReconciliationSettings,
     /// Callback source checks.
     pub callbacks: CallbackSettings,
+    /// Merchant webhooks.
+    pub webhooks: WebhookSettings,
     /// `LIPA_LOG_FORMAT=json` for JSON logs.
     pub json_logs: bool,
 }
@@ -182,6 +195,16 @@ struct FileSettings {
     reconciliation: FileReconciliation,
     #[serde(default)]
     callbacks: FileCallbacks,
+    #[serde(default)]
+    webhooks: FileWebhooks,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileWebhooks {
+    default_url: Option<String>,
+    max_age_hours: Option<u64>,
+    timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -334,6 +357,11 @@ impl Settings {
                     .unwrap_or(false),
                 trusted_proxy_header: pick("LIPA_TRUSTED_PROXY_HEADER", f.callbacks.trusted_proxy_header),
             },
+            webhooks: WebhookSettings {
+                default_url: pick("LIPA_WEBHOOK_URL", f.webhooks.default_url),
+                max_age: Duration::from_secs(f.webhooks.max_age_hours.unwrap_or(72).saturating_mul(3600)),
+                timeout: secs(f.webhooks.timeout_secs, 10),
+            },
             json_logs: env("LIPA_LOG_FORMAT").is_some_and(|v| v.eq_ignore_ascii_case("json")),
         })
     }
@@ -440,6 +468,15 @@ impl Settings {
                 error: false,
                 setting: "LIPA_CALLBACK_ALLOWLIST",
                 message: "is empty; consider `safaricom` to log (or, with LIPA_CALLBACK_ALLOWLIST_ENFORCE, refuse) callbacks from other addresses".into(),
+            });
+        }
+        if let Some(url) = &self.webhooks.default_url
+            && url::Url::parse(url).map_or(true, |u| !matches!(u.scheme(), "http" | "https"))
+        {
+            out.push(Finding {
+                error: true,
+                setting: "LIPA_WEBHOOK_URL",
+                message: format!("{url:?} is not an absolute http(s) URL"),
             });
         }
         let db = &self.database_url;

@@ -5,7 +5,8 @@
 use crate::ids;
 use crate::store::{ApiKey, Store, StoreError};
 
-/// Creates a key named `name`; returns the stored record and the key itself (show it once).
+/// Creates a key named `name` with a webhook signing secret; returns the stored record and the
+/// key itself (show it once). The webhook secret is read with [`webhook_secret`].
 pub async fn create(store: &Store, name: &str, now: i64) -> Result<(ApiKey, String), StoreError> {
     let secret = format!("lipa_sk_{}", ids::random_hex(16));
     let key = ApiKey {
@@ -16,7 +17,18 @@ pub async fn create(store: &Store, name: &str, now: i64) -> Result<(ApiKey, Stri
         revoked_at: None,
     };
     store.insert_api_key(key.clone(), ids::sha256_hex(secret.as_bytes())).await?;
+    store.set_webhook_secret(&key.id, &crate::webhooks::new_secret()).await?;
     Ok((key, secret))
+}
+
+/// The webhook signing secret of a key (by id or name), creating one if it has none.
+pub async fn webhook_secret(store: &Store, key: &ApiKey) -> Result<String, StoreError> {
+    if let Some(secret) = store.webhook_secret(&key.id).await? {
+        return Ok(secret);
+    }
+    let secret = crate::webhooks::new_secret();
+    store.set_webhook_secret(&key.id, &secret).await?;
+    Ok(secret)
 }
 
 /// The live key a bearer token belongs to.

@@ -19,3 +19,4 @@ pub mod settlement;
 pub mod startup;
 pub mod store;
 pub mod time_fmt;
+pub mod webhooks;

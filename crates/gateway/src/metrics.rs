@@ -66,6 +66,8 @@ pub struct Metrics {
     callback_latency: Histogram,
     callbacks_refused: AtomicU64,
     payments_created: AtomicU64,
+    webhooks_delivered: AtomicU64,
+    webhooks_failed: AtomicU64,
     daraja: Mutex<BTreeMap<(&'static str, String), u64>>,
     daraja_latency: Mutex<BTreeMap<&'static str, Histogram>>,
 }
@@ -82,6 +84,12 @@ impl Metrics {
     /// A callback refused before storing (bad token shape, source address, store down).
     pub fn callback_refused(&self) {
         self.callbacks_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A webhook attempt: `delivered` or `failed`.
+    pub fn webhook(&self, result: &str) {
+        let counter = if result == "delivered" { &self.webhooks_delivered } else { &self.webhooks_failed };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A payment row created.

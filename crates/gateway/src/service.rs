@@ -103,6 +103,7 @@ struct Inner {
     push_limit: RateLimiter,
     query_limit: RateLimiter,
     metrics: crate::metrics::Metrics,
+    webhook_client: reqwest::Client,
 }
 
 fn invalid(field: &'static str, message: impl Into<String>) -> CreateError {
@@ -122,6 +123,16 @@ impl Gateway {
             .clock(clock.clone())
             .request_timeout(settings.mpesa.request_timeout)
             .build()?;
+        let webhook_client = reqwest::Client::builder()
+            .timeout(settings.webhooks.timeout)
+            .user_agent(concat!("lipa-webhooks/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|source| daraja::Error::Transport {
+                operation: "build",
+                may_have_reached_safaricom: false,
+                timed_out: false,
+                source,
+            })?;
         Ok(Self {
             inner: Arc::new(Inner {
                 push_limit: RateLimiter::per_second(settings.payments.pushes_per_second),
@@ -133,6 +144,7 @@ impl Gateway {
                 public_url: public_url.trim_end_matches('/').to_owned(),
                 clock,
                 metrics: crate::metrics::Metrics::default(),
+                webhook_client,
             }),
         })
     }
@@ -154,6 +166,10 @@ impl Gateway {
 
     pub(crate) fn daraja(&self) -> (&daraja::Client, &daraja::Merchant) {
         (&self.inner.daraja, &self.inner.merchant)
+    }
+
+    pub(crate) fn webhook_client(&self) -> &reqwest::Client {
+        &self.inner.webhook_client
     }
 
     /// The counters behind `/metrics`.

@@ -139,6 +139,30 @@ pub fn document() -> Value {
                     }
                 }
             },
+            "/v1/payments/{id}/webhooks": {
+                "get": {
+                    "summary": "A payment's webhook events and every delivery attempt",
+                    "security": bearer,
+                    "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
+                    "responses": {
+                        "200": {"description": "Events with attempts", "content": {"application/json": {"schema": {"type": "object"}}}},
+                        "401": error_response("No valid API key"),
+                        "404": error_response("No such payment for this key")
+                    }
+                }
+            },
+            "/v1/webhook-events/{id}/redeliver": {
+                "post": {
+                    "summary": "Send a webhook event again (same event id, new attempt)",
+                    "security": bearer,
+                    "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^evt_[0-9a-f]{24}$"}}],
+                    "responses": {
+                        "202": {"description": "Queued for delivery"},
+                        "401": error_response("No valid API key"),
+                        "404": error_response("No such event for this key")
+                    }
+                }
+            },
             "/callbacks/stk/{token}": {
                 "post": {
                     "summary": "Safaricom's STK callback (not for merchants)",

@@ -63,6 +63,32 @@ pub(super) async fn timeline(
     Ok(Json(serde_json::json!({ "events": events })))
 }
 
+pub(super) async fn webhooks(
+    State(gateway): State<Gateway>,
+    Merchant(key): Merchant,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = payment_id(&id)?;
+    if gateway.store().payment(&id, Some(&key.id)).await?.is_none() {
+        return Err(ApiError::not_found("payment"));
+    }
+    let events = gateway.store().webhook_events(&id).await?;
+    Ok(Json(serde_json::json!({ "events": events })))
+}
+
+pub(super) async fn redeliver(
+    State(gateway): State<Gateway>,
+    Merchant(key): Merchant,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let well_formed =
+        id.strip_prefix("evt_").is_some_and(|h| h.len() == 24 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+    if !well_formed || !gateway.store().redeliver_webhook(&id, Some(&key.id), gateway.now()).await? {
+        return Err(ApiError::not_found("webhook event"));
+    }
+    Ok(StatusCode::ACCEPTED)
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ListQuery {

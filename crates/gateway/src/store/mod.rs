@@ -55,6 +55,35 @@ impl Settling {
     }
 }
 
+/// The webhook event a settlement decision announces, if any: a new state, a receipt added
+/// later, or something staff must review.
+fn announcement(outcome: Outcome, before: Status, after: Status) -> Option<&'static str> {
+    if after != before {
+        return Some(match after {
+            Status::Paid => "payment.paid",
+            Status::Failed => "payment.failed",
+            Status::Expired => "payment.expired",
+            Status::Pending => return None,
+        });
+    }
+    match outcome {
+        Outcome::ReceiptAdded => Some("payment.receipt_added"),
+        o if o.needs_review() => Some("payment.needs_review"),
+        _ => None,
+    }
+}
+
+/// The webhook body for a payment: `{id, type, created_at, data}`; fixed when written.
+fn webhook_payload(event_id: &str, event_type: &str, now: i64, payment: &Payment) -> String {
+    serde_json::json!({
+        "id": event_id,
+        "type": event_type,
+        "created_at": crate::time_fmt::rfc3339(now),
+        "data": payment,
+    })
+    .to_string()
+}
+
 /// What the settlement rules look at, from a whole payment.
 fn current(p: &Payment) -> Current<'_> {
     Current {
@@ -216,6 +245,83 @@ pub struct DueCheck {
     pub attempts: u32,
     /// Creation time, ms.
     pub created_at: i64,
+}
+
+/// A webhook event due for delivery, leased to one worker.
+#[derive(Debug, Clone)]
+pub struct WebhookJob {
+    /// Event id (`evt_…`), stable across retries.
+    pub id: String,
+    /// The payment it is about.
+    pub payment_id: String,
+    /// The API key whose secret signs it.
+    pub api_key_id: String,
+    /// `payment.paid`, …
+    pub event_type: String,
+    /// The payment's own webhook URL, if it gave one.
+    pub url: Option<String>,
+    /// The exact body to send.
+    pub payload: String,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// Created, ms.
+    pub created_at: i64,
+}
+
+/// One delivery attempt, as recorded.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct WebhookAttempt {
+    /// The event.
+    #[serde(skip)]
+    pub event_id: String,
+    /// When.
+    #[serde(serialize_with = "crate::time_fmt::millis")]
+    pub at: i64,
+    /// Where.
+    pub url: String,
+    /// HTTP status, if an answer came.
+    pub status: Option<u16>,
+    /// Time to the answer.
+    pub latency_ms: i64,
+    /// Transport error, if no answer came.
+    pub error: Option<String>,
+    /// The start of the answer's body.
+    pub response: String,
+}
+
+/// What happens to an event after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookNext {
+    /// Acknowledged with 2xx.
+    Delivered,
+    /// Try again at this time (ms).
+    RetryAt(i64),
+    /// Given up: older than the maximum age.
+    Dead,
+    /// No URL to send it to.
+    NoEndpoint,
+}
+
+/// A webhook event with its attempts, for the API and the CLI.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct WebhookEvent {
+    /// Event id.
+    pub id: String,
+    /// Payment.
+    pub payment_id: String,
+    /// Type.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// `pending`, `delivered`, `dead` or `no_endpoint`.
+    pub status: String,
+    /// Created.
+    #[serde(serialize_with = "crate::time_fmt::millis")]
+    pub created_at: i64,
+    /// Delivered.
+    #[serde(serialize_with = "crate::time_fmt::opt_millis")]
+    pub delivered_at: Option<i64>,
+    /// Every attempt, oldest first.
+    pub attempts: Vec<WebhookAttempt>,
 }
 
 /// Filters for listing payments; all optional.
@@ -387,6 +493,51 @@ impl Store {
     /// Expires pending payments created before `created_before`; returns their ids.
     pub async fn expire_overdue(&self, created_before: i64, now: i64) -> Result<Vec<PaymentId>, StoreError> {
         delegate!(self.expire_overdue(created_before, now))
+    }
+
+    /// The webhook signing secret of an API key, if it has one.
+    pub async fn webhook_secret(&self, api_key_id: &str) -> Result<Option<String>, StoreError> {
+        delegate!(self.webhook_secret(api_key_id.to_owned()))
+    }
+
+    /// Sets (or rotates) an API key's webhook secret, by key id or name; false if no live key.
+    pub async fn set_webhook_secret(&self, id_or_name: &str, secret: &str) -> Result<bool, StoreError> {
+        delegate!(self.set_webhook_secret(id_or_name.to_owned(), secret.to_owned()))
+    }
+
+    /// Leases up to `limit` webhook events due at `now` until `lease_until`.
+    pub async fn claim_due_webhooks(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> Result<Vec<WebhookJob>, StoreError> {
+        delegate!(self.claim_due_webhooks(now, lease_until, limit))
+    }
+
+    /// Records an attempt and what happens next, in one commit.
+    pub async fn finish_webhook_attempt(
+        &self,
+        attempt: Option<WebhookAttempt>,
+        event_id: &str,
+        next: WebhookNext,
+    ) -> Result<(), StoreError> {
+        delegate!(self.finish_webhook_attempt(attempt, event_id.to_owned(), next))
+    }
+
+    /// Queues an event for delivery again now (optionally only if it belongs to `api_key_id`).
+    pub async fn redeliver_webhook(
+        &self,
+        event_id: &str,
+        api_key_id: Option<&str>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        delegate!(self.redeliver_webhook(event_id.to_owned(), api_key_id.map(str::to_owned), now))
+    }
+
+    /// A payment's webhook events with their attempts.
+    pub async fn webhook_events(&self, id: &PaymentId) -> Result<Vec<WebhookEvent>, StoreError> {
+        delegate!(self.webhook_events(id.clone()))
     }
 
     /// A payment's timeline, oldest first.

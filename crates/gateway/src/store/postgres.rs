@@ -16,12 +16,14 @@ use tokio_postgres::{NoTls, Row};
 
 use super::{
     ApiKey, CallbackStored, DueCheck, Event, IncomingCallback, Inserted, NewPayment, PaymentFilter, PushResult,
-    Settling, StoreError, StoredCallback, current,
+    Settling, StoreError, StoredCallback, WebhookAttempt, WebhookEvent, WebhookJob, WebhookNext, announcement, current,
+    webhook_payload,
 };
 use crate::payment::{FailureReason, Payment, PaymentId, SettledBy, Status};
 use crate::settlement::{self, Change, Decision, Outcome};
 
 const SCHEMA_V1: &str = include_str!("schema_postgres.sql");
+const SCHEMA_V2: &str = include_str!("schema_v2_postgres.sql");
 const MIGRATION_LOCK: i64 = 0x6c69_7061; // "lipa"
 
 /// The PostgreSQL store. Cheap to clone.
@@ -81,6 +83,11 @@ impl PostgresStore {
             tx.batch_execute(SCHEMA_V1).await.map_err(pg_error)?;
             tx.execute("INSERT INTO lipa_schema (version) VALUES (1)", &[]).await.map_err(pg_error)?;
             tracing::info!("database schema created (version 1)");
+        }
+        if version.unwrap_or(0) < 2 {
+            tx.batch_execute(SCHEMA_V2).await.map_err(pg_error)?;
+            tx.execute("INSERT INTO lipa_schema (version) VALUES (2)", &[]).await.map_err(pg_error)?;
+            tracing::info!("database schema migrated to version 2 (webhooks)");
         }
         tx.commit().await.map_err(pg_error)
     }
@@ -249,6 +256,7 @@ impl PostgresStore {
                 .await
                 .map_err(pg_error)?;
                 event(&tx, &id, now, "push_refused", &serde_json::json!({"code": code, "message": message})).await?;
+                announce(&tx, &id, "payment.failed", now).await?;
             }
             PushResult::Unknown { error, first_check_at } => {
                 tx.execute(
@@ -480,9 +488,170 @@ impl PostgresStore {
         let ids: Vec<PaymentId> = rows.iter().map(|r| PaymentId::from_db(r.get(0))).collect();
         for id in &ids {
             event(&tx, id, now, "expired", &serde_json::json!({"note": "no conclusive answer in time"})).await?;
+            announce(&tx, id, "payment.expired", now).await?;
         }
         tx.commit().await.map_err(pg_error)?;
         Ok(ids)
+    }
+
+    // ---- webhooks ----
+
+    pub(super) async fn webhook_secret(&self, api_key_id: String) -> Result<Option<String>, StoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_opt("SELECT webhook_secret FROM api_keys WHERE id = $1", &[&api_key_id])
+            .await
+            .map_err(pg_error)?;
+        Ok(row.and_then(|r| r.get(0)))
+    }
+
+    pub(super) async fn set_webhook_secret(&self, id_or_name: String, secret: String) -> Result<bool, StoreError> {
+        let n = self
+            .client()
+            .await?
+            .execute(
+                "UPDATE api_keys SET webhook_secret = $2 WHERE (id = $1 OR name = $1) AND revoked_at IS NULL",
+                &[&id_or_name, &secret],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(n > 0)
+    }
+
+    pub(super) async fn claim_due_webhooks(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> Result<Vec<WebhookJob>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "UPDATE webhook_events SET lease_until = $2
+                 WHERE id IN (SELECT id FROM webhook_events
+                              WHERE status = 'pending' AND next_attempt_at <= $1
+                                AND (lease_until IS NULL OR lease_until <= $1)
+                              ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED)
+                 RETURNING id, payment_id, api_key_id, type, url, payload, attempts, created_at",
+                &[&now, &lease_until, &i64::from(limit)],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(rows
+            .iter()
+            .map(|r| WebhookJob {
+                id: r.get(0),
+                payment_id: r.get(1),
+                api_key_id: r.get(2),
+                event_type: r.get(3),
+                url: r.get(4),
+                payload: r.get(5),
+                attempts: u32::try_from(r.get::<_, i32>(6)).unwrap_or(0),
+                created_at: r.get(7),
+            })
+            .collect())
+    }
+
+    pub(super) async fn finish_webhook_attempt(
+        &self,
+        attempt: Option<WebhookAttempt>,
+        event_id: String,
+        next: WebhookNext,
+    ) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        if let Some(a) = &attempt {
+            tx.execute(
+                "INSERT INTO webhook_attempts (event_id, at, url, status, latency_ms, error, response)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[&a.event_id, &a.at, &a.url, &a.status.map(i32::from), &a.latency_ms, &a.error, &a.response],
+            )
+            .await
+            .map_err(pg_error)?;
+        }
+        let tried = i32::from(attempt.is_some());
+        let at = attempt.as_ref().map(|a| a.at);
+        let (status, next_at, delivered) = match next {
+            WebhookNext::Delivered => ("delivered", None, at),
+            WebhookNext::RetryAt(t) => ("pending", Some(t), None),
+            WebhookNext::Dead => ("dead", None, None),
+            WebhookNext::NoEndpoint => ("no_endpoint", None, None),
+        };
+        tx.execute(
+            "UPDATE webhook_events SET status = $2, next_attempt_at = $3, delivered_at = COALESCE($4, delivered_at),
+                attempts = attempts + $5, lease_until = NULL
+             WHERE id = $1",
+            &[&event_id, &status, &next_at, &delivered, &tried],
+        )
+        .await
+        .map_err(pg_error)?;
+        tx.commit().await.map_err(pg_error)
+    }
+
+    pub(super) async fn redeliver_webhook(
+        &self,
+        event_id: String,
+        api_key_id: Option<String>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let n = self
+            .client()
+            .await?
+            .execute(
+                "UPDATE webhook_events SET status = 'pending', next_attempt_at = $2, lease_until = NULL
+                 WHERE id = $1 AND ($3::TEXT IS NULL OR api_key_id = $3)",
+                &[&event_id, &now, &api_key_id],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(n > 0)
+    }
+
+    pub(super) async fn webhook_events(&self, id: PaymentId) -> Result<Vec<WebhookEvent>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT id, payment_id, type, status, created_at, delivered_at FROM webhook_events
+                 WHERE payment_id = $1 ORDER BY created_at, id",
+                &[&id.as_str()],
+            )
+            .await
+            .map_err(pg_error)?;
+        let mut events = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let event_id: String = r.get(0);
+            let attempts = client
+                .query(
+                    "SELECT event_id, at, url, status, latency_ms, error, response FROM webhook_attempts
+                     WHERE event_id = $1 ORDER BY id",
+                    &[&event_id],
+                )
+                .await
+                .map_err(pg_error)?
+                .iter()
+                .map(|a| WebhookAttempt {
+                    event_id: a.get(0),
+                    at: a.get(1),
+                    url: a.get(2),
+                    status: a.get::<_, Option<i32>>(3).and_then(|s| u16::try_from(s).ok()),
+                    latency_ms: a.get(4),
+                    error: a.get(5),
+                    response: a.get(6),
+                })
+                .collect();
+            events.push(WebhookEvent {
+                id: event_id,
+                payment_id: r.get(1),
+                event_type: r.get(2),
+                status: r.get(3),
+                created_at: r.get(4),
+                delivered_at: r.get(5),
+                attempts,
+            });
+        }
+        Ok(events)
     }
 
     pub(super) async fn events(&self, id: PaymentId) -> Result<Vec<Event>, StoreError> {
@@ -571,6 +740,9 @@ async fn apply(
     }
     let detail = serde_json::json!({"note": decision.note, "status": new_status.as_str()});
     event(&*tx, id, now, &format!("{source}_{}", decision.outcome.as_str()), &detail).await?;
+    if let Some(event_type) = announcement(decision.outcome, status, new_status) {
+        announce(&*tx, id, event_type, now).await?;
+    }
     Ok((decision, new_status))
 }
 
@@ -618,6 +790,24 @@ async fn write_change(
         .await
         .map_err(pg_error)?;
     Ok(n == 1)
+}
+
+/// Writes a webhook event for the payment as it now is, in the caller's transaction.
+async fn announce(c: &impl GenericClient, id: &PaymentId, event_type: &str, now: i64) -> Result<(), StoreError> {
+    let payment = load(c, id).await?;
+    let event_id = format!("evt_{}", crate::ids::random_hex(12));
+    let payload = webhook_payload(&event_id, event_type, now, &payment);
+    let stmt = c
+        .prepare_cached(
+            "INSERT INTO webhook_events (id, payment_id, api_key_id, type, url, payload, status, created_at, next_attempt_at)
+             VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $7)",
+        )
+        .await
+        .map_err(pg_error)?;
+    c.execute(&stmt, &[&event_id, &id.as_str(), &payment.api_key_id, &event_type, &payment.webhook_url, &payload, &now])
+        .await
+        .map_err(pg_error)
+        .map(|_| ())
 }
 
 async fn event(

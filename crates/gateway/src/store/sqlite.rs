@@ -15,13 +15,15 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     ApiKey, CallbackStored, DueCheck, Event, IncomingCallback, Inserted, NewPayment, PaymentFilter, PushResult,
-    Settling, StoreError, StoredCallback, current,
+    Settling, StoreError, StoredCallback, WebhookAttempt, WebhookEvent, WebhookJob, WebhookNext, announcement, current,
+    webhook_payload,
 };
 use crate::payment::{FailureReason, Payment, PaymentId, SettledBy, Status};
 use crate::settlement::{self, Change, Decision, Outcome};
 
 const MAX_BATCH: usize = 512;
 const SCHEMA_V1: &str = include_str!("schema_sqlite.sql");
+const SCHEMA_V2: &str = include_str!("schema_v2_sqlite.sql");
 
 type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 type Job = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
@@ -74,6 +76,11 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
         conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA_V1} PRAGMA user_version = 1; COMMIT;"))
             .map_err(sql_error)?;
         tracing::info!("database schema created (version 1)");
+    }
+    if version < 2 {
+        conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA_V2} PRAGMA user_version = 2; COMMIT;"))
+            .map_err(sql_error)?;
+        tracing::info!("database schema migrated to version 2 (webhooks)");
     }
     Ok(())
 }
@@ -367,6 +374,7 @@ impl SqliteStore {
                     )
                     .map_err(sql_error)?;
                     event(c, &id, now, "push_refused", &serde_json::json!({"code": code, "message": message}))?;
+                    announce(c, &id, "payment.failed", now)?;
                 }
                 PushResult::Unknown { error, first_check_at } => {
                     exec(c,
@@ -597,8 +605,177 @@ impl SqliteStore {
                 .map_err(sql_error)?;
             for id in &ids {
                 event(c, id, now, "expired", &serde_json::json!({"note": "no conclusive answer in time"}))?;
+                announce(c, id, "payment.expired", now)?;
             }
             Ok(ids)
+        })
+        .await
+    }
+
+    // ---- webhooks ----
+
+    pub(super) async fn webhook_secret(&self, api_key_id: String) -> Result<Option<String>, StoreError> {
+        self.read(move |c| {
+            row(c, "SELECT webhook_secret FROM api_keys WHERE id = ?1", [api_key_id], |r| r.get(0))
+                .optional()
+                .map(Option::flatten)
+                .map_err(sql_error)
+        })
+        .await
+    }
+
+    pub(super) async fn set_webhook_secret(&self, id_or_name: String, secret: String) -> Result<bool, StoreError> {
+        self.write(move |c| {
+            exec(
+                c,
+                "UPDATE api_keys SET webhook_secret = ?2 WHERE (id = ?1 OR name = ?1) AND revoked_at IS NULL",
+                params![id_or_name, secret],
+            )
+            .map(|n| n > 0)
+            .map_err(sql_error)
+        })
+        .await
+    }
+
+    pub(super) async fn claim_due_webhooks(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> Result<Vec<WebhookJob>, StoreError> {
+        self.write(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "UPDATE webhook_events SET lease_until = ?2
+                     WHERE id IN (SELECT id FROM webhook_events
+                                  WHERE status = 'pending' AND next_attempt_at <= ?1
+                                    AND (lease_until IS NULL OR lease_until <= ?1)
+                                  ORDER BY next_attempt_at LIMIT ?3)
+                     RETURNING id, payment_id, api_key_id, type, url, payload, attempts, created_at",
+                )
+                .map_err(sql_error)?;
+            let rows = stmt
+                .query_map(params![now, lease_until, limit], |r| {
+                    Ok(WebhookJob {
+                        id: r.get(0)?,
+                        payment_id: r.get(1)?,
+                        api_key_id: r.get(2)?,
+                        event_type: r.get(3)?,
+                        url: r.get(4)?,
+                        payload: r.get(5)?,
+                        attempts: r.get(6)?,
+                        created_at: r.get(7)?,
+                    })
+                })
+                .map_err(sql_error)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(sql_error)
+        })
+        .await
+    }
+
+    pub(super) async fn finish_webhook_attempt(
+        &self,
+        attempt: Option<WebhookAttempt>,
+        event_id: String,
+        next: WebhookNext,
+    ) -> Result<(), StoreError> {
+        self.write(move |c| {
+            if let Some(a) = &attempt {
+                exec(
+                    c,
+                    "INSERT INTO webhook_attempts (event_id, at, url, status, latency_ms, error, response)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![a.event_id, a.at, a.url, a.status, a.latency_ms, a.error, a.response],
+                )
+                .map_err(sql_error)?;
+            }
+            let tried = i64::from(attempt.is_some());
+            let at = attempt.as_ref().map(|a| a.at);
+            let (status, next_at, delivered) = match next {
+                WebhookNext::Delivered => ("delivered", None, at),
+                WebhookNext::RetryAt(t) => ("pending", Some(t), None),
+                WebhookNext::Dead => ("dead", None, None),
+                WebhookNext::NoEndpoint => ("no_endpoint", None, None),
+            };
+            exec(
+                c,
+                "UPDATE webhook_events SET status = ?2, next_attempt_at = ?3, delivered_at = COALESCE(?4, delivered_at),
+                    attempts = attempts + ?5, lease_until = NULL
+                 WHERE id = ?1",
+                params![event_id, status, next_at, delivered, tried],
+            )
+            .map_err(sql_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub(super) async fn redeliver_webhook(
+        &self,
+        event_id: String,
+        api_key_id: Option<String>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.write(move |c| {
+            exec(
+                c,
+                "UPDATE webhook_events SET status = 'pending', next_attempt_at = ?2, lease_until = NULL
+                 WHERE id = ?1 AND (?3 IS NULL OR api_key_id = ?3)",
+                params![event_id, now, api_key_id],
+            )
+            .map(|n| n > 0)
+            .map_err(sql_error)
+        })
+        .await
+    }
+
+    pub(super) async fn webhook_events(&self, id: PaymentId) -> Result<Vec<WebhookEvent>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT id, payment_id, type, status, created_at, delivered_at FROM webhook_events
+                     WHERE payment_id = ?1 ORDER BY created_at, id",
+                )
+                .map_err(sql_error)?;
+            let mut events = stmt
+                .query_map([id.as_str()], |r| {
+                    Ok(WebhookEvent {
+                        id: r.get(0)?,
+                        payment_id: r.get(1)?,
+                        event_type: r.get(2)?,
+                        status: r.get(3)?,
+                        created_at: r.get(4)?,
+                        delivered_at: r.get(5)?,
+                        attempts: Vec::new(),
+                    })
+                })
+                .map_err(sql_error)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(sql_error)?;
+            let mut attempts = c
+                .prepare_cached(
+                    "SELECT event_id, at, url, status, latency_ms, error, response FROM webhook_attempts
+                     WHERE event_id = ?1 ORDER BY id",
+                )
+                .map_err(sql_error)?;
+            for e in &mut events {
+                e.attempts = attempts
+                    .query_map([&e.id], |r| {
+                        Ok(WebhookAttempt {
+                            event_id: r.get(0)?,
+                            at: r.get(1)?,
+                            url: r.get(2)?,
+                            status: r.get(3)?,
+                            latency_ms: r.get(4)?,
+                            error: r.get(5)?,
+                            response: r.get(6)?,
+                        })
+                    })
+                    .map_err(sql_error)?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(sql_error)?;
+            }
+            Ok(events)
         })
         .await
     }
@@ -711,6 +888,9 @@ fn apply(
         &format!("{source}_{}", decision.outcome.as_str()),
         &serde_json::json!({"note": decision.note, "status": new_status.as_str()}),
     )?;
+    if let Some(event_type) = announcement(decision.outcome, status, new_status) {
+        announce(c, id, event_type, now)?;
+    }
     Ok((decision, new_status))
 }
 
@@ -735,6 +915,28 @@ fn write_change(c: &Connection, id: &PaymentId, ch: &Change, review: bool, now: 
             ch.settled_by.as_str(),
             now,
             i64::from(review),
+        ],
+    )
+    .map_err(sql_error)?;
+    Ok(())
+}
+
+/// Writes a webhook event for the payment as it now is, in the caller's transaction.
+fn announce(c: &Connection, id: &PaymentId, event_type: &str, now: i64) -> Result<(), StoreError> {
+    let payment = load(c, id)?;
+    let event_id = format!("evt_{}", crate::ids::random_hex(12));
+    exec(
+        c,
+        "INSERT INTO webhook_events (id, payment_id, api_key_id, type, url, payload, status, created_at, next_attempt_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7)",
+        params![
+            event_id,
+            id.as_str(),
+            payment.api_key_id,
+            event_type,
+            payment.webhook_url,
+            webhook_payload(&event_id, event_type, now, &payment),
+            now
         ],
     )
     .map_err(sql_error)?;

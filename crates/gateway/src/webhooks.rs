@@ -1,0 +1,186 @@
+//! Merchant webhooks: the delivery worker for the outbox the stores write in the same
+//! transaction as each payment change.
+//!
+//! Each event is POSTed with `Lipa-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret,
+//! "<t>.<body>")>` and `Lipa-Event-Id`, signed with the API key's webhook secret. Non-2xx
+//! answers and timeouts are retried with exponential backoff and jitter until the event is
+//! older than the maximum age, then it is dead-lettered. Every attempt is recorded. Events are
+//! leased, so several workers never send one attempt twice.
+
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+
+use crate::ids;
+use crate::service::Gateway;
+use crate::store::{StoreError, WebhookAttempt, WebhookJob, WebhookNext};
+
+/// `Lipa-Signature` for `body` at unix time `t`: `t=<t>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
+pub fn signature(secret: &str, t: i64, body: &str) -> String {
+    format!("t={t},v1={}", ids::hex(&hmac(secret, &format!("{t}.{body}"))))
+}
+
+fn hmac(secret: &str, message: &str) -> Vec<u8> {
+    #[allow(clippy::expect_used)]
+    let mut mac =
+        <Hmac<sha2::Sha256> as Mac>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
+    mac.update(message.as_bytes());
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// Checks a `Lipa-Signature` header: the signature matches and `t` is within `tolerance` of
+/// `now` (both unix seconds). What merchants do on their side.
+pub fn verify(secret: &str, header: &str, body: &str, now: i64, tolerance: i64) -> bool {
+    let mut t = None;
+    let mut v1 = Vec::new();
+    for part in header.split(',') {
+        match part.trim().split_once('=') {
+            Some(("t", value)) => t = value.parse::<i64>().ok(),
+            Some(("v1", value)) => v1.push(value.to_owned()),
+            _ => {}
+        }
+    }
+    let Some(t) = t else { return false };
+    if (now - t).abs() > tolerance {
+        return false;
+    }
+    let expected = ids::hex(&hmac(secret, &format!("{t}.{body}")));
+    v1.iter().any(|candidate| ids::constant_time_eq(candidate, &expected))
+}
+
+/// A new webhook secret: `whsec_` and 48 hex characters.
+pub fn new_secret() -> String {
+    format!("whsec_{}", ids::random_hex(24))
+}
+
+/// Exponential backoff from 10 s, doubling per attempt, capped at 6 h, with ±20 % jitter.
+fn backoff(attempts: u32) -> Duration {
+    let base = 10u64.saturating_mul(1u64 << attempts.min(16)).min(6 * 3600);
+    let jitter = u64::from_str_radix(&ids::random_hex(2), 16).unwrap_or(0) % 41; // 0..=40
+    Duration::from_millis(base * 1000 * (80 + jitter) / 100)
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Delivers the due events (at most `batch`); returns how many were attempted.
+#[tracing::instrument(skip_all)]
+pub async fn step(gateway: &Gateway, batch: u32) -> Result<usize, StoreError> {
+    let now = gateway.now();
+    let jobs = gateway.store().claim_due_webhooks(now, now + 120_000, batch).await?;
+    let count = jobs.len();
+    let deliveries: Vec<_> = jobs.into_iter().map(|job| tokio::spawn(deliver(gateway.clone(), job))).collect();
+    for d in deliveries {
+        match d.await {
+            Ok(Err(e)) => tracing::error!(error = %e, "could not record a webhook attempt"),
+            Err(e) => tracing::error!(error = %e, "webhook delivery task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
+    Ok(count)
+}
+
+async fn deliver(gateway: Gateway, job: WebhookJob) -> Result<(), StoreError> {
+    let store = gateway.store();
+    let settings = &gateway.settings().webhooks;
+    let Some(url) = job.url.clone().or_else(|| settings.default_url.clone()) else {
+        return store.finish_webhook_attempt(None, &job.id, WebhookNext::NoEndpoint).await;
+    };
+    let secret = match store.webhook_secret(&job.api_key_id).await? {
+        Some(secret) => secret,
+        None => {
+            let secret = new_secret();
+            store.set_webhook_secret(&job.api_key_id, &secret).await?;
+            secret
+        }
+    };
+    let at = gateway.now();
+    let started = Instant::now();
+    let sent = gateway
+        .webhook_client()
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("lipa-event-id", &job.id)
+        .header("lipa-signature", signature(&secret, at.div_euclid(1000), &job.payload))
+        .body(job.payload.clone())
+        .send()
+        .await;
+    let (status, response, error) = match sent {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            let text = r.text().await.unwrap_or_default();
+            (Some(status), text.chars().take(500).collect(), None)
+        }
+        Err(e) => (None, String::new(), Some(e.without_url().to_string())),
+    };
+    let delivered = status.is_some_and(|s| (200..300).contains(&s));
+    let attempt = WebhookAttempt {
+        event_id: job.id.clone(),
+        at,
+        url,
+        status,
+        latency_ms: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
+        error,
+        response,
+    };
+    let now = gateway.now();
+    let next = if delivered {
+        WebhookNext::Delivered
+    } else if now - job.created_at >= ms(settings.max_age) {
+        tracing::warn!(event_id = %job.id, "webhook dead-lettered after its maximum age");
+        WebhookNext::Dead
+    } else {
+        WebhookNext::RetryAt(now + ms(backoff(job.attempts)))
+    };
+    gateway.metrics().webhook(if delivered { "delivered" } else { "failed" });
+    store.finish_webhook_attempt(Some(attempt), &job.id, next).await
+}
+
+/// Runs [`step`] until `shutdown` is set, pausing when idle.
+pub async fn run(gateway: Gateway, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        let idle = match step(&gateway, 50).await {
+            Ok(n) => n == 0,
+            Err(e) => {
+                tracing::error!(error = %e, "webhook step failed");
+                true
+            }
+        };
+        if idle {
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc_4231_vector_and_round_trip() {
+        // RFC 4231 test case 2.
+        let mac = hmac("Jefe", "what do ya want for nothing?");
+        assert_eq!(ids::hex(&mac), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+        let header = signature("whsec_test", 1_700_000_000, "{\"id\":1}");
+        assert!(verify("whsec_test", &header, "{\"id\":1}", 1_700_000_100, 300));
+        assert!(!verify("whsec_test", &header, "{\"id\":2}", 1_700_000_100, 300), "body changed");
+        assert!(!verify("whsec_other", &header, "{\"id\":1}", 1_700_000_100, 300), "other secret");
+        assert!(!verify("whsec_test", &header, "{\"id\":1}", 1_700_001_000, 300), "outside the replay window");
+        assert!(!verify("whsec_test", "garbage", "{\"id\":1}", 1_700_000_000, 300));
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let first = backoff(0);
+        assert!(first >= Duration::from_secs(8) && first <= Duration::from_secs(12), "{first:?}");
+        assert!(backoff(3) > backoff(0));
+        assert!(backoff(40) <= Duration::from_secs(6 * 3600 * 12 / 10));
+    }
+}

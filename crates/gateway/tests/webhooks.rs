@@ -1,0 +1,185 @@
+//! Signed webhooks through the outbox: delivery, signature, retries, dead letters, redelivery.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::http::{HeaderMap, StatusCode};
+use common::{TestApp, spawn_app_with};
+use daraja_sim::SimConfig;
+use lipa_gateway::payment::PaymentId;
+use lipa_gateway::webhooks;
+
+#[derive(Clone, Default)]
+struct Receiver {
+    got: Arc<Mutex<Vec<(HeaderMap, String)>>>,
+    statuses: Arc<Mutex<VecDeque<u16>>>,
+}
+
+async fn receiver(statuses: &[u16]) -> (String, Receiver) {
+    let r = Receiver::default();
+    r.statuses.lock().unwrap().extend(statuses);
+    let state = r.clone();
+    let app = axum::Router::new().route(
+        "/hooks",
+        axum::routing::post(move |headers: HeaderMap, body: String| {
+            let state = state.clone();
+            async move {
+                state.got.lock().unwrap().push((headers, body));
+                let status = state.statuses.lock().unwrap().pop_front().unwrap_or(200);
+                (StatusCode::from_u16(status).unwrap(), "thanks")
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, r)
+}
+
+async fn paid_payment(app: &TestApp, webhook_url: &str) -> PaymentId {
+    let mut body = common::payment_body("0712345678", 45);
+    body["webhook_url"] = webhook_url.into();
+    let (status, p) = app.post_payment(&body, None).await;
+    assert_eq!(status, 201, "{p}");
+    let id = p["id"].as_str().unwrap().to_owned();
+    assert_eq!(app.settled(&id).await["status"], "paid");
+    PaymentId::parse(&id).unwrap()
+}
+
+async fn step(app: &TestApp) -> usize {
+    webhooks::step(&app.gateway, 50).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_paid_payment_is_announced_with_a_verifiable_signature() {
+    let app = spawn_app_with(SimConfig::default(), |_| {}).await;
+    let (url, rx) = receiver(&[]).await;
+    let id = paid_payment(&app, &url).await;
+    assert_eq!(step(&app).await, 1);
+    let got = rx.got.lock().unwrap().clone();
+    assert_eq!(got.len(), 1);
+    let (headers, body) = &got[0];
+    let event: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(event["type"], "payment.paid");
+    assert_eq!(event["data"]["id"], id.as_str());
+    assert_eq!(event["data"]["status"], "paid");
+    assert!(event["data"]["receipt"].is_string());
+    assert_eq!(headers["lipa-event-id"], event["id"].as_str().unwrap());
+    let key =
+        app.gateway.store().api_key_by_hash(&lipa_gateway::ids::sha256_hex(app.key.as_bytes())).await.unwrap().unwrap();
+    let secret = lipa_gateway::keys::webhook_secret(app.gateway.store(), &key).await.unwrap();
+    let signature = headers["lipa-signature"].to_str().unwrap();
+    let now = app.gateway.now() / 1000;
+    assert!(webhooks::verify(&secret, signature, body, now, 300), "{signature}");
+    assert!(!webhooks::verify("whsec_wrong", signature, body, now, 300));
+    assert_eq!(step(&app).await, 0, "delivered once");
+}
+
+#[tokio::test]
+async fn a_receiver_failing_three_times_gets_one_delivery_and_four_recorded_attempts() {
+    let app = spawn_app_with(SimConfig::default(), |_| {}).await;
+    let (url, rx) = receiver(&[500, 503, 404]).await;
+    let id = paid_payment(&app, &url).await;
+    for _ in 0..4 {
+        assert_eq!(step(&app).await, 1);
+        assert_eq!(step(&app).await, 0, "not due again before its backoff");
+        app.clock.advance(Duration::from_secs(3600));
+    }
+    assert_eq!(step(&app).await, 0);
+    let events = app.gateway.store().webhook_events(&id).await.unwrap();
+    assert_eq!(events.len(), 1);
+    let e = &events[0];
+    assert_eq!(e.status, "delivered");
+    let statuses: Vec<_> = e.attempts.iter().map(|a| a.status).collect();
+    assert_eq!(statuses, [Some(500), Some(503), Some(404), Some(200)]);
+    assert_eq!(e.attempts[3].response, "thanks");
+    let bodies: Vec<_> = rx.got.lock().unwrap().iter().map(|(_, b)| b.clone()).collect();
+    assert!(bodies.windows(2).all(|w| w[0] == w[1]), "every retry sends the same event");
+}
+
+#[tokio::test]
+async fn an_event_older_than_the_maximum_age_is_dead_lettered_and_can_be_redelivered() {
+    let app = spawn_app_with(SimConfig::default(), |_| {}).await;
+    let (url, rx) = receiver(&[500; 10]).await;
+    let id = paid_payment(&app, &url).await;
+    assert_eq!(step(&app).await, 1);
+    app.clock.advance(Duration::from_secs(73 * 3600));
+    assert_eq!(step(&app).await, 1);
+    let e = &app.gateway.store().webhook_events(&id).await.unwrap()[0];
+    assert_eq!((e.status.as_str(), e.attempts.len()), ("dead", 2));
+    assert_eq!(step(&app).await, 0, "dead letters are not retried by themselves");
+
+    // Redelivery over the API queues the same event again.
+    rx.statuses.lock().unwrap().clear();
+    let resp = app
+        .http
+        .post(format!("{}/v1/webhook-events/{}/redeliver", app.base, e.id))
+        .bearer_auth(&app.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 202);
+    assert_eq!(step(&app).await, 1);
+    let e = &app.gateway.store().webhook_events(&id).await.unwrap()[0];
+    assert_eq!((e.status.as_str(), e.attempts.len()), ("delivered", 3));
+    let resp = app
+        .http
+        .post(format!("{}/v1/webhook-events/evt_000000000000000000000000/redeliver", app.base))
+        .bearer_auth(&app.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 404);
+    let (status, listed) = app.get(&format!("/v1/payments/{id}/webhooks")).await;
+    assert_eq!(status, 200);
+    assert_eq!(listed["events"][0]["attempts"].as_array().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn concurrent_workers_never_send_one_attempt_twice() {
+    let app = spawn_app_with(SimConfig::default(), |s| s.payments.pushes_per_phone_per_hour = 100).await;
+    let (url, rx) = receiver(&[]).await;
+    for i in 0..5 {
+        let mut body = common::payment_body(&format!("07123456{i:02}"), 45);
+        body["webhook_url"] = url.clone().into();
+        let (_, p) = app.post_payment(&body, None).await;
+        app.settled(p["id"].as_str().unwrap()).await;
+    }
+    let (a, b, c) = tokio::join!(
+        webhooks::step(&app.gateway, 50),
+        webhooks::step(&app.gateway, 50),
+        webhooks::step(&app.gateway, 50)
+    );
+    assert_eq!(a.unwrap() + b.unwrap() + c.unwrap(), 5);
+    assert_eq!(rx.got.lock().unwrap().len(), 5);
+}
+
+#[tokio::test]
+async fn without_any_webhook_url_events_are_kept_as_no_endpoint() {
+    let app = spawn_app_with(SimConfig::default(), |_| {}).await;
+    let id = app.create("0712345678", 45).await["id"].as_str().unwrap().to_owned();
+    app.settled(&id).await;
+    assert_eq!(step(&app).await, 1);
+    let e = &app.gateway.store().webhook_events(&PaymentId::parse(&id).unwrap()).await.unwrap()[0];
+    assert_eq!((e.event_type.as_str(), e.status.as_str(), e.attempts.len()), ("payment.paid", "no_endpoint", 0));
+}
+
+#[tokio::test]
+async fn failures_and_expiry_are_announced_too() {
+    let app = spawn_app_with(SimConfig::interactive(), |s| s.webhooks.default_url = None).await;
+    let (url, rx) = receiver(&[]).await;
+    let mut body = common::payment_body("0712345678", 45);
+    body["webhook_url"] = url.into();
+    let (_, p) = app.post_payment(&body, None).await;
+    app.clock.advance(Duration::from_secs(200));
+    assert_eq!(app.reconcile().await.expired, 1);
+    step(&app).await;
+    let got = rx.got.lock().unwrap().clone();
+    let event: serde_json::Value = serde_json::from_str(&got[0].1).unwrap();
+    assert_eq!(event["type"], "payment.expired");
+    assert_eq!(event["data"]["id"], p["id"]);
+}
