@@ -87,11 +87,24 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     let app = Application::build(settings, connection, Arc::new(daraja::SystemClock)).await?;
     println!("Lipa gateway listening on http://{}", app.addr());
     let (stop_workers, stopped) = tokio::sync::watch::channel(false);
-    let worker = tokio::spawn(lipa_gateway::reconciliation::run(app.gateway().clone(), stopped));
+    let workers = spawn_workers(app.gateway().clone(), stopped);
     app.run_until_stopped(crate::shutdown_signal()).await?;
     let _ = stop_workers.send(true);
-    let _ = tokio::time::timeout(Duration::from_secs(10), worker).await;
+    for worker in workers {
+        let _ = tokio::time::timeout(Duration::from_secs(10), worker).await;
+    }
     Ok(())
+}
+
+/// The background workers of a gateway: reconciliation and webhook delivery.
+fn spawn_workers(
+    gateway: lipa_gateway::service::Gateway,
+    stopped: tokio::sync::watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    vec![
+        tokio::spawn(lipa_gateway::reconciliation::run(gateway.clone(), stopped.clone())),
+        tokio::spawn(lipa_gateway::webhooks::run(gateway, stopped)),
+    ]
 }
 
 /// Options of `lipa work`.
@@ -101,7 +114,7 @@ pub struct WorkArgs {
     common: Common,
 }
 
-/// Runs the workers (reconciliation and expiry) without the HTTP API, beside any number of
+/// Runs the workers (reconciliation, expiry, webhooks) without the HTTP API, beside any number of
 /// `lipa serve` replicas on the same database.
 pub async fn work(args: WorkArgs) -> Result<()> {
     let settings = args.common.settings()?;
@@ -127,12 +140,14 @@ pub async fn work(args: WorkArgs) -> Result<()> {
     let public_url = settings.public_url.clone().unwrap_or_else(|| format!("http://{}", settings.listen));
     let gateway =
         lipa_gateway::service::Gateway::new(store, settings, connection, public_url, Arc::new(daraja::SystemClock))?;
-    println!("Lipa workers running (reconciliation and expiry); Ctrl-C to stop");
+    println!("Lipa workers running (reconciliation, expiry, webhooks); Ctrl-C to stop");
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let worker = tokio::spawn(lipa_gateway::reconciliation::run(gateway, stopped));
+    let workers = spawn_workers(gateway, stopped);
     crate::shutdown_signal().await;
     let _ = stop.send(true);
-    let _ = tokio::time::timeout(Duration::from_secs(10), worker).await;
+    for worker in workers {
+        let _ = tokio::time::timeout(Duration::from_secs(10), worker).await;
+    }
     Ok(())
 }
 
@@ -151,6 +166,13 @@ pub enum KeysCommand {
         /// A name to recognise the key by (e.g. the shop).
         #[arg(long)]
         name: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Replace a key's webhook signing secret (the new one is printed once).
+    RotateWebhookSecret {
+        /// The key's id (key_…) or name.
+        key: String,
         #[command(flatten)]
         common: Common,
     },
@@ -177,7 +199,18 @@ pub async fn keys(command: KeysCommand) -> Result<()> {
         KeysCommand::Create { name, common } => {
             let store = Store::open(&common.settings()?.database_url).await?;
             let (key, secret) = lipa_gateway::keys::create(&store, &name, now_ms()).await?;
-            println!("Created API key {} ({name}). Store it now; it is not shown again:\n\n  {secret}\n", key.id);
+            let webhook_secret = lipa_gateway::keys::webhook_secret(&store, &key).await?;
+            println!("Created API key {} ({name}). Store both now; they are not shown again.\n", key.id);
+            println!("  API key (Authorization: Bearer …)         {secret}");
+            println!("  Webhook secret (verifies Lipa-Signature)  {webhook_secret}\n");
+        }
+        KeysCommand::RotateWebhookSecret { key, common } => {
+            let store = Store::open(&common.settings()?.database_url).await?;
+            let secret = lipa_gateway::webhooks::new_secret();
+            if !store.set_webhook_secret(&key, &secret).await? {
+                return Err(format!("no live API key with id or name {key:?} (see `lipa keys list`)").into());
+            }
+            println!("New webhook secret for {key} (events are signed with it from now on):\n\n  {secret}\n");
         }
         KeysCommand::Revoke { key, common } => {
             let store = Store::open(&common.settings()?.database_url).await?;
@@ -251,4 +284,59 @@ pub async fn config(command: ConfigCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `lipa webhooks …`
+#[derive(Debug, clap::Subcommand)]
+pub enum WebhooksCommand {
+    /// Send an event again (same event id, new attempt).
+    Redeliver {
+        /// The event id (evt_…).
+        event: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// A payment's webhook events and every attempt.
+    List {
+        /// The payment id (pay_…).
+        payment: String,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+pub async fn webhooks(command: WebhooksCommand) -> Result<()> {
+    match command {
+        WebhooksCommand::Redeliver { event, common } => {
+            let store = Store::open(&common.settings()?.database_url).await?;
+            if !store.redeliver_webhook(&event, None, now_ms()).await? {
+                return Err(format!("no webhook event {event:?}").into());
+            }
+            println!("{event} is queued for delivery; a running `lipa serve` or `lipa work` sends it.");
+        }
+        WebhooksCommand::List { payment, common } => {
+            let store = Store::open(&common.settings()?.database_url).await?;
+            let id = lipa_gateway::payment::PaymentId::parse(&payment)
+                .ok_or("not a payment id (pay_ and 24 hex characters)")?;
+            for e in store.webhook_events(&id).await? {
+                println!(
+                    "{}  {:<22} {:<11} created {}",
+                    e.id,
+                    e.event_type,
+                    e.status,
+                    lipa_gateway::time_fmt::rfc3339(e.created_at)
+                );
+                for a in e.attempts {
+                    let outcome = a.status.map_or_else(|| a.error.clone().unwrap_or_default(), |s| format!("HTTP {s}"));
+                    println!(
+                        "    {}  {outcome}  {} ms  {}",
+                        lipa_gateway::time_fmt::rfc3339(a.at),
+                        a.latency_ms,
+                        a.url
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
 }

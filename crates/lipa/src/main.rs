@@ -28,6 +28,9 @@ enum Command {
     /// Manage merchant API keys.
     #[command(subcommand)]
     Keys(gateway::KeysCommand),
+    /// Inspect and redeliver merchant webhooks.
+    #[command(subcommand)]
+    Webhooks(gateway::WebhooksCommand),
     /// Check or print the configuration.
     #[command(subcommand)]
     Config(gateway::ConfigCommand),
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
             Command::Migrate(common) => gateway::migrate(common).await,
             Command::Keys(command) => gateway::keys(command).await,
             Command::Config(command) => gateway::config(command).await,
+            Command::Webhooks(command) => gateway::webhooks(command).await,
             Command::Sim(args) => sim::run(args).await,
             Command::Bench(command) => bench::run(command).await,
         }
