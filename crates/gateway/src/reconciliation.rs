@@ -67,6 +67,7 @@ pub async fn step(gateway: &Gateway, batch: u32) -> Result<Step, StoreError> {
                 let decision = store.settle_from_query(&check.id, result, now).await?;
                 if decision.change.is_some() {
                     report.settled += 1;
+                    gateway.changed(&check.id);
                 }
             }
             Ok(QueryOutcome::Pending) => {
@@ -90,6 +91,7 @@ pub async fn step(gateway: &Gateway, batch: u32) -> Result<Step, StoreError> {
     report.expired = expired.len();
     for id in &expired {
         tracing::info!(payment_id = %id, "expired: no conclusive answer in time");
+        gateway.changed(id);
     }
     Ok(report)
 }

@@ -104,6 +104,7 @@ struct Inner {
     query_limit: RateLimiter,
     metrics: crate::metrics::Metrics,
     webhook_client: reqwest::Client,
+    changes: tokio::sync::broadcast::Sender<crate::payment::PaymentId>,
 }
 
 fn invalid(field: &'static str, message: impl Into<String>) -> CreateError {
@@ -145,6 +146,7 @@ impl Gateway {
                 clock,
                 metrics: crate::metrics::Metrics::default(),
                 webhook_client,
+                changes: tokio::sync::broadcast::channel(1024).0,
             }),
         })
     }
@@ -166,6 +168,16 @@ impl Gateway {
 
     pub(crate) fn daraja(&self) -> (&daraja::Client, &daraja::Merchant) {
         (&self.inner.daraja, &self.inner.merchant)
+    }
+
+    /// Payments that changed in this process (callbacks, queries, expiry, pushes). Streams
+    /// subscribe to wake up at once instead of waiting for their next re-read.
+    pub fn changes(&self) -> tokio::sync::broadcast::Receiver<crate::payment::PaymentId> {
+        self.inner.changes.subscribe()
+    }
+
+    pub(crate) fn changed(&self, id: &crate::payment::PaymentId) {
+        let _ = self.inner.changes.send(id.clone());
     }
 
     pub(crate) fn webhook_client(&self) -> &reqwest::Client {
@@ -315,6 +327,7 @@ impl Gateway {
             Err(e) => push_failure(&e, first_check_at),
         };
         let payment = store.record_push(&payment.id, result, self.now()).await?;
+        self.changed(&payment.id);
         Ok(Created { payment, replayed: false })
     }
 
@@ -350,6 +363,7 @@ impl Gateway {
         self.inner.metrics.callback(stored.outcome, started.elapsed());
         if let Some(id) = &stored.payment_id {
             tracing::Span::current().record("payment_id", id.as_str());
+            self.changed(id);
         }
         if stored.outcome.needs_review() {
             tracing::warn!(outcome = stored.outcome.as_str(), "callback stored for review");

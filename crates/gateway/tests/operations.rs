@@ -144,3 +144,43 @@ async fn every_answer_carries_a_request_id() {
         app.http.get(format!("{}/healthz", app.base)).header("X-Request-Id", "bad id; drop").send().await.unwrap();
     assert_ne!(resp.headers()["x-request-id"], "bad id; drop", "an unsafe caller id is replaced");
 }
+
+/// Reads server-sent events from a response until it ends, returning each event's data.
+async fn sse_events(mut resp: reqwest::Response, want: usize) -> Vec<serde_json::Value> {
+    let mut buffer = String::new();
+    let mut events = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while events.len() < want {
+        let chunk = tokio::time::timeout_at(deadline, resp.chunk()).await.expect("stream stalled").unwrap();
+        let Some(chunk) = chunk else { break };
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            if let Some(data) = block.lines().find_map(|l| l.strip_prefix("data: ")) {
+                events.push(serde_json::from_str(data).unwrap());
+            }
+        }
+    }
+    events
+}
+
+#[tokio::test]
+async fn the_event_stream_follows_a_payment_until_it_is_final() {
+    let app = spawn_app_with(SimConfig::interactive(), |_| {}).await;
+    let created = app.create("0712345678", 45).await;
+    let id = created["id"].as_str().unwrap();
+    let resp =
+        app.http.get(format!("{}/v1/payments/{id}/events", app.base)).bearer_auth(&app.key).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    let follow = tokio::spawn(sse_events(resp, 3));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(app.sim.sim().resolve(created["checkout_request_id"].as_str().unwrap(), daraja_sim::Answer::Approve));
+    let events = follow.await.unwrap();
+    let statuses: Vec<_> = events.iter().map(|e| e["status"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(statuses, ["pending", "paid"], "one event per state, and the stream ends at the final one");
+    assert!(events[1]["receipt"].is_string());
+
+    let (status, _) = app.get("/v1/payments/pay_000000000000000000000000/events").await;
+    assert_eq!(status, 404);
+}

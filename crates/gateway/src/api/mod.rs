@@ -24,6 +24,7 @@ pub fn router(gateway: Gateway) -> Router {
         .route("/v1/payments/{id}", get(payments::show))
         .route("/v1/payments/{id}/timeline", get(payments::timeline))
         .route("/v1/payments/{id}/webhooks", get(payments::webhooks))
+        .route("/v1/payments/{id}/events", get(payments::events))
         .route("/v1/webhook-events/{id}/redeliver", post(payments::redeliver))
         .route("/callbacks/stk/{token}", post(callbacks::stk))
         .route("/healthz", get(|| async { "ok" }))

@@ -151,6 +151,18 @@ pub fn document() -> Value {
                     }
                 }
             },
+            "/v1/payments/{id}/events": {
+                "get": {
+                    "summary": "Follow a payment live (server-sent events: `payment` events until it is final)",
+                    "security": bearer,
+                    "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
+                    "responses": {
+                        "200": {"description": "text/event-stream of `payment` events, each carrying the payment as JSON"},
+                        "401": error_response("No valid API key"),
+                        "404": error_response("No such payment for this key")
+                    }
+                }
+            },
             "/v1/webhook-events/{id}/redeliver": {
                 "post": {
                     "summary": "Send a webhook event again (same event id, new attempt)",

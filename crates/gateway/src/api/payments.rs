@@ -63,6 +63,68 @@ pub(super) async fn timeline(
     Ok(Json(serde_json::json!({ "events": events })))
 }
 
+/// `GET /v1/payments/{id}/events`: server-sent events. One `payment` event with the payment
+/// now, then one on every change, ending after the payment is final. Woken at once by changes
+/// in this process; re-reads every 2 s so changes settled by another replica are seen too.
+pub(super) async fn events(
+    State(gateway): State<Gateway>,
+    Merchant(key): Merchant,
+    Path(id): Path<String>,
+) -> Result<
+    axum::response::sse::Sse<
+        impl futures_util::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
+    >,
+    ApiError,
+> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let id = payment_id(&id)?;
+    let first = gateway.store().payment(&id, Some(&key.id)).await?.ok_or_else(|| ApiError::not_found("payment"))?;
+    let changes = gateway.changes();
+    struct Follow {
+        gateway: Gateway,
+        id: PaymentId,
+        changes: tokio::sync::broadcast::Receiver<PaymentId>,
+        last: Option<Payment>,
+        pending: Option<Payment>,
+        done: bool,
+    }
+    let state = Follow { gateway, id, changes, last: None, pending: Some(first), done: false };
+    let stream = futures_util::stream::unfold(state, |mut s| async move {
+        loop {
+            if s.done {
+                return None;
+            }
+            if let Some(p) = s.pending.take()
+                && s.last.as_ref() != Some(&p)
+            {
+                s.done = p.status != Status::Pending;
+                let event = Event::default().event("payment").json_data(&p).unwrap_or_default();
+                s.last = Some(p);
+                return Some((Ok(event), s));
+            }
+            // Wait for a change here, or re-read after 2 s.
+            let woken = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+                loop {
+                    match s.changes.recv().await {
+                        Ok(changed) if changed == s.id => return,
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
+                    }
+                }
+            });
+            let _ = woken.await;
+            match s.gateway.store().payment(&s.id, None).await {
+                Ok(p) => s.pending = p,
+                Err(e) => {
+                    tracing::warn!(error = %e, "event stream could not re-read the payment");
+                    return None;
+                }
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
 pub(super) async fn webhooks(
     State(gateway): State<Gateway>,
     Merchant(key): Merchant,
