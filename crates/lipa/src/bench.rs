@@ -20,6 +20,21 @@ type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 /// `lipa bench …`
 #[derive(Debug, clap::Subcommand)]
 pub enum BenchCommand {
+    /// `GET /v1/payments/{id}` latency on a database seeded by `scripts/seed-sqlite.py`.
+    Lookups {
+        /// The seeded database.
+        #[arg(long)]
+        database_url: String,
+        /// How many payments the seed script stored.
+        #[arg(long)]
+        payments: usize,
+        /// Lookups made (random payments).
+        #[arg(long, default_value_t = 20_000)]
+        lookups: usize,
+        /// Concurrent connections.
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+    },
     /// Payment creation through the API against the in-process simulator (zero delay).
     Payments {
         /// Payments created (each to its own phone).
@@ -55,6 +70,9 @@ pub enum BenchCommand {
 
 pub async fn run(command: BenchCommand) -> Result<()> {
     match command {
+        BenchCommand::Lookups { database_url, payments, lookups, connections } => {
+            status_lookups(&database_url, payments, lookups, connections).await
+        }
         BenchCommand::Payments { payments, connections } => create_payments(payments, connections).await,
         BenchCommand::Ingest { payments, callbacks, connections, serve, database_url, data_dir } => {
             let target = Target { serve, database_url, data_dir };
@@ -376,5 +394,56 @@ async fn create_payments(payments: usize, connections: usize) -> Result<()> {
     println!("Daraja push requests seen by the simulator: {pushes} for {} payments", report.acknowledged);
     println!("RSS of the whole process (gateway, simulator, load generator): {}", peak_rss());
     let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+async fn status_lookups(database_url: &str, payments: usize, lookups: usize, connections: usize) -> Result<()> {
+    let mut settings = Settings::load(None, &|_| None)?;
+    settings.listen = "127.0.0.1:0".parse()?;
+    settings.database_url = database_url.to_owned();
+    let connection = DarajaConnection::custom("http://127.0.0.1:9", "k", "s", 174379, "p")?;
+    let app = Application::build(settings, connection, Arc::new(daraja::SystemClock)).await?;
+    let base = format!("http://{}", app.addr());
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let key = format!("lipa_sk_{}", "b".repeat(32));
+    let http = reqwest::Client::builder().pool_max_idle_per_host(connections).build()?;
+    let done = Arc::new(AtomicUsize::new(0));
+    let found = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..connections)
+        .map(|w| {
+            let (http, done, found, base, key) = (http.clone(), done.clone(), found.clone(), base.clone(), key.clone());
+            tokio::spawn(async move {
+                let mut rng = 0x9e37_79b9_7f4a_7c15_u64 ^ (w as u64 + 1);
+                let mut latencies = Vec::new();
+                while done.fetch_add(1, Ordering::Relaxed) < lookups {
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    let i = (rng % payments.max(1) as u64) as usize;
+                    let t = Instant::now();
+                    let ok = match http.get(format!("{base}/v1/payments/pay_{i:024x}")).bearer_auth(&key).send().await {
+                        Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                        Err(_) => false,
+                    };
+                    latencies.push(t.elapsed());
+                    if ok {
+                        found.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies = Vec::with_capacity(lookups);
+    for w in workers {
+        latencies.extend(w.await.unwrap_or_default());
+    }
+    let elapsed = started.elapsed();
+    latencies.sort_unstable();
+    let report = Report { sent: latencies.len(), acknowledged: found.load(Ordering::Relaxed), elapsed, latencies };
+    println!("status lookups on {payments} stored payments, {connections} connections");
+    print("GET /v1/payments/{id} (200)", "lookups", &report);
+    println!("RSS of the whole process (gateway and load generator): {}", peak_rss());
     Ok(())
 }
