@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod demo;
 mod gateway;
 mod sim;
 
@@ -19,6 +20,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the demo: simulator with a virtual phone and the gateway, ready to try.
+    Demo(demo::Args),
     /// Run the gateway: merchant API, callbacks and reconciliation (simulator when unconfigured).
     Serve(gateway::ServeArgs),
     /// Run the workers (reconciliation, expiry) without the HTTP API.
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Demo(args) => demo::run(args).await,
             Command::Serve(args) => gateway::serve(args).await,
             Command::Work(args) => gateway::work(args).await,
             Command::Migrate(common) => gateway::migrate(common).await,
