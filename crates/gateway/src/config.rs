@@ -5,6 +5,7 @@
 //! lints a configuration (what `lipa config check` prints); [`Settings::validate`] refuses to
 //! start on errors. Every finding names the setting and says what to change.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -114,7 +115,7 @@ pub struct WebhookSettings {
 }
 
 /// Everything the gateway is configured with.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Settings {
     /// Address to listen on (`LIPA_LISTEN`).
     pub listen: SocketAddr,
@@ -136,6 +137,38 @@ pub struct Settings {
     pub webhooks: WebhookSettings,
     /// `LIPA_LOG_FORMAT=json` for JSON logs.
     pub json_logs: bool,
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("listen", &self.listen)
+            .field("public_url", &self.public_url)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("business_name", &self.business_name)
+            .field("mpesa", &self.mpesa)
+            .field("payments", &self.payments)
+            .field("reconciliation", &self.reconciliation)
+            .field("callbacks", &self.callbacks)
+            .field("webhooks", &self.webhooks)
+            .field("json_logs", &self.json_logs)
+            .finish()
+    }
+}
+
+/// A URL fit to show: its password (as in `postgres://user:password@host/db`) replaced by `***`.
+/// A connection string that is not a URL is hidden whole if it mentions a password.
+pub fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            // Only fails for URLs that cannot have a password, which this one has.
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(_) => raw.to_owned(),
+        Err(_) if raw.to_ascii_lowercase().contains("password") => "<connection string with a password>".to_owned(),
+        Err(_) => raw.to_owned(),
+    }
 }
 
 /// A configuration problem.
@@ -477,6 +510,14 @@ impl Settings {
                 error: true,
                 setting: "LIPA_WEBHOOK_URL",
                 message: format!("{url:?} is not an absolute http(s) URL"),
+            });
+        }
+        let p = &self.payments;
+        if p.max_amount == 0 || p.max_amount > 250_000 {
+            out.push(Finding {
+                error: true,
+                setting: "LIPA_MAX_AMOUNT",
+                message: format!("{} is out of range: use 1 to 250000, M-Pesa's limit for one payment", p.max_amount),
             });
         }
         let db = &self.database_url;

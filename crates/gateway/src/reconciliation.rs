@@ -43,7 +43,10 @@ pub async fn step(gateway: &Gateway, batch: u32) -> Result<Step, StoreError> {
     let now = gateway.now();
     let mut report = Step::default();
 
-    let due = store.claim_due_checks(now, now + 60_000, batch).await?;
+    // Queries run one after another, each bounded by the request timeout: the lease outlives
+    // the whole batch so another worker never queries the same payment meanwhile.
+    let lease = ms(gateway.settings().mpesa.request_timeout).saturating_mul(i64::from(batch)) + 60_000;
+    let due = store.claim_due_checks(now, now.saturating_add(lease), batch).await?;
     let (client, merchant) = gateway.daraja();
     for check in due {
         gateway.query_limit().acquire().await;

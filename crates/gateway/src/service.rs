@@ -126,6 +126,8 @@ impl Gateway {
             .build()?;
         let webhook_client = reqwest::Client::builder()
             .timeout(settings.webhooks.timeout)
+            // A redirect would send the signed event somewhere the merchant did not configure.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("lipa-webhooks/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|source| daraja::Error::Transport {
@@ -268,6 +270,14 @@ impl Gateway {
         }
 
         let token = ids::random_hex(16);
+        let push = StkPush {
+            phone,
+            amount,
+            account_reference: reference,
+            description,
+            callback_url: CallbackUrl::parse(&format!("{}/callbacks/stk/{token}", self.inner.public_url))
+                .map_err(|e| invalid("callback_url", e.reason))?,
+        };
         let id = crate::payment::PaymentId::generate();
         tracing::Span::current().record("payment_id", id.as_str());
         let inserted = store
@@ -304,14 +314,17 @@ impl Gateway {
             }
         };
 
-        let push = StkPush {
-            phone,
-            amount,
-            account_reference: reference,
-            description,
-            callback_url: CallbackUrl::parse(&format!("{}/callbacks/stk/{token}", self.inner.public_url))
-                .map_err(|e| invalid("callback_url", e.reason))?,
-        };
+        // The push and its record run in their own task: if the merchant's request is dropped
+        // mid-push, Daraja's answer is still recorded.
+        let this = self.clone();
+        let payment = tokio::spawn(async move { this.push(payment.id, push).await })
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("the push task stopped: {e}")))??;
+        Ok(Created { payment, replayed: false })
+    }
+
+    /// Sends the push for a stored payment and records Daraja's answer.
+    async fn push(&self, id: crate::payment::PaymentId, push: StkPush) -> Result<Payment, StoreError> {
         let first_check_at = self.now() + ms(self.inner.settings.reconciliation.first_query_after);
         self.inner.metrics.payment_created();
         let started = std::time::Instant::now();
@@ -326,9 +339,9 @@ impl Gateway {
             },
             Err(e) => push_failure(&e, first_check_at),
         };
-        let payment = store.record_push(&payment.id, result, self.now()).await?;
+        let payment = self.inner.store.record_push(&id, result, self.now()).await?;
         self.changed(&payment.id);
-        Ok(Created { payment, replayed: false })
+        Ok(payment)
     }
 
     async fn replay(&self, key: &ApiKey, idempotency_key: &str, hash: &str) -> Result<Option<Created>, CreateError> {

@@ -250,6 +250,10 @@ pub fn on_query(current: &Current<'_>, result: &QueryResult) -> Decision {
                 note: format!("query answered {code}: {}", status.as_str()),
             }
         }
+        Status::Expired if success => Decision::record(
+            Outcome::Conflict,
+            format!("query answered {code} (paid) but the payment had expired: money may have moved; review"),
+        ),
         _ if current.result_code == Some(code.as_str()) => {
             Decision::record(Outcome::Duplicate, format!("query agrees ({code})"))
         }
@@ -394,5 +398,14 @@ mod tests {
         assert_eq!(on_query(&paid, &query("0")).outcome, Outcome::Duplicate);
         let contradiction = on_query(&paid, &query("1032"));
         assert_eq!((contradiction.outcome, contradiction.change), (Outcome::Conflict, None));
+    }
+
+    #[test]
+    fn a_query_success_for_an_expired_payment_is_flagged_not_applied() {
+        let expired = Current { settled_by: Some(SettledBy::Expiry), ..current(Status::Expired) };
+        let d = on_query(&expired, &query("0"));
+        assert_eq!((d.outcome, d.change), (Outcome::Conflict, None));
+        assert!(d.outcome.needs_review());
+        assert_eq!(on_query(&expired, &query("1037")).outcome, Outcome::Duplicate, "a failure agrees with expiry");
     }
 }

@@ -68,7 +68,10 @@ fn ms(d: Duration) -> i64 {
 #[tracing::instrument(skip_all)]
 pub async fn step(gateway: &Gateway, batch: u32) -> Result<usize, StoreError> {
     let now = gateway.now();
-    let jobs = gateway.store().claim_due_webhooks(now, now + 120_000, batch).await?;
+    // Deliveries run concurrently, each bounded by the webhook timeout; the lease outlives them.
+    let timeout = i64::try_from(gateway.settings().webhooks.timeout.as_millis()).unwrap_or(i64::MAX);
+    let lease = timeout.saturating_mul(2).max(120_000);
+    let jobs = gateway.store().claim_due_webhooks(now, now.saturating_add(lease), batch).await?;
     let count = jobs.len();
     let deliveries: Vec<_> = jobs.into_iter().map(|job| tokio::spawn(deliver(gateway.clone(), job))).collect();
     for d in deliveries {
@@ -90,9 +93,12 @@ async fn deliver(gateway: Gateway, job: WebhookJob) -> Result<(), StoreError> {
     let secret = match store.webhook_secret(&job.api_key_id).await? {
         Some(secret) => secret,
         None => {
-            let secret = new_secret();
-            store.set_webhook_secret(&job.api_key_id, &secret).await?;
-            secret
+            // Another worker may be doing the same: the first secret written wins, and is read back.
+            store.init_webhook_secret(&job.api_key_id, &new_secret()).await?;
+            match store.webhook_secret(&job.api_key_id).await? {
+                Some(secret) => secret,
+                None => return store.finish_webhook_attempt(None, &job.id, WebhookNext::NoEndpoint).await,
+            }
         }
     };
     let at = gateway.now();
@@ -107,11 +113,7 @@ async fn deliver(gateway: Gateway, job: WebhookJob) -> Result<(), StoreError> {
         .send()
         .await;
     let (status, response, error) = match sent {
-        Ok(r) => {
-            let status = r.status().as_u16();
-            let text = r.text().await.unwrap_or_default();
-            (Some(status), text.chars().take(500).collect(), None)
-        }
+        Ok(r) => (Some(r.status().as_u16()), excerpt(r).await, None),
         Err(e) => (None, String::new(), Some(e.without_url().to_string())),
     };
     let delivered = status.is_some_and(|s| (200..300).contains(&s));
@@ -135,6 +137,21 @@ async fn deliver(gateway: Gateway, job: WebhookJob) -> Result<(), StoreError> {
     };
     gateway.metrics().webhook(if delivered { "delivered" } else { "failed" });
     store.finish_webhook_attempt(Some(attempt), &job.id, next).await
+}
+
+/// The start of a response body, for the attempt log: at most 4 KiB are read from the merchant,
+/// at most 500 characters kept.
+async fn excerpt(mut response: reqwest::Response) -> String {
+    const READ_AT_MOST: usize = 4096;
+    let mut body = Vec::new();
+    while body.len() < READ_AT_MOST {
+        match response.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    body.truncate(READ_AT_MOST);
+    String::from_utf8_lossy(&body).chars().take(500).collect()
 }
 
 /// Runs [`step`] until `shutdown` is set, pausing when idle.

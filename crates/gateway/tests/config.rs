@@ -117,6 +117,7 @@ fn go_live_mistakes_are_errors_that_say_what_to_change() {
         (&[("MPESA_SHORTCODE", "12")], "MPESA_SHORTCODE", "5 to 7 digit"),
         (&[("MPESA_TILL_NUMBER", "888880")], "MPESA_TILL_NUMBER", "store (head office) number"),
         (&[("DATABASE_URL", "mysql://x")], "DATABASE_URL", "sqlite"),
+        (&[("LIPA_MAX_AMOUNT", "300000")], "LIPA_MAX_AMOUNT", "250000"),
     ];
     for (overrides, setting, hint) in cases {
         let found = findings(&with(overrides));
@@ -130,9 +131,10 @@ fn go_live_mistakes_are_errors_that_say_what_to_change() {
 
 #[test]
 fn debug_output_of_settings_hides_secrets() {
-    let s = load(LIVE, None).unwrap();
+    let s = load(&with(&[("DATABASE_URL", "postgres://lipa:db-pw-31415@db.internal/lipa")]), None).unwrap();
     let debug = format!("{s:?} {:?}", s.daraja_connection().unwrap());
-    for secret in ["ck-9f8e7d", "cs-7a6b5c", "live-passkey-5c4d"] {
+    assert!(debug.contains("postgres://lipa:***@db.internal/lipa"), "{debug}");
+    for secret in ["ck-9f8e7d", "cs-7a6b5c", "live-passkey-5c4d", "db-pw-31415"] {
         assert!(!debug.contains(secret), "{secret} in {debug}");
     }
 }

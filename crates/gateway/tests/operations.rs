@@ -44,8 +44,14 @@ async fn an_enforced_allowlist_refuses_other_sources_and_trusts_only_the_named_p
     assert_eq!(spoofed.status().as_u16(), 403, "only the configured header is trusted");
     assert_eq!(app.payment(created["id"].as_str().unwrap()).await["status"], "pending");
 
-    let via_proxy =
+    // The proxy appends the address it saw; anything left of it was written by the sender.
+    let forged =
         app.http.post(&url).header("X-Forwarded-For", "196.201.214.200, 10.0.0.1").json(&body).send().await.unwrap();
+    assert_eq!(forged.status().as_u16(), 403, "a left-most entry is the sender's claim, not the proxy's");
+    assert_eq!(app.payment(created["id"].as_str().unwrap()).await["status"], "pending");
+
+    let via_proxy =
+        app.http.post(&url).header("X-Forwarded-For", "10.9.9.9, 196.201.214.200").json(&body).send().await.unwrap();
     assert_eq!(via_proxy.status().as_u16(), 200);
     assert_eq!(app.payment(created["id"].as_str().unwrap()).await["status"], "failed");
 }

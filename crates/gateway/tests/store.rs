@@ -114,3 +114,67 @@ async fn a_receipt_number_cannot_pay_two_payments() {
     assert_eq!(store.callbacks_for(&p.id).await.unwrap().len(), 1, "the body is kept");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+fn accepted(checkout: &str) -> PushResult {
+    PushResult::Accepted { merchant_request_id: "m".into(), checkout_request_id: checkout.into(), first_check_at: 0 }
+}
+
+#[tokio::test]
+async fn a_refusal_that_arrives_after_a_failure_callback_is_not_announced_again() {
+    let (store, dir) = store().await;
+    let Inserted::Created(p) = store.insert_payment(new_payment("tok")).await.unwrap() else { panic!() };
+    let body = br#"{"Body":{"stkCallback":{"MerchantRequestID":"m","CheckoutRequestID":"ws_CO_r","ResultCode":1032,"ResultDesc":"Request cancelled by user"}}}"#.to_vec();
+    let stored = store
+        .settle_from_callback(IncomingCallback {
+            token_hash: ids::sha256_hex(b"tok"),
+            parsed: daraja::callback::parse(&body),
+            body,
+            source: None,
+            received_at: 2_000,
+        })
+        .await
+        .unwrap();
+    assert_eq!(stored.status, Some(Status::Failed));
+    let after = store
+        .record_push(&p.id, PushResult::Refused { code: "500.001.1001".into(), message: "busy".into() }, 3_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        (after.status, after.result_code.as_deref()),
+        (Status::Failed, Some("1032")),
+        "the callback's result stays"
+    );
+    let events = store.webhook_events(&p.id).await.unwrap();
+    assert_eq!(events.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>(), ["payment.failed"]);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn a_refused_push_fails_a_pending_payment_and_announces_it_once() {
+    let (store, dir) = store().await;
+    let Inserted::Created(p) = store.insert_payment(new_payment("tok")).await.unwrap() else { panic!() };
+    let after = store
+        .record_push(&p.id, PushResult::Refused { code: "400.002.02".into(), message: "Invalid Amount".into() }, 3_000)
+        .await
+        .unwrap();
+    assert_eq!((after.status, after.result_code.as_deref()), (Status::Failed, Some("400.002.02")));
+    assert_eq!(store.webhook_events(&p.id).await.unwrap().len(), 1);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn a_payment_leased_for_a_query_is_not_expired_until_its_lease_ends() {
+    let (store, dir) = store().await;
+    let Inserted::Created(p) = store.insert_payment(new_payment("tok")).await.unwrap() else { panic!() };
+    store.record_push(&p.id, accepted("ws_CO_lease"), 1_000).await.unwrap();
+    let claimed = store.claim_due_checks(10_000, 100_000, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1, "the reconciler holds it");
+
+    assert!(store.expire_overdue(i64::MAX, 50_000).await.unwrap().is_empty(), "a query is in flight");
+    assert_eq!(store.payment(&p.id, None).await.unwrap().unwrap().status, Status::Pending);
+
+    // The reconciler died: once its lease ends the payment can expire.
+    assert_eq!(store.expire_overdue(i64::MAX, 100_001).await.unwrap(), [p.id.clone()]);
+    assert_eq!(store.payment(&p.id, None).await.unwrap().unwrap().status, Status::Expired);
+    let _ = std::fs::remove_dir_all(dir);
+}

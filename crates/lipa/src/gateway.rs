@@ -272,7 +272,10 @@ pub async fn config(command: ConfigCommand) -> Result<()> {
                 MpesaEnvironment::Production => "production",
                 MpesaEnvironment::Simulator => "simulator",
             };
-            println!("Environment: {environment}; database: {}", settings.database_url);
+            println!(
+                "Environment: {environment}; database: {}",
+                lipa_gateway::config::redact_url(&settings.database_url)
+            );
             for f in &findings {
                 println!("{f}");
             }

@@ -15,8 +15,10 @@ use axum::response::{IntoResponse, Response};
 use super::ApiError;
 use crate::service::Gateway;
 use crate::settlement::Outcome;
+use crate::store::StoreError;
 
-/// The sender's address: the TCP peer, or the left-most address a trusted proxy recorded.
+/// The sender's address: the TCP peer, or the right-most address in the trusted proxy's header
+/// (the one that proxy appended; entries left of it are whatever the sender claimed).
 fn source(gateway: &Gateway, headers: &HeaderMap, peer: SocketAddr) -> IpAddr {
     gateway
         .settings()
@@ -25,7 +27,7 @@ fn source(gateway: &Gateway, headers: &HeaderMap, peer: SocketAddr) -> IpAddr {
         .as_deref()
         .and_then(|name| headers.get(name))
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next())
+        .and_then(|v| v.rsplit(',').next())
         .and_then(|ip| ip.trim().parse().ok())
         .unwrap_or_else(|| peer.ip())
 }
@@ -59,8 +61,10 @@ pub(super) async fn stk(
     let stored = match gateway.ingest_callback(&token, body.to_vec(), Some(ip.to_string())).await {
         Ok(stored) => stored,
         Err(e) => {
+            // Not stored, so not acknowledged: whatever went wrong, Safaricom should retry.
             gateway.metrics().callback_refused();
-            return Err(e.into());
+            tracing::error!(error = %e, "callback not stored");
+            return Err(ApiError::from(StoreError::Unavailable(e.to_string())));
         }
     };
     if stored.outcome == Outcome::Malformed {

@@ -500,6 +500,11 @@ impl Store {
         delegate!(self.webhook_secret(api_key_id.to_owned()))
     }
 
+    /// Gives an API key `secret` as its webhook secret unless it already has one (then kept).
+    pub async fn init_webhook_secret(&self, api_key_id: &str, secret: &str) -> Result<(), StoreError> {
+        delegate!(self.init_webhook_secret(api_key_id.to_owned(), secret.to_owned()))
+    }
+
     /// Sets (or rotates) an API key's webhook secret, by key id or name; false if no live key.
     pub async fn set_webhook_secret(&self, id_or_name: &str, secret: &str) -> Result<bool, StoreError> {
         delegate!(self.set_webhook_secret(id_or_name.to_owned(), secret.to_owned()))

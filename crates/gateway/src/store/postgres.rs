@@ -57,7 +57,14 @@ impl PostgresStore {
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         let mut config = deadpool_postgres::Config::new();
         config.url = Some(url.to_owned());
-        config.pool = Some(deadpool_postgres::PoolConfig::new(32));
+        // Bounded waits: an unreachable or saturated database answers "unavailable" (503) within
+        // seconds instead of holding requests open.
+        let wait = Some(std::time::Duration::from_secs(5));
+        config.pool = Some(deadpool_postgres::PoolConfig {
+            max_size: 32,
+            timeouts: deadpool_postgres::Timeouts { wait, create: wait, recycle: wait },
+            ..deadpool_postgres::PoolConfig::default()
+        });
         let pool = config
             .create_pool(Some(Runtime::Tokio1), NoTls)
             .map_err(|e| StoreError::Unavailable(format!("DATABASE_URL is not usable: {e}")))?;
@@ -245,18 +252,29 @@ impl PostgresStore {
                 event(&tx, &id, now, "push_accepted", &detail).await?;
             }
             PushResult::Refused { code, message } => {
-                tx.execute(
-                    "UPDATE payments SET push_state = 'refused', status = CASE WHEN status = 'pending' THEN 'failed' ELSE status END,
-                        failure_reason = CASE WHEN status = 'pending' THEN $2 ELSE failure_reason END,
-                        result_code = COALESCE(result_code, $3), result_desc = COALESCE(result_desc, $4),
-                        settled_by = COALESCE(settled_by, 'push'), settled_at = COALESCE(settled_at, $5), updated_at = $5
-                     WHERE id = $1",
-                    &[&id.as_str(), &FailureReason::RejectedByDaraja.as_str(), code, message, &now],
-                )
-                .await
-                .map_err(pg_error)?;
+                // Fails the payment only if nothing settled it meanwhile (a callback can race
+                // the push's answer); only that move is announced.
+                let failed = tx
+                    .execute(
+                        "UPDATE payments SET push_state = 'refused', status = 'failed', failure_reason = $2,
+                            result_code = $3, result_desc = $4, settled_by = 'push', settled_at = $5, updated_at = $5
+                         WHERE id = $1 AND status = 'pending'",
+                        &[&id.as_str(), &FailureReason::RejectedByDaraja.as_str(), code, message, &now],
+                    )
+                    .await
+                    .map_err(pg_error)?;
+                if failed == 0 {
+                    tx.execute(
+                        "UPDATE payments SET push_state = 'refused', updated_at = $2 WHERE id = $1",
+                        &[&id.as_str(), &now],
+                    )
+                    .await
+                    .map_err(pg_error)?;
+                }
                 event(&tx, &id, now, "push_refused", &serde_json::json!({"code": code, "message": message})).await?;
-                announce(&tx, &id, "payment.failed", now).await?;
+                if failed > 0 {
+                    announce(&tx, &id, "payment.failed", now).await?;
+                }
             }
             PushResult::Unknown { error, first_check_at } => {
                 tx.execute(
@@ -479,7 +497,8 @@ impl PostgresStore {
             .query(
                 "UPDATE payments SET status = 'expired', settled_by = 'expiry', settled_at = $2, updated_at = $2,
                     next_check_at = NULL, lease_until = NULL
-                 WHERE id IN (SELECT id FROM payments WHERE status = 'pending' AND created_at < $1 FOR UPDATE SKIP LOCKED)
+                 WHERE id IN (SELECT id FROM payments WHERE status = 'pending' AND created_at < $1
+                     AND (lease_until IS NULL OR lease_until <= $2) FOR UPDATE SKIP LOCKED)
                  RETURNING id",
                 &[&created_before, &now],
             )
@@ -517,6 +536,18 @@ impl PostgresStore {
             .await
             .map_err(pg_error)?;
         Ok(n > 0)
+    }
+
+    pub(super) async fn init_webhook_secret(&self, api_key_id: String, secret: String) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .execute(
+                "UPDATE api_keys SET webhook_secret = $2 WHERE id = $1 AND webhook_secret IS NULL",
+                &[&api_key_id, &secret],
+            )
+            .await
+            .map(drop)
+            .map_err(pg_error)
     }
 
     pub(super) async fn claim_due_webhooks(
@@ -600,7 +631,8 @@ impl PostgresStore {
             .client()
             .await?
             .execute(
-                "UPDATE webhook_events SET status = 'pending', next_attempt_at = $2, lease_until = NULL
+                "UPDATE webhook_events SET status = 'pending', next_attempt_at = $2,
+                    lease_until = CASE WHEN lease_until > $2 THEN lease_until END
                  WHERE id = $1 AND ($3::TEXT IS NULL OR api_key_id = $3)",
                 &[&event_id, &now, &api_key_id],
             )

@@ -48,7 +48,10 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
 
 fn sql_error(e: rusqlite::Error) -> StoreError {
     match &e {
-        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+        {
             StoreError::Conflict(e.to_string())
         }
         rusqlite::Error::FromSqlConversionFailure(..) | rusqlite::Error::InvalidColumnType(..) => {
@@ -87,8 +90,7 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
 
 /// Copies the WAL back into the database file once a second from its own connection, so the
 /// checkpoint's fsyncs never stall the writer's commits. Stops when the store is dropped.
-fn run_checkpoints(path: &str, alive: &mpsc::WeakUnboundedSender<Job>) {
-    let Ok(conn) = connect(path) else { return };
+fn run_checkpoints(conn: Connection, alive: &mpsc::WeakUnboundedSender<Job>) {
     while alive.upgrade().is_some() {
         std::thread::sleep(std::time::Duration::from_secs(1));
         if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)") {
@@ -118,18 +120,25 @@ fn run_writer(conn: Connection, mut jobs: mpsc::UnboundedReceiver<Job>) {
             }
             continue;
         }
+        // A job's savepoint that cannot be opened or closed leaves its writes entangled with
+        // the others': then nothing of the batch is committed and every job fails.
+        let mut savepoint_failed = None;
         for job in batch.drain(..) {
             let savepoint = conn.execute_batch("SAVEPOINT job");
             let (ok, completion) = job(&conn);
             let closed =
                 if ok { conn.execute_batch("RELEASE job") } else { conn.execute_batch("ROLLBACK TO job; RELEASE job") };
             if let Err(e) = savepoint.and(closed) {
-                tracing::error!(error = %e, "savepoint failed");
+                tracing::error!(error = %e, "savepoint failed; the whole write batch is rolled back");
+                savepoint_failed = Some(e);
             }
             completions.push(completion);
         }
         let jobs_took = batch_started.elapsed();
-        let committed = conn.execute_batch("COMMIT").map_err(sql_error);
+        let committed = match savepoint_failed {
+            Some(e) => Err(sql_error(e)),
+            None => conn.execute_batch("COMMIT").map_err(sql_error),
+        };
         tracing::trace!(jobs = completions.len(), ?jobs_took, commit_took = ?(batch_started.elapsed() - jobs_took), "write batch");
         if committed.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
@@ -144,7 +153,7 @@ impl SqliteStore {
     /// Opens the database file (created if missing), migrates it, and starts the writer.
     pub async fn open(path: &str) -> Result<Self, StoreError> {
         let path_owned = path.to_owned();
-        let (conn, readers) = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
+        let (conn, readers, checkpointer) = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
             if path_owned != ":memory:"
                 && let Some(dir) = Path::new(&path_owned).parent().filter(|d| !d.as_os_str().is_empty())
             {
@@ -155,14 +164,25 @@ impl SqliteStore {
             // The writer keeps the hot indexes cached (16 MB); readers use SQLite's default.
             conn.execute_batch("PRAGMA cache_size=-16000").map_err(sql_error)?;
             migrate(&conn)?;
-            // Checkpoints run on their own thread (see `run_checkpoints`).
-            if path_owned != ":memory:" {
-                conn.execute_batch("PRAGMA wal_autocheckpoint = 0").map_err(sql_error)?;
-            }
+            // Checkpoints run on their own thread (see `run_checkpoints`); without a connection
+            // for it, SQLite's automatic checkpoints stay on.
+            let checkpointer = match path_owned.as_str() {
+                ":memory:" => None,
+                _ => match connect(&path_owned) {
+                    Ok(c) => {
+                        conn.execute_batch("PRAGMA wal_autocheckpoint = 0").map_err(sql_error)?;
+                        Some(c)
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "no checkpoint connection; automatic checkpoints stay on");
+                        None
+                    }
+                },
+            };
             // An in-memory database is private to its connection, so readers share the writer's
             // view only for files; `:memory:` is for quick experiments, tests use files.
             let readers = if path_owned == ":memory:" { Vec::new() } else { vec![connect(&path_owned)?] };
-            Ok((conn, readers))
+            Ok((conn, readers, checkpointer))
         })
         .await
         .map_err(unavailable)??;
@@ -171,11 +191,11 @@ impl SqliteStore {
             .name("lipa-sqlite-writer".into())
             .spawn(move || run_writer(conn, jobs))
             .map_err(unavailable)?;
-        if path != ":memory:" {
-            let (path, alive) = (path.to_owned(), writer.downgrade());
+        if let Some(checkpointer) = checkpointer {
+            let alive = writer.downgrade();
             std::thread::Builder::new()
                 .name("lipa-sqlite-checkpoint".into())
-                .spawn(move || run_checkpoints(&path, &alive))
+                .spawn(move || run_checkpoints(checkpointer, &alive))
                 .map_err(unavailable)?;
         }
         Ok(Self { writer, readers: Arc::new(Mutex::new(readers)), path: path.into() })
@@ -364,17 +384,23 @@ impl SqliteStore {
                     )?;
                 }
                 PushResult::Refused { code, message } => {
-                    exec(c,
-                        "UPDATE payments SET push_state = 'refused', status = CASE WHEN status = 'pending' THEN 'failed' ELSE status END,
-                            failure_reason = CASE WHEN status = 'pending' THEN ?2 ELSE failure_reason END,
-                            result_code = COALESCE(result_code, ?3), result_desc = COALESCE(result_desc, ?4),
-                            settled_by = COALESCE(settled_by, 'push'), settled_at = COALESCE(settled_at, ?5), updated_at = ?5
-                         WHERE id = ?1",
+                    // Fails the payment only if nothing settled it meanwhile (a callback can race
+                    // the push's answer); only that move is announced.
+                    let failed = exec(c,
+                        "UPDATE payments SET push_state = 'refused', status = 'failed', failure_reason = ?2,
+                            result_code = ?3, result_desc = ?4, settled_by = 'push', settled_at = ?5, updated_at = ?5
+                         WHERE id = ?1 AND status = 'pending'",
                         params![id.as_str(), FailureReason::RejectedByDaraja.as_str(), code, message, now],
                     )
                     .map_err(sql_error)?;
+                    if failed == 0 {
+                        exec(c, "UPDATE payments SET push_state = 'refused', updated_at = ?2 WHERE id = ?1", params![id.as_str(), now])
+                            .map_err(sql_error)?;
+                    }
                     event(c, &id, now, "push_refused", &serde_json::json!({"code": code, "message": message}))?;
-                    announce(c, &id, "payment.failed", now)?;
+                    if failed > 0 {
+                        announce(c, &id, "payment.failed", now)?;
+                    }
                 }
                 PushResult::Unknown { error, first_check_at } => {
                     exec(c,
@@ -595,7 +621,8 @@ impl SqliteStore {
                 .prepare_cached(
                     "UPDATE payments SET status = 'expired', settled_by = 'expiry', settled_at = ?2, updated_at = ?2,
                         next_check_at = NULL, lease_until = NULL
-                     WHERE status = 'pending' AND created_at < ?1 RETURNING id",
+                     WHERE status = 'pending' AND created_at < ?1 AND (lease_until IS NULL OR lease_until <= ?2)
+                     RETURNING id",
                 )
                 .map_err(sql_error)?;
             let ids = stmt
@@ -632,6 +659,19 @@ impl SqliteStore {
                 params![id_or_name, secret],
             )
             .map(|n| n > 0)
+            .map_err(sql_error)
+        })
+        .await
+    }
+
+    pub(super) async fn init_webhook_secret(&self, api_key_id: String, secret: String) -> Result<(), StoreError> {
+        self.write(move |c| {
+            exec(
+                c,
+                "UPDATE api_keys SET webhook_secret = ?2 WHERE id = ?1 AND webhook_secret IS NULL",
+                params![api_key_id, secret],
+            )
+            .map(drop)
             .map_err(sql_error)
         })
         .await
@@ -719,7 +759,8 @@ impl SqliteStore {
         self.write(move |c| {
             exec(
                 c,
-                "UPDATE webhook_events SET status = 'pending', next_attempt_at = ?2, lease_until = NULL
+                "UPDATE webhook_events SET status = 'pending', next_attempt_at = ?2,
+                    lease_until = CASE WHEN lease_until > ?2 THEN lease_until END
                  WHERE id = ?1 AND (?3 IS NULL OR api_key_id = ?3)",
                 params![event_id, now, api_key_id],
             )
