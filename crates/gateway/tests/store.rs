@@ -174,7 +174,7 @@ async fn a_payment_leased_for_a_query_is_not_expired_until_its_lease_ends() {
     assert_eq!(store.payment(&p.id, None).await.unwrap().unwrap().status, Status::Pending);
 
     // The reconciler died: once its lease ends the payment can expire.
-    assert_eq!(store.expire_overdue(i64::MAX, 100_001).await.unwrap(), [p.id.clone()]);
+    assert_eq!(store.expire_overdue(i64::MAX, 100_001).await.unwrap(), std::slice::from_ref(&p.id));
     assert_eq!(store.payment(&p.id, None).await.unwrap().unwrap().status, Status::Expired);
     let _ = std::fs::remove_dir_all(dir);
 }
