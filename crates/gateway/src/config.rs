@@ -103,6 +103,28 @@ pub struct CallbackSettings {
     pub trusted_proxy_header: Option<String>,
 }
 
+/// Receipt emails.
+#[derive(Clone)]
+pub struct MailSettings {
+    /// `SMTP_URL`: `smtp://user:password@host:587` (STARTTLS), `smtps://…:465` (TLS), or
+    /// `smtp://host:25?tls=none` for a local relay. Unset: no emails are sent.
+    pub smtp_url: Option<String>,
+    /// `MAIL_FROM`: the sender, e.g. `Shop <receipts@shop.example>`.
+    pub from: Option<String>,
+    /// Retry an unsent email for this long, then give up.
+    pub max_age: Duration,
+}
+
+impl fmt::Debug for MailSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MailSettings")
+            .field("smtp_url", &self.smtp_url.as_deref().map(redact_url))
+            .field("from", &self.from)
+            .field("max_age", &self.max_age)
+            .finish()
+    }
+}
+
 /// Merchant webhooks.
 #[derive(Debug, Clone)]
 pub struct WebhookSettings {
@@ -135,6 +157,8 @@ pub struct Settings {
     pub callbacks: CallbackSettings,
     /// Merchant webhooks.
     pub webhooks: WebhookSettings,
+    /// Receipt emails.
+    pub mail: MailSettings,
     /// `LIPA_LOG_FORMAT=json` for JSON logs.
     pub json_logs: bool,
 }
@@ -151,6 +175,7 @@ impl fmt::Debug for Settings {
             .field("reconciliation", &self.reconciliation)
             .field("callbacks", &self.callbacks)
             .field("webhooks", &self.webhooks)
+            .field("mail", &self.mail)
             .field("json_logs", &self.json_logs)
             .finish()
     }
@@ -230,6 +255,16 @@ struct FileSettings {
     callbacks: FileCallbacks,
     #[serde(default)]
     webhooks: FileWebhooks,
+    #[serde(default)]
+    mail: FileMail,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileMail {
+    smtp_url: Option<String>,
+    from: Option<String>,
+    max_age_hours: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -395,6 +430,11 @@ impl Settings {
                 max_age: Duration::from_secs(f.webhooks.max_age_hours.unwrap_or(72).saturating_mul(3600)),
                 timeout: secs(f.webhooks.timeout_secs, 10),
             },
+            mail: MailSettings {
+                smtp_url: pick("SMTP_URL", f.mail.smtp_url),
+                from: pick("MAIL_FROM", f.mail.from),
+                max_age: Duration::from_secs(f.mail.max_age_hours.unwrap_or(72).saturating_mul(3600)),
+            },
             json_logs: env("LIPA_LOG_FORMAT").is_some_and(|v| v.eq_ignore_ascii_case("json")),
         })
     }
@@ -511,6 +551,19 @@ impl Settings {
                 setting: "LIPA_WEBHOOK_URL",
                 message: format!("{url:?} is not an absolute http(s) URL"),
             });
+        }
+        if self.mail.smtp_url.is_some() {
+            let from = self.mail.from.as_deref().unwrap_or_default();
+            if from.parse::<lettre::message::Mailbox>().is_err() {
+                out.push(Finding {
+                    error: true,
+                    setting: "MAIL_FROM",
+                    message: format!("{from:?} is not a sender address; use e.g. \"Shop <receipts@shop.example>\""),
+                });
+            }
+            if let Err(e) = crate::mail::transport(self.mail.smtp_url.as_deref().unwrap_or_default()) {
+                out.push(Finding { error: true, setting: "SMTP_URL", message: e });
+            }
         }
         let p = &self.payments;
         if p.max_amount == 0 || p.max_amount > 250_000 {

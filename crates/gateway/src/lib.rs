@@ -10,6 +10,7 @@ pub mod api;
 pub mod config;
 pub mod ids;
 pub mod keys;
+pub mod mail;
 pub mod metrics;
 pub mod payment;
 pub mod rate;

@@ -104,6 +104,7 @@ struct Inner {
     query_limit: RateLimiter,
     metrics: crate::metrics::Metrics,
     webhook_client: reqwest::Client,
+    mailer: Result<Option<crate::mail::Mailer>, String>,
     changes: tokio::sync::broadcast::Sender<crate::payment::PaymentId>,
 }
 
@@ -136,6 +137,9 @@ impl Gateway {
                 timed_out: false,
                 source,
             })?;
+        let mailer = crate::mail::Mailer::from_settings(&settings.mail).inspect_err(|e| {
+            tracing::error!(error = %e, "receipt emails are off: the mail settings are not usable");
+        });
         Ok(Self {
             inner: Arc::new(Inner {
                 push_limit: RateLimiter::per_second(settings.payments.pushes_per_second),
@@ -147,6 +151,7 @@ impl Gateway {
                 public_url: public_url.trim_end_matches('/').to_owned(),
                 clock,
                 metrics: crate::metrics::Metrics::default(),
+                mailer,
                 webhook_client,
                 changes: tokio::sync::broadcast::channel(1024).0,
             }),
@@ -180,6 +185,10 @@ impl Gateway {
 
     pub(crate) fn changed(&self, id: &crate::payment::PaymentId) {
         let _ = self.inner.changes.send(id.clone());
+    }
+
+    pub(crate) fn mailer(&self) -> Result<Option<&crate::mail::Mailer>, &str> {
+        self.inner.mailer.as_ref().map(Option::as_ref).map_err(String::as_str)
     }
 
     pub(crate) fn webhook_client(&self) -> &reqwest::Client {

@@ -28,3 +28,44 @@ pub(crate) fn opt_millis<S: Serializer>(ms: &Option<i64>, s: S) -> Result<S::Ok,
         None => s.serialize_none(),
     }
 }
+
+/// Milliseconds since the epoch as Nairobi wall-clock time for people: `30 Nov 2026, 18:05 EAT`.
+pub fn nairobi(ms: i64) -> String {
+    let format = time::macros::format_description!("[day padding:none] [month repr:short] [year], [hour]:[minute]");
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .map(|t| t.to_offset(time::macros::offset!(+3)))
+        .and_then(|t| t.format(&format).ok())
+        .map(|t| format!("{t} EAT"))
+        .unwrap_or_default()
+}
+
+/// Shillings for people: `KES 1,250`.
+pub fn kes(amount: u32) -> String {
+    let digits = amount.to_string();
+    let mut out = String::with_capacity(digits.len() + 8);
+    out.push_str("KES ");
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn nairobi_time_is_utc_plus_three_whatever_the_host() {
+        // 2026-11-30T21:30:00Z is 00:30 the next day in Nairobi.
+        assert_eq!(super::nairobi(1_796_074_200_000), "1 Dec 2026, 00:30 EAT");
+    }
+
+    #[test]
+    fn shillings_are_grouped_in_thousands() {
+        assert_eq!(super::kes(45), "KES 45");
+        assert_eq!(super::kes(1_250), "KES 1,250");
+        assert_eq!(super::kes(250_000), "KES 250,000");
+    }
+}

@@ -54,7 +54,7 @@ pub fn new_secret() -> String {
 }
 
 /// Exponential backoff from 10 s, doubling per attempt, capped at 6 h, with ±20 % jitter.
-fn backoff(attempts: u32) -> Duration {
+pub(crate) fn backoff(attempts: u32) -> Duration {
     let base = 10u64.saturating_mul(1u64 << attempts.min(16)).min(6 * 3600);
     let jitter = u64::from_str_radix(&ids::random_hex(2), 16).unwrap_or(0) % 41; // 0..=40
     Duration::from_millis(base * 1000 * (80 + jitter) / 100)

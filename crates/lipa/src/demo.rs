@@ -82,10 +82,7 @@ pub async fn run(args: Args) -> Result<()> {
     println!("Press Ctrl-C to stop.");
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let workers = vec![
-        tokio::spawn(lipa_gateway::reconciliation::run(gateway.clone(), stopped.clone())),
-        tokio::spawn(lipa_gateway::webhooks::run(gateway, stopped)),
-    ];
+    let workers = crate::gateway::spawn_workers(gateway, stopped);
     app.run_until_stopped(crate::shutdown_signal()).await?;
     let _ = stop.send(true);
     for worker in workers {

@@ -96,14 +96,15 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     Ok(())
 }
 
-/// The background workers of a gateway: reconciliation and webhook delivery.
-fn spawn_workers(
+/// The background workers of a gateway: reconciliation, webhook delivery, receipt emails.
+pub fn spawn_workers(
     gateway: lipa_gateway::service::Gateway,
     stopped: tokio::sync::watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     vec![
         tokio::spawn(lipa_gateway::reconciliation::run(gateway.clone(), stopped.clone())),
-        tokio::spawn(lipa_gateway::webhooks::run(gateway, stopped)),
+        tokio::spawn(lipa_gateway::webhooks::run(gateway.clone(), stopped.clone())),
+        tokio::spawn(lipa_gateway::mail::run(gateway, stopped)),
     ]
 }
 

@@ -73,6 +73,27 @@ fn announcement(outcome: Outcome, before: Status, after: Status) -> Option<&'sta
     }
 }
 
+/// Whether an announcement sends the customer a receipt email.
+fn sends_receipt(event_type: &str, payment: &Payment) -> bool {
+    event_type == "payment.paid" && payment.customer_email.is_some()
+}
+
+/// The timeline entry for an email attempt.
+fn email_event(job: &EmailJob, next: &EmailNext) -> (&'static str, serde_json::Value) {
+    let to = &job.recipient;
+    match next {
+        EmailNext::Sent => ("email_sent", serde_json::json!({"to": to, "attempt": job.attempts + 1})),
+        EmailNext::RetryAt(at, error) => (
+            "email_failed",
+            serde_json::json!({"to": to, "attempt": job.attempts + 1, "error": error, "retry_at": crate::time_fmt::rfc3339(*at)}),
+        ),
+        EmailNext::Dead(error) => {
+            ("email_dead", serde_json::json!({"to": to, "attempt": job.attempts + 1, "error": error}))
+        }
+        EmailNext::Skipped(reason) => ("email_skipped", serde_json::json!({"to": to, "reason": reason})),
+    }
+}
+
 /// The webhook body for a payment: `{id, type, created_at, data}`; fixed when written.
 fn webhook_payload(event_id: &str, event_type: &str, now: i64, payment: &Payment) -> String {
     serde_json::json!({
@@ -324,6 +345,92 @@ pub struct WebhookEvent {
     pub attempts: Vec<WebhookAttempt>,
 }
 
+/// A hosted checkout session: what the customer is asked to pay, and where to send them after.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CheckoutSession {
+    /// `cs_…`, unguessable: it is the customer's only credential.
+    pub id: String,
+    /// The merchant's API key.
+    #[serde(skip)]
+    pub api_key_id: String,
+    /// Shillings.
+    pub amount: u32,
+    /// AccountReference for the push.
+    pub account_reference: String,
+    /// TransactionDesc for the push; shown to the customer.
+    pub description: String,
+    /// Where "Return to shop" goes after payment (with `session_id`).
+    pub success_url: String,
+    /// Where "Back to shop" goes without payment.
+    pub cancel_url: String,
+    /// The phone, if the merchant knew it (12 digits).
+    pub phone: Option<String>,
+    /// Receipt email address.
+    pub customer_email: Option<String>,
+    /// Webhook URL for its payments.
+    pub webhook_url: Option<String>,
+    /// Merchant data, copied to its payments.
+    pub metadata: serde_json::Value,
+    /// Created.
+    #[serde(serialize_with = "crate::time_fmt::millis")]
+    pub created_at: i64,
+    /// After this the page is gone and no payment can start.
+    #[serde(serialize_with = "crate::time_fmt::millis")]
+    pub expires_at: i64,
+    /// The latest payment attempt.
+    pub payment_id: Option<String>,
+    /// Payment attempts so far.
+    pub attempts: u32,
+}
+
+/// A session to insert, with the idempotency data of the request that made it.
+#[derive(Debug, Clone)]
+pub struct NewCheckoutSession {
+    /// The session.
+    pub session: CheckoutSession,
+    /// The caller's idempotency key.
+    pub idempotency_key: Option<String>,
+    /// SHA-256 of the validated request.
+    pub request_hash: String,
+}
+
+/// The result of inserting a session.
+#[derive(Debug, Clone)]
+pub enum SessionInserted {
+    /// Newly created.
+    Created(CheckoutSession),
+    /// The idempotency key was used before, for the request with this hash.
+    Existing(CheckoutSession, String),
+}
+
+/// A receipt email due to be sent, leased to one worker.
+#[derive(Debug, Clone)]
+pub struct EmailJob {
+    /// `eml_…`.
+    pub id: String,
+    /// The payment it is the receipt of.
+    pub payment_id: PaymentId,
+    /// Address.
+    pub recipient: String,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// Created, ms.
+    pub created_at: i64,
+}
+
+/// What happens to an email after an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EmailNext {
+    /// The SMTP server accepted it.
+    Sent,
+    /// Failed with this error; try again at this time (ms).
+    RetryAt(i64, String),
+    /// Failed with this error and too old to retry.
+    Dead(String),
+    /// Not sent, for this reason (no SMTP server configured).
+    Skipped(String),
+}
+
 /// Filters for listing payments; all optional.
 #[derive(Debug, Clone, Default)]
 pub struct PaymentFilter {
@@ -493,6 +600,37 @@ impl Store {
     /// Expires pending payments created before `created_before`; returns their ids.
     pub async fn expire_overdue(&self, created_before: i64, now: i64) -> Result<Vec<PaymentId>, StoreError> {
         delegate!(self.expire_overdue(created_before, now))
+    }
+
+    /// Inserts a checkout session, or finds the one made earlier with the same idempotency key.
+    pub async fn insert_checkout_session(&self, new: NewCheckoutSession) -> Result<SessionInserted, StoreError> {
+        delegate!(self.insert_checkout_session(new))
+    }
+
+    /// A checkout session by id.
+    pub async fn checkout_session(&self, id: &str) -> Result<Option<CheckoutSession>, StoreError> {
+        delegate!(self.checkout_session(id.to_owned()))
+    }
+
+    /// Records `payment_id` as attempt number `attempt` of a session; false if another attempt
+    /// got there first.
+    pub async fn attach_checkout_payment(
+        &self,
+        session_id: &str,
+        payment_id: &PaymentId,
+        attempt: u32,
+    ) -> Result<bool, StoreError> {
+        delegate!(self.attach_checkout_payment(session_id.to_owned(), payment_id.clone(), attempt))
+    }
+
+    /// Leases up to `limit` receipt emails due at `now` until `lease_until`.
+    pub async fn claim_due_emails(&self, now: i64, lease_until: i64, limit: u32) -> Result<Vec<EmailJob>, StoreError> {
+        delegate!(self.claim_due_emails(now, lease_until, limit))
+    }
+
+    /// Records an email attempt's outcome, and puts it on the payment's timeline.
+    pub async fn finish_email(&self, job: &EmailJob, next: EmailNext, now: i64) -> Result<(), StoreError> {
+        delegate!(self.finish_email(job.clone(), next, now))
     }
 
     /// The webhook signing secret of an API key, if it has one.

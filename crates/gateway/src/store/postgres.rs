@@ -15,15 +15,16 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
 use super::{
-    ApiKey, CallbackStored, DueCheck, Event, IncomingCallback, Inserted, NewPayment, PaymentFilter, PushResult,
-    Settling, StoreError, StoredCallback, WebhookAttempt, WebhookEvent, WebhookJob, WebhookNext, announcement, current,
-    webhook_payload,
+    ApiKey, CallbackStored, CheckoutSession, DueCheck, EmailJob, EmailNext, Event, IncomingCallback, Inserted,
+    NewCheckoutSession, NewPayment, PaymentFilter, PushResult, SessionInserted, Settling, StoreError, StoredCallback,
+    WebhookAttempt, WebhookEvent, WebhookJob, WebhookNext, announcement, current, sends_receipt, webhook_payload,
 };
 use crate::payment::{FailureReason, Payment, PaymentId, SettledBy, Status};
 use crate::settlement::{self, Change, Decision, Outcome};
 
 const SCHEMA_V1: &str = include_str!("schema_postgres.sql");
 const SCHEMA_V2: &str = include_str!("schema_v2_postgres.sql");
+const SCHEMA_V3: &str = include_str!("schema_v3_postgres.sql");
 const MIGRATION_LOCK: i64 = 0x6c69_7061; // "lipa"
 
 /// The PostgreSQL store. Cheap to clone.
@@ -95,6 +96,11 @@ impl PostgresStore {
             tx.batch_execute(SCHEMA_V2).await.map_err(pg_error)?;
             tx.execute("INSERT INTO lipa_schema (version) VALUES (2)", &[]).await.map_err(pg_error)?;
             tracing::info!("database schema migrated to version 2 (webhooks)");
+        }
+        if version.unwrap_or(0) < 3 {
+            tx.batch_execute(SCHEMA_V3).await.map_err(pg_error)?;
+            tx.execute("INSERT INTO lipa_schema (version) VALUES (3)", &[]).await.map_err(pg_error)?;
+            tracing::info!("database schema migrated to version 3 (emails, checkout sessions)");
         }
         tx.commit().await.map_err(pg_error)
     }
@@ -513,6 +519,148 @@ impl PostgresStore {
         Ok(ids)
     }
 
+    // ---- checkout sessions ----
+
+    pub(super) async fn insert_checkout_session(&self, new: NewCheckoutSession) -> Result<SessionInserted, StoreError> {
+        let client = self.client().await?;
+        let find = async |key: &str| -> Result<Option<SessionInserted>, StoreError> {
+            let row = client
+                .query_opt(
+                    &format!(
+                        "SELECT {SESSION_COLUMNS}, request_hash FROM checkout_sessions
+                         WHERE api_key_id = $1 AND idempotency_key = $2"
+                    ),
+                    &[&new.session.api_key_id, &key],
+                )
+                .await
+                .map_err(pg_error)?;
+            row.map(|r| Ok(SessionInserted::Existing(session_from_row(&r)?, r.get(SESSION_COLUMN_COUNT)))).transpose()
+        };
+        if let Some(key) = &new.idempotency_key
+            && let Some(existing) = find(key).await?
+        {
+            return Ok(existing);
+        }
+        let s = &new.session;
+        let inserted = client
+            .execute(
+                "INSERT INTO checkout_sessions (id, api_key_id, idempotency_key, request_hash, amount, account_reference,
+                    description, success_url, cancel_url, phone, customer_email, webhook_url, metadata, created_at,
+                    expires_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+                 ON CONFLICT (api_key_id, idempotency_key) DO NOTHING",
+                &[
+                    &s.id,
+                    &s.api_key_id,
+                    &new.idempotency_key,
+                    &new.request_hash,
+                    &i32::try_from(s.amount).map_err(|_| corrupt("amount out of range"))?,
+                    &s.account_reference,
+                    &s.description,
+                    &s.success_url,
+                    &s.cancel_url,
+                    &s.phone,
+                    &s.customer_email,
+                    &s.webhook_url,
+                    &s.metadata.to_string(),
+                    &s.created_at,
+                    &s.expires_at,
+                ],
+            )
+            .await
+            .map_err(pg_error)?;
+        // Zero rows: a concurrent request with the same key won the insert; answer with its session.
+        match (inserted, &new.idempotency_key) {
+            (0, Some(key)) => find(key).await?.ok_or_else(|| StoreError::Conflict("checkout session vanished".into())),
+            _ => Ok(SessionInserted::Created(new.session.clone())),
+        }
+    }
+
+    pub(super) async fn checkout_session(&self, id: String) -> Result<Option<CheckoutSession>, StoreError> {
+        self.client()
+            .await?
+            .query_opt(&format!("SELECT {SESSION_COLUMNS} FROM checkout_sessions WHERE id = $1"), &[&id])
+            .await
+            .map_err(pg_error)?
+            .map(|r| session_from_row(&r))
+            .transpose()
+    }
+
+    pub(super) async fn attach_checkout_payment(
+        &self,
+        session_id: String,
+        payment_id: PaymentId,
+        attempt: u32,
+    ) -> Result<bool, StoreError> {
+        let attempt = i32::try_from(attempt).map_err(|_| corrupt("attempt out of range"))?;
+        let n = self
+            .client()
+            .await?
+            .execute(
+                "UPDATE checkout_sessions SET payment_id = $2, attempts = $3 WHERE id = $1 AND attempts = $3 - 1",
+                &[&session_id, &payment_id.as_str(), &attempt],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(n > 0)
+    }
+
+    // ---- emails ----
+
+    pub(super) async fn claim_due_emails(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> Result<Vec<EmailJob>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "UPDATE emails SET lease_until = $2
+                 WHERE id IN (SELECT id FROM emails
+                              WHERE status = 'pending' AND next_attempt_at <= $1
+                                AND (lease_until IS NULL OR lease_until <= $1)
+                              ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED)
+                 RETURNING id, payment_id, recipient, attempts, created_at",
+                &[&now, &lease_until, &i64::from(limit)],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(rows
+            .iter()
+            .map(|r| EmailJob {
+                id: r.get(0),
+                payment_id: PaymentId::from_db(r.get(1)),
+                recipient: r.get(2),
+                attempts: u32::try_from(r.get::<_, i32>(3)).unwrap_or(0),
+                created_at: r.get(4),
+            })
+            .collect())
+    }
+
+    pub(super) async fn finish_email(&self, job: EmailJob, next: EmailNext, now: i64) -> Result<(), StoreError> {
+        let (status, next_at, error, tried) = match &next {
+            EmailNext::Sent => ("sent", None, None, 1),
+            EmailNext::RetryAt(at, error) => ("pending", Some(*at), Some(error.as_str()), 1),
+            EmailNext::Dead(error) => ("dead", None, Some(error.as_str()), 1),
+            EmailNext::Skipped(reason) => ("skipped", None, Some(reason.as_str()), 0),
+        };
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        tx.execute(
+            "UPDATE emails SET status = $2, next_attempt_at = $3, last_error = $4, attempts = attempts + $5,
+                sent_at = CASE WHEN $2 = 'sent' THEN $6 END, lease_until = NULL
+             WHERE id = $1",
+            &[&job.id, &status, &next_at, &error, &tried, &now],
+        )
+        .await
+        .map_err(pg_error)?;
+        let (kind, detail) = super::email_event(&job, &next);
+        event(&tx, &job.payment_id, now, kind, &detail).await?;
+        tx.commit().await.map_err(pg_error)
+    }
+
     // ---- webhooks ----
 
     pub(super) async fn webhook_secret(&self, api_key_id: String) -> Result<Option<String>, StoreError> {
@@ -836,10 +984,22 @@ async fn announce(c: &impl GenericClient, id: &PaymentId, event_type: &str, now:
         )
         .await
         .map_err(pg_error)?;
-    c.execute(&stmt, &[&event_id, &id.as_str(), &payment.api_key_id, &event_type, &payment.webhook_url, &payload, &now])
+    c.execute(
+        &stmt,
+        &[&event_id, &id.as_str(), &payment.api_key_id, &event_type, &payment.webhook_url, &payload, &now],
+    )
+    .await
+    .map_err(pg_error)?;
+    if sends_receipt(event_type, &payment) {
+        c.execute(
+            "INSERT INTO emails (id, payment_id, recipient, status, created_at, next_attempt_at)
+             VALUES ($1, $2, $3, 'pending', $4, $4)",
+            &[&format!("eml_{}", crate::ids::random_hex(12)), &id.as_str(), &payment.customer_email, &now],
+        )
         .await
-        .map_err(pg_error)
-        .map(|_| ())
+        .map_err(pg_error)?;
+    }
+    Ok(())
 }
 
 async fn event(
@@ -900,6 +1060,30 @@ fn settling_from_row(r: &Row) -> Result<Settling, StoreError> {
             .get::<_, Option<&str>>(7)
             .map(|s| SettledBy::parse(s).ok_or_else(|| corrupt("unknown settled_by")))
             .transpose()?,
+    })
+}
+
+const SESSION_COLUMNS: &str = "id, api_key_id, amount, account_reference, description, success_url, cancel_url, phone,
+    customer_email, webhook_url, metadata, created_at, expires_at, payment_id, attempts";
+const SESSION_COLUMN_COUNT: usize = 15;
+
+fn session_from_row(r: &Row) -> Result<CheckoutSession, StoreError> {
+    Ok(CheckoutSession {
+        id: r.get(0),
+        api_key_id: r.get(1),
+        amount: u32::try_from(r.get::<_, i32>(2)).map_err(|_| corrupt("amount out of range"))?,
+        account_reference: r.get(3),
+        description: r.get(4),
+        success_url: r.get(5),
+        cancel_url: r.get(6),
+        phone: r.get(7),
+        customer_email: r.get(8),
+        webhook_url: r.get(9),
+        metadata: serde_json::from_str(r.get::<_, &str>(10)).map_err(|_| corrupt("session metadata is not JSON"))?,
+        created_at: r.get(11),
+        expires_at: r.get(12),
+        payment_id: r.get(13),
+        attempts: u32::try_from(r.get::<_, i32>(14)).map_err(|_| corrupt("attempts out of range"))?,
     })
 }
 

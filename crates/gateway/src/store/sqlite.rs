@@ -14,9 +14,9 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    ApiKey, CallbackStored, DueCheck, Event, IncomingCallback, Inserted, NewPayment, PaymentFilter, PushResult,
-    Settling, StoreError, StoredCallback, WebhookAttempt, WebhookEvent, WebhookJob, WebhookNext, announcement, current,
-    webhook_payload,
+    ApiKey, CallbackStored, CheckoutSession, DueCheck, EmailJob, EmailNext, Event, IncomingCallback, Inserted,
+    NewCheckoutSession, NewPayment, PaymentFilter, PushResult, SessionInserted, Settling, StoreError, StoredCallback,
+    WebhookAttempt, WebhookEvent, WebhookJob, WebhookNext, announcement, current, sends_receipt, webhook_payload,
 };
 use crate::payment::{FailureReason, Payment, PaymentId, SettledBy, Status};
 use crate::settlement::{self, Change, Decision, Outcome};
@@ -24,6 +24,7 @@ use crate::settlement::{self, Change, Decision, Outcome};
 const MAX_BATCH: usize = 512;
 const SCHEMA_V1: &str = include_str!("schema_sqlite.sql");
 const SCHEMA_V2: &str = include_str!("schema_v2_sqlite.sql");
+const SCHEMA_V3: &str = include_str!("schema_v3_sqlite.sql");
 
 type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 type Job = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
@@ -84,6 +85,11 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
         conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA_V2} PRAGMA user_version = 2; COMMIT;"))
             .map_err(sql_error)?;
         tracing::info!("database schema migrated to version 2 (webhooks)");
+    }
+    if version < 3 {
+        conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA_V3} PRAGMA user_version = 3; COMMIT;"))
+            .map_err(sql_error)?;
+        tracing::info!("database schema migrated to version 3 (emails, checkout sessions)");
     }
     Ok(())
 }
@@ -639,6 +645,139 @@ impl SqliteStore {
         .await
     }
 
+    // ---- checkout sessions ----
+
+    pub(super) async fn insert_checkout_session(&self, new: NewCheckoutSession) -> Result<SessionInserted, StoreError> {
+        self.write(move |c| {
+            if let Some(key) = &new.idempotency_key {
+                let existing = row(
+                    c,
+                    &format!(
+                        "SELECT {SESSION_COLUMNS}, request_hash FROM checkout_sessions
+                         WHERE api_key_id = ?1 AND idempotency_key = ?2"
+                    ),
+                    params![new.session.api_key_id, key],
+                    |r| Ok((session_from_row(r), r.get::<_, String>(SESSION_COLUMN_COUNT)?)),
+                )
+                .optional()
+                .map_err(sql_error)?;
+                if let Some((session, hash)) = existing {
+                    return Ok(SessionInserted::Existing(session?, hash));
+                }
+            }
+            let s = &new.session;
+            exec(
+                c,
+                "INSERT INTO checkout_sessions (id, api_key_id, idempotency_key, request_hash, amount, account_reference,
+                    description, success_url, cancel_url, phone, customer_email, webhook_url, metadata, created_at,
+                    expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                params![
+                    s.id,
+                    s.api_key_id,
+                    new.idempotency_key,
+                    new.request_hash,
+                    s.amount,
+                    s.account_reference,
+                    s.description,
+                    s.success_url,
+                    s.cancel_url,
+                    s.phone,
+                    s.customer_email,
+                    s.webhook_url,
+                    s.metadata.to_string(),
+                    s.created_at,
+                    s.expires_at
+                ],
+            )
+            .map_err(sql_error)?;
+            Ok(SessionInserted::Created(new.session))
+        })
+        .await
+    }
+
+    pub(super) async fn checkout_session(&self, id: String) -> Result<Option<CheckoutSession>, StoreError> {
+        self.read(move |c| {
+            row(c, &format!("SELECT {SESSION_COLUMNS} FROM checkout_sessions WHERE id = ?1"), [id], |r| {
+                Ok(session_from_row(r))
+            })
+            .optional()
+            .map_err(sql_error)?
+            .transpose()
+        })
+        .await
+    }
+
+    pub(super) async fn attach_checkout_payment(
+        &self,
+        session_id: String,
+        payment_id: PaymentId,
+        attempt: u32,
+    ) -> Result<bool, StoreError> {
+        self.write(move |c| {
+            exec(
+                c,
+                "UPDATE checkout_sessions SET payment_id = ?2, attempts = ?3 WHERE id = ?1 AND attempts = ?3 - 1",
+                params![session_id, payment_id.as_str(), attempt],
+            )
+            .map(|n| n > 0)
+            .map_err(sql_error)
+        })
+        .await
+    }
+
+    // ---- emails ----
+
+    pub(super) async fn claim_due_emails(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> Result<Vec<EmailJob>, StoreError> {
+        self.write(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "UPDATE emails SET lease_until = ?2
+                     WHERE id IN (SELECT id FROM emails
+                                  WHERE status = 'pending' AND next_attempt_at <= ?1
+                                    AND (lease_until IS NULL OR lease_until <= ?1)
+                                  ORDER BY next_attempt_at LIMIT ?3)
+                     RETURNING id, payment_id, recipient, attempts, created_at",
+                )
+                .map_err(sql_error)?;
+            let rows = stmt
+                .query_map(params![now, lease_until, limit], |r| {
+                    Ok(EmailJob {
+                        id: r.get(0)?,
+                        payment_id: PaymentId::from_db(r.get(1)?),
+                        recipient: r.get(2)?,
+                        attempts: r.get(3)?,
+                        created_at: r.get(4)?,
+                    })
+                })
+                .map_err(sql_error)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(sql_error)
+        })
+        .await
+    }
+
+    pub(super) async fn finish_email(&self, job: EmailJob, next: EmailNext, now: i64) -> Result<(), StoreError> {
+        self.write(move |c| {
+            let (status, next_at, error, tried) = email_columns(&next);
+            exec(
+                c,
+                "UPDATE emails SET status = ?2, next_attempt_at = ?3, last_error = ?4, attempts = attempts + ?5,
+                    sent_at = CASE WHEN ?2 = 'sent' THEN ?6 END, lease_until = NULL
+                 WHERE id = ?1",
+                params![job.id, status, next_at, error, tried, now],
+            )
+            .map_err(sql_error)?;
+            let (kind, detail) = super::email_event(&job, &next);
+            event(c, &job.payment_id, now, kind, &detail)
+        })
+        .await
+    }
+
     // ---- webhooks ----
 
     pub(super) async fn webhook_secret(&self, api_key_id: String) -> Result<Option<String>, StoreError> {
@@ -981,6 +1120,15 @@ fn announce(c: &Connection, id: &PaymentId, event_type: &str, now: i64) -> Resul
         ],
     )
     .map_err(sql_error)?;
+    if sends_receipt(event_type, &payment) {
+        exec(
+            c,
+            "INSERT INTO emails (id, payment_id, recipient, status, created_at, next_attempt_at)
+             VALUES (?1, ?2, ?3, 'pending', ?4, ?4)",
+            params![format!("eml_{}", crate::ids::random_hex(12)), id.as_str(), payment.customer_email, now],
+        )
+        .map_err(sql_error)?;
+    }
     Ok(())
 }
 
@@ -1026,6 +1174,42 @@ fn settling_from_row(r: &Row<'_>) -> rusqlite::Result<Settling> {
 fn load(c: &Connection, id: &PaymentId) -> Result<Payment, StoreError> {
     row(c, &format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = ?1"), [id.as_str()], payment_from_row)
         .map_err(sql_error)
+}
+
+const SESSION_COLUMNS: &str = "id, api_key_id, amount, account_reference, description, success_url, cancel_url, phone,
+    customer_email, webhook_url, metadata, created_at, expires_at, payment_id, attempts";
+const SESSION_COLUMN_COUNT: usize = 15;
+
+fn session_from_row(r: &Row<'_>) -> Result<CheckoutSession, StoreError> {
+    let get = |e: rusqlite::Error| sql_error(e);
+    Ok(CheckoutSession {
+        id: r.get(0).map_err(get)?,
+        api_key_id: r.get(1).map_err(get)?,
+        amount: r.get(2).map_err(get)?,
+        account_reference: r.get(3).map_err(get)?,
+        description: r.get(4).map_err(get)?,
+        success_url: r.get(5).map_err(get)?,
+        cancel_url: r.get(6).map_err(get)?,
+        phone: r.get(7).map_err(get)?,
+        customer_email: r.get(8).map_err(get)?,
+        webhook_url: r.get(9).map_err(get)?,
+        metadata: serde_json::from_str(&r.get::<_, String>(10).map_err(get)?)
+            .map_err(|_| StoreError::Corrupt("session metadata is not JSON".into()))?,
+        created_at: r.get(11).map_err(get)?,
+        expires_at: r.get(12).map_err(get)?,
+        payment_id: r.get(13).map_err(get)?,
+        attempts: r.get(14).map_err(get)?,
+    })
+}
+
+/// The emails row for an attempt's outcome: status, next attempt, error, attempts added.
+fn email_columns(next: &EmailNext) -> (&'static str, Option<i64>, Option<&str>, i64) {
+    match next {
+        EmailNext::Sent => ("sent", None, None, 1),
+        EmailNext::RetryAt(at, error) => ("pending", Some(*at), Some(error), 1),
+        EmailNext::Dead(error) => ("dead", None, Some(error), 1),
+        EmailNext::Skipped(reason) => ("skipped", None, Some(reason), 0),
+    }
 }
 
 const PAYMENT_COLUMNS: &str = "id, status, amount, phone, account_reference, description, metadata, webhook_url,

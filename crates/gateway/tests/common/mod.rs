@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub mod smtp;
+
 use daraja::Clock;
 use daraja_sim::{SimConfig, SimHandle};
 use lipa_gateway::config::{DarajaConnection, Settings};
