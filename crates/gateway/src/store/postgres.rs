@@ -40,10 +40,12 @@ impl std::fmt::Debug for PostgresStore {
 }
 
 fn pg_error(e: tokio_postgres::Error) -> StoreError {
+    // The server's own message ("db error" alone says nothing).
+    let text = e.as_db_error().map_or_else(|| e.to_string(), |db| format!("{} ({})", db.message(), db.code().code()));
     match e.code() {
-        Some(c) if *c == tokio_postgres::error::SqlState::UNIQUE_VIOLATION => StoreError::Conflict(e.to_string()),
-        Some(c) if c.code().starts_with("22") => StoreError::Corrupt(e.to_string()),
-        _ => StoreError::Unavailable(e.to_string()),
+        Some(c) if *c == tokio_postgres::error::SqlState::UNIQUE_VIOLATION => StoreError::Conflict(text),
+        Some(c) if c.code().starts_with("22") => StoreError::Corrupt(text),
+        _ => StoreError::Unavailable(text),
     }
 }
 
@@ -650,7 +652,7 @@ impl PostgresStore {
         let tx = client.transaction().await.map_err(pg_error)?;
         tx.execute(
             "UPDATE emails SET status = $2, next_attempt_at = $3, last_error = $4, attempts = attempts + $5,
-                sent_at = CASE WHEN $2 = 'sent' THEN $6 END, lease_until = NULL
+                sent_at = CASE WHEN $2 = 'sent' THEN $6::BIGINT END, lease_until = NULL
              WHERE id = $1",
             &[&job.id, &status, &next_at, &error, &tried, &now],
         )
