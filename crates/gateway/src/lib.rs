@@ -7,11 +7,14 @@
 //! the ones nobody answers.
 
 pub mod api;
+pub mod checkout;
 pub mod config;
+pub mod follow;
 pub mod ids;
 pub mod keys;
 pub mod mail;
 pub mod metrics;
+pub mod pages;
 pub mod payment;
 pub mod rate;
 pub mod reconciliation;

@@ -42,14 +42,14 @@ pub struct CreatePayment {
 
 /// A request that passed validation, in canonical form (its JSON is hashed for idempotency).
 #[derive(Debug, Clone, Serialize)]
-struct Valid {
-    amount: u32,
-    phone: String,
-    account_reference: String,
-    description: String,
-    metadata: serde_json::Value,
-    webhook_url: Option<String>,
-    customer_email: Option<String>,
+pub(crate) struct Valid {
+    pub(crate) amount: u32,
+    pub(crate) phone: String,
+    pub(crate) account_reference: String,
+    pub(crate) description: String,
+    pub(crate) metadata: serde_json::Value,
+    pub(crate) webhook_url: Option<String>,
+    pub(crate) customer_email: Option<String>,
 }
 
 /// Why a payment could not be created.
@@ -187,6 +187,11 @@ impl Gateway {
         let _ = self.inner.changes.send(id.clone());
     }
 
+    /// The public base URL (callbacks, checkout pages).
+    pub fn public_url(&self) -> &str {
+        &self.inner.public_url
+    }
+
     pub(crate) fn mailer(&self) -> Result<Option<&crate::mail::Mailer>, &str> {
         self.inner.mailer.as_ref().map(Option::as_ref).map_err(String::as_str)
     }
@@ -238,7 +243,7 @@ impl Gateway {
             let ok = email.len() <= 254
                 && email.split_once('@').is_some_and(|(user, host)| !user.is_empty() && host.contains('.'))
                 && !email.chars().any(|c| c.is_whitespace() || c.is_control());
-            if !ok {
+            if !ok || email.parse::<lettre::Address>().is_err() {
                 return Err(invalid("customer_email", format!("{email:?} is not an email address")));
             }
         }
@@ -254,11 +259,26 @@ impl Gateway {
         Ok((valid, phone, amount, reference, description))
     }
 
+    /// Checks a payment request as `create_payment` does, without creating anything.
+    pub(crate) fn validate_payment(&self, req: CreatePayment) -> Result<Valid, CreateError> {
+        self.validate(req).map(|(valid, ..)| valid)
+    }
+
     /// Creates a payment and sends the STK push.
-    #[tracing::instrument(skip_all, fields(payment_id))]
     pub async fn create_payment(
         &self,
         key: &ApiKey,
+        idempotency_key: Option<String>,
+        req: CreatePayment,
+    ) -> Result<Created, CreateError> {
+        self.create_payment_for_key(&key.id, idempotency_key, req).await
+    }
+
+    /// Creates a payment for the API key with this id and sends the STK push.
+    #[tracing::instrument(skip_all, fields(payment_id))]
+    pub(crate) async fn create_payment_for_key(
+        &self,
+        api_key_id: &str,
         idempotency_key: Option<String>,
         req: CreatePayment,
     ) -> Result<Created, CreateError> {
@@ -269,7 +289,7 @@ impl Gateway {
 
         // A retry of an earlier request is answered before any limit applies to it.
         if let Some(key_text) = &idempotency_key
-            && let Some(existing) = self.replay(key, key_text, &request_hash).await?
+            && let Some(existing) = self.replay(api_key_id, key_text, &request_hash).await?
         {
             return Ok(existing);
         }
@@ -292,7 +312,7 @@ impl Gateway {
         let inserted = store
             .insert_payment(NewPayment {
                 id: id.clone(),
-                api_key_id: key.id.clone(),
+                api_key_id: api_key_id.to_owned(),
                 idempotency_key,
                 request_hash: request_hash.clone(),
                 amount: valid.amount,
@@ -353,8 +373,13 @@ impl Gateway {
         Ok(payment)
     }
 
-    async fn replay(&self, key: &ApiKey, idempotency_key: &str, hash: &str) -> Result<Option<Created>, CreateError> {
-        match self.inner.store.payment_by_idempotency_key(&key.id, idempotency_key).await? {
+    async fn replay(
+        &self,
+        api_key_id: &str,
+        idempotency_key: &str,
+        hash: &str,
+    ) -> Result<Option<Created>, CreateError> {
+        match self.inner.store.payment_by_idempotency_key(api_key_id, idempotency_key).await? {
             Some((payment, stored_hash)) if stored_hash == hash => Ok(Some(Created { payment, replayed: true })),
             Some(_) => Err(CreateError::IdempotencyKeyReused),
             None => Ok(None),

@@ -2,6 +2,7 @@
 //! health checks.
 
 mod callbacks;
+mod checkout;
 mod error;
 pub mod openapi;
 mod payments;
@@ -26,11 +27,14 @@ pub fn router(gateway: Gateway) -> Router {
         .route("/v1/payments/{id}/webhooks", get(payments::webhooks))
         .route("/v1/payments/{id}/events", get(payments::events))
         .route("/v1/webhook-events/{id}/redeliver", post(payments::redeliver))
+        .route("/v1/checkout-sessions", post(checkout::create))
+        .route("/v1/checkout-sessions/{id}", get(checkout::show))
         .route("/callbacks/stk/{token}", post(callbacks::stk))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(|| async { axum::Json(openapi::document()) }))
+        .merge(crate::pages::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .layer(DefaultBodyLimit::max(daraja::callback::MAX_CALLBACK_BYTES))
         .layer(axum::middleware::from_fn(request_span))

@@ -40,6 +40,44 @@ pub fn document() -> Value {
                         "customer_email": {"type": "string", "format": "email"}
                     }
                 },
+                "CreateCheckoutSession": {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["amount", "account_reference", "description", "success_url", "cancel_url"],
+                    "properties": {
+                        "amount": {"type": "integer", "minimum": 1, "maximum": 250000, "description": "Whole shillings"},
+                        "account_reference": {"type": "string", "minLength": 1, "maxLength": 12},
+                        "description": {"type": "string", "minLength": 1, "maxLength": 13, "description": "Shown on the page and in the prompt"},
+                        "success_url": {"type": "string", "format": "uri", "description": "After payment; `session_id` is added to its query"},
+                        "cancel_url": {"type": "string", "format": "uri"},
+                        "phone": {"type": "string", "description": "Prefills the phone field"},
+                        "customer_email": {"type": "string", "format": "email"},
+                        "metadata": {"type": "object", "description": "Copied to the payments (with `checkout_session`)"},
+                        "webhook_url": {"type": "string", "format": "uri"}
+                    }
+                },
+                "CheckoutSession": {
+                    "type": "object",
+                    "required": ["id", "url", "amount", "account_reference", "description", "success_url", "cancel_url", "metadata", "created_at", "expires_at", "attempts"],
+                    "properties": {
+                        "id": {"type": "string", "pattern": "^cs_[0-9a-f]{32}$"},
+                        "url": {"type": "string", "format": "uri", "description": "Send the customer here"},
+                        "amount": {"type": "integer"},
+                        "account_reference": {"type": "string"},
+                        "description": {"type": "string"},
+                        "success_url": {"type": "string"},
+                        "cancel_url": {"type": "string"},
+                        "phone": {"type": ["string", "null"]},
+                        "customer_email": {"type": ["string", "null"]},
+                        "webhook_url": {"type": ["string", "null"]},
+                        "metadata": {"type": "object"},
+                        "created_at": {"type": "string", "format": "date-time"},
+                        "expires_at": {"type": "string", "format": "date-time"},
+                        "payment_id": {"type": ["string", "null"], "description": "The latest payment attempt"},
+                        "payment_status": {"type": ["string", "null"], "enum": ["pending", "paid", "failed", "expired", null]},
+                        "attempts": {"type": "integer"}
+                    }
+                },
                 "Payment": {
                     "type": "object",
                     "required": ["id", "status", "amount", "phone", "account_reference", "description", "metadata", "needs_review", "created_at", "updated_at"],
@@ -172,6 +210,34 @@ pub fn document() -> Value {
                         "202": {"description": "Queued for delivery"},
                         "401": error_response("No valid API key"),
                         "404": error_response("No such event for this key")
+                    }
+                }
+            },
+            "/v1/checkout-sessions": {
+                "post": {
+                    "summary": "Create a hosted checkout session; redirect the customer to its `url`",
+                    "security": bearer,
+                    "parameters": [{"name": "Idempotency-Key", "in": "header", "required": false, "schema": {"type": "string", "maxLength": 255}}],
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CreateCheckoutSession"}}}},
+                    "responses": {
+                        "201": {"description": "Created (or replayed by its idempotency key)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CheckoutSession"}}}},
+                        "400": error_response("Not JSON, or not this shape"),
+                        "401": error_response("No valid API key"),
+                        "409": error_response("idempotency_key_reused"),
+                        "422": error_response("A field is invalid; `field` names it"),
+                        "503": error_response("Storage unavailable; retry")
+                    }
+                }
+            },
+            "/v1/checkout-sessions/{id}": {
+                "get": {
+                    "summary": "A checkout session with its latest payment's status",
+                    "security": bearer,
+                    "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
+                    "responses": {
+                        "200": {"description": "The session", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CheckoutSession"}}}},
+                        "401": error_response("No valid API key"),
+                        "404": error_response("No such session for this key")
                     }
                 }
             },

@@ -12,7 +12,7 @@ use crate::payment::{Payment, PaymentId, Status};
 use crate::service::{CreatePayment, Gateway};
 use crate::store::PaymentFilter;
 
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+pub(super) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
     let key = value.to_str().ok().map(str::trim).filter(|k| !k.is_empty() && k.len() <= 255);
     key.map(|k| Some(k.to_owned())).ok_or_else(|| {
@@ -77,51 +77,11 @@ pub(super) async fn events(
     ApiError,
 > {
     use axum::response::sse::{Event, KeepAlive, Sse};
+    use futures_util::StreamExt as _;
     let id = payment_id(&id)?;
     let first = gateway.store().payment(&id, Some(&key.id)).await?.ok_or_else(|| ApiError::not_found("payment"))?;
-    let changes = gateway.changes();
-    struct Follow {
-        gateway: Gateway,
-        id: PaymentId,
-        changes: tokio::sync::broadcast::Receiver<PaymentId>,
-        last: Option<Payment>,
-        pending: Option<Payment>,
-        done: bool,
-    }
-    let state = Follow { gateway, id, changes, last: None, pending: Some(first), done: false };
-    let stream = futures_util::stream::unfold(state, |mut s| async move {
-        loop {
-            if s.done {
-                return None;
-            }
-            if let Some(p) = s.pending.take()
-                && s.last.as_ref() != Some(&p)
-            {
-                s.done = p.status != Status::Pending;
-                let event = Event::default().event("payment").json_data(&p).unwrap_or_default();
-                s.last = Some(p);
-                return Some((Ok(event), s));
-            }
-            // Wait for a change here, or re-read after 2 s.
-            let woken = tokio::time::timeout(std::time::Duration::from_secs(2), async {
-                loop {
-                    match s.changes.recv().await {
-                        Ok(changed) if changed == s.id => return,
-                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
-                    }
-                }
-            });
-            let _ = woken.await;
-            match s.gateway.store().payment(&s.id, None).await {
-                Ok(p) => s.pending = p,
-                Err(e) => {
-                    tracing::warn!(error = %e, "event stream could not re-read the payment");
-                    return None;
-                }
-            }
-        }
-    });
+    let stream = crate::follow::payment(gateway, first)
+        .map(|p| Ok(Event::default().event("payment").json_data(&p).unwrap_or_default()));
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 

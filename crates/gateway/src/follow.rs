@@ -1,0 +1,54 @@
+//! Following one payment as it changes, for server-sent event streams (the merchant API's and
+//! the checkout page's).
+
+use futures_util::Stream;
+
+use crate::payment::{Payment, PaymentId, Status};
+use crate::service::Gateway;
+
+struct Follow {
+    gateway: Gateway,
+    id: PaymentId,
+    changes: tokio::sync::broadcast::Receiver<PaymentId>,
+    last: Option<Payment>,
+    pending: Option<Payment>,
+    done: bool,
+}
+
+/// `first`, then the payment again on every change, ending after it is final. Woken at once by
+/// changes in this process; re-reads every 2 s so changes settled by another replica are seen.
+pub fn payment(gateway: Gateway, first: Payment) -> impl Stream<Item = Payment> {
+    let changes = gateway.changes();
+    let state = Follow { gateway, id: first.id.clone(), changes, last: None, pending: Some(first), done: false };
+    futures_util::stream::unfold(state, |mut s| async move {
+        loop {
+            if s.done {
+                return None;
+            }
+            if let Some(p) = s.pending.take()
+                && s.last.as_ref() != Some(&p)
+            {
+                s.done = p.status != Status::Pending;
+                s.last = Some(p.clone());
+                return Some((p, s));
+            }
+            let woken = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+                loop {
+                    match s.changes.recv().await {
+                        Ok(changed) if changed == s.id => return,
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
+                    }
+                }
+            });
+            let _ = woken.await;
+            match s.gateway.store().payment(&s.id, None).await {
+                Ok(p) => s.pending = p,
+                Err(e) => {
+                    tracing::warn!(error = %e, "event stream could not re-read the payment");
+                    return None;
+                }
+            }
+        }
+    })
+}

@@ -1,0 +1,200 @@
+//! Hosted checkout over plain HTTP: sessions through the API, the pages' states, languages,
+//! refusals and what unknown or expired sessions show. (The browser suite drives the same
+//! pages in Chromium.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestApp, spawn_app_with};
+use daraja_sim::{Answer, SimConfig};
+use serde_json::{Value, json};
+
+fn session_body() -> Value {
+    json!({
+        "amount": 45, "account_reference": "TICKET-42", "description": "2 tickets",
+        "success_url": "https://shop.example/paid?order=42", "cancel_url": "https://shop.example/cart"
+    })
+}
+
+async fn create_session(app: &TestApp, body: &Value, key: Option<&str>) -> (u16, Value, bool) {
+    let mut req = app.http.post(format!("{}/v1/checkout-sessions", app.base)).bearer_auth(&app.key).json(body);
+    if let Some(key) = key {
+        req = req.header("Idempotency-Key", key);
+    }
+    let r = req.send().await.unwrap();
+    let replayed = r.headers().get("idempotent-replayed").is_some();
+    (r.status().as_u16(), r.json().await.unwrap(), replayed)
+}
+
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+async fn page(url: &str, lang: Option<&str>) -> (u16, String) {
+    let mut req = no_redirects().get(url);
+    if let Some(lang) = lang {
+        req = req.header("Accept-Language", lang);
+    }
+    let r = req.send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+async fn submit(url: &str, phone: &str) -> (u16, String) {
+    let r = no_redirects().post(url).form(&[("phone", phone)]).send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// Waits until the page no longer shows the waiting state.
+async fn final_page(url: &str) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, html) = page(url, None).await;
+        if !html.contains("data-status=\"pending\"") {
+            return html;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "still waiting: {html}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn app(sim: SimConfig) -> TestApp {
+    spawn_app_with(sim, |s| s.business_name = "Lipa Cinema".into()).await
+}
+
+#[tokio::test]
+async fn a_session_page_takes_a_typed_phone_and_ends_on_the_receipt() {
+    let app = app(SimConfig::default()).await;
+    let (status, session, _) = create_session(&app, &session_body(), None).await;
+    assert_eq!(status, 201, "{session}");
+    let url = session["url"].as_str().unwrap().to_owned();
+    assert!(url.starts_with(&format!("{}/checkout/cs_", app.base)), "{url}");
+
+    let (status, html) = page(&url, None).await;
+    assert_eq!(status, 200);
+    for expected in ["Pay Lipa Cinema", "KES 45", "2 tickets", "TICKET-42", "name=\"phone\""] {
+        assert!(html.contains(expected), "{expected:?} missing");
+    }
+
+    let (status, _) = submit(&url, "0712 345 678").await;
+    assert_eq!(status, 303);
+    let html = final_page(&url).await;
+    assert!(html.contains("Payment received"), "{html}");
+    let id = session["id"].as_str().unwrap();
+    let api: Value = app.get(&format!("/v1/checkout-sessions/{id}")).await.1;
+    assert_eq!(api["payment_status"], "paid");
+    let payment = app.payment(api["payment_id"].as_str().unwrap()).await;
+    assert!(html.contains(payment["receipt"].as_str().unwrap()));
+    assert_eq!(payment["metadata"]["checkout_session"], id);
+    assert!(html.contains(&format!("https://shop.example/paid?order=42&amp;session_id={id}")), "{html}");
+
+    let pushes = app.sim.sim().transactions().len();
+    assert_eq!(submit(&url, "0712345678").await.0, 303, "a paid checkout shows its receipt again");
+    assert_eq!(app.sim.sim().transactions().len(), pushes, "and pushes nothing");
+}
+
+#[tokio::test]
+async fn a_mistyped_phone_is_explained_on_the_page_and_nothing_is_pushed() {
+    let app = app(SimConfig::default()).await;
+    let (_, session, _) = create_session(&app, &session_body(), None).await;
+    let url = session["url"].as_str().unwrap();
+    let (status, html) = submit(url, "0712 34").await;
+    assert_eq!(status, 422);
+    assert!(html.contains("10 digits starting with 07 or 01"), "{html}");
+    assert!(html.contains("value=\"0712 34\""), "what was typed is kept");
+    assert!(html.contains("aria-invalid=\"true\""));
+    assert!(app.sim.sim().transactions().is_empty());
+}
+
+#[tokio::test]
+async fn a_cancelled_prompt_shows_why_and_can_be_sent_again_once_final() {
+    let app = app(SimConfig::interactive()).await;
+    let (_, session, _) = create_session(&app, &session_body(), None).await;
+    let url = session["url"].as_str().unwrap();
+    assert_eq!(submit(url, "+254 712 345 678").await.0, 303);
+
+    let (_, html) = page(url, None).await;
+    assert!(html.contains("07•• ••• 678"), "{html}");
+    assert!(html.contains("data-deadline"));
+    assert!(html.contains("http-equiv=\"refresh\""), "works without JavaScript");
+    let (status, html) = submit(url, "0712345678").await;
+    assert_eq!(status, 422, "the first prompt is still open");
+    assert!(html.contains("still open"));
+    assert_eq!(app.sim.sim().transactions().len(), 1);
+
+    let checkout = app.sim.sim().transactions()[0].checkout_request_id.clone();
+    assert!(app.sim.sim().resolve(&checkout, Answer::Fail("1032".into())));
+    let html = final_page(url).await;
+    assert!(html.contains("did not go through"), "{html}");
+    assert!(html.contains(daraja::ResultCode::from_wire("1032").customer_message_en()), "{html}");
+    assert!(html.contains("https://shop.example/cart"));
+
+    assert_eq!(submit(url, "0712345678").await.0, 303, "send again");
+    assert_eq!(app.sim.sim().transactions().len(), 2);
+    let (_, html) = page(url, None).await;
+    assert!(html.contains("data-status=\"pending\""));
+}
+
+#[tokio::test]
+async fn pages_speak_swahili_when_asked_and_remember_it() {
+    let app = app(SimConfig::default()).await;
+    let (_, session, _) = create_session(&app, &session_body(), None).await;
+    let url = session["url"].as_str().unwrap();
+    let (_, html) = page(url, Some("sw-KE,sw;q=0.9,en;q=0.8")).await;
+    assert!(html.contains("lang=\"sw\"") && html.contains("Nambari ya simu ya M-PESA"), "{html}");
+
+    let r = no_redirects().get(format!("{url}?lang=sw")).send().await.unwrap();
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.starts_with("lipa_lang=sw"));
+    let r = no_redirects().get(url).header("Cookie", "lipa_lang=sw").send().await.unwrap();
+    assert!(r.text().await.unwrap().contains("Tuma ombi la M-PESA"));
+    let (_, english) = page(url, Some("en-GB")).await;
+    assert!(english.contains("Send the M-PESA prompt"));
+}
+
+#[tokio::test]
+async fn unknown_and_expired_sessions_get_a_friendly_404() {
+    let app = app(SimConfig::default()).await;
+    let (status, html) = page(&format!("{}/checkout/cs_0123456789abcdef0123456789abcdef", app.base), None).await;
+    assert_eq!(status, 404);
+    assert!(html.contains("unknown or has expired"));
+
+    let (_, session, _) = create_session(&app, &session_body(), None).await;
+    let url = session["url"].as_str().unwrap();
+    app.clock.advance(Duration::from_secs(2 * 3600));
+    assert_eq!(page(url, None).await.0, 404);
+    assert_eq!(submit(url, "0712345678").await.0, 404);
+    assert!(app.sim.sim().transactions().is_empty());
+}
+
+#[tokio::test]
+async fn sessions_are_idempotent_validated_and_private_to_their_key() {
+    let app = app(SimConfig::default()).await;
+    let (s1, first, replayed1) = create_session(&app, &session_body(), Some("order-42")).await;
+    let (s2, again, replayed2) = create_session(&app, &session_body(), Some("order-42")).await;
+    assert_eq!((s1, s2, replayed1, replayed2), (201, 201, false, true));
+    assert_eq!(first["id"], again["id"]);
+    let mut other = session_body();
+    other["amount"] = 50.into();
+    let (status, err, _) = create_session(&app, &other, Some("order-42")).await;
+    assert_eq!((status, err["error"]["code"].as_str()), (409, Some("idempotency_key_reused")));
+
+    for (field, value) in [("success_url", json!("/relative")), ("amount", json!(0)), ("phone", json!("12345"))] {
+        let mut bad = session_body();
+        bad[field] = value;
+        let (status, err, _) = create_session(&app, &bad, None).await;
+        assert_eq!((status, err["error"]["field"].as_str()), (422, Some(field)), "{err}");
+    }
+
+    let (_, other_key) =
+        lipa_gateway::keys::create(app.gateway.store(), "another shop", app.gateway.now()).await.unwrap();
+    let r = app
+        .http
+        .get(format!("{}/v1/checkout-sessions/{}", app.base, first["id"].as_str().unwrap()))
+        .bearer_auth(other_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+}
