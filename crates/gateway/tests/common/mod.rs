@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub mod smtp;
+pub mod webdriver;
 
 use daraja::Clock;
 use daraja_sim::{SimConfig, SimHandle};

@@ -1,0 +1,119 @@
+//! The hosted checkout in a real headless Chromium: typing a phone, the waiting page updating
+//! live, failure and "send again", inline validation, and the same flow with JavaScript off.
+//! `LIPA_SCREENSHOTS=1` saves the pages under `docs/screenshots/`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::webdriver::Browser;
+use common::{TestApp, spawn_app_with};
+use daraja_sim::{Answer, SimConfig};
+use serde_json::json;
+
+async fn app() -> TestApp {
+    spawn_app_with(SimConfig::interactive(), |s| s.business_name = "Lipa Cinema".into()).await
+}
+
+async fn session_url(app: &TestApp) -> (String, String) {
+    let body = json!({
+        "amount": 45, "account_reference": "TICKET-42", "description": "2 tickets",
+        "success_url": "https://shop.example/paid", "cancel_url": "https://shop.example/cart"
+    });
+    let r = app.http.post(format!("{}/v1/checkout-sessions", app.base)).bearer_auth(&app.key).json(&body);
+    let session: serde_json::Value = r.send().await.unwrap().json().await.unwrap();
+    (session["url"].as_str().unwrap().to_owned(), session["id"].as_str().unwrap().to_owned())
+}
+
+/// The simulator's open prompt for the latest push, once it is there.
+async fn latest_prompt(app: &TestApp, pushes: usize) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let all = app.sim.sim().transactions();
+        if all.len() >= pushes {
+            return all[pushes - 1].checkout_request_id.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no push arrived");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn checkout_waits_live_and_lands_on_the_receipt_when_the_callback_arrives() {
+    let Some(browser) = Browser::start(true).await else { return };
+    let app = app().await;
+    let (url, id) = session_url(&app).await;
+    browser.goto(&url).await;
+    browser.wait_for_text("Pay Lipa Cinema", 5).await;
+    browser.type_into("#phone", "0712 345 678").await;
+    browser.screenshot("checkout-phone").await;
+    browser.click("button[type=submit]").await;
+
+    browser.wait_for_text("Check your phone", 10).await;
+    let text = browser.page_text().await;
+    assert!(text.contains("07•• ••• 678") && text.contains("KES 45"), "{text}");
+    browser.screenshot("checkout-waiting").await;
+
+    // Nobody reloads the page: the callback's settlement reaches it over server-sent events.
+    let prompt = latest_prompt(&app, 1).await;
+    assert!(app.sim.sim().resolve(&prompt, Answer::Approve));
+    browser.wait_for_text("Payment received", 10).await;
+    browser.screenshot("checkout-paid").await;
+    let href = browser.attribute("a.button", "href").await.unwrap();
+    assert_eq!(href, format!("https://shop.example/paid?session_id={id}"));
+}
+
+#[tokio::test]
+async fn a_cancelled_prompt_shows_the_reason_and_send_again_pushes_once_more() {
+    let Some(browser) = Browser::start(true).await else { return };
+    let app = app().await;
+    let (url, _) = session_url(&app).await;
+    browser.goto(&url).await;
+    browser.type_into("#phone", "+254712345678").await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_text("Check your phone", 10).await;
+
+    let prompt = latest_prompt(&app, 1).await;
+    assert!(app.sim.sim().resolve(&prompt, Answer::Fail("1032".into())));
+    browser.wait_for_text("did not go through", 10).await;
+    let reason = daraja::ResultCode::from_wire("1032").customer_message_en();
+    assert!(browser.page_text().await.contains(reason));
+    browser.screenshot("checkout-failed").await;
+
+    browser.click("button[type=submit]").await;
+    browser.wait_for_text("Check your phone", 10).await;
+    latest_prompt(&app, 2).await;
+    assert_eq!(app.sim.sim().transactions().len(), 2, "one new prompt");
+}
+
+#[tokio::test]
+async fn a_mistyped_phone_is_flagged_before_anything_is_sent() {
+    let Some(browser) = Browser::start(true).await else { return };
+    let app = app().await;
+    let (url, _) = session_url(&app).await;
+    browser.goto(&url).await;
+    browser.type_into("#phone", "0812 345 678").await;
+    browser.wait_for_text("10 digits starting with 07 or 01", 5).await;
+    assert_eq!(browser.attribute("#phone", "aria-invalid").await.as_deref(), Some("true"));
+    browser.click("button[type=submit]").await;
+    assert!(browser.current_url().await.ends_with(&url[url.rfind('/').unwrap()..]), "still on the form");
+    assert!(app.sim.sim().transactions().is_empty());
+
+    browser.goto(&format!("{url}?lang=sw")).await;
+    browser.wait_for_text("Nambari ya simu ya M-PESA", 5).await;
+}
+
+#[tokio::test]
+async fn without_javascript_the_waiting_page_refreshes_itself_to_the_result() {
+    let Some(browser) = Browser::start(false).await else { return };
+    let app = app().await;
+    let (url, _) = session_url(&app).await;
+    browser.goto(&url).await;
+    browser.type_into("#phone", "0712345678").await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_text("Check your phone", 10).await;
+    assert!(browser.page_text().await.contains("refreshes itself"), "the no-JS note is shown");
+
+    let prompt = latest_prompt(&app, 1).await;
+    assert!(app.sim.sim().resolve(&prompt, Answer::Approve));
+    browser.wait_for_text("Payment received", 15).await;
+}

@@ -1,0 +1,180 @@
+//! A small WebDriver client (the W3C protocol is plain JSON over HTTP) driving Debian's
+//! `chromium` through `chromedriver`, headless. Without chromedriver the browser suites are
+//! skipped, or fail when `LIPA_REQUIRE_ALL=1` (CI).
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+pub struct Browser {
+    http: reqwest::Client,
+    session: String,
+    driver: Child,
+    profile: PathBuf,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+fn find_binary(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?.to_str()?.split(':').map(|dir| PathBuf::from(dir).join(name)).find(|p| p.is_file())
+}
+
+impl Browser {
+    /// A headless Chromium with a phone-sized window; `None` (test skipped) if there is none.
+    pub async fn start(javascript: bool) -> Option<Self> {
+        let (Some(driver), Some(chromium)) = (find_binary("chromedriver"), find_binary("chromium")) else {
+            assert!(
+                std::env::var("LIPA_REQUIRE_ALL").as_deref() != Ok("1"),
+                "LIPA_REQUIRE_ALL=1 but chromium/chromedriver are not installed (apt-get install chromium chromium-driver)"
+            );
+            eprintln!(
+                "skipped: browser test needs chromium and chromedriver (apt-get install chromium chromium-driver)"
+            );
+            return None;
+        };
+        let port = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            probe.local_addr().unwrap().port()
+        };
+        let child = Command::new(driver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let http = reqwest::Client::new();
+        let base = format!("http://127.0.0.1:{port}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while http.get(format!("{base}/status")).send().await.is_err() {
+            assert!(std::time::Instant::now() < deadline, "chromedriver did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let profile = std::env::temp_dir().join(format!("lipa-chromium-{}", lipa_gateway::ids::random_hex(6)));
+        let mut prefs = json!({});
+        if !javascript {
+            prefs["profile.managed_default_content_settings.javascript"] = 2.into();
+        }
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": chromium,
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                         "--disable-quic", "--disable-background-networking", "--disable-component-update",
+                         "--disable-sync", "--no-first-run", "--window-size=412,860",
+                         format!("--user-data-dir={}", profile.display())],
+                "prefs": prefs
+            }
+        }}});
+        let created: Value =
+            http.post(format!("{base}/session")).json(&caps).send().await.unwrap().json().await.unwrap();
+        let id = created["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {created}")).to_owned();
+        Some(Self { http, session: format!("{base}/session/{id}"), driver: child, profile })
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut req = self.http.request(method, format!("{}{path}", self.session));
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let v: Value = req.send().await.unwrap().json().await.unwrap();
+        v["value"].clone()
+    }
+
+    pub async fn goto(&self, url: &str) {
+        self.call(reqwest::Method::POST, "/url", Some(json!({"url": url}))).await;
+    }
+
+    pub async fn current_url(&self) -> String {
+        self.call(reqwest::Method::GET, "/url", None).await.as_str().unwrap().to_owned()
+    }
+
+    async fn element(&self, css: &str) -> Option<String> {
+        let v =
+            self.call(reqwest::Method::POST, "/element", Some(json!({"using": "css selector", "value": css}))).await;
+        v[ELEMENT].as_str().map(str::to_owned)
+    }
+
+    async fn must(&self, css: &str) -> String {
+        match self.element(css).await {
+            Some(e) => e,
+            None => panic!("no element {css:?} on {}:\n{}", self.current_url().await, self.page_text().await),
+        }
+    }
+
+    pub async fn type_into(&self, css: &str, text: &str) {
+        let e = self.must(css).await;
+        self.call(reqwest::Method::POST, &format!("/element/{e}/clear"), Some(json!({}))).await;
+        self.call(reqwest::Method::POST, &format!("/element/{e}/value"), Some(json!({"text": text}))).await;
+    }
+
+    pub async fn click(&self, css: &str) {
+        let e = self.must(css).await;
+        self.call(reqwest::Method::POST, &format!("/element/{e}/click"), Some(json!({}))).await;
+    }
+
+    pub async fn attribute(&self, css: &str, name: &str) -> Option<String> {
+        let e = self.must(css).await;
+        self.call(reqwest::Method::GET, &format!("/element/{e}/attribute/{name}"), None)
+            .await
+            .as_str()
+            .map(str::to_owned)
+    }
+
+    pub async fn text_of(&self, css: &str) -> String {
+        let e = self.must(css).await;
+        self.call(reqwest::Method::GET, &format!("/element/{e}/text"), None)
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    pub async fn page_text(&self) -> String {
+        match self.element("body").await {
+            Some(e) => self
+                .call(reqwest::Method::GET, &format!("/element/{e}/text"), None)
+                .await
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            None => String::new(),
+        }
+    }
+
+    /// Waits (up to `secs`) until the page's text contains `needle`, without reloading it.
+    pub async fn wait_for_text(&self, needle: &str, secs: u64) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let text = self.page_text().await;
+            if text.contains(needle) {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "{needle:?} did not appear; the page says:\n{text}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Saves a PNG under `docs/screenshots/` when `LIPA_SCREENSHOTS=1`.
+    pub async fn screenshot(&self, name: &str) {
+        if std::env::var("LIPA_SCREENSHOTS").as_deref() != Ok("1") {
+            return;
+        }
+        use base64::Engine as _;
+        let v = self.call(reqwest::Method::GET, "/screenshot", None).await;
+        let png = base64::engine::general_purpose::STANDARD.decode(v.as_str().unwrap()).unwrap();
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+    }
+}
