@@ -1,0 +1,133 @@
+//! The cinema shop as a merchant of Lipa: booking, paying through the hosted checkout, webhook
+//! handling, seat accounting under concurrency.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use daraja_sim::{Answer, Scripted, SimConfig};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+#[tokio::test]
+async fn a_booking_is_paid_through_lipa_and_shows_the_receipt() {
+    let w = common::world(SimConfig::default()).await;
+    let programme = w.get(&w.shop).await;
+    assert!(programme.contains("Nairobi Half Life") && programme.contains("40 seats left"), "{programme}");
+
+    let (status, checkout) = w.book(1, "0712 345 678", 3).await;
+    assert_eq!(status, 303);
+    let checkout = checkout.unwrap();
+    assert!(checkout.starts_with(&format!("{}/checkout/cs_", w.lipa)), "{checkout}");
+    let ticket = w.ticket_url(&checkout).await;
+    assert!(w.get(&ticket).await.contains("Status: Pending"));
+    assert!(w.get(&w.shop).await.contains("37 seats left"), "seats are held while paying");
+
+    let page = w.get(&checkout).await;
+    assert!(page.contains("KES 1,350"), "3 × 450 computed by the shop: {page}");
+    w.pay(&checkout, "0712345678").await;
+    // Nobody looks at the ticket page meanwhile: Lipa's signed webhook alone marks it paid.
+    let ticket_id = ticket.rsplit('/').next().unwrap().to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while w.db.ticket(ticket_id.clone()).await.unwrap().unwrap().status != cinema::db::TicketStatus::Paid {
+        assert!(std::time::Instant::now() < deadline, "the webhook never came");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let html = w.get(&ticket).await;
+    assert!(html.contains("Your tickets") && html.contains(">Paid<"), "{html}");
+    let receipt = w.sim.sim().transactions()[0].receipt.clone().unwrap();
+    assert!(html.contains(&receipt), "the M-Pesa receipt {receipt} is shown: {html}");
+    assert!(w.get(&w.shop).await.contains("37 seats left"));
+}
+
+#[tokio::test]
+async fn a_cancelled_payment_releases_the_seats_and_a_retry_pays() {
+    let w = common::world(SimConfig::default()).await;
+    w.sim.sim().script(254_712_345_678, Scripted { result: Answer::Fail("1032".into()), after_ms: None, faults: None });
+    let (_, checkout) = w.book(1, "0712345678", 2).await;
+    let checkout = checkout.unwrap();
+    let ticket = w.ticket_url(&checkout).await;
+    w.pay(&checkout, "0712345678").await;
+    let html = w.wait_for(&ticket, "Payment failed").await;
+    assert!(html.contains(daraja::ResultCode::from_wire("1032").customer_message_en()), "{html}");
+    assert!(w.get(&w.shop).await.contains("40 seats left"), "seats released");
+
+    let r = w.http.post(format!("{ticket}/retry")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    let second = r.headers()["location"].to_str().unwrap().to_owned();
+    assert_ne!(second, checkout, "a new checkout session");
+    assert!(w.get(&w.shop).await.contains("38 seats left"), "seats taken again");
+    w.pay(&second, "0712345678").await;
+    w.wait_for(&ticket, "Your tickets").await;
+}
+
+#[tokio::test]
+async fn twenty_concurrent_bookings_for_the_last_five_seats_sell_exactly_five() {
+    let w = common::world(SimConfig::interactive()).await;
+    let movie = w.db.add_movie("Last Show", "Five seats left.", 1_900_000_000_000, 300, 5, "#333333").unwrap();
+    let bookings: Vec<_> = (0..20)
+        .map(|i| {
+            let (http, shop) = (w.http.clone(), w.shop.clone());
+            tokio::spawn(async move {
+                let phone = format!("07{:08}", 12_000_000 + i);
+                let r = http
+                    .post(format!("{shop}/movies/{movie}"))
+                    .form(&[("name", "Fan"), ("phone", phone.as_str()), ("quantity", "1")])
+                    .send()
+                    .await
+                    .unwrap();
+                r.status().as_u16()
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for b in bookings {
+        statuses.push(b.await.unwrap());
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == 303).count(), 5, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 409).count(), 15, "{statuses:?}");
+    assert_eq!(w.db.movie(movie).await.unwrap().unwrap().seats_left(), 0);
+    assert!(w.get(&w.shop).await.contains("Sold out"));
+}
+
+fn sign(secret: &str, t: i64, body: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{t}.{body}").as_bytes());
+    let hex: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    format!("t={t},v1={hex}")
+}
+
+#[tokio::test]
+async fn webhooks_must_be_signed_fresh_and_are_applied_once() {
+    let w = common::world(SimConfig::interactive()).await;
+    let (_, checkout) = w.book(2, "0712345678", 1).await;
+    let ticket_url = w.ticket_url(&checkout.unwrap()).await;
+    let ticket_id = ticket_url.rsplit('/').next().unwrap().to_owned();
+    let event = |id: &str, receipt: &str| {
+        serde_json::json!({"id": id, "type": "payment.paid", "created_at": "2026-11-30T10:00:00Z", "data": {
+            "id": "pay_1", "status": "paid", "receipt": receipt, "transaction_date": "2026-11-30T10:00:00Z",
+            "metadata": {"ticket_id": ticket_id}
+        }})
+        .to_string()
+    };
+    let post = |body: String, signature: String| {
+        let http = w.http.clone();
+        let url = format!("{}/webhooks/lipa", w.shop);
+        async move {
+            let r = http.post(url).header("Lipa-Signature", signature).body(body).send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let now = cinema::now_ms() / 1000;
+    let body = event("evt_1", "UAB1C2D3E4");
+
+    assert_eq!(post(body.clone(), sign("whsec_wrong", now, &body)).await.0, 401, "bad signature");
+    assert_eq!(post(body.clone(), sign(&w.secret, now - 3600, &body)).await.0, 401, "replayed an hour later");
+    assert_eq!(post(body.clone(), String::new()).await.0, 401, "unsigned");
+    assert!(w.get(&ticket_url).await.contains("Status: Pending"), "nothing applied");
+
+    assert_eq!(post(body.clone(), sign(&w.secret, now, &body)).await, (200, "applied".to_owned()));
+    assert!(w.get(&ticket_url).await.contains("UAB1C2D3E4"));
+    let again = event("evt_1", "UXXXXXXXXX");
+    assert_eq!(post(again.clone(), sign(&w.secret, now, &again)).await, (200, "already applied".to_owned()));
+    assert!(!w.get(&ticket_url).await.contains("UXXXXXXXXX"), "a duplicate changes nothing");
+}
