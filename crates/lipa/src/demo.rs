@@ -1,7 +1,6 @@
-//! `lipa demo`: the whole world on one machine with one command. Today that is the Daraja
-//! simulator with its virtual phone and the gateway with its workers, on SQLite in a data
-//! directory, with an API key ready; the demo shop and the admin dashboard join it when they
-//! are built.
+//! `lipa demo`: the whole world on one machine with one command: the Daraja simulator with its
+//! virtual phone, the gateway with its workers (SQLite in a data directory), and the demo
+//! cinema shop paying through the gateway like any merchant, with an API key ready.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,6 +15,9 @@ type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 /// Options of `lipa demo`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// Port of the demo cinema shop.
+    #[arg(long, default_value_t = 8000)]
+    shop_port: u16,
     /// Port of the gateway.
     #[arg(long, default_value_t = 8080)]
     gateway_port: u16,
@@ -56,35 +58,55 @@ pub async fn run(args: Args) -> Result<()> {
     let gateway = app.gateway().clone();
     let key = demo_key(&gateway, &args.data_dir).await?;
     let base = format!("http://{}", app.addr());
+    let key_row = lipa_gateway::keys::authenticate(gateway.store(), &key).await?.ok_or("the demo key vanished")?;
+    let webhook_secret = lipa_gateway::keys::webhook_secret(gateway.store(), &key_row).await?;
+    let shop = cinema::Shop::bind(cinema::ShopConfig {
+        listen: format!("127.0.0.1:{}", args.shop_port).parse()?,
+        public_url: None,
+        lipa_url: base.clone(),
+        api_key: key.clone(),
+        webhook_secret,
+        database: args.data_dir.join("cinema.db"),
+        name: "Lipa Cinema".into(),
+    })
+    .await?;
+    let shop_url = format!("http://{}", shop.addr());
 
     println!();
     println!("Lipa demo is running. No real money moves: payments go to the built-in Daraja simulator.");
     println!();
-    println!("  Gateway API     {base}   (docs: {base}/openapi.json)");
+    println!("  Cinema shop     {shop_url}");
     println!("  Virtual phone   {sim_base}/phone   (PIN 1234)");
+    println!("  Gateway API     {base}   (docs: {base}/openapi.json)");
     println!("  API key         {key}");
     println!("  Data            {}   (kept between runs; --reset starts fresh)", args.data_dir.display());
     println!();
     println!("Try it:");
-    println!("  1. curl -s -X POST {base}/v1/payments -H 'Authorization: Bearer {key}' \\");
-    println!("       -H 'Content-Type: application/json' \\");
-    println!(
-        "       -d '{{\"amount\":45,\"phone\":\"0712345678\",\"account_reference\":\"TICKET-42\",\"description\":\"Movie ticket\"}}'"
-    );
+    println!("  1. open {shop_url}, book seats with phone 0712 345 678, and send the M-PESA prompt");
     if args.auto {
         println!("  2. wait 3 seconds: the simulator approves the prompt by itself (--auto)");
     } else {
-        println!("  2. open {sim_base}/phone/0712345678, type 1234 and press Send");
+        println!("  2. open {sim_base}/phone/0712345678, type PIN 1234 and press Send");
     }
-    println!("  3. curl -s {base}/v1/payments/<id from step 1> -H 'Authorization: Bearer {key}'   (status: paid)");
+    println!("  3. the checkout page turns to \"Payment received\"; \"Return to shop\" shows your paid tickets");
     println!();
-    println!("The demo cinema shop and the admin dashboard are not built yet; they will appear here.");
+    println!("The admin dashboard is not built yet.");
     println!("Press Ctrl-C to stop.");
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let workers = crate::gateway::spawn_workers(gateway, stopped);
-    app.run_until_stopped(crate::shutdown_signal()).await?;
+    let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let workers = crate::gateway::spawn_workers(gateway, stopped.clone());
+    let shop = tokio::spawn(shop.run_until_stopped(until_stopped(stopped.clone())));
+    let server = tokio::spawn(app.run_until_stopped(until_stopped(stopped)));
+    crate::shutdown_signal().await;
     let _ = stop.send(true);
+    for task in [shop, server] {
+        if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(10), task).await {
+            eprintln!("stopping: {e}");
+        }
+    }
     for worker in workers {
         let _ = tokio::time::timeout(Duration::from_secs(10), worker).await;
     }

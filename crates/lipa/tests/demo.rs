@@ -1,69 +1,57 @@
-//! The README's first command: `lipa demo` starts, prints what to open, and its "try it"
-//! steps take a payment to `paid`.
+//! The README's first command: `lipa demo --auto` starts, prints what to open, and its "try
+//! it" steps (book seats in the shop, pay on the checkout page) end with the tickets paid; the
+//! gateway's API answers with the printed key.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+mod common;
+
 use std::time::Duration;
 
 #[tokio::test]
 async fn the_demo_prints_its_urls_and_a_payment_made_as_it_says_gets_paid() {
-    let dir = std::env::temp_dir().join(format!("lipa-demo-{}", lipa_gateway::ids::random_hex(6)));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lipa"))
-        .args(["demo", "--auto", "--gateway-port", "0", "--sim-port", "0", "--data-dir"])
-        .arg(&dir)
-        .env("LIPA_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut printed = Vec::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        let done = line.starts_with("Press Ctrl-C");
-        printed.push(line);
-        if done {
-            break;
-        }
-    }
-    let value = |label: &str| {
-        printed
-            .iter()
-            .find_map(|l| l.trim().strip_prefix(label))
-            .map(|rest| rest.split_whitespace().next().unwrap().to_owned())
-            .unwrap_or_else(|| panic!("no {label:?} line in {printed:#?}"))
-    };
-    let (api, phone, key) = (value("Gateway API"), value("Virtual phone"), value("API key"));
+    let demo = common::Demo::start(true);
+    let (shop, api, phone, key) =
+        (demo.value("Cinema shop"), demo.value("Gateway API"), demo.value("Virtual phone"), demo.value("API key"));
     assert!(phone.ends_with("/phone"), "{phone}");
     assert!(key.starts_with("lipa_sk_"));
 
-    let http = reqwest::Client::new();
-    let created: serde_json::Value = http
-        .post(format!("{api}/v1/payments"))
-        .bearer_auth(&key)
-        .json(&serde_json::json!({"amount": 45, "phone": "0712345678", "account_reference": "TICKET-42", "description": "Movie ticket"}))
+    // Try it, step 1: book seats in the shop; it sends the customer to Lipa's checkout.
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let programme = http.get(&shop).send().await.unwrap().text().await.unwrap();
+    assert!(programme.contains("Now showing"), "{programme}");
+    let booked = http
+        .post(format!("{shop}/movies/1"))
+        .form(&[("name", "Wanjiku"), ("phone", "0712 345 678"), ("quantity", "2")])
         .send()
         .await
-        .unwrap()
-        .json()
-        .await
         .unwrap();
-    let id = created["id"].as_str().unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    let paid = loop {
-        let p: serde_json::Value =
-            http.get(format!("{api}/v1/payments/{id}")).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
-        if p["status"] != "pending" {
-            break p;
+    assert_eq!(booked.status().as_u16(), 303);
+    let checkout = booked.headers()["location"].to_str().unwrap().to_owned();
+    assert!(checkout.starts_with(&format!("{api}/checkout/")), "{checkout}");
+    let sent = http.post(&checkout).form(&[("phone", "0712 345 678")]).send().await.unwrap();
+    assert_eq!(sent.status().as_u16(), 303, "the prompt is sent");
+
+    // Step 2: --auto approves by itself. Step 3: the checkout says paid and returns to the shop.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let receipt_page = loop {
+        let html = http.get(&checkout).send().await.unwrap().text().await.unwrap();
+        if html.contains("Payment received") {
+            break html;
         }
-        assert!(tokio::time::Instant::now() < deadline, "still pending: {p}");
+        assert!(tokio::time::Instant::now() < deadline, "never paid: {html}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    assert_eq!(paid["status"], "paid", "{paid}");
-    assert!(paid["receipt"].is_string());
-    assert_eq!(std::fs::read_to_string(dir.join("demo-api-key")).unwrap(), key, "the key is kept for the next run");
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let _ = std::fs::remove_dir_all(dir);
+    let back = receipt_page.split("href=\"").find(|s| s.starts_with(&shop)).unwrap().split('"').next().unwrap();
+    let ticket = http.get(back.replace("&amp;", "&")).send().await.unwrap().text().await.unwrap();
+    assert!(ticket.contains("Your tickets") && ticket.contains(">Paid<"), "{ticket}");
+
+    let payments: serde_json::Value =
+        http.get(format!("{api}/v1/payments")).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
+    assert_eq!(payments["data"][0]["status"], "paid", "{payments}");
+    assert!(payments["data"][0]["receipt"].is_string());
+    assert_eq!(
+        std::fs::read_to_string(demo.dir.join("demo-api-key")).unwrap(),
+        key,
+        "the key is kept for the next run"
+    );
 }

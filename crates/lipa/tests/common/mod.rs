@@ -1,0 +1,53 @@
+//! `lipa demo` as a child process on free ports, with what it printed.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+pub struct Demo {
+    pub dir: PathBuf,
+    pub printed: Vec<String>,
+    child: Child,
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Demo {
+    /// Starts `lipa demo` (with `--auto` if asked) in a fresh data directory and reads its
+    /// banner up to "Press Ctrl-C".
+    pub fn start(auto: bool) -> Self {
+        let dir = std::env::temp_dir().join(format!("lipa-demo-{}", lipa_gateway::ids::random_hex(6)));
+        let mut command = Command::new(env!("CARGO_BIN_EXE_lipa"));
+        command.args(["demo", "--shop-port", "0", "--gateway-port", "0", "--sim-port", "0", "--data-dir"]).arg(&dir);
+        if auto {
+            command.arg("--auto");
+        }
+        let mut child = command.env("LIPA_LOG", "warn").stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+        let mut printed = Vec::new();
+        for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+            let line = line.unwrap();
+            let done = line.starts_with("Press Ctrl-C");
+            printed.push(line);
+            if done {
+                break;
+            }
+        }
+        Self { dir, printed, child }
+    }
+
+    /// The first word after `label` on the banner line that starts with it.
+    pub fn value(&self, label: &str) -> String {
+        self.printed
+            .iter()
+            .find_map(|l| l.trim().strip_prefix(label))
+            .map(|rest| rest.split_whitespace().next().unwrap().to_owned())
+            .unwrap_or_else(|| panic!("no {label:?} line in {:#?}", self.printed))
+    }
+}

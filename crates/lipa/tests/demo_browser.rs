@@ -1,0 +1,85 @@
+//! `lipa demo` end to end in headless Chromium, as a person uses it: book seats in the shop,
+//! send the prompt from Lipa's checkout, approve (or cancel) it on the virtual phone, and see
+//! the tickets paid (or failed, seats released, then retried and paid).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+#[path = "../../gateway/tests/common/webdriver.rs"]
+mod webdriver;
+
+use webdriver::Browser;
+
+async fn book_and_send_prompt(browser: &Browser, shop: &str, seats: &str) -> String {
+    browser.goto(shop).await;
+    browser.wait_for_text("Now showing", 10).await;
+    browser.click("a.button").await;
+    browser.wait_for_text("Your name", 10).await;
+    browser.type_into("#name", "Wanjiku").await;
+    browser.type_into("#phone", "0712 345 678").await;
+    browser.click(&format!("#quantity option[value='{seats}']")).await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_text("Send the M-PESA prompt", 10).await;
+    let checkout = browser.current_url().await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_text("Check your phone", 10).await;
+    checkout
+}
+
+async fn answer_on_phone(browser: &Browser, phone_url: &str, send: bool) {
+    browser.goto(&format!("{phone_url}/0712345678")).await;
+    browser.wait_for_text("Enter M-PESA PIN", 10).await;
+    if send {
+        browser.type_into("#pin", "1234").await;
+        browser.click("button.send").await;
+    } else {
+        browser.click("button.cancel").await;
+    }
+}
+
+#[tokio::test]
+async fn book_pay_on_the_virtual_phone_and_see_the_tickets_then_fail_and_retry() {
+    let Some(browser) = Browser::start(true).await else { return };
+    let demo = common::Demo::start(false);
+    let (shop, phone) = (demo.value("Cinema shop"), demo.value("Virtual phone"));
+
+    // Paid: 3 seats, approved with the PIN on the virtual phone.
+    let checkout = book_and_send_prompt(&browser, &shop, "3").await;
+    assert!(browser.page_text().await.contains("KES 1,350"));
+    answer_on_phone(&browser, &phone, true).await;
+    browser.goto(&checkout).await;
+    browser.wait_for_text("Payment received", 15).await;
+    browser.click("a.button").await;
+    browser.wait_for_text("Your tickets", 15).await;
+    let ticket = browser.page_text().await;
+    assert!(ticket.contains("Paid") && ticket.contains("M-PESA receipt"), "{ticket}");
+    assert!(!ticket.contains("on its way"), "the receipt number is shown: {ticket}");
+    browser.goto(&shop).await;
+    assert!(browser.page_text().await.contains("37 seats left"));
+
+    // Cancelled: the checkout says why, "Back to shop" shows the failed booking, the seats
+    // come back, and "Try again" pays.
+    let cancelled = book_and_send_prompt(&browser, &shop, "2").await;
+    answer_on_phone(&browser, &phone, false).await;
+    browser.goto(&cancelled).await;
+    browser.wait_for_text("did not go through", 15).await;
+    browser.click("a.secondary").await;
+    browser.wait_for_text("Payment failed", 15).await;
+    assert!(browser.page_text().await.contains("seats were released"));
+    let ticket_page = browser.current_url().await;
+    browser.goto(&shop).await;
+    assert!(browser.page_text().await.contains("37 seats left"), "the 2 seats are back on sale");
+    browser.goto(&ticket_page).await;
+    browser.wait_for_text("Try again", 10).await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_text("Send the M-PESA prompt", 10).await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_text("Check your phone", 10).await;
+    let second_checkout = browser.current_url().await;
+    answer_on_phone(&browser, &phone, true).await;
+    browser.goto(&second_checkout).await;
+    browser.wait_for_text("Payment received", 15).await;
+    browser.click("a.button").await;
+    browser.wait_for_text("Your tickets", 15).await;
+    browser.goto(&shop).await;
+    assert!(browser.page_text().await.contains("35 seats left"));
+}
