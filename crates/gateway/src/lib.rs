@@ -6,6 +6,7 @@
 //! body; reconciliation queries Daraja for payments whose callback never came, and expires
 //! the ones nobody answers.
 
+pub mod admin;
 pub mod api;
 pub mod checkout;
 pub mod config;

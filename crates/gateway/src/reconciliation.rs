@@ -121,3 +121,32 @@ pub async fn run(gateway: Gateway, shutdown: tokio::sync::watch::Receiver<bool>)
         }
     }
 }
+
+/// Queries Daraja about one payment now (an admin's "query now"), applies a final answer by
+/// the usual rules, and says what happened in a sentence.
+pub async fn query_now(gateway: &Gateway, payment: &crate::payment::Payment) -> Result<String, StoreError> {
+    let Some(checkout) = payment.checkout_request_id.as_deref() else {
+        return Ok("Daraja never accepted this push, so there is nothing to query.".into());
+    };
+    let Ok(checkout_id) = daraja::CheckoutRequestId::parse(checkout) else {
+        return Ok(format!("{checkout:?} is not a CheckoutRequestID Daraja would accept."));
+    };
+    let (client, merchant) = gateway.daraja();
+    gateway.query_limit().acquire().await;
+    let started = std::time::Instant::now();
+    let answer = client.stk_query(merchant, &checkout_id).await;
+    let label = answer.as_ref().map_or_else(crate::metrics::error_label, |_| "ok".to_owned());
+    gateway.metrics().daraja("stk_query", &label, started.elapsed());
+    Ok(match answer {
+        Ok(QueryOutcome::Completed(result)) => {
+            let said = format!("Daraja answered {} ({})", result.result_code.as_str(), result.result_desc);
+            let decision = gateway.store().settle_from_query(&payment.id, result, gateway.now()).await?;
+            if decision.change.is_some() {
+                gateway.changed(&payment.id);
+            }
+            format!("{said}: {}.", decision.note)
+        }
+        Ok(QueryOutcome::Pending) => "Daraja says the payment is still being processed.".into(),
+        Err(e) => format!("The query failed: {e}."),
+    })
+}

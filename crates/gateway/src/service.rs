@@ -105,6 +105,7 @@ struct Inner {
     metrics: crate::metrics::Metrics,
     webhook_client: reqwest::Client,
     mailer: Result<Option<crate::mail::Mailer>, String>,
+    admin_throttle: crate::admin::auth::Throttle,
     changes: tokio::sync::broadcast::Sender<crate::payment::PaymentId>,
 }
 
@@ -152,6 +153,7 @@ impl Gateway {
                 clock,
                 metrics: crate::metrics::Metrics::default(),
                 mailer,
+                admin_throttle: crate::admin::auth::Throttle::default(),
                 webhook_client,
                 changes: tokio::sync::broadcast::channel(1024).0,
             }),
@@ -190,6 +192,10 @@ impl Gateway {
     /// The public base URL (callbacks, checkout pages).
     pub fn public_url(&self) -> &str {
         &self.inner.public_url
+    }
+
+    pub(crate) fn admin_throttle(&self) -> &crate::admin::auth::Throttle {
+        &self.inner.admin_throttle
     }
 
     pub(crate) fn mailer(&self) -> Result<Option<&crate::mail::Mailer>, &str> {

@@ -71,12 +71,14 @@ pub async fn run(args: Args) -> Result<()> {
     })
     .await?;
     let shop_url = format!("http://{}", shop.addr());
+    let admin_password = demo_admin(&gateway, &args.data_dir).await?;
 
     println!();
     println!("Lipa demo is running. No real money moves: payments go to the built-in Daraja simulator.");
     println!();
     println!("  Cinema shop     {shop_url}");
     println!("  Virtual phone   {sim_base}/phone   (PIN 1234)");
+    println!("  Admin           {base}/admin   (user admin, password {admin_password})");
     println!("  Gateway API     {base}   (docs: {base}/openapi.json)");
     println!("  API key         {key}");
     println!("  Data            {}   (kept between runs; --reset starts fresh)", args.data_dir.display());
@@ -90,7 +92,6 @@ pub async fn run(args: Args) -> Result<()> {
     }
     println!("  3. the checkout page turns to \"Payment received\"; \"Return to shop\" shows your paid tickets");
     println!();
-    println!("The admin dashboard is not built yet.");
     println!("Press Ctrl-C to stop.");
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -113,6 +114,44 @@ pub async fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
+/// The demo's admin password: kept in the data directory like the key; the user `admin` is
+/// created with it on the first run.
+async fn demo_admin(gateway: &lipa_gateway::service::Gateway, dir: &std::path::Path) -> Result<String> {
+    let path = dir.join("admin-password");
+    if let Ok(saved) = std::fs::read_to_string(&path)
+        && gateway.store().admin_user("admin").await?.is_some()
+    {
+        return Ok(saved.trim().to_owned());
+    }
+    let password = lipa_gateway::ids::random_hex(8);
+    let store = gateway.store();
+    if store.admin_user("admin").await?.is_some() {
+        let hash = lipa_gateway::admin::auth::hash_password(&password)?;
+        store.set_admin_password("admin", &hash).await?;
+    } else {
+        lipa_gateway::admin::auth::create_user(
+            store,
+            "admin",
+            &password,
+            lipa_gateway::store::admin::Role::Admin,
+            gateway.now(),
+        )
+        .await?;
+    }
+    save_private(&path, &password)?;
+    Ok(password)
+}
+
+fn save_private(path: &std::path::Path, value: &str) -> Result<()> {
+    std::fs::write(path, value).map_err(|e| format!("could not save {}: {e}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+    }
+    Ok(())
+}
+
 /// The demo's API key: kept in the data directory (readable by its owner only) so re-runs
 /// reuse it; made anew if missing or revoked.
 async fn demo_key(gateway: &lipa_gateway::service::Gateway, dir: &std::path::Path) -> Result<String> {
@@ -124,11 +163,6 @@ async fn demo_key(gateway: &lipa_gateway::service::Gateway, dir: &std::path::Pat
         }
     }
     let (_, key) = lipa_gateway::keys::create(gateway.store(), "demo", gateway.now()).await?;
-    std::fs::write(&path, &key).map_err(|e| format!("could not save the demo key in {}: {e}", path.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
-    }
+    save_private(&path, &key)?;
     Ok(key)
 }

@@ -86,6 +86,11 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     };
     let app = Application::build(settings, connection, Arc::new(daraja::SystemClock)).await?;
     println!("Lipa gateway listening on http://{}", app.addr());
+    let first_password = std::env::var("LIPA_ADMIN_PASSWORD").ok();
+    if lipa_gateway::admin::bootstrap(app.gateway(), first_password.as_deref()).await? {
+        println!("Created the admin user \"admin\" from LIPA_ADMIN_PASSWORD.");
+    }
+    println!("Admin dashboard at http://{}/admin", app.addr());
     let (stop_workers, stopped) = tokio::sync::watch::channel(false);
     let workers = spawn_workers(app.gateway().clone(), stopped);
     app.run_until_stopped(crate::shutdown_signal()).await?;
@@ -156,6 +161,52 @@ pub async fn migrate(common: Common) -> Result<()> {
     let settings = common.settings()?;
     Store::open(&settings.database_url).await?;
     println!("{}: schema is up to date", settings.database_url);
+    Ok(())
+}
+
+/// `lipa admin …`
+#[derive(Debug, clap::Subcommand)]
+pub enum AdminCommand {
+    /// Create a dashboard user. The password is asked twice on a terminal, or read from the
+    /// first line of standard input (`echo "$PASSWORD" | lipa admin create-user ops`).
+    CreateUser {
+        /// Login name (letters, digits, dot, dash, underscore).
+        name: String,
+        /// `admin` (everything) or `viewer` (read only).
+        #[arg(long, default_value = "admin")]
+        role: String,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+fn read_new_password() -> Result<String> {
+    use std::io::IsTerminal as _;
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("Password (10 characters or more): ")?;
+        let again = rpassword::prompt_password("The same password again: ")?;
+        if first != again {
+            return Err("the two passwords differ; nothing was created".into());
+        }
+        Ok(first)
+    } else {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+    }
+}
+
+pub async fn admin(command: AdminCommand) -> Result<()> {
+    match command {
+        AdminCommand::CreateUser { name, role, common } => {
+            let role = lipa_gateway::store::admin::Role::parse(&role)
+                .ok_or_else(|| format!("--role {role:?}: use admin or viewer"))?;
+            let store = Store::open(&common.settings()?.database_url).await?;
+            let password = read_new_password()?;
+            lipa_gateway::admin::auth::create_user(&store, &name, &password, role, now_ms()).await?;
+            println!("Created {} user {name:?}; sign in at <gateway>/admin.", role.as_str());
+        }
+    }
     Ok(())
 }
 

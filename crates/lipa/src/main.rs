@@ -20,7 +20,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the demo: simulator with a virtual phone and the gateway, ready to try.
+    /// Run the demo: cinema shop, gateway with its admin dashboard, simulator with a virtual phone.
     Demo(demo::Args),
     /// Run the gateway: merchant API, callbacks and reconciliation (simulator when unconfigured).
     Serve(gateway::ServeArgs),
@@ -31,6 +31,9 @@ enum Command {
     /// Manage merchant API keys.
     #[command(subcommand)]
     Keys(gateway::KeysCommand),
+    /// Manage admin dashboard users.
+    #[command(subcommand)]
+    Admin(gateway::AdminCommand),
     /// Inspect and redeliver merchant webhooks.
     #[command(subcommand)]
     Webhooks(gateway::WebhooksCommand),
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
             Command::Work(args) => gateway::work(args).await,
             Command::Migrate(common) => gateway::migrate(common).await,
             Command::Keys(command) => gateway::keys(command).await,
+            Command::Admin(command) => gateway::admin(command).await,
             Command::Config(command) => gateway::config(command).await,
             Command::Webhooks(command) => gateway::webhooks(command).await,
             Command::Sim(args) => sim::run(args).await,

@@ -35,6 +35,7 @@ pub fn router(gateway: Gateway) -> Router {
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(|| async { axum::Json(openapi::document()) }))
         .merge(crate::pages::router())
+        .merge(crate::admin::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .layer(DefaultBodyLimit::max(daraja::callback::MAX_CALLBACK_BYTES))
         .layer(axum::middleware::from_fn(request_span))

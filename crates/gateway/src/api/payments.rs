@@ -180,6 +180,7 @@ pub(super) async fn list(
         created_to: q.created_to.as_deref().map(|t| instant("created_to", t)).transpose()?,
         after,
         limit: limit + 1,
+        ..PaymentFilter::default()
     };
     let mut page = gateway.store().payments(filter).await?;
     let next_cursor = if page.len() > limit as usize {

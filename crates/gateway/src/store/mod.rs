@@ -5,7 +5,9 @@
 //! Unique constraints enforce what must be unique: idempotency key per API key,
 //! CheckoutRequestID, receipt number, callback token.
 
+pub mod admin;
 mod postgres;
+pub mod sql;
 mod sqlite;
 
 use crate::payment::{Payment, PaymentId, Status};
@@ -448,6 +450,14 @@ pub struct PaymentFilter {
     pub created_from: Option<i64>,
     /// Created before (ms).
     pub created_to: Option<i64>,
+    /// This payment id.
+    pub id: Option<String>,
+    /// Amount at least (KES).
+    pub min_amount: Option<u32>,
+    /// Amount at most (KES).
+    pub max_amount: Option<u32>,
+    /// Only flagged (true) or unflagged (false) payments.
+    pub needs_review: Option<bool>,
     /// Continue after this `(created_at, id)` (newest first).
     pub after: Option<(i64, String)>,
     /// Page size.
@@ -631,6 +641,16 @@ impl Store {
     /// Records an email attempt's outcome, and puts it on the payment's timeline.
     pub async fn finish_email(&self, job: &EmailJob, next: EmailNext, now: i64) -> Result<(), StoreError> {
         delegate!(self.finish_email(job.clone(), next, now))
+    }
+
+    /// Runs a read-only statement (`$1` placeholders) and returns its rows.
+    pub async fn query(&self, sql: &'static str, args: Vec<sql::Arg>) -> Result<sql::Rows, StoreError> {
+        delegate!(self.query(sql, args))
+    }
+
+    /// Runs statements in one transaction; returns the rows each changed.
+    pub async fn execute_all(&self, statements: Vec<sql::Statement>) -> Result<Vec<u64>, StoreError> {
+        delegate!(self.execute_all(statements))
     }
 
     /// The webhook signing secret of an API key, if it has one.

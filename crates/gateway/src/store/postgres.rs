@@ -14,6 +14,7 @@ use deadpool_postgres::{GenericClient, Pool, Runtime};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
+use super::sql::{Arg, Cell, Rows, Statement};
 use super::{
     ApiKey, CallbackStored, CheckoutSession, DueCheck, EmailJob, EmailNext, Event, IncomingCallback, Inserted,
     NewCheckoutSession, NewPayment, PaymentFilter, PushResult, SessionInserted, Settling, StoreError, StoredCallback,
@@ -25,6 +26,7 @@ use crate::settlement::{self, Change, Decision, Outcome};
 const SCHEMA_V1: &str = include_str!("schema_postgres.sql");
 const SCHEMA_V2: &str = include_str!("schema_v2_postgres.sql");
 const SCHEMA_V3: &str = include_str!("schema_v3_postgres.sql");
+const SCHEMA_V4: &str = include_str!("schema_v4.sql");
 const MIGRATION_LOCK: i64 = 0x6c69_7061; // "lipa"
 
 /// The PostgreSQL store. Cheap to clone.
@@ -103,6 +105,11 @@ impl PostgresStore {
             tx.batch_execute(SCHEMA_V3).await.map_err(pg_error)?;
             tx.execute("INSERT INTO lipa_schema (version) VALUES (3)", &[]).await.map_err(pg_error)?;
             tracing::info!("database schema migrated to version 3 (emails, checkout sessions)");
+        }
+        if version.unwrap_or(0) < 4 {
+            tx.batch_execute(SCHEMA_V4).await.map_err(pg_error)?;
+            tx.execute("INSERT INTO lipa_schema (version) VALUES (4)", &[]).await.map_err(pg_error)?;
+            tracing::info!("database schema migrated to version 4 (admin)");
         }
         tx.commit().await.map_err(pg_error)
     }
@@ -341,6 +348,18 @@ impl PostgresStore {
         if let Some(t) = f.created_to {
             push(" AND created_at < ?", Box::new(t));
         }
+        if let Some(id) = f.id {
+            push(" AND id = ?", Box::new(id));
+        }
+        if let Some(a) = f.min_amount {
+            push(" AND amount >= ?", Box::new(i64::from(a)));
+        }
+        if let Some(a) = f.max_amount {
+            push(" AND amount <= ?", Box::new(i64::from(a)));
+        }
+        if let Some(flagged) = f.needs_review {
+            push(" AND needs_review = ?", Box::new(flagged));
+        }
         if let Some((at, id)) = f.after {
             push(" AND (created_at, id) < (?", Box::new(at));
             push(", ?)", Box::new(id));
@@ -519,6 +538,28 @@ impl PostgresStore {
         }
         tx.commit().await.map_err(pg_error)?;
         Ok(ids)
+    }
+
+    // ---- plain SQL (see `sql.rs`) ----
+
+    pub(super) async fn query(&self, sql: &'static str, args: Vec<Arg>) -> Result<Rows, StoreError> {
+        let args: Vec<Box<dyn ToSql + Sync + Send>> = args.iter().map(pg_arg).collect();
+        let refs: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| &**a as &(dyn ToSql + Sync)).collect();
+        let rows = self.client().await?.query(sql, &refs).await.map_err(pg_error)?;
+        rows.iter().map(|r| (0..r.len()).map(|i| pg_cell(r, i)).collect()).collect()
+    }
+
+    pub(super) async fn execute_all(&self, statements: Vec<Statement>) -> Result<Vec<u64>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        let mut counts = Vec::with_capacity(statements.len());
+        for (sql, args) in &statements {
+            let args: Vec<Box<dyn ToSql + Sync + Send>> = args.iter().map(pg_arg).collect();
+            let refs: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| &**a as &(dyn ToSql + Sync)).collect();
+            counts.push(tx.execute(*sql, &refs).await.map_err(pg_error)?);
+        }
+        tx.commit().await.map_err(pg_error)?;
+        Ok(counts)
     }
 
     // ---- checkout sessions ----
@@ -1063,6 +1104,34 @@ fn settling_from_row(r: &Row) -> Result<Settling, StoreError> {
             .map(|s| SettledBy::parse(s).ok_or_else(|| corrupt("unknown settled_by")))
             .transpose()?,
     })
+}
+
+fn pg_arg(a: &Arg) -> Box<dyn ToSql + Sync + Send> {
+    match a {
+        Arg::Int(v) => Box::new(*v),
+        Arg::Text(t) => Box::new(t.clone()),
+        Arg::Bool(b) => Box::new(*b),
+        Arg::NullInt => Box::new(None::<i64>),
+        Arg::NullText => Box::new(None::<String>),
+    }
+}
+
+fn pg_cell(r: &Row, i: usize) -> Result<Cell, StoreError> {
+    use tokio_postgres::types::Type;
+    let ty = r.columns().get(i).map(|c| c.type_().clone()).ok_or_else(|| corrupt("no such column"))?;
+    let cell = match ty {
+        Type::INT8 => r.try_get::<_, Option<i64>>(i).map(|v| v.map_or(Cell::Null, Cell::Int)),
+        Type::INT4 => r.try_get::<_, Option<i32>>(i).map(|v| v.map_or(Cell::Null, |v| Cell::Int(v.into()))),
+        Type::INT2 => r.try_get::<_, Option<i16>>(i).map(|v| v.map_or(Cell::Null, |v| Cell::Int(v.into()))),
+        Type::BOOL => r.try_get::<_, Option<bool>>(i).map(|v| v.map_or(Cell::Null, |v| Cell::Int(v.into()))),
+        #[allow(clippy::cast_possible_truncation)]
+        Type::FLOAT8 => r.try_get::<_, Option<f64>>(i).map(|v| v.map_or(Cell::Null, |v| Cell::Int(v.round() as i64))),
+        Type::BYTEA => r
+            .try_get::<_, Option<Vec<u8>>>(i)
+            .map(|v| v.map_or(Cell::Null, |v| Cell::Text(String::from_utf8_lossy(&v).into_owned()))),
+        _ => r.try_get::<_, Option<String>>(i).map(|v| v.map_or(Cell::Null, Cell::Text)),
+    };
+    cell.map_err(|e| corrupt(&format!("column {i}: {e}")))
 }
 
 const SESSION_COLUMNS: &str = "id, api_key_id, amount, account_reference, description, success_url, cancel_url, phone,

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use tokio::sync::{mpsc, oneshot};
 
+use super::sql::{Arg, Cell, Rows, Statement, to_sqlite};
 use super::{
     ApiKey, CallbackStored, CheckoutSession, DueCheck, EmailJob, EmailNext, Event, IncomingCallback, Inserted,
     NewCheckoutSession, NewPayment, PaymentFilter, PushResult, SessionInserted, Settling, StoreError, StoredCallback,
@@ -25,6 +26,7 @@ const MAX_BATCH: usize = 512;
 const SCHEMA_V1: &str = include_str!("schema_sqlite.sql");
 const SCHEMA_V2: &str = include_str!("schema_v2_sqlite.sql");
 const SCHEMA_V3: &str = include_str!("schema_v3_sqlite.sql");
+const SCHEMA_V4: &str = include_str!("schema_v4.sql");
 
 type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 type Job = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
@@ -90,6 +92,11 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
         conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA_V3} PRAGMA user_version = 3; COMMIT;"))
             .map_err(sql_error)?;
         tracing::info!("database schema migrated to version 3 (emails, checkout sessions)");
+    }
+    if version < 4 {
+        conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA_V4} PRAGMA user_version = 4; COMMIT;"))
+            .map_err(sql_error)?;
+        tracing::info!("database schema migrated to version 4 (admin)");
     }
     Ok(())
 }
@@ -471,6 +478,18 @@ impl SqliteStore {
             if let Some(t) = f.created_to {
                 push(" AND created_at < ?", V::Integer(t));
             }
+            if let Some(id) = f.id {
+                push(" AND id = ?", V::Text(id));
+            }
+            if let Some(a) = f.min_amount {
+                push(" AND amount >= ?", V::Integer(a.into()));
+            }
+            if let Some(a) = f.max_amount {
+                push(" AND amount <= ?", V::Integer(a.into()));
+            }
+            if let Some(flagged) = f.needs_review {
+                push(" AND needs_review = ?", V::Integer(flagged.into()));
+            }
             if let Some((at, id)) = f.after {
                 push(" AND (created_at < ?", V::Integer(at));
                 let n = args.len();
@@ -641,6 +660,36 @@ impl SqliteStore {
                 announce(c, id, "payment.expired", now)?;
             }
             Ok(ids)
+        })
+        .await
+    }
+
+    // ---- plain SQL (see `sql.rs`) ----
+
+    pub(super) async fn query(&self, sql: &'static str, args: Vec<Arg>) -> Result<Rows, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&to_sqlite(sql)).map_err(sql_error)?;
+            let n = stmt.column_count();
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(args.iter().map(sqlite_arg)), |r| {
+                    (0..n).map(|i| r.get_ref(i).map(sqlite_cell)).collect::<Result<Vec<_>, _>>()
+                })
+                .map_err(sql_error)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(sql_error)
+        })
+        .await
+    }
+
+    pub(super) async fn execute_all(&self, statements: Vec<Statement>) -> Result<Vec<u64>, StoreError> {
+        self.write(move |c| {
+            statements
+                .iter()
+                .map(|(sql, args)| {
+                    exec(c, &to_sqlite(sql), rusqlite::params_from_iter(args.iter().map(sqlite_arg)))
+                        .map(|n| n as u64)
+                        .map_err(sql_error)
+                })
+                .collect()
         })
         .await
     }
@@ -1174,6 +1223,28 @@ fn settling_from_row(r: &Row<'_>) -> rusqlite::Result<Settling> {
 fn load(c: &Connection, id: &PaymentId) -> Result<Payment, StoreError> {
     row(c, &format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = ?1"), [id.as_str()], payment_from_row)
         .map_err(sql_error)
+}
+
+fn sqlite_arg(a: &Arg) -> rusqlite::types::Value {
+    use rusqlite::types::Value;
+    match a {
+        Arg::Int(v) => Value::Integer(*v),
+        Arg::Text(t) => Value::Text(t.clone()),
+        Arg::Bool(b) => Value::Integer(i64::from(*b)),
+        Arg::NullInt | Arg::NullText => Value::Null,
+    }
+}
+
+fn sqlite_cell(v: rusqlite::types::ValueRef<'_>) -> Cell {
+    use rusqlite::types::ValueRef;
+    match v {
+        ValueRef::Null => Cell::Null,
+        ValueRef::Integer(i) => Cell::Int(i),
+        // Only aggregates produce reals here (averages); whole numbers are what is shown.
+        #[allow(clippy::cast_possible_truncation)]
+        ValueRef::Real(f) => Cell::Int(f.round() as i64),
+        ValueRef::Text(t) | ValueRef::Blob(t) => Cell::Text(String::from_utf8_lossy(t).into_owned()),
+    }
 }
 
 const SESSION_COLUMNS: &str = "id, api_key_id, amount, account_reference, description, success_url, cancel_url, phone,

@@ -1,0 +1,241 @@
+//! Admin sign-in: argon2 password hashes, session cookies (HttpOnly, SameSite=Strict, Secure
+//! over https) with idle and absolute timeouts, a CSRF token per session, and login throttling
+//! per user and per address.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+
+use crate::ids;
+use crate::service::Gateway;
+use crate::store::admin::{AdminSession, AdminUser, Role};
+use crate::store::{Store, StoreError};
+
+/// The session cookie.
+pub const COOKIE: &str = "lipa_admin";
+/// A session ends after this long without a request.
+pub const IDLE_TIMEOUT_MS: i64 = 30 * 60_000;
+/// And after this long in any case.
+pub const ABSOLUTE_TIMEOUT_MS: i64 = 12 * 3_600_000;
+/// Failed logins allowed per user (and, ×4, per address) in [`THROTTLE_WINDOW_MS`].
+pub const MAX_FAILURES: usize = 5;
+/// The throttling window.
+pub const THROTTLE_WINDOW_MS: i64 = 15 * 60_000;
+
+/// An argon2id hash (PHC string) of `password`.
+pub fn hash_password(password: &str) -> Result<String, String> {
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).map_err(|e| format!("no randomness for a salt: {e}"))?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
+    Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string()).map_err(|e| e.to_string())
+}
+
+/// A real hash of nothing, checked when the user name is unknown so that a wrong name takes as
+/// long as a wrong password.
+pub fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| hash_password("no such user").unwrap_or_default())
+}
+
+/// Whether `password` matches the stored hash.
+pub fn verify_password(hash: &str, password: &str) -> bool {
+    PasswordHash::new(hash).is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+}
+
+/// Why a user could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    /// Bad name.
+    #[error("the name must be 1 to 40 characters: letters, digits, dot, dash or underscore")]
+    Name,
+    /// Weak password.
+    #[error("the password must be at least 10 characters")]
+    WeakPassword,
+    /// Taken.
+    #[error("a user with this name already exists")]
+    Taken,
+    /// Hashing failed.
+    #[error("could not hash the password: {0}")]
+    Hash(String),
+    /// Storage.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Creates an admin user.
+pub async fn create_user(store: &Store, name: &str, password: &str, role: Role, now: i64) -> Result<(), UserError> {
+    let valid_name = !name.is_empty()
+        && name.len() <= 40
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+    if !valid_name {
+        return Err(UserError::Name);
+    }
+    if password.chars().count() < 10 {
+        return Err(UserError::WeakPassword);
+    }
+    let user = AdminUser {
+        id: format!("adm_{}", ids::random_hex(8)),
+        name: name.to_owned(),
+        password_hash: hash_password(password).map_err(UserError::Hash)?,
+        role,
+        created_at: now,
+    };
+    if !store.insert_admin_user(&user).await? {
+        return Err(UserError::Taken);
+    }
+    store.audit("setup", "create_user", name, role.as_str(), now).await?;
+    Ok(())
+}
+
+/// Recent failed logins, per user name and per address.
+#[derive(Debug, Default)]
+pub struct Throttle(Mutex<HashMap<String, Vec<i64>>>);
+
+impl Throttle {
+    fn recent(&self, key: &str, now: i64) -> usize {
+        let mut map = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entry = map.entry(key.to_owned()).or_default();
+        entry.retain(|t| now - t < THROTTLE_WINDOW_MS);
+        entry.len()
+    }
+
+    /// Whether another attempt is allowed for this user from this address.
+    pub fn allowed(&self, user: &str, address: &str, now: i64) -> bool {
+        self.recent(&format!("user:{user}"), now) < MAX_FAILURES
+            && self.recent(&format!("addr:{address}"), now) < MAX_FAILURES * 4
+    }
+
+    /// Counts a failed attempt.
+    pub fn failed(&self, user: &str, address: &str, now: i64) {
+        let mut map = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for key in [format!("user:{user}"), format!("addr:{address}")] {
+            map.entry(key).or_default().push(now);
+        }
+    }
+
+    /// Forgets a user's failures after a successful login.
+    pub fn succeeded(&self, user: &str) {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&format!("user:{user}"));
+    }
+}
+
+/// Starts a session for `user`; returns the `Set-Cookie` value.
+pub async fn start_session(gateway: &Gateway, user: &AdminUser) -> Result<String, StoreError> {
+    let token = ids::random_hex(32);
+    let csrf = ids::random_hex(16);
+    gateway.store().insert_admin_session(&ids::sha256_hex(token.as_bytes()), &user.id, &csrf, gateway.now()).await?;
+    Ok(cookie(gateway, &token, None))
+}
+
+/// A `Set-Cookie` value for the session cookie (`max_age` 0 deletes it).
+pub fn cookie(gateway: &Gateway, value: &str, max_age: Option<i64>) -> String {
+    let secure = if gateway.public_url().starts_with("https://") { "; Secure" } else { "" };
+    let age = max_age.map(|a| format!("; Max-Age={a}")).unwrap_or_default();
+    format!("{COOKIE}={value}; Path=/admin; HttpOnly; SameSite=Strict{secure}{age}")
+}
+
+fn session_token(parts: &Parts) -> Option<String> {
+    parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| c.trim().strip_prefix(&format!("{COOKIE}=")).map(str::to_owned))
+        .filter(|t| t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// A signed-in staff member: the extractor every admin page and action uses. Without a valid
+/// session, pages redirect to the login and actions are refused.
+#[derive(Debug, Clone)]
+pub struct Staff {
+    /// The session.
+    pub session: AdminSession,
+    /// Its token's hash.
+    pub token_hash: String,
+}
+
+impl Staff {
+    /// The user's name.
+    pub fn name(&self) -> &str {
+        &self.session.user.name
+    }
+
+    /// Whether they may act (not only look).
+    pub fn is_admin(&self) -> bool {
+        self.session.user.role == Role::Admin
+    }
+
+    /// Refuses a state-changing request without the session's CSRF token or from a viewer.
+    pub fn may_act(&self, csrf: &str) -> Result<(), Refusal> {
+        if !constant_time_eq(csrf.as_bytes(), self.session.csrf.as_bytes()) {
+            return Err(Refusal::Csrf);
+        }
+        if !self.is_admin() {
+            return Err(Refusal::ReadOnly);
+        }
+        Ok(())
+    }
+}
+
+/// Why an action was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The form's CSRF token is missing or wrong.
+    Csrf,
+    /// A viewer tried to change something.
+    ReadOnly,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let message = match self {
+            Self::Csrf => {
+                "This form has expired or did not come from this dashboard. Go back, reload the page and try again."
+            }
+            Self::ReadOnly => "Your account can view but not change anything.",
+        };
+        (StatusCode::FORBIDDEN, message).into_response()
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl FromRequestParts<Gateway> for Staff {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, gateway: &Gateway) -> Result<Self, Response> {
+        let to_login = || {
+            if parts.method == axum::http::Method::GET {
+                Redirect::to("/admin/login").into_response()
+            } else {
+                (StatusCode::UNAUTHORIZED, "Your session has ended; sign in again.").into_response()
+            }
+        };
+        let Some(token) = session_token(parts) else { return Err(to_login()) };
+        let token_hash = ids::sha256_hex(token.as_bytes());
+        let session = match gateway.store().admin_session(&token_hash).await {
+            Ok(Some(s)) => s,
+            Ok(None) => return Err(to_login()),
+            Err(e) => return Err(crate::api::ApiError::from(e).into_response()),
+        };
+        let now = gateway.now();
+        if now - session.last_seen_at > IDLE_TIMEOUT_MS || now - session.created_at > ABSOLUTE_TIMEOUT_MS {
+            let _ = gateway.store().delete_admin_session(&token_hash).await;
+            return Err(to_login());
+        }
+        // Activity is written at most once a minute.
+        if now - session.last_seen_at > 60_000 {
+            let _ = gateway.store().touch_admin_session(&token_hash, now).await;
+        }
+        Ok(Self { session, token_hash })
+    }
+}

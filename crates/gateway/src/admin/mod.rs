@@ -1,0 +1,46 @@
+//! The admin dashboard under `/admin`: overview with charts, payments (search, filters, CSV),
+//! payment detail with its whole timeline and actions, review queue, webhooks, API keys and
+//! settings. Server-rendered (maud), no external assets, usable on a phone. Every page needs a
+//! session; every action needs an admin, the session's CSRF token, and is written to the audit
+//! log.
+
+pub mod auth;
+mod charts;
+mod pages;
+
+use axum::Router;
+use axum::routing::{get, post};
+
+use crate::service::Gateway;
+
+/// The dashboard's routes.
+pub fn router() -> Router<Gateway> {
+    Router::new()
+        .route("/admin", get(pages::overview))
+        .route("/admin/login", get(pages::login_form).post(pages::login))
+        .route("/admin/logout", post(pages::logout))
+        .route("/admin/payments", get(pages::payments))
+        .route("/admin/payments.csv", get(pages::payments_csv))
+        .route("/admin/payments/{id}", get(pages::payment))
+        .route("/admin/payments/{id}/query", post(pages::query_now))
+        .route("/admin/payments/{id}/resolve", post(pages::resolve_payment))
+        .route("/admin/callbacks/{id}/resolve", post(pages::resolve_callback))
+        .route("/admin/review", get(pages::review))
+        .route("/admin/webhooks", get(pages::webhooks))
+        .route("/admin/webhook-events/{id}/redeliver", post(pages::redeliver))
+        .route("/admin/keys", get(pages::keys).post(pages::create_key))
+        .route("/admin/keys/{id}/revoke", post(pages::revoke_key))
+        .route("/admin/keys/{id}/rotate", post(pages::rotate_key))
+        .route("/admin/settings", get(pages::settings))
+        .route("/assets/admin.css", get(|| async { pages::css() }))
+}
+
+/// Creates the first admin user from `LIPA_ADMIN_PASSWORD` when there is none yet.
+pub async fn bootstrap(gateway: &Gateway, password: Option<&str>) -> Result<bool, auth::UserError> {
+    let Some(password) = password.filter(|p| !p.is_empty()) else { return Ok(false) };
+    if gateway.store().admin_user_count().await? > 0 {
+        return Ok(false);
+    }
+    auth::create_user(gateway.store(), "admin", password, crate::store::admin::Role::Admin, gateway.now()).await?;
+    Ok(true)
+}

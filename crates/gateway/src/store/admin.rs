@@ -1,0 +1,443 @@
+//! The admin dashboard's storage: users, sessions, the audit log, review resolution and the
+//! figures behind the overview. Written once over [`Store::query`] and
+//! [`Store::execute_all`], so SQLite and PostgreSQL run the same statements.
+
+use super::sql::{Arg, Cell, Rows};
+use super::{Store, StoreError, StoredCallback};
+use crate::payment::PaymentId;
+
+/// What an admin user may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Everything.
+    Admin,
+    /// Read only.
+    Viewer,
+}
+
+impl Role {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::Viewer => "viewer",
+        }
+    }
+
+    /// From the stored spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "admin" => Some(Self::Admin),
+            "viewer" => Some(Self::Viewer),
+            _ => None,
+        }
+    }
+}
+
+/// An admin user (the hash is an argon2 PHC string).
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminUser {
+    /// Id.
+    pub id: String,
+    /// Login name.
+    pub name: String,
+    /// Argon2 hash.
+    pub password_hash: String,
+    /// Role.
+    pub role: Role,
+    /// Created, ms.
+    pub created_at: i64,
+}
+
+impl std::fmt::Debug for AdminUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminUser").field("name", &self.name).field("role", &self.role).finish_non_exhaustive()
+    }
+}
+
+/// A signed-in session.
+#[derive(Debug, Clone)]
+pub struct AdminSession {
+    /// Who.
+    pub user: AdminUser,
+    /// The session's CSRF token.
+    pub csrf: String,
+    /// Signed in, ms.
+    pub created_at: i64,
+    /// Last request, ms.
+    pub last_seen_at: i64,
+}
+
+/// One audit log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// When, ms.
+    pub at: i64,
+    /// Who.
+    pub actor: String,
+    /// What (`login`, `resolve_review`, …).
+    pub action: String,
+    /// On what.
+    pub target: String,
+    /// Details.
+    pub detail: String,
+}
+
+/// Payments of one hour with one status and result code: the overview's raw material.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rollup {
+    /// Hour (ms since the epoch / 3 600 000).
+    pub hour: i64,
+    /// Status.
+    pub status: String,
+    /// Result code, if settled with one.
+    pub result_code: Option<String>,
+    /// Payments.
+    pub count: i64,
+    /// Their amounts, KES.
+    pub amount: i64,
+}
+
+fn user_from(row: &[Cell]) -> Option<AdminUser> {
+    Some(AdminUser {
+        id: row.first()?.text(),
+        name: row.get(1)?.text(),
+        password_hash: row.get(2)?.text(),
+        role: Role::parse(&row.get(3)?.text())?,
+        created_at: row.get(4)?.int(),
+    })
+}
+
+fn audit_statement(actor: &str, action: &str, target: &str, detail: &str, now: i64) -> super::sql::Statement {
+    (
+        "INSERT INTO audit_log (id, at, actor, action, target, detail) VALUES ($1, $2, $3, $4, $5, $6)",
+        vec![
+            format!("aud_{}", crate::ids::random_hex(12)).into(),
+            now.into(),
+            actor.into(),
+            action.into(),
+            target.into(),
+            detail.into(),
+        ],
+    )
+}
+
+fn first(rows: &Rows) -> Option<&Vec<Cell>> {
+    rows.first()
+}
+
+impl Store {
+    /// How many admin users exist.
+    pub async fn admin_user_count(&self) -> Result<i64, StoreError> {
+        let rows = self.query("SELECT COUNT(*) FROM admin_users", vec![]).await?;
+        Ok(first(&rows).and_then(|r| r.first()).map_or(0, Cell::int))
+    }
+
+    /// Adds a user; false if the name is taken.
+    pub async fn insert_admin_user(&self, user: &AdminUser) -> Result<bool, StoreError> {
+        let taken = self.admin_user(&user.name).await?.is_some();
+        if taken {
+            return Ok(false);
+        }
+        let inserted = self
+            .execute_all(vec![(
+                "INSERT INTO admin_users (id, name, password_hash, role, created_at) VALUES ($1, $2, $3, $4, $5)",
+                vec![
+                    user.id.clone().into(),
+                    user.name.clone().into(),
+                    user.password_hash.clone().into(),
+                    user.role.as_str().into(),
+                    user.created_at.into(),
+                ],
+            )])
+            .await;
+        match inserted {
+            Ok(_) => Ok(true),
+            Err(StoreError::Conflict(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A user by login name.
+    pub async fn admin_user(&self, name: &str) -> Result<Option<AdminUser>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT id, name, password_hash, role, created_at FROM admin_users WHERE name = $1",
+                vec![name.into()],
+            )
+            .await?;
+        Ok(first(&rows).and_then(|r| user_from(r)))
+    }
+
+    /// Replaces a user's password hash; false if there is no such user. Their sessions end.
+    pub async fn set_admin_password(&self, name: &str, hash: &str) -> Result<bool, StoreError> {
+        let Some(user) = self.admin_user(name).await? else { return Ok(false) };
+        self.execute_all(vec![
+            ("UPDATE admin_users SET password_hash = $2 WHERE id = $1", vec![user.id.clone().into(), hash.into()]),
+            ("DELETE FROM admin_sessions WHERE user_id = $1", vec![user.id.into()]),
+        ])
+        .await?;
+        Ok(true)
+    }
+
+    /// Starts a session.
+    pub async fn insert_admin_session(
+        &self,
+        token_hash: &str,
+        user_id: &str,
+        csrf: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.execute_all(vec![(
+            "INSERT INTO admin_sessions (token_hash, user_id, csrf, created_at, last_seen_at) VALUES ($1, $2, $3, $4, $4)",
+            vec![token_hash.into(), user_id.into(), csrf.into(), now.into()],
+        )])
+        .await
+        .map(drop)
+    }
+
+    /// A session by its token's hash, with its user.
+    pub async fn admin_session(&self, token_hash: &str) -> Result<Option<AdminSession>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT u.id, u.name, u.password_hash, u.role, u.created_at, s.csrf, s.created_at, s.last_seen_at
+                 FROM admin_sessions s JOIN admin_users u ON u.id = s.user_id WHERE s.token_hash = $1",
+                vec![token_hash.into()],
+            )
+            .await?;
+        Ok(first(&rows).and_then(|r| {
+            Some(AdminSession {
+                user: user_from(r)?,
+                csrf: r.get(5)?.text(),
+                created_at: r.get(6)?.int(),
+                last_seen_at: r.get(7)?.int(),
+            })
+        }))
+    }
+
+    /// Records activity on a session (for the idle timeout).
+    pub async fn touch_admin_session(&self, token_hash: &str, now: i64) -> Result<(), StoreError> {
+        self.execute_all(vec![(
+            "UPDATE admin_sessions SET last_seen_at = $2 WHERE token_hash = $1",
+            vec![token_hash.into(), now.into()],
+        )])
+        .await
+        .map(drop)
+    }
+
+    /// Ends a session.
+    pub async fn delete_admin_session(&self, token_hash: &str) -> Result<(), StoreError> {
+        self.execute_all(vec![("DELETE FROM admin_sessions WHERE token_hash = $1", vec![token_hash.into()])])
+            .await
+            .map(drop)
+    }
+
+    /// Writes an audit line.
+    pub async fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        target: &str,
+        detail: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.execute_all(vec![audit_statement(actor, action, target, detail, now)]).await.map(drop)
+    }
+
+    /// The newest audit lines; with a target, only those about it.
+    pub async fn audit_log(&self, target: Option<&str>, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows = match target {
+            Some(t) => {
+                self.query(
+                    "SELECT at, actor, action, target, detail FROM audit_log WHERE target = $1 ORDER BY at DESC, id LIMIT $2",
+                    vec![t.into(), limit.into()],
+                )
+                .await?
+            }
+            None => {
+                self.query(
+                    "SELECT at, actor, action, target, detail FROM audit_log ORDER BY at DESC, id LIMIT $1",
+                    vec![limit.into()],
+                )
+                .await?
+            }
+        };
+        Ok(rows
+            .iter()
+            .map(|r| AuditEntry {
+                at: r.first().map_or(0, Cell::int),
+                actor: r.get(1).map(Cell::text).unwrap_or_default(),
+                action: r.get(2).map(Cell::text).unwrap_or_default(),
+                target: r.get(3).map(Cell::text).unwrap_or_default(),
+                detail: r.get(4).map(Cell::text).unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    /// Clears a payment's review flag (and marks its flagged callbacks resolved), with the
+    /// note on its timeline and in the audit log, in one transaction. False if it was not
+    /// flagged.
+    pub async fn resolve_payment_review(
+        &self,
+        id: &PaymentId,
+        actor: &str,
+        note: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let detail = serde_json::json!({"by": actor, "note": note}).to_string();
+        let counts = self
+            .execute_all(vec![
+                (
+                    "UPDATE payments SET needs_review = $2, updated_at = $3 WHERE id = $1 AND needs_review",
+                    vec![id.as_str().into(), Arg::Bool(false), now.into()],
+                ),
+                (
+                    "UPDATE callbacks SET resolved_at = $2 WHERE payment_id = $1 AND resolved_at IS NULL",
+                    vec![id.as_str().into(), now.into()],
+                ),
+                (
+                    "INSERT INTO events (payment_id, at, kind, detail) VALUES ($1, $2, 'review_resolved', $3)",
+                    vec![id.as_str().into(), now.into(), detail.into()],
+                ),
+                audit_statement(actor, "resolve_review", id.as_str(), note, now),
+            ])
+            .await?;
+        Ok(counts.first().is_some_and(|n| *n > 0))
+    }
+
+    /// Marks an unmatched callback (orphan, malformed) reviewed. False if already resolved.
+    pub async fn resolve_callback(
+        &self,
+        callback_id: i64,
+        actor: &str,
+        note: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let counts = self
+            .execute_all(vec![
+                (
+                    "UPDATE callbacks SET resolved_at = $2 WHERE id = $1 AND payment_id IS NULL AND resolved_at IS NULL",
+                    vec![callback_id.into(), now.into()],
+                ),
+                audit_statement(actor, "resolve_callback", &format!("callback {callback_id}"), note, now),
+            ])
+            .await?;
+        Ok(counts.first().is_some_and(|n| *n > 0))
+    }
+
+    /// Callbacks no payment took (orphans, malformed bodies) not yet resolved, newest first.
+    pub async fn unresolved_callbacks(&self, limit: i64) -> Result<Vec<StoredCallback>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT id, received_at, payment_id, outcome, note, source, body FROM callbacks
+                 WHERE payment_id IS NULL AND resolved_at IS NULL ORDER BY id DESC LIMIT $1",
+                vec![limit.into()],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| StoredCallback {
+                id: r.first().map_or(0, Cell::int),
+                received_at: r.get(1).map_or(0, Cell::int),
+                payment_id: r.get(2).and_then(Cell::opt_text),
+                outcome: r.get(3).map(Cell::text).unwrap_or_default(),
+                note: r.get(4).map(Cell::text).unwrap_or_default(),
+                source: r.get(5).and_then(Cell::opt_text),
+                body: r.get(6).map(Cell::text).unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    /// Payments created in `[from, to)` grouped by hour, status and result code.
+    pub async fn rollup(&self, from: i64, to: i64) -> Result<Vec<Rollup>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT created_at / 3600000, status, result_code, COUNT(*), CAST(SUM(amount) AS BIGINT)
+                 FROM payments WHERE created_at >= $1 AND created_at < $2
+                 GROUP BY created_at / 3600000, status, result_code",
+                vec![from.into(), to.into()],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Rollup {
+                hour: r.first().map_or(0, Cell::int),
+                status: r.get(1).map(Cell::text).unwrap_or_default(),
+                result_code: r.get(2).and_then(Cell::opt_text),
+                count: r.get(3).map_or(0, Cell::int),
+                amount: r.get(4).map_or(0, Cell::int),
+            })
+            .collect())
+    }
+
+    /// Seconds from creation to settlement of the payments settled in `[from, to)`, as
+    /// (whole seconds, count) pairs, for the median.
+    pub async fn settle_times(&self, from: i64, to: i64) -> Result<Vec<(i64, i64)>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT (settled_at - created_at) / 1000, COUNT(*) FROM payments
+                 WHERE settled_at >= $1 AND settled_at < $2 AND settled_by IN ('callback', 'query')
+                 GROUP BY (settled_at - created_at) / 1000",
+                vec![from.into(), to.into()],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| (r.first().map_or(0, Cell::int), r.get(1).map_or(0, Cell::int))).collect())
+    }
+
+    /// How many payments are flagged for review, and how many webhook events are dead.
+    pub async fn attention_counts(&self) -> Result<(i64, i64, i64), StoreError> {
+        let rows = self
+            .query(
+                "SELECT (SELECT COUNT(*) FROM payments WHERE needs_review),
+                        (SELECT COUNT(*) FROM callbacks WHERE payment_id IS NULL AND resolved_at IS NULL),
+                        (SELECT COUNT(*) FROM webhook_events WHERE status = 'dead')",
+                vec![],
+            )
+            .await?;
+        let r = first(&rows);
+        let at = |i: usize| r.and_then(|r| r.get(i)).map_or(0, Cell::int);
+        Ok((at(0), at(1), at(2)))
+    }
+
+    /// Recent webhook events across all payments (optionally one status), newest first:
+    /// (event id, payment id, type, status, attempts, created ms, delivered ms).
+    pub async fn recent_webhook_events(
+        &self,
+        status: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<(String, String, String, String, i64, i64, Option<i64>)>, StoreError> {
+        let rows = match status {
+            Some(s) => {
+                self.query(
+                    "SELECT id, payment_id, type, status, attempts, created_at, delivered_at FROM webhook_events
+                     WHERE status = $1 ORDER BY created_at DESC, id LIMIT $2",
+                    vec![s.into(), limit.into()],
+                )
+                .await?
+            }
+            None => {
+                self.query(
+                    "SELECT id, payment_id, type, status, attempts, created_at, delivered_at FROM webhook_events
+                     ORDER BY created_at DESC, id LIMIT $1",
+                    vec![limit.into()],
+                )
+                .await?
+            }
+        };
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let t = |i: usize| r.get(i).map(Cell::text).unwrap_or_default();
+                (
+                    t(0),
+                    t(1),
+                    t(2),
+                    t(3),
+                    r.get(4).map_or(0, Cell::int),
+                    r.get(5).map_or(0, Cell::int),
+                    r.get(6).and_then(Cell::opt_int),
+                )
+            })
+            .collect())
+    }
+}

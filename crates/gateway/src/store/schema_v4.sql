@@ -1,0 +1,28 @@
+-- v4: the admin dashboard's users, sessions and audit log (one text for SQLite and PostgreSQL).
+CREATE TABLE admin_users (
+    id            TEXT PRIMARY KEY,
+    name          TEXT NOT NULL UNIQUE,
+    password_hash TEXT NOT NULL,
+    role          TEXT NOT NULL CHECK (role IN ('admin', 'viewer')),
+    created_at    BIGINT NOT NULL
+);
+
+CREATE TABLE admin_sessions (
+    token_hash   TEXT PRIMARY KEY,
+    user_id      TEXT NOT NULL,
+    csrf         TEXT NOT NULL,
+    created_at   BIGINT NOT NULL,
+    last_seen_at BIGINT NOT NULL
+);
+
+CREATE TABLE audit_log (
+    id     TEXT PRIMARY KEY,
+    at     BIGINT NOT NULL,
+    actor  TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX audit_log_at ON audit_log (at);
+CREATE INDEX payments_review ON payments (created_at) WHERE needs_review;
+CREATE INDEX payments_settled ON payments (settled_at) WHERE settled_at IS NOT NULL;

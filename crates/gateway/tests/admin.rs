@@ -1,0 +1,237 @@
+//! The admin dashboard over HTTP: sessions, CSRF, roles, throttling, expiry, the pages'
+//! contents, resolving a review item, CSV export.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestApp, spawn_app_with};
+use daraja_sim::SimConfig;
+use lipa_gateway::admin::auth::create_user;
+use lipa_gateway::store::admin::Role;
+
+const PASSWORD: &str = "correct horse battery";
+
+struct Admin {
+    http: reqwest::Client,
+    base: String,
+    cookie: String,
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+async fn app() -> TestApp {
+    let app = spawn_app_with(SimConfig::default(), |_| {}).await;
+    let now = app.gateway.now();
+    create_user(app.gateway.store(), "amina", PASSWORD, Role::Admin, now).await.unwrap();
+    create_user(app.gateway.store(), "otieno", PASSWORD, Role::Viewer, now).await.unwrap();
+    app
+}
+
+async fn login(app: &TestApp, name: &str, password: &str) -> (u16, Option<Admin>) {
+    let http = client();
+    let r = http
+        .post(format!("{}/admin/login", app.base))
+        .form(&[("name", name), ("password", password)])
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let cookie = r.headers().get("set-cookie").map(|v| v.to_str().unwrap().to_owned());
+    let admin = cookie.filter(|_| status == 303).map(|c| Admin {
+        http,
+        base: app.base.clone(),
+        cookie: c.split(';').next().unwrap().to_owned(),
+    });
+    (status, admin)
+}
+
+impl Admin {
+    async fn get(&self, path: &str) -> (u16, String) {
+        let r = self.http.get(format!("{}{path}", self.base)).header("Cookie", &self.cookie).send().await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    async fn csrf(&self) -> String {
+        let (_, html) = self.get("/admin").await;
+        html.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned()
+    }
+
+    async fn post(&self, path: &str, form: &[(&str, &str)]) -> (u16, String) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("Cookie", &self.cookie)
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+}
+
+#[tokio::test]
+async fn nothing_is_shown_or_done_without_a_session() {
+    let app = app().await;
+    let http = client();
+    for path in ["/admin", "/admin/payments", "/admin/review", "/admin/keys", "/admin/settings", "/admin/payments.csv"]
+    {
+        let r = http.get(format!("{}{path}", app.base)).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 303, "{path}");
+        assert_eq!(r.headers()["location"], "/admin/login");
+    }
+    let forged = format!("{}={}", lipa_gateway::admin::auth::COOKIE, "a".repeat(64));
+    let r = http.get(format!("{}/admin", app.base)).header("Cookie", forged).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 303, "an unknown session is no session");
+    let r = http.post(format!("{}/admin/keys", app.base)).form(&[("name", "x")]).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    assert!(app.gateway.store().api_keys().await.unwrap().len() == 1, "no key was created");
+}
+
+#[tokio::test]
+async fn signing_in_sets_a_strict_session_cookie_and_wrong_passwords_are_refused() {
+    let app = app().await;
+    assert_eq!(login(&app, "amina", "wrong password!").await.0, 401);
+    assert_eq!(login(&app, "nobody", PASSWORD).await.0, 401);
+    let r = client()
+        .post(format!("{}/admin/login", app.base))
+        .form(&[("name", "amina"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/admin"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    let (_, admin) = login(&app, "amina", PASSWORD).await;
+    let (status, html) = admin.unwrap().get("/admin").await;
+    assert_eq!(status, 200);
+    assert!(html.contains("Overview") && html.contains("amina"));
+    let log = app.gateway.store().audit_log(None, 10).await.unwrap();
+    assert!(log.iter().any(|a| a.action == "login_failed" && a.actor == "amina"));
+    assert!(log.iter().any(|a| a.action == "login" && a.actor == "amina"));
+}
+
+#[tokio::test]
+async fn repeated_failures_throttle_the_user_even_with_the_right_password() {
+    let app = app().await;
+    for _ in 0..5 {
+        assert_eq!(login(&app, "amina", "not the password").await.0, 401);
+    }
+    assert_eq!(login(&app, "amina", PASSWORD).await.0, 429);
+    assert_eq!(login(&app, "otieno", PASSWORD).await.0, 303, "other users are not locked out");
+}
+
+#[tokio::test]
+async fn sessions_end_after_idling_and_on_sign_out() {
+    let app = app().await;
+    let admin = login(&app, "amina", PASSWORD).await.1.unwrap();
+    app.clock.advance(Duration::from_secs(29 * 60));
+    assert_eq!(admin.get("/admin").await.0, 200);
+    app.clock.advance(Duration::from_secs(31 * 60));
+    assert_eq!(admin.get("/admin").await.0, 303, "idle for 31 minutes");
+
+    let admin = login(&app, "amina", PASSWORD).await.1.unwrap();
+    let csrf = admin.csrf().await;
+    assert_eq!(admin.post("/admin/logout", &[("csrf", &csrf)]).await.0, 303);
+    assert_eq!(admin.get("/admin").await.0, 303);
+}
+
+#[tokio::test]
+async fn actions_need_the_csrf_token_and_an_admin() {
+    let app = app().await;
+    let admin = login(&app, "amina", PASSWORD).await.1.unwrap();
+    assert_eq!(admin.post("/admin/keys", &[("name", "pos")]).await.0, 403, "no token");
+    assert_eq!(admin.post("/admin/keys", &[("name", "pos"), ("csrf", "0123")]).await.0, 403, "wrong token");
+    let csrf = admin.csrf().await;
+    let (status, html) = admin.post("/admin/keys", &[("name", "pos"), ("csrf", &csrf)]).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("lipa_sk_") && html.contains("whsec_"), "shown once");
+
+    let viewer = login(&app, "otieno", PASSWORD).await.1.unwrap();
+    let (_, keys) = viewer.get("/admin/keys").await;
+    assert!(!keys.contains("Create key"), "a viewer sees no actions");
+    let viewer_csrf = viewer.csrf().await;
+    let (status, body) = viewer.post("/admin/keys", &[("name", "sneaky"), ("csrf", &viewer_csrf)]).await;
+    assert_eq!(status, 403);
+    assert!(body.contains("view but not change"));
+    let names: Vec<String> = app.gateway.store().api_keys().await.unwrap().into_iter().map(|k| k.name).collect();
+    assert!(names.contains(&"pos".to_owned()) && !names.contains(&"sneaky".to_owned()), "{names:?}");
+}
+
+#[tokio::test]
+async fn a_payment_is_found_by_the_phone_as_typed_and_its_review_flag_resolved_with_a_note() {
+    let app = app().await;
+    let created = app.create("0712345678", 45).await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    app.settled(&id).await;
+    // A second callback for the payment with another amount: stored and flagged, not applied.
+    let checkout = created["checkout_request_id"].as_str().unwrap();
+    let url = app.sim.sim().transaction(checkout).unwrap().callback_url;
+    let forged = serde_json::json!({"Body":{"stkCallback":{"MerchantRequestID":"m","CheckoutRequestID":checkout,"ResultCode":0,"ResultDesc":"ok",
+        "CallbackMetadata":{"Item":[{"Name":"Amount","Value":4500},{"Name":"MpesaReceiptNumber","Value":"UZZZZZZZZZ"},{"Name":"TransactionDate","Value":20261130120000_u64},{"Name":"PhoneNumber","Value":254712345678_u64}]}}}});
+    app.http.post(&url).json(&forged).send().await.unwrap();
+    assert_eq!(app.payment(&id).await["needs_review"], true);
+
+    let admin = login(&app, "amina", PASSWORD).await.1.unwrap();
+    let (_, list) = admin.get("/admin/payments?q=0712+345+678").await;
+    assert!(list.contains(&format!("/admin/payments/{id}")), "{list}");
+    let (_, none) = admin.get("/admin/payments?q=0799+999+999").await;
+    assert!(none.contains("No payments match"));
+    let (_, review) = admin.get("/admin/review").await;
+    assert!(review.contains(&format!("/admin/payments/{id}")));
+    let (_, detail) = admin.get(&format!("/admin/payments/{id}")).await;
+    assert!(detail.contains("mismatch") && detail.contains("UZZZZZZZZZ"), "the raw callback is shown");
+
+    let csrf = admin.csrf().await;
+    let (status, _) = admin.post(&format!("/admin/payments/{id}/resolve"), &[("csrf", &csrf), ("note", "")]).await;
+    assert_eq!(status, 303);
+    assert_eq!(app.payment(&id).await["needs_review"], true, "a note is required");
+    admin
+        .post(&format!("/admin/payments/{id}/resolve"), &[("csrf", &csrf), ("note", "forged amount; kept KES 45")])
+        .await;
+    assert_eq!(app.payment(&id).await["needs_review"], false);
+    assert!(app.timeline(&id).await.contains(&"review_resolved".to_owned()));
+    let (_, review) = admin.get("/admin/review").await;
+    assert!(!review.contains(&format!("/admin/payments/{id}")));
+    let log = app.gateway.store().audit_log(Some(&id), 10).await.unwrap();
+    assert_eq!(log[0].action, "resolve_review");
+    assert_eq!(log[0].detail, "forged amount; kept KES 45");
+}
+
+#[tokio::test]
+async fn the_csv_export_holds_the_filtered_payments() {
+    let app = app().await;
+    for phone in ["0712345601", "0712345602", "0700001032"] {
+        let p = app.create(phone, 45).await;
+        app.settled(p["id"].as_str().unwrap()).await;
+    }
+    let admin = login(&app, "amina", PASSWORD).await.1.unwrap();
+    let (status, csv) = admin.get("/admin/payments.csv").await;
+    assert_eq!(status, 200);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 4, "{csv}");
+    assert!(lines[0].starts_with("id,created_at,status,amount"));
+    let (_, paid) = admin.get("/admin/payments.csv?status=paid").await;
+    assert_eq!(paid.lines().count(), 3);
+    let (_, overview) = admin.get("/admin").await;
+    assert!(overview.contains("3 payments"), "{overview}");
+    assert!(overview.contains("<svg"));
+}
+
+#[tokio::test]
+async fn the_settings_page_shows_findings_and_no_secrets() {
+    let app = spawn_app_with(SimConfig::default(), |s| {
+        s.mail.smtp_url = Some("smtp://mailer:smtp-pw-2718@mail.example:587".into());
+    })
+    .await;
+    create_user(app.gateway.store(), "amina", PASSWORD, Role::Admin, app.gateway.now()).await.unwrap();
+    let admin = login(&app, "amina", PASSWORD).await.1.unwrap();
+    let (status, html) = admin.get("/admin/settings").await;
+    assert_eq!(status, 200);
+    assert!(html.contains("MAIL_FROM"), "the check's finding is shown: {html}");
+    assert!(!html.contains("smtp-pw-2718"));
+}
