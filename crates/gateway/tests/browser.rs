@@ -117,3 +117,59 @@ async fn without_javascript_the_waiting_page_refreshes_itself_to_the_result() {
     assert!(app.sim.sim().resolve(&prompt, Answer::Approve));
     browser.wait_for_text("Payment received", 15).await;
 }
+
+#[tokio::test]
+async fn staff_sign_in_find_a_payment_by_the_phone_as_typed_and_resolve_its_review() {
+    let Some(browser) = Browser::start(true).await else { return };
+    let app = spawn_app_with(SimConfig::default(), |s| s.business_name = "Lipa Cinema".into()).await;
+    let now = app.gateway.now();
+    lipa_gateway::admin::auth::create_user(
+        app.gateway.store(),
+        "amina",
+        "correct horse battery",
+        lipa_gateway::store::admin::Role::Admin,
+        now,
+    )
+    .await
+    .unwrap();
+    for (phone, amount) in [("0722000111", 250), ("0733000222", 1200)] {
+        let p = app.create(phone, amount).await;
+        app.settled(p["id"].as_str().unwrap()).await;
+    }
+    let paid = app.create("0712345678", 45).await;
+    let id = paid["id"].as_str().unwrap().to_owned();
+    app.settled(&id).await;
+    // A forged second callback with another amount flags the payment for review.
+    let checkout = paid["checkout_request_id"].as_str().unwrap();
+    let url = app.sim.sim().transaction(checkout).unwrap().callback_url;
+    let forged = json!({"Body":{"stkCallback":{"MerchantRequestID":"m","CheckoutRequestID":checkout,"ResultCode":0,"ResultDesc":"ok",
+        "CallbackMetadata":{"Item":[{"Name":"Amount","Value":4500},{"Name":"MpesaReceiptNumber","Value":"UZZZZZZZZZ"},{"Name":"TransactionDate","Value":20261130120000_u64},{"Name":"PhoneNumber","Value":254712345678_u64}]}}}});
+    app.http.post(&url).json(&forged).send().await.unwrap();
+
+    browser.goto(&format!("{}/admin", app.base)).await;
+    browser.wait_for_text("Lipa admin", 10).await;
+    browser.type_into("#name", "amina").await;
+    browser.type_into("#password", "correct horse battery").await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_text("Needs review", 10).await;
+    browser.screenshot("admin-overview").await;
+
+    browser.click("nav a[href='/admin/payments']").await;
+    browser.wait_for_text("Export CSV", 10).await;
+    browser.type_into("input[name=q]", "0712 345 678").await;
+    browser.click(".filters button[type=submit]").await;
+    browser.wait_for_text("0712 345 678", 10).await;
+    let listed = browser.page_text().await;
+    assert!(!listed.contains("0722 000 111"), "only the searched phone: {listed}");
+    browser.screenshot("admin-payments").await;
+
+    browser.click("tbody a").await;
+    browser.wait_for_text("Callbacks received (2)", 10).await;
+    let detail = browser.page_text().await;
+    assert!(detail.contains("applied") && detail.contains("mismatch"), "{detail}");
+    browser.screenshot("admin-detail").await;
+    browser.type_into("#note", "Forged amount; the payment stays KES 45.").await;
+    browser.click("form[action$='/resolve'] button").await;
+    browser.wait_for_text("Review resolved.", 10).await;
+    assert_eq!(app.payment(&id).await["needs_review"], false);
+}

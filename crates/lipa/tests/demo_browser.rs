@@ -53,8 +53,27 @@ async fn book_pay_on_the_virtual_phone_and_see_the_tickets_then_fail_and_retry()
     let ticket = browser.page_text().await;
     assert!(ticket.contains("Paid") && ticket.contains("M-PESA receipt"), "{ticket}");
     assert!(!ticket.contains("on its way"), "the receipt number is shown: {ticket}");
+    let receipt = ticket
+        .split_whitespace()
+        .find(|w| {
+            w.len() == 10 && w.starts_with('U') && w.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+        })
+        .unwrap_or_else(|| panic!("no receipt number on the ticket: {ticket}"))
+        .to_owned();
     browser.goto(&shop).await;
     assert!(browser.page_text().await.contains("37 seats left"));
+
+    // The admin dashboard shows the payment, signed in with the password the demo printed.
+    let admin = demo.value("Admin");
+    let banner = demo.printed.iter().find(|l| l.trim().starts_with("Admin")).unwrap();
+    let password = banner.split("password ").nth(1).unwrap().trim_end_matches(')').trim().to_owned();
+    browser.goto(&admin).await;
+    browser.type_into("#name", "admin").await;
+    browser.type_into("#password", &password).await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_text("Overview", 10).await;
+    browser.goto(&format!("{admin}/payments")).await;
+    browser.wait_for_text(&receipt, 10).await;
 
     // Cancelled: the checkout says why, "Back to shop" shows the failed booking, the seats
     // come back, and "Try again" pays.
