@@ -2,16 +2,18 @@
 """Bulk-seed a migrated Lipa SQLite database with N payments for benchmarks.
 
     DATABASE_URL=sqlite:/tmp/big.db cargo run --release -- migrate
-    scripts/seed-sqlite.py /tmp/big.db 1000000
+    scripts/seed-sqlite.py /tmp/big.db 1000000 [recent]
 
 Payment i has id pay_<i as 24 hex digits> and belongs to the API key key_bench, whose key is
 lipa_sk_ followed by 32 'b's (the one `lipa bench lookups` uses). 70 % are paid, 20 % failed,
-10 % expired, spread over 30 days.
+10 % expired, spread over 30 days ending at a fixed instant; with `recent`, spread over the 7
+days ending now (all of them in the admin overview's week: its worst case).
 """
 import hashlib
 import random
 import sqlite3
 import sys
+import time
 
 path, n = sys.argv[1], int(sys.argv[2])
 db = sqlite3.connect(path)
@@ -23,12 +25,14 @@ db.execute(
     (hashlib.sha256(key.encode()).hexdigest(), key[:12]),
 )
 rng = random.Random(42)
-now = 1_790_000_000_000
+recent = len(sys.argv) > 3 and sys.argv[3] == "recent"
+now = int(time.time() * 1000) if recent else 1_790_000_000_000
+span = (7 if recent else 30) * 86_400_000
 batch = []
 for i in range(n):
     r = rng.random()
     status = "paid" if r < 0.7 else "failed" if r < 0.9 else "expired"
-    created = now - rng.randrange(30 * 86_400_000)
+    created = now - rng.randrange(span)
     paid = status == "paid"
     batch.append((
         f"pay_{i:024x}", "key_bench", None, "h", rng.randrange(1, 5000), f"2547{rng.randrange(10**8):08d}",

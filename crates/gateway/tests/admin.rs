@@ -218,6 +218,9 @@ async fn the_csv_export_holds_the_filtered_payments() {
     let (_, paid) = admin.get("/admin/payments.csv?status=paid").await;
     assert_eq!(paid.lines().count(), 3);
     let (_, overview) = admin.get("/admin").await;
+    assert!(overview.contains("0 payments"), "the rollups are not computed yet: {overview}");
+    lipa_gateway::admin::rollups::fill(&app.gateway).await.unwrap();
+    let (_, overview) = admin.get("/admin").await;
     assert!(overview.contains("3 payments"), "{overview}");
     assert!(overview.contains("<svg"));
 }

@@ -145,6 +145,7 @@ async fn staff_sign_in_find_a_payment_by_the_phone_as_typed_and_resolve_its_revi
     let forged = json!({"Body":{"stkCallback":{"MerchantRequestID":"m","CheckoutRequestID":checkout,"ResultCode":0,"ResultDesc":"ok",
         "CallbackMetadata":{"Item":[{"Name":"Amount","Value":4500},{"Name":"MpesaReceiptNumber","Value":"UZZZZZZZZZ"},{"Name":"TransactionDate","Value":20261130120000_u64},{"Name":"PhoneNumber","Value":254712345678_u64}]}}}});
     app.http.post(&url).json(&forged).send().await.unwrap();
+    lipa_gateway::admin::rollups::fill(&app.gateway).await.unwrap();
 
     browser.goto(&format!("{}/admin", app.base)).await;
     browser.wait_for_text("Lipa admin", 10).await;

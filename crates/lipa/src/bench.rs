@@ -35,6 +35,16 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 64)]
         connections: usize,
     },
+    /// The admin overview's latency and the CSV export's time and memory, on a database seeded
+    /// by `scripts/seed-sqlite.py` (with `recent` so the payments fall in the overview's week).
+    Admin {
+        /// The seeded database.
+        #[arg(long)]
+        database_url: String,
+        /// Overview page loads measured.
+        #[arg(long, default_value_t = 30)]
+        requests: usize,
+    },
     /// Payment creation through the API against the in-process simulator (zero delay).
     Payments {
         /// Payments created (each to its own phone).
@@ -74,6 +84,7 @@ pub async fn run(command: BenchCommand) -> Result<()> {
             status_lookups(&database_url, payments, lookups, connections).await
         }
         BenchCommand::Payments { payments, connections } => create_payments(payments, connections).await,
+        BenchCommand::Admin { database_url, requests } => admin(&database_url, requests).await,
         BenchCommand::Ingest { payments, callbacks, connections, serve, database_url, data_dir } => {
             let target = Target { serve, database_url, data_dir };
             ingest(payments, callbacks.min(payments), connections, target).await
@@ -445,5 +456,65 @@ async fn status_lookups(database_url: &str, payments: usize, lookups: usize, con
     println!("status lookups on {payments} stored payments, {connections} connections");
     print("GET /v1/payments/{id} (200)", "lookups", &report);
     println!("RSS of the whole process (gateway and load generator): {}", peak_rss());
+    Ok(())
+}
+
+/// `lipa bench admin`: the overview page's latency (first load and then steady) and one full
+/// CSV export, streamed, with the process's memory before and after.
+async fn admin(database_url: &str, requests: usize) -> Result<()> {
+    let mut settings = Settings::load(None, &|_| None)?;
+    settings.listen = "127.0.0.1:0".parse()?;
+    settings.database_url = database_url.to_owned();
+    let connection = DarajaConnection::custom("http://127.0.0.1:9", "k", "s", 174379, "p")?;
+    let app = Application::build(settings, connection, Arc::new(daraja::SystemClock)).await?;
+    let base = format!("http://{}", app.addr());
+    let gateway = app.gateway().clone();
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let store = gateway.store();
+    if store.admin_user("bench").await?.is_none() {
+        let role = lipa_gateway::store::admin::Role::Admin;
+        lipa_gateway::admin::auth::create_user(store, "bench", "bench-password", role, gateway.now()).await?;
+    }
+    let user = store.admin_user("bench").await?.ok_or("no bench user")?;
+    let token = ids::random_hex(32);
+    store.insert_admin_session(&ids::sha256_hex(token.as_bytes()), &user.id, "csrf", gateway.now()).await?;
+    let cookie = format!("{}={token}", lipa_gateway::admin::auth::COOKIE);
+    let http = reqwest::Client::new();
+
+    let t = Instant::now();
+    lipa_gateway::admin::rollups::fill(&gateway).await?;
+    println!("overview rollups of the last 8 days computed in {:.1?} (once, when the workers start)", t.elapsed());
+    let mut latencies = Vec::with_capacity(requests);
+    for _ in 0..requests {
+        let t = Instant::now();
+        let page = http.get(format!("{base}/admin")).header("Cookie", &cookie).send().await?;
+        let ok = page.status().is_success();
+        let body = page.text().await?;
+        if !ok || !body.contains("Overview") {
+            return Err("the overview did not load".into());
+        }
+        latencies.push(t.elapsed());
+    }
+    let first = latencies.first().copied().unwrap_or_default();
+    latencies.sort_unstable();
+    let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+    println!("overview page, {requests} loads: first {first:.1?}, p50 {:.1?}, p99 {:.1?}", at(0.5), at(0.99));
+
+    let before = status_field("VmRSS");
+    let t = Instant::now();
+    let mut csv = http.get(format!("{base}/admin/payments.csv")).header("Cookie", &cookie).send().await?;
+    let (mut bytes, mut lines) = (0usize, 0usize);
+    while let Some(chunk) = csv.chunk().await? {
+        bytes += chunk.len();
+        lines += chunk.iter().filter(|b| **b == b'\n').count();
+    }
+    println!(
+        "CSV export: {} payments, {:.1} MB in {:.1?}; RSS before {before}, after {}, peak {}",
+        lines.saturating_sub(1),
+        bytes as f64 / 1e6,
+        t.elapsed(),
+        status_field("VmRSS"),
+        status_field("VmHWM"),
+    );
     Ok(())
 }

@@ -101,7 +101,8 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     Ok(())
 }
 
-/// The background workers of a gateway: reconciliation, webhook delivery, receipt emails.
+/// The background workers of a gateway: reconciliation, webhook delivery, receipt emails,
+/// the admin overview's rollups.
 pub fn spawn_workers(
     gateway: lipa_gateway::service::Gateway,
     stopped: tokio::sync::watch::Receiver<bool>,
@@ -109,7 +110,8 @@ pub fn spawn_workers(
     vec![
         tokio::spawn(lipa_gateway::reconciliation::run(gateway.clone(), stopped.clone())),
         tokio::spawn(lipa_gateway::webhooks::run(gateway.clone(), stopped.clone())),
-        tokio::spawn(lipa_gateway::mail::run(gateway, stopped)),
+        tokio::spawn(lipa_gateway::mail::run(gateway.clone(), stopped.clone())),
+        tokio::spawn(lipa_gateway::admin::rollups::run(gateway, stopped)),
     ]
 }
 

@@ -7,6 +7,7 @@
 pub mod auth;
 mod charts;
 mod pages;
+pub mod rollups;
 
 use axum::Router;
 use axum::routing::{get, post};

@@ -214,14 +214,11 @@ pub(super) async fn overview(State(gateway): State<Gateway>, staff: Staff) -> Re
     let today = nairobi_midnight(now);
     let week = today - 6 * DAY;
     let store = gateway.store();
-    let (rollup, times, attention) = match tokio::try_join!(
-        store.rollup(week, now + 1),
-        store.settle_times(week, now + 1),
-        store.attention_counts()
-    ) {
-        Ok(r) => r,
-        Err(e) => return store_down(&e),
-    };
+    let (rollup, times, attention) =
+        match tokio::try_join!(store.rollup(week, now), store.settle_times(week, now), store.attention_counts()) {
+            Ok(r) => r,
+            Err(e) => return store_down(&e),
+        };
     let sum = |from: i64| {
         let rows = rollup.iter().filter(|r| r.hour * HOUR >= from);
         let mut count = 0;

@@ -122,6 +122,8 @@ fn audit_statement(actor: &str, action: &str, target: &str, detail: &str, now: i
     )
 }
 
+const HOUR: i64 = 3_600_000;
+
 fn first(rows: &Rows) -> Option<&Vec<Cell>> {
     rows.first()
 }
@@ -348,14 +350,13 @@ impl Store {
             .collect())
     }
 
-    /// Payments created in `[from, to)` grouped by hour, status and result code.
+    /// Payments created in the hours `[from, to)` (ms, whole hours) grouped by hour, status and
+    /// result code, from the rollup table.
     pub async fn rollup(&self, from: i64, to: i64) -> Result<Vec<Rollup>, StoreError> {
         let rows = self
             .query(
-                "SELECT created_at / 3600000, status, result_code, COUNT(*), CAST(SUM(amount) AS BIGINT)
-                 FROM payments WHERE created_at >= $1 AND created_at < $2
-                 GROUP BY created_at / 3600000, status, result_code",
-                vec![from.into(), to.into()],
+                "SELECT hour, status, result_code, count, amount FROM payment_hours WHERE hour >= $1 AND hour < $2",
+                vec![from.div_euclid(HOUR).into(), to.div_euclid(HOUR).saturating_add(1).into()],
             )
             .await?;
         Ok(rows
@@ -363,25 +364,49 @@ impl Store {
             .map(|r| Rollup {
                 hour: r.first().map_or(0, Cell::int),
                 status: r.get(1).map(Cell::text).unwrap_or_default(),
-                result_code: r.get(2).and_then(Cell::opt_text),
+                result_code: r.get(2).map(Cell::text).filter(|c| !c.is_empty()),
                 count: r.get(3).map_or(0, Cell::int),
                 amount: r.get(4).map_or(0, Cell::int),
             })
             .collect())
     }
 
-    /// Seconds from creation to settlement of the payments settled in `[from, to)`, as
-    /// (whole seconds, count) pairs, for the median.
+    /// Seconds from creation to a callback's or query's settlement (capped at 600) of the
+    /// payments created in the hours `[from, to)`, as (seconds, count) pairs, from the rollups.
     pub async fn settle_times(&self, from: i64, to: i64) -> Result<Vec<(i64, i64)>, StoreError> {
         let rows = self
             .query(
-                "SELECT (settled_at - created_at) / 1000, COUNT(*) FROM payments
-                 WHERE settled_at >= $1 AND settled_at < $2 AND settled_by IN ('callback', 'query')
-                 GROUP BY (settled_at - created_at) / 1000",
-                vec![from.into(), to.into()],
+                "SELECT secs, count FROM settle_hours WHERE hour >= $1 AND hour < $2",
+                vec![from.div_euclid(HOUR).into(), to.div_euclid(HOUR).saturating_add(1).into()],
             )
             .await?;
         Ok(rows.iter().map(|r| (r.first().map_or(0, Cell::int), r.get(1).map_or(0, Cell::int))).collect())
+    }
+
+    /// Recomputes the rollups of one hour (ms since the epoch / 3 600 000) from `payments`.
+    pub async fn recompute_hour(&self, hour: i64) -> Result<(), StoreError> {
+        let (from, to) = (hour * HOUR, (hour + 1) * HOUR);
+        self.execute_all(vec![
+            ("DELETE FROM payment_hours WHERE hour = $1", vec![hour.into()]),
+            (
+                "INSERT INTO payment_hours (hour, status, result_code, count, amount)
+                 SELECT CAST($1 AS BIGINT), status, COALESCE(result_code, ''), COUNT(*), CAST(SUM(amount) AS BIGINT)
+                 FROM payments WHERE created_at >= $2 AND created_at < $3 GROUP BY status, COALESCE(result_code, '')",
+                vec![hour.into(), from.into(), to.into()],
+            ),
+            ("DELETE FROM settle_hours WHERE hour = $1", vec![hour.into()]),
+            (
+                "INSERT INTO settle_hours (hour, secs, count)
+                 SELECT CAST($1 AS BIGINT),
+                        CASE WHEN settled_at - created_at > 600000 THEN 600 ELSE (settled_at - created_at) / 1000 END,
+                        COUNT(*)
+                 FROM payments WHERE created_at >= $2 AND created_at < $3 AND settled_by IN ('callback', 'query')
+                 GROUP BY CASE WHEN settled_at - created_at > 600000 THEN 600 ELSE (settled_at - created_at) / 1000 END",
+                vec![hour.into(), from.into(), to.into()],
+            ),
+        ])
+        .await
+        .map(drop)
     }
 
     /// How many payments are flagged for review, and how many webhook events are dead.

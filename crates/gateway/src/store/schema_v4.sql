@@ -26,3 +26,21 @@ CREATE TABLE audit_log (
 CREATE INDEX audit_log_at ON audit_log (at);
 CREATE INDEX payments_review ON payments (created_at) WHERE needs_review;
 CREATE INDEX payments_settled ON payments (settled_at) WHERE settled_at IS NOT NULL;
+CREATE INDEX webhook_events_dead ON webhook_events (created_at) WHERE status = 'dead';
+
+-- The overview's rollups, per hour of creation: recomputed from `payments` by the workers for
+-- hours that have settled down; the last hours are always counted live.
+CREATE TABLE payment_hours (
+    hour        BIGINT NOT NULL,
+    status      TEXT NOT NULL,
+    result_code TEXT NOT NULL,
+    count       BIGINT NOT NULL,
+    amount      BIGINT NOT NULL
+);
+CREATE INDEX payment_hours_hour ON payment_hours (hour);
+CREATE TABLE settle_hours (
+    hour  BIGINT NOT NULL,
+    secs  BIGINT NOT NULL,
+    count BIGINT NOT NULL
+);
+CREATE INDEX settle_hours_hour ON settle_hours (hour);
