@@ -171,7 +171,28 @@ pub(super) async fn login(
     ([(header::SET_COOKIE, cookie)], Redirect::to("/admin")).into_response()
 }
 
-#[derive(Debug, Deserialize)]
+/// A state-changing request: a signed-in admin, the form's CSRF token checked, and its
+/// optional `note` field.
+pub(super) struct Action {
+    staff: Staff,
+    note: String,
+}
+
+impl axum::extract::FromRequest<Gateway> for Action {
+    type Rejection = Response;
+
+    async fn from_request(request: axum::extract::Request, gateway: &Gateway) -> Result<Self, Response> {
+        use axum::extract::FromRequestParts as _;
+        let (mut parts, body) = request.into_parts();
+        let staff = Staff::from_request_parts(&mut parts, gateway).await?;
+        let request = axum::extract::Request::from_parts(parts, body);
+        let form = Form::<CsrfForm>::from_request(request, gateway).await.map(|Form(f)| f).unwrap_or_default();
+        staff.may_act(&form.csrf).map_err(IntoResponse::into_response)?;
+        Ok(Self { staff, note: form.note })
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
 pub(super) struct CsrfForm {
     #[serde(default)]
     csrf: String,
@@ -664,14 +685,9 @@ pub(super) async fn payment(
 
 pub(super) async fn query_now(
     State(gateway): State<Gateway>,
-    staff: Staff,
     Path(id): Path<String>,
-    form: Result<Form<CsrfForm>, FormRejection>,
+    Action { staff, .. }: Action,
 ) -> Response {
-    let form = form.map(|Form(f)| f).unwrap_or(CsrfForm { csrf: String::new(), note: String::new() });
-    if let Err(refused) = staff.may_act(&form.csrf) {
-        return refused.into_response();
-    }
     let Some(id) = PaymentId::parse(&id) else { return (StatusCode::NOT_FOUND, "No such payment.").into_response() };
     let p = match gateway.store().payment(&id, None).await {
         Ok(Some(p)) => p,
@@ -688,16 +704,11 @@ pub(super) async fn query_now(
 
 pub(super) async fn resolve_payment(
     State(gateway): State<Gateway>,
-    staff: Staff,
     Path(id): Path<String>,
-    form: Result<Form<CsrfForm>, FormRejection>,
+    Action { staff, note }: Action,
 ) -> Response {
-    let form = form.map(|Form(f)| f).unwrap_or(CsrfForm { csrf: String::new(), note: String::new() });
-    if let Err(refused) = staff.may_act(&form.csrf) {
-        return refused.into_response();
-    }
     let Some(id) = PaymentId::parse(&id) else { return (StatusCode::NOT_FOUND, "No such payment.").into_response() };
-    let note = form.note.trim();
+    let note = note.trim();
     if note.is_empty() {
         return back_with(&format!("/admin/payments/{id}"), "Write a note saying what was checked before resolving.");
     }
@@ -710,15 +721,10 @@ pub(super) async fn resolve_payment(
 
 pub(super) async fn resolve_callback(
     State(gateway): State<Gateway>,
-    staff: Staff,
     Path(id): Path<i64>,
-    form: Result<Form<CsrfForm>, FormRejection>,
+    Action { staff, note }: Action,
 ) -> Response {
-    let form = form.map(|Form(f)| f).unwrap_or(CsrfForm { csrf: String::new(), note: String::new() });
-    if let Err(refused) = staff.may_act(&form.csrf) {
-        return refused.into_response();
-    }
-    let note = form.note.trim();
+    let note = note.trim();
     if note.is_empty() {
         return back_with("/admin/review", "Write a note saying what was checked before resolving.");
     }
@@ -836,19 +842,11 @@ pub(super) async fn webhooks(
 
 pub(super) async fn redeliver(
     State(gateway): State<Gateway>,
-    staff: Staff,
     Path(id): Path<String>,
-    form: Result<Form<CsrfForm>, FormRejection>,
+    Action { staff, note }: Action,
 ) -> Response {
-    let form = form.map(|Form(f)| f).unwrap_or(CsrfForm { csrf: String::new(), note: String::new() });
-    if let Err(refused) = staff.may_act(&form.csrf) {
-        return refused.into_response();
-    }
-    let back = if form.note.starts_with("pay_") {
-        format!("/admin/payments/{}", form.note)
-    } else {
-        "/admin/webhooks".to_owned()
-    };
+    let back =
+        if note.starts_with("pay_") { format!("/admin/payments/{}", note) } else { "/admin/webhooks".to_owned() };
     match gateway.store().redeliver_webhook(&id, None, gateway.now()).await {
         Ok(true) => {
             let _ = gateway.store().audit(staff.name(), "redeliver_webhook", &id, "", gateway.now()).await;
@@ -970,14 +968,9 @@ pub(super) async fn create_key(
 
 pub(super) async fn revoke_key(
     State(gateway): State<Gateway>,
-    staff: Staff,
     Path(id): Path<String>,
-    form: Result<Form<CsrfForm>, FormRejection>,
+    Action { staff, .. }: Action,
 ) -> Response {
-    let form = form.map(|Form(f)| f).unwrap_or(CsrfForm { csrf: String::new(), note: String::new() });
-    if let Err(refused) = staff.may_act(&form.csrf) {
-        return refused.into_response();
-    }
     match gateway.store().revoke_api_key(&id, gateway.now()).await {
         Ok(true) => {
             let _ = gateway.store().audit(staff.name(), "revoke_key", &id, "", gateway.now()).await;
@@ -990,14 +983,9 @@ pub(super) async fn revoke_key(
 
 pub(super) async fn rotate_key(
     State(gateway): State<Gateway>,
-    staff: Staff,
     Path(id): Path<String>,
-    form: Result<Form<CsrfForm>, FormRejection>,
+    Action { staff, .. }: Action,
 ) -> Response {
-    let form = form.map(|Form(f)| f).unwrap_or(CsrfForm { csrf: String::new(), note: String::new() });
-    if let Err(refused) = staff.may_act(&form.csrf) {
-        return refused.into_response();
-    }
     let secret = crate::webhooks::new_secret();
     match gateway.store().set_webhook_secret(&id, &secret).await {
         Ok(true) => {

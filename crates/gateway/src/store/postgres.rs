@@ -25,7 +25,7 @@ use crate::settlement::{self, Change, Decision, Outcome};
 
 const SCHEMA_V1: &str = include_str!("schema_postgres.sql");
 const SCHEMA_V2: &str = include_str!("schema_v2_postgres.sql");
-const SCHEMA_V3: &str = include_str!("schema_v3_postgres.sql");
+const SCHEMA_V3: &str = include_str!("schema_v3.sql");
 const SCHEMA_V4: &str = include_str!("schema_v4.sql");
 const MIGRATION_LOCK: i64 = 0x6c69_7061; // "lipa"
 

@@ -25,7 +25,7 @@ use crate::settlement::{self, Change, Decision, Outcome};
 const MAX_BATCH: usize = 512;
 const SCHEMA_V1: &str = include_str!("schema_sqlite.sql");
 const SCHEMA_V2: &str = include_str!("schema_v2_sqlite.sql");
-const SCHEMA_V3: &str = include_str!("schema_v3_sqlite.sql");
+const SCHEMA_V3: &str = include_str!("schema_v3.sql");
 const SCHEMA_V4: &str = include_str!("schema_v4.sql");
 
 type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;

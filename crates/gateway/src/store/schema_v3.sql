@@ -1,5 +1,6 @@
--- v3: receipt emails through an outbox (written with the `paid` change, sent by a worker), and
--- hosted checkout sessions (a customer-facing page that creates payments for a merchant).
+-- v3 (one text for SQLite and PostgreSQL): receipt emails through an outbox (written with the
+-- `paid` change, sent by a worker), and hosted checkout sessions (a customer-facing page that
+-- creates payments for a merchant).
 CREATE TABLE emails (
     id              TEXT PRIMARY KEY,
     payment_id      TEXT NOT NULL,
