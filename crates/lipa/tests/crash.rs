@@ -36,12 +36,14 @@ fn start(args: &[&str], envs: &[(&str, String)], ready: &str) -> (Child, String)
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    for line in stdout.lines() {
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for line in lines.by_ref() {
         let line = line.unwrap();
         if line.starts_with(ready) {
             let url =
                 line.split_whitespace().find(|w| w.starts_with("http://")).unwrap().trim_end_matches(';').to_owned();
+            // Keep reading what it prints later: a closed pipe would stop it at its next line.
+            std::thread::spawn(move || lines.for_each(drop));
             return (child, url);
         }
     }

@@ -31,7 +31,8 @@ impl Demo {
         }
         let mut child = command.env("LIPA_LOG", "warn").stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
         let mut printed = Vec::new();
-        for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        for line in lines.by_ref() {
             let line = line.unwrap();
             let done = line.starts_with("Press Ctrl-C");
             printed.push(line);
@@ -39,6 +40,8 @@ impl Demo {
                 break;
             }
         }
+        // Keep reading what it prints later: a closed pipe would stop it at its next line.
+        std::thread::spawn(move || lines.for_each(drop));
         Self { dir, printed, child }
     }
 
