@@ -161,6 +161,10 @@ pub struct Settings {
     pub mail: MailSettings,
     /// `LIPA_LOG_FORMAT=json` for JSON logs.
     pub json_logs: bool,
+    /// A client must send a request's headers within this (`LIPA_HEADER_TIMEOUT_SECS`,
+    /// default 10), and the whole request within 6 times it; slower connections are cut, so
+    /// they cannot hold the server's connections (slowloris).
+    pub header_timeout: Duration,
 }
 
 impl fmt::Debug for Settings {
@@ -177,6 +181,7 @@ impl fmt::Debug for Settings {
             .field("webhooks", &self.webhooks)
             .field("mail", &self.mail)
             .field("json_logs", &self.json_logs)
+            .field("header_timeout", &self.header_timeout)
             .finish()
     }
 }
@@ -436,6 +441,9 @@ impl Settings {
                 max_age: Duration::from_secs(f.mail.max_age_hours.unwrap_or(72).saturating_mul(3600)),
             },
             json_logs: env("LIPA_LOG_FORMAT").is_some_and(|v| v.eq_ignore_ascii_case("json")),
+            header_timeout: Duration::from_secs(
+                number("LIPA_HEADER_TIMEOUT_SECS", env("LIPA_HEADER_TIMEOUT_SECS"))?.unwrap_or(10u64).max(1),
+            ),
         })
     }
 

@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 
@@ -72,7 +73,83 @@ impl Application {
 
     /// Serves until `shutdown` completes; in-flight requests (callbacks above all) finish first.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        let app = crate::api::router(self.gateway).into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await
+        let limits = self.gateway.settings().header_timeout;
+        let app = crate::api::router(self.gateway)
+            .layer(axum::middleware::from_fn_with_state(limits.saturating_mul(6), request_deadline));
+        serve(self.listener, app, limits, shutdown).await;
+        Ok(())
     }
+}
+
+/// Cuts a request whose handler (reading the body included) takes longer than `deadline`:
+/// a client dripping its body cannot hold a connection. Response bodies (server-sent events,
+/// CSV exports) stream after this and are not cut.
+async fn request_deadline(
+    axum::extract::State(deadline): axum::extract::State<Duration>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    match tokio::time::timeout(deadline, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => crate::api::ApiError::new(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "the request was not received in time; send it again",
+        )
+        .into_response(),
+    }
+}
+
+/// HTTP/1.1 over `listener` with the headers of every request due within `header_timeout`
+/// (hyper closes the connection otherwise, idle keep-alive connections included), and the
+/// client's address given to handlers as `ConnectInfo`. On `shutdown`, stops accepting and
+/// lets open connections finish their requests.
+async fn serve(
+    listener: TcpListener,
+    app: axum::Router,
+    header_timeout: Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let (closing, closed) = tokio::sync::watch::channel(false);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a little rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+            tower::ServiceExt::oneshot(app.clone(), request)
+        });
+        let mut closed = closed.clone();
+        tokio::spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            let mut connection = std::pin::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => return,
+                _ = closed.wait_for(|closing| *closing) => connection.as_mut().graceful_shutdown(),
+            }
+            let _ = connection.await;
+        });
+    }
+    let _ = closing.send(true);
+    drop(closed);
+    // Wait for the connections still open to finish their requests (each holds a receiver),
+    // but not for ever: an event stream only ends when its payment does.
+    let _ = tokio::time::timeout(Duration::from_secs(10), closing.closed()).await;
 }

@@ -26,7 +26,7 @@ pub(super) async fn create(
     request: Result<Json<CreateSession>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let idempotency_key = idempotency_key(&headers)?;
-    let Json(request) = request.map_err(|e| ApiError::bad_request("invalid_json", e.body_text()))?;
+    let Json(request) = request.map_err(super::json_rejection)?;
     let (session, replayed) = gateway.create_checkout_session(&key, idempotency_key, request).await?;
     let mut response = (StatusCode::CREATED, Json(body(&gateway, &session, None))).into_response();
     if replayed {

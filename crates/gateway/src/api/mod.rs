@@ -74,6 +74,19 @@ async fn ready(State(gateway): State<Gateway>) -> Result<&'static str, ApiError>
     Ok("ready")
 }
 
+/// A request body that is not the JSON expected: 413 when too large, else 400, with the
+/// parser's words on what is wrong.
+pub(crate) fn json_rejection(e: axum::extract::rejection::JsonRejection) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the body is larger than 64 KiB; send less (metadata is limited to 4 KiB)",
+        );
+    }
+    ApiError::bad_request("invalid_json", e.body_text())
+}
+
 /// The API key a request authenticated with.
 #[derive(Debug, Clone)]
 pub struct Merchant(pub ApiKey);

@@ -27,7 +27,7 @@ pub(super) async fn create(
     body: Result<Json<CreatePayment>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let idempotency_key = idempotency_key(&headers)?;
-    let Json(request) = body.map_err(|e| ApiError::bad_request("invalid_json", e.body_text()))?;
+    let Json(request) = body.map_err(super::json_rejection)?;
     let created = gateway.create_payment(&key, idempotency_key, request).await?;
     let mut response = (StatusCode::CREATED, Json(created.payment)).into_response();
     if created.replayed {
