@@ -10,6 +10,7 @@ pub mod admin;
 pub mod api;
 pub mod checkout;
 pub mod config;
+pub mod export;
 pub mod follow;
 pub mod ids;
 pub mod keys;

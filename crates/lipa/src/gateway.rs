@@ -20,7 +20,7 @@ pub struct Common {
 }
 
 impl Common {
-    fn settings(&self) -> Result<Settings> {
+    pub(crate) fn settings(&self) -> Result<Settings> {
         Ok(Settings::load(Some(&self.config), &|name| std::env::var(name).ok())?)
     }
 }

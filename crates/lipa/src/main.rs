@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod demo;
 mod gateway;
+mod ops;
 mod sim;
 
 /// Lipa: a self-hosted M-Pesa (Daraja STK Push) payment gateway.
@@ -40,6 +41,21 @@ enum Command {
     /// Check or print the configuration.
     #[command(subcommand)]
     Config(gateway::ConfigCommand),
+    /// Send one real STK push with the configured credentials and wait for the answer (a
+    /// go-live check). Exit code 3 when it ends unpaid.
+    Push(ops::PushArgs),
+    /// Ask Daraja about one CheckoutRequestID (STK Query).
+    Query(ops::QueryArgs),
+    /// List or show payments.
+    #[command(subcommand)]
+    Payments(ops::PaymentsCommand),
+    /// List callbacks no payment took; replay a stored callback.
+    #[command(subcommand)]
+    Callbacks(ops::CallbacksCommand),
+    /// Query Daraja about every payment still pending in a window.
+    Reconcile(ops::ReconcileArgs),
+    /// Write payments as CSV to standard output.
+    Export(ops::ExportArgs),
     /// Run the Daraja simulator: Safaricom's STK APIs offline, with a virtual phone.
     Sim(sim::Args),
     /// Measure throughput and latency on loopback.
@@ -67,12 +83,22 @@ fn main() -> ExitCode {
             Command::Admin(command) => gateway::admin(command).await,
             Command::Config(command) => gateway::config(command).await,
             Command::Webhooks(command) => gateway::webhooks(command).await,
+            Command::Push(args) => ops::push(args).await,
+            Command::Query(args) => ops::query(args).await,
+            Command::Payments(command) => ops::payments(command).await,
+            Command::Callbacks(command) => ops::callbacks(command).await,
+            Command::Reconcile(args) => ops::reconcile(args).await,
+            Command::Export(args) => ops::export(args).await,
             Command::Sim(args) => sim::run(args).await,
             Command::Bench(command) => bench::run(command).await,
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<ops::NotPaid>() => {
+            eprintln!("not paid: {e}");
+            ExitCode::from(3)
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE

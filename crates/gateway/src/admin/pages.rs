@@ -5,6 +5,7 @@ use axum::extract::rejection::FormRejection;
 use axum::extract::{ConnectInfo, Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
+use futures_util::StreamExt as _;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use serde::Deserialize;
 
@@ -13,7 +14,7 @@ use super::charts;
 use crate::payment::{Payment, PaymentId, Status};
 use crate::service::Gateway;
 use crate::store::{PaymentFilter, StoreError};
-use crate::time_fmt::{kes, nairobi, rfc3339};
+use crate::time_fmt::{kes, nairobi};
 
 const CSS: &str = include_str!("admin.css");
 
@@ -482,12 +483,6 @@ pub(super) async fn payments(State(gateway): State<Gateway>, staff: Staff, Query
     )
 }
 
-fn csv_field(s: &str) -> String {
-    // Quoted, and never read as a formula by a spreadsheet.
-    let s = if s.starts_with(['=', '+', '-', '@']) { format!("'{s}") } else { s.to_owned() };
-    format!("\"{}\"", s.replace('"', "\"\""))
-}
-
 /// The filtered payments as CSV, streamed a page at a time: memory stays flat however many.
 pub(super) async fn payments_csv(
     State(gateway): State<Gateway>,
@@ -495,43 +490,8 @@ pub(super) async fn payments_csv(
     Query(q): Query<PaymentQuery>,
 ) -> Response {
     let _ = gateway.store().audit(staff.name(), "export_csv", "payments", &query_string(&q, None), gateway.now()).await;
-    let first = filter_from(&q, 1000);
-    let header = "id,created_at,status,amount,phone,account_reference,receipt,result_code,failure_reason,needs_review,settled_at\n";
-    let pages = futures_util::stream::unfold(Some(first), move |filter| {
-        let gateway = gateway.clone();
-        async move {
-            let filter = filter?;
-            match gateway.store().payments(filter.clone()).await {
-                Ok(page) if page.is_empty() => None,
-                Ok(page) => {
-                    let mut chunk = String::with_capacity(page.len() * 160);
-                    for p in &page {
-                        chunk.push_str(&format!(
-                            "{},{},{},{},{},{},{},{},{},{},{}\n",
-                            p.id,
-                            rfc3339(p.created_at),
-                            p.status.as_str(),
-                            p.amount,
-                            p.phone,
-                            csv_field(&p.account_reference),
-                            p.receipt.as_deref().unwrap_or(""),
-                            csv_field(p.result_code.as_deref().unwrap_or("")),
-                            p.failure_reason.map_or("", |r| r.as_str()),
-                            p.needs_review,
-                            p.settled_at.map(rfc3339).unwrap_or_default(),
-                        ));
-                    }
-                    let next = (page.len() == filter.limit as usize).then(|| PaymentFilter {
-                        after: page.last().map(|p| (p.created_at, p.id.as_str().to_owned())),
-                        ..filter
-                    });
-                    Some((Ok::<_, std::io::Error>(chunk), next))
-                }
-                Err(e) => Some((Err(std::io::Error::other(e.to_string())), None)),
-            }
-        }
-    });
-    let body = futures_util::StreamExt::chain(futures_util::stream::once(async { Ok(header.to_owned()) }), pages);
+    let body = crate::export::csv(gateway.store().clone(), filter_from(&q, 1000))
+        .map(|chunk| chunk.map_err(|e| std::io::Error::other(e.to_string())));
     (
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8"),

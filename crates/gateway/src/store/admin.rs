@@ -327,6 +327,14 @@ impl Store {
         Ok(counts.first().is_some_and(|n| *n > 0))
     }
 
+    /// A stored callback's token hash and body, for replaying it.
+    pub async fn callback_body(&self, id: i64) -> Result<Option<(String, Vec<u8>)>, StoreError> {
+        let rows = self.query("SELECT token_hash, body FROM callbacks WHERE id = $1", vec![id.into()]).await?;
+        Ok(first(&rows).map(|r| {
+            (r.first().map(Cell::text).unwrap_or_default(), r.get(1).map(Cell::text).unwrap_or_default().into_bytes())
+        }))
+    }
+
     /// Callbacks no payment took (orphans, malformed bodies) not yet resolved, newest first.
     pub async fn unresolved_callbacks(&self, limit: i64) -> Result<Vec<StoredCallback>, StoreError> {
         let rows = self

@@ -1,0 +1,124 @@
+//! The operator CLI against real servers: `push` in simulator mode, `payments`, `export`,
+//! `callbacks list|replay` and `reconcile` on a gateway's database with its simulator.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use daraja_sim::SimConfig;
+use lipa_gateway::config::{DarajaConnection, Settings};
+use lipa_gateway::startup::Application;
+
+fn lipa(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lipa"))
+        .args(args)
+        .envs(envs.iter().copied())
+        .env("LIPA_CONFIG", "/nonexistent/lipa.toml")
+        .env("LIPA_LOG", "error")
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+#[test]
+fn push_in_simulator_mode_reports_paid_or_exits_3() {
+    let paid = lipa(&["push", "--phone", "0712 345 678", "--amount", "1", "--json", "--wait", "20"], &[]);
+    assert!(paid.status.success(), "{}", text(&paid));
+    let answer: serde_json::Value = serde_json::from_slice(&paid.stdout).unwrap();
+    assert_eq!(answer["paid"], true, "{answer}");
+
+    let cancelled = lipa(&["push", "--phone", "0700001032", "--amount", "1", "--wait", "20"], &[]);
+    assert_eq!(cancelled.status.code(), Some(3), "{}", text(&cancelled));
+    assert!(text(&cancelled).contains("1032"));
+
+    let bad = lipa(&["push", "--phone", "12345", "--amount", "1"], &[]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(text(&bad).contains("--phone"), "{}", text(&bad));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payments_export_callbacks_and_reconcile_work_on_a_gateway_database() {
+    let dir = std::env::temp_dir().join(format!("lipa-ops-{}", lipa_gateway::ids::random_hex(6)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = format!("sqlite:{}", dir.join("lipa.db").display());
+    let sim = daraja_sim::spawn(SimConfig::default()).await.unwrap();
+    let connection = DarajaConnection::custom(
+        sim.base_url(),
+        sim.consumer_key(),
+        sim.consumer_secret(),
+        sim.shortcode(),
+        sim.passkey(),
+    )
+    .unwrap();
+    let mut settings = Settings::load(None, &|_| None).unwrap();
+    settings.listen = "127.0.0.1:0".parse().unwrap();
+    settings.database_url = db.clone();
+    let app = Application::build(settings, connection, Arc::new(daraja::SystemClock)).await.unwrap();
+    let base = format!("http://{}", app.addr());
+    let gateway = app.gateway().clone();
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let (_, key) = lipa_gateway::keys::create(gateway.store(), "ops", gateway.now()).await.unwrap();
+    let http = reqwest::Client::new();
+    let mut ids = Vec::new();
+    // 254700090001 approves but never calls back: only a query can tell.
+    for phone in ["0712345678", "0700001032", "0700090001"] {
+        let p: serde_json::Value = http
+            .post(format!("{base}/v1/payments"))
+            .bearer_auth(&key)
+            .json(&serde_json::json!({"amount": 45, "phone": phone, "account_reference": "OPS", "description": "ops"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ids.push(p["id"].as_str().unwrap().to_owned());
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // A callback for no payment: an orphan.
+    http.post(format!("{base}/callbacks/stk/{}", "f".repeat(32))).body("{\"Body\":{}}").send().await.unwrap();
+
+    // The CLI runs as a child process; this test's runtime has a second thread to serve it.
+    let env = [("DATABASE_URL", db.as_str())];
+    let out = lipa(&["payments", "list", "--json"], &env);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3, "{}", text(&out));
+    let err = lipa(&["payments", "list", "--status", "nonsense"], &env);
+    assert!(!err.status.success() && text(&err).contains("use pending, paid"), "{}", text(&err));
+    let show = lipa(&["payments", "show", &ids[0]], &env);
+    assert!(text(&show).contains("callback_applied"), "{}", text(&show));
+    let csv = lipa(&["export", "--status", "paid"], &env);
+    assert_eq!(String::from_utf8_lossy(&csv.stdout).lines().count(), 2, "header and the one paid: {}", text(&csv));
+    let orphans = lipa(&["callbacks", "list", "--malformed", "--json"], &env);
+    let orphan: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&orphans.stdout).lines().next().unwrap()).unwrap();
+    let callback_id = orphan["id"].as_i64().unwrap().to_string();
+    let replay = lipa(&["callbacks", "replay", &callback_id], &env);
+
+    let (shortcode, base_url) = (sim.shortcode().to_string(), sim.base_url().to_owned());
+    let sim_env = [
+        ("DATABASE_URL", db.as_str()),
+        ("MPESA_ENVIRONMENT", "simulator"),
+        ("MPESA_BASE_URL", base_url.as_str()),
+        ("MPESA_CONSUMER_KEY", sim.consumer_key()),
+        ("MPESA_CONSUMER_SECRET", sim.consumer_secret()),
+        ("MPESA_SHORTCODE", shortcode.as_str()),
+        ("MPESA_PASSKEY", sim.passkey()),
+    ];
+    let reconcile = lipa(&["reconcile", "--since", "1h", "--json"], &sim_env);
+    assert!(text(&replay).contains("malformed"), "{}", text(&replay));
+    assert!(reconcile.status.success(), "{}", text(&reconcile));
+    let summary: serde_json::Value = serde_json::from_slice(&reconcile.stdout).unwrap();
+    assert_eq!(summary["queried"], 1, "{summary}");
+    assert_eq!(summary["outcomes"]["paid"], 1, "{summary}");
+    let settled = gateway
+        .store()
+        .payment(&lipa_gateway::payment::PaymentId::parse(&ids[2]).unwrap(), None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(settled.status, lipa_gateway::payment::Status::Paid);
+    let _ = std::fs::remove_dir_all(dir);
+}
