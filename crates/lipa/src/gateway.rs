@@ -73,7 +73,10 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         }
         tracing::warn!("{finding}");
     }
-    let connection = if settings.mpesa.environment == MpesaEnvironment::Simulator {
+    let connection = if settings.mpesa.environment == MpesaEnvironment::Simulator && settings.mpesa.base_url.is_some() {
+        // A simulator in another process (`lipa sim`, a test's): its default credentials.
+        simulator_at(settings.mpesa.base_url.as_deref().unwrap_or_default())?
+    } else if settings.mpesa.environment == MpesaEnvironment::Simulator {
         // The simulator calls back from loopback: a Safaricom allowlist would refuse it.
         settings.callbacks.allowlist.clear();
         let (connection, base) = start_simulator(SimConfig::interactive(), args.sim_port).await?;
@@ -115,6 +118,14 @@ pub fn spawn_workers(
     ]
 }
 
+/// A connection to a simulator at `base` with the simulator's default app and paybill (what
+/// `lipa sim` and `daraja_sim::SimConfig::default()` configure).
+fn simulator_at(base: &str) -> Result<DarajaConnection> {
+    let sim = SimConfig::default();
+    let (app, merchant) = (sim.primary_app().ok_or("no app")?, sim.primary_merchant().ok_or("no merchant")?);
+    Ok(DarajaConnection::custom(base, &app.consumer_key, &app.consumer_secret, merchant.shortcode, &merchant.passkey)?)
+}
+
 /// Options of `lipa work`.
 #[derive(Debug, clap::Args)]
 pub struct WorkArgs {
@@ -130,18 +141,7 @@ pub async fn work(args: WorkArgs) -> Result<()> {
         return Err("lipa work queries the Daraja the gateway pushes to: set MPESA_BASE_URL to that simulator (or configure sandbox/production credentials)".into());
     }
     let connection = match settings.mpesa.environment {
-        MpesaEnvironment::Simulator => {
-            let base = settings.mpesa.base_url.clone().unwrap_or_default();
-            let sim = SimConfig::default();
-            let (app, merchant) = (sim.primary_app().ok_or("no app")?, sim.primary_merchant().ok_or("no merchant")?);
-            DarajaConnection::custom(
-                &base,
-                &app.consumer_key,
-                &app.consumer_secret,
-                merchant.shortcode,
-                &merchant.passkey,
-            )?
-        }
+        MpesaEnvironment::Simulator => simulator_at(settings.mpesa.base_url.as_deref().unwrap_or_default())?,
         _ => settings.daraja_connection()?,
     };
     let store = Store::open(&settings.database_url).await?;
