@@ -106,6 +106,7 @@ struct Inner {
     webhook_client: reqwest::Client,
     mailer: Result<Option<crate::mail::Mailer>, String>,
     admin_throttle: crate::admin::auth::Throttle,
+    key_last_used: std::sync::Mutex<std::collections::HashMap<String, i64>>,
     changes: tokio::sync::broadcast::Sender<crate::payment::PaymentId>,
 }
 
@@ -154,6 +155,7 @@ impl Gateway {
                 metrics: crate::metrics::Metrics::default(),
                 mailer,
                 admin_throttle: crate::admin::auth::Throttle::default(),
+                key_last_used: std::sync::Mutex::default(),
                 webhook_client,
                 changes: tokio::sync::broadcast::channel(1024).0,
             }),
@@ -192,6 +194,26 @@ impl Gateway {
     /// The public base URL (callbacks, checkout pages).
     pub fn public_url(&self) -> &str {
         &self.inner.public_url
+    }
+
+    /// Notes that an API key was used: written to the database at most once a minute per key
+    /// and process, off the request's path.
+    pub(crate) fn key_used(&self, key_id: &str) {
+        let now = self.now();
+        {
+            let mut seen = self.inner.key_last_used.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            match seen.get(key_id) {
+                Some(at) if now - at < 60_000 => return,
+                _ => seen.insert(key_id.to_owned(), now),
+            };
+        }
+        let (store, id) = (self.inner.store.clone(), key_id.to_owned());
+        tokio::spawn(async move {
+            let update = ("UPDATE api_keys SET last_used_at = $2 WHERE id = $1", vec![id.into(), now.into()]);
+            if let Err(e) = store.execute_all(vec![update]).await {
+                tracing::debug!(error = %e, "could not record an API key's last use");
+            }
+        });
     }
 
     pub(crate) fn admin_throttle(&self) -> &crate::admin::auth::Throttle {

@@ -151,6 +151,13 @@ async fn actions_need_the_csrf_token_and_an_admin() {
     assert_eq!(status, 200);
     assert!(html.contains("lipa_sk_") && html.contains("whsec_"), "shown once");
 
+    let (_, keys) = admin.get("/admin/keys").await;
+    assert!(keys.contains("never"), "the new key was never used");
+    app.create("0712345678", 45).await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let (_, keys) = admin.get("/admin/keys").await;
+    assert!(keys.contains("EAT</td><td>live"), "the test key's last use is shown: {keys}");
+
     let viewer = login(&app, "otieno", PASSWORD).await.1.unwrap();
     let (_, keys) = viewer.get("/admin/keys").await;
     assert!(!keys.contains("Create key"), "a viewer sees no actions");

@@ -40,8 +40,14 @@ fn json() -> impl Strategy<Value = Value> {
         any::<i64>().prop_map(Value::from),
         any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
         "\\PC{0,40}".prop_map(Value::from),
-        prop_oneof![Just("0712345678"), Just("254712345678"), Just("+254 712 345 678"), Just("TICKET-42")]
-            .prop_map(Value::from),
+        prop_oneof![
+            Just("0712345678"),
+            Just("254712345678"),
+            Just("+254 712 345 678"),
+            Just("TICKET-42"),
+            Just("a\u{0}b")
+        ]
+        .prop_map(Value::from),
     ];
     leaf.prop_recursive(3, 24, 6, |inner| {
         prop_oneof![

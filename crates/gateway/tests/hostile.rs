@@ -164,7 +164,25 @@ async fn injection_looking_text_is_data_in_every_field() {
     }
     let (status, _) = app.get("/v1/payments/pay_' OR 1=1 --").await;
     assert_eq!(status, 404);
+    for path in ["/checkout/cs_%00", "/v1/checkout-sessions/cs_%00"] {
+        let r = app.http.get(format!("{}{path}", app.base)).bearer_auth(&app.key).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 404, "{path}");
+    }
+    let r = app
+        .http
+        .post(format!("{}/v1/webhook-events/evt_%00/redeliver", app.base))
+        .bearer_auth(&app.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    // A NUL inside metadata is data too (kept as JSON text, on PostgreSQL as well).
+    let body = serde_json::json!({"amount": 45, "phone": "0712345678", "account_reference": "NUL", "description": "nul",
+        "metadata": {"note": "a\u{0}b"}});
+    let (status, created) = app.post_payment(&body, Some("nul-metadata")).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(app.payment(created["id"].as_str().unwrap()).await["metadata"]["note"], "a\u{0}b");
     // The table is still there.
-    assert_eq!(app.gateway.store().count_by_status().await.unwrap().len(), 0);
+    assert_eq!(app.gateway.store().count_by_status().await.unwrap(), [("pending".to_owned(), 1)]);
     no_payment_paid(&app).await;
 }

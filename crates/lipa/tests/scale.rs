@@ -430,3 +430,98 @@ async fn scale_on_postgres_while_processes_are_killed() {
     };
     scenario(url, 2, true).await;
 }
+
+fn pg_cluster(action: &str) -> bool {
+    let version = std::fs::read_dir("/etc/postgresql")
+        .ok()
+        .and_then(|d| d.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).max());
+    let Some(version) = version else { return false };
+    Command::new("pg_ctlcluster")
+        .args(["--skip-systemctl-redirect", &version, "main", action])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// PostgreSQL stopped with prompts open: the callbacks that arrive meanwhile are answered 503
+/// (not acknowledged), the gateway needs nothing done to recover, and the simulator's retries
+/// are accepted once the database is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "restarts the PostgreSQL server; CI runs it alone"]
+async fn a_postgres_restart_mid_run_refuses_then_accepts_the_retried_callbacks() {
+    let Some(url) = fresh_postgres().await else {
+        assert!(std::env::var("LIPA_REQUIRE_ALL").as_deref() != Ok("1"), "LIPA_TEST_POSTGRES_URL is not set");
+        eprintln!("skipped: set LIPA_TEST_POSTGRES_URL to run the PostgreSQL restart test");
+        return;
+    };
+    let config = SimConfig {
+        faults: Faults { retries: 8, retry_backoff: Duration::from_millis(500), ..Faults::default() },
+        ..SimConfig::interactive()
+    };
+    let sim = daraja_sim::spawn(config).await.unwrap();
+    let env = vec![
+        ("LIPA_CONFIG".to_owned(), "/nonexistent/lipa.toml".to_owned()),
+        ("DATABASE_URL".to_owned(), url.clone()),
+        ("MPESA_ENVIRONMENT".to_owned(), "simulator".to_owned()),
+        ("MPESA_BASE_URL".to_owned(), sim.base_url().to_owned()),
+    ];
+    let (serve, line) = start(&["serve", "--listen", "127.0.0.1:0"], &env, "Lipa gateway listening");
+    let api = url_in(&line);
+    let store = Store::open(&url).await.unwrap();
+    let (_, key) = lipa_gateway::keys::create(&store, "restart", 0).await.unwrap();
+    drop(store);
+    let http = reqwest::Client::new();
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let p: serde_json::Value = http
+            .post(format!("{api}/v1/payments"))
+            .bearer_auth(&key)
+            .json(&serde_json::json!({"amount": 10, "phone": format!("07120000{i:02}"), "account_reference": "R", "description": "d"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ids.push((p["id"].as_str().unwrap().to_owned(), p["checkout_request_id"].as_str().unwrap().to_owned()));
+    }
+
+    assert!(pg_cluster("stop"), "could not stop PostgreSQL (pg_ctlcluster)");
+    for (_, checkout) in &ids {
+        assert!(sim.sim().resolve(checkout, Answer::Approve));
+    }
+    // The pool gives up on the database after its 5 s wait: then the answer is 503.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let attempts = sim.sim().callback_attempts();
+    let refused = attempts.iter().filter(|a| a.status != Some(200)).count();
+    let acknowledged_in_outage = attempts.iter().filter(|a| a.status == Some(200)).count();
+    assert!(pg_cluster("start"), "could not start PostgreSQL again");
+    assert_eq!(acknowledged_in_outage, 0, "nothing is acknowledged while the database is down");
+    assert!(refused >= ids.len(), "callbacks during the outage are refused: {attempts:?}");
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for (id, _) in &ids {
+        loop {
+            let p: serde_json::Value = http
+                .get(format!("{api}/v1/payments/{id}"))
+                .bearer_auth(&key)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap_or_default();
+            if p["status"] == "paid" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{id} never paid after the restart: {p}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let ready = http.get(format!("{api}/readyz")).send().await.unwrap().status().as_u16();
+    assert_eq!(ready, 200, "the gateway recovered by itself");
+    println!(
+        "postgres restart: {refused} callback deliveries refused during the outage; all {} payments paid after it",
+        ids.len()
+    );
+    drop(serve);
+}

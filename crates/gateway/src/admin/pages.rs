@@ -827,9 +827,16 @@ pub(super) struct KeyForm {
     name: String,
 }
 
+/// When each API key was last used (recorded at most once a minute), by key id.
+async fn last_used(store: &crate::store::Store) -> std::collections::HashMap<String, i64> {
+    let rows = store.query("SELECT id, last_used_at FROM api_keys WHERE last_used_at IS NOT NULL", vec![]).await;
+    rows.unwrap_or_default().iter().filter_map(|r| Some((r.first()?.text(), r.get(1)?.opt_int()?))).collect()
+}
+
 fn keys_page(
     staff: &Staff,
     keys: &[crate::store::ApiKey],
+    last_used: &std::collections::HashMap<String, i64>,
     created: Option<(&str, &str, &str)>,
     headers: &HeaderMap,
 ) -> Response {
@@ -850,13 +857,14 @@ fn keys_page(
             }
             div class="scroll" {
                 table {
-                    thead { tr { th { "Name" } th { "Key starts" } th { "Created" } th { "State" } th {} } }
+                    thead { tr { th { "Name" } th { "Key starts" } th { "Created" } th { "Last used" } th { "State" } th {} } }
                     tbody {
                         @for k in keys {
                             tr {
                                 td { (k.name) }
                                 td { code { (k.prefix) "\u{2026}" } }
                                 td { (nairobi(k.created_at)) }
+                                td { (last_used.get(&k.id).map_or_else(|| "never".to_owned(), |t| nairobi(*t))) }
                                 td { @if let Some(r) = k.revoked_at { "revoked " (nairobi(r)) } @else { "live" } }
                                 td {
                                     @if staff.is_admin() && k.revoked_at.is_none() {
@@ -890,7 +898,7 @@ fn keys_page(
 
 pub(super) async fn keys(State(gateway): State<Gateway>, staff: Staff, headers: HeaderMap) -> Response {
     match gateway.store().api_keys().await {
-        Ok(keys) => keys_page(&staff, &keys, None, &headers),
+        Ok(keys) => keys_page(&staff, &keys, &last_used(gateway.store()).await, None, &headers),
         Err(e) => store_down(&e),
     }
 }
@@ -921,7 +929,7 @@ pub(super) async fn create_key(
     };
     let _ = store.audit(staff.name(), "create_key", &key.id, name, gateway.now()).await;
     match store.api_keys().await {
-        Ok(keys) => keys_page(&staff, &keys, Some((name, &secret, &webhook_secret)), &headers),
+        Ok(keys) => keys_page(&staff, &keys, &last_used(store).await, Some((name, &secret, &webhook_secret)), &headers),
         Err(e) => store_down(&e),
     }
 }

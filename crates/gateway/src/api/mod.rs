@@ -101,6 +101,8 @@ impl FromRequestParts<Gateway> for Merchant {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or_else(ApiError::unauthorized)?;
-        crate::keys::authenticate(gateway.store(), bearer).await?.map(Merchant).ok_or_else(ApiError::unauthorized)
+        let key = crate::keys::authenticate(gateway.store(), bearer).await?.ok_or_else(ApiError::unauthorized)?;
+        gateway.key_used(&key.id);
+        Ok(Merchant(key))
     }
 }

@@ -109,6 +109,10 @@ fn user_from(row: &[Cell]) -> Option<AdminUser> {
 }
 
 fn audit_statement(actor: &str, action: &str, target: &str, detail: &str, now: i64) -> super::sql::Statement {
+    // What a visitor typed (a login name) is kept, minus what PostgreSQL cannot store.
+    let clean = |s: &str| s.replace('\0', "\u{FFFD}");
+    let (actor, target, detail) = (clean(actor), clean(target), clean(detail));
+    let (actor, target, detail) = (actor.as_str(), target.as_str(), detail.as_str());
     (
         "INSERT INTO audit_log (id, at, actor, action, target, detail) VALUES ($1, $2, $3, $4, $5, $6)",
         vec![
@@ -162,6 +166,9 @@ impl Store {
 
     /// A user by login name.
     pub async fn admin_user(&self, name: &str) -> Result<Option<AdminUser>, StoreError> {
+        if super::has_nul(name) {
+            return Ok(None);
+        }
         let rows = self
             .query(
                 "SELECT id, name, password_hash, role, created_at FROM admin_users WHERE name = $1",

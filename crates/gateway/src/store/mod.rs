@@ -57,6 +57,12 @@ impl Settling {
     }
 }
 
+/// Whether a text holds a NUL character, which PostgreSQL cannot store or compare: a lookup
+/// by such a text finds nothing, on either backend, rather than failing.
+pub(crate) fn has_nul(s: &str) -> bool {
+    s.contains('\0')
+}
+
 /// The webhook event a settlement decision announces, if any: a new state, a receipt added
 /// later, or something staff must review.
 fn announcement(outcome: Outcome, before: Status, after: Status) -> Option<&'static str> {
@@ -534,6 +540,9 @@ impl Store {
 
     /// Revokes a key by id or name; false if none was live.
     pub async fn revoke_api_key(&self, id_or_name: &str, now: i64) -> Result<bool, StoreError> {
+        if has_nul(id_or_name) {
+            return Ok(false);
+        }
         delegate!(self.revoke_api_key(id_or_name.to_owned(), now))
     }
 
@@ -568,6 +577,10 @@ impl Store {
 
     /// Payments matching `filter`, newest first.
     pub async fn payments(&self, filter: PaymentFilter) -> Result<Vec<Payment>, StoreError> {
+        let texts = [&filter.phone, &filter.reference, &filter.receipt, &filter.id];
+        if texts.iter().any(|t| t.as_deref().is_some_and(has_nul)) {
+            return Ok(Vec::new());
+        }
         delegate!(self.payments(filter))
     }
 
@@ -619,6 +632,9 @@ impl Store {
 
     /// A checkout session by id.
     pub async fn checkout_session(&self, id: &str) -> Result<Option<CheckoutSession>, StoreError> {
+        if has_nul(id) {
+            return Ok(None);
+        }
         delegate!(self.checkout_session(id.to_owned()))
     }
 
@@ -665,6 +681,9 @@ impl Store {
 
     /// Sets (or rotates) an API key's webhook secret, by key id or name; false if no live key.
     pub async fn set_webhook_secret(&self, id_or_name: &str, secret: &str) -> Result<bool, StoreError> {
+        if has_nul(id_or_name) {
+            return Ok(false);
+        }
         delegate!(self.set_webhook_secret(id_or_name.to_owned(), secret.to_owned()))
     }
 
@@ -695,6 +714,9 @@ impl Store {
         api_key_id: Option<&str>,
         now: i64,
     ) -> Result<bool, StoreError> {
+        if has_nul(event_id) {
+            return Ok(false);
+        }
         delegate!(self.redeliver_webhook(event_id.to_owned(), api_key_id.map(str::to_owned), now))
     }
 
