@@ -509,6 +509,11 @@ impl Sim {
         st.injected.extend((0..count).map(|_| (endpoint, error.clone())));
     }
 
+    /// Drops the injected errors not yet used.
+    pub fn clear_injected(&self) {
+        self.state().injected.clear();
+    }
+
     pub(crate) fn take_injected(&self, endpoint: Endpoint) -> Result<(), DarajaError> {
         let mut st = self.state();
         match st.injected.iter().position(|(e, _)| *e == endpoint) {

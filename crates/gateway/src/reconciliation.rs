@@ -52,7 +52,7 @@ pub async fn step(gateway: &Gateway, batch: u32) -> Result<Step, StoreError> {
         gateway.query_limit().acquire().await;
         report.queried += 1;
         let Ok(checkout_id) = daraja::CheckoutRequestId::parse(&check.checkout_request_id) else {
-            store.reschedule_check(&check.id, "unreadable CheckoutRequestID".into(), i64::MAX, now).await?;
+            store.reschedule_check(&check.id, "unreadable CheckoutRequestID".into(), i64::MAX, false, now).await?;
             continue;
         };
         let backoff = ms(settings.query_interval) * 2i64.saturating_pow(check.attempts.min(6));
@@ -75,7 +75,7 @@ pub async fn step(gateway: &Gateway, batch: u32) -> Result<Step, StoreError> {
             }
             Ok(QueryOutcome::Pending) => {
                 let next = now + ms(settings.query_interval);
-                store.reschedule_check(&check.id, "being processed".into(), next, now).await?;
+                store.reschedule_check(&check.id, "being processed".into(), next, false, now).await?;
             }
             Err(e) => {
                 let note = match e.api_kind() {
@@ -85,12 +85,15 @@ pub async fn step(gateway: &Gateway, batch: u32) -> Result<Step, StoreError> {
                     _ => e.to_string(),
                 };
                 tracing::warn!(payment_id = %check.id, error = %e, "STK Query failed");
-                store.reschedule_check(&check.id, note, now + backoff, now).await?;
+                store.reschedule_check(&check.id, note, now + backoff, true, now).await?;
             }
         }
     }
 
-    let expired = store.expire_overdue(gateway.now() - ms(settings.expire_after), gateway.now()).await?;
+    // A payment Daraja cannot be asked about (its last query failed) is not expired: the
+    // customer may have paid. Queries go on with backoff; after a day it expires regardless.
+    let now = gateway.now();
+    let expired = store.expire_overdue(now - ms(settings.expire_after), now - 86_400_000, now).await?;
     report.expired = expired.len();
     for id in &expired {
         tracing::info!(payment_id = %id, "expired: no conclusive answer in time");

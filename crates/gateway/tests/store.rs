@@ -170,11 +170,30 @@ async fn a_payment_leased_for_a_query_is_not_expired_until_its_lease_ends() {
     let claimed = store.claim_due_checks(10_000, 100_000, 10).await.unwrap();
     assert_eq!(claimed.len(), 1, "the reconciler holds it");
 
-    assert!(store.expire_overdue(i64::MAX, 50_000).await.unwrap().is_empty(), "a query is in flight");
+    assert!(store.expire_overdue(i64::MAX, i64::MAX, 50_000).await.unwrap().is_empty(), "a query is in flight");
     assert_eq!(store.payment(&p.id, None).await.unwrap().unwrap().status, Status::Pending);
 
     // The reconciler died: once its lease ends the payment can expire.
-    assert_eq!(store.expire_overdue(i64::MAX, 100_001).await.unwrap(), std::slice::from_ref(&p.id));
+    assert_eq!(store.expire_overdue(i64::MAX, i64::MAX, 100_001).await.unwrap(), std::slice::from_ref(&p.id));
     assert_eq!(store.payment(&p.id, None).await.unwrap().unwrap().status, Status::Expired);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn a_payment_daraja_cannot_be_asked_about_is_not_expired_for_a_day() {
+    let (store, dir) = store().await;
+    let Inserted::Created(p) = store.insert_payment(new_payment("tok")).await.unwrap() else { panic!() };
+    store.record_push(&p.id, accepted("ws_CO_fail"), 1_000).await.unwrap();
+    store.reschedule_check(&p.id, "Daraja error 500".into(), 60_000, true, 50_000).await.unwrap();
+    assert!(store.expire_overdue(i64::MAX, 0, 200_000).await.unwrap().is_empty(), "its last query failed");
+    // Daraja answers "being processed" again: the failure is forgotten, expiry applies.
+    store.reschedule_check(&p.id, "being processed".into(), 90_000, false, 80_000).await.unwrap();
+    assert_eq!(store.expire_overdue(i64::MAX, 0, 200_000).await.unwrap(), std::slice::from_ref(&p.id));
+
+    let Inserted::Created(q) = store.insert_payment(new_payment("tok2")).await.unwrap() else { panic!() };
+    store.record_push(&q.id, accepted("ws_CO_fail2"), 1_000).await.unwrap();
+    store.reschedule_check(&q.id, "Daraja error 500".into(), 60_000, true, 50_000).await.unwrap();
+    // After a day it expires regardless.
+    assert_eq!(store.expire_overdue(i64::MAX, i64::MAX, 200_000).await.unwrap(), std::slice::from_ref(&q.id));
     let _ = std::fs::remove_dir_all(dir);
 }

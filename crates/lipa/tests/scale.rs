@@ -6,6 +6,10 @@
 //! record: each payment settled exactly once as the simulator decided, every acknowledged
 //! callback stored, every webhook event delivered, none delivered twice, nothing lost.
 //!
+//! A SQLite run (a fifth of the size) injects Daraja faults: pushes and queries failing with
+//! spike arrest, 5xx and system busy every second, and the access tokens expiring every 5 s;
+//! a refused push fails its payment at once, and no payment is pushed twice.
+//!
 //! A third run does the PostgreSQL scenario (a fifth of the size) while `kill -9` stops a
 //! replica or the worker every 4 s, each restarted a second later.
 //!
@@ -134,11 +138,11 @@ fn size(var: &str, default: usize) -> usize {
     std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-async fn scenario(database_url: String, replicas: usize, chaos: bool) {
+async fn scenario(database_url: String, replicas: usize, chaos: bool, daraja_faults: bool) {
     let (payments, phones) = (size("LIPA_SCALE_PAYMENTS", 10_000), size("LIPA_SCALE_PHONES", 2_000));
-    // Under kills a fifth of the load: a killed process's leases (webhook deliveries among
-    // them) are only taken over when they run out, which sets the pace, not the load.
-    let (payments, phones) = if chaos { (payments / 5, phones / 5) } else { (payments, phones) };
+    // Under kills or Daraja faults a fifth of the load: a killed process's leases run out, and
+    // failing queries back off, before the work goes on; that sets the pace, not the load.
+    let (payments, phones) = if chaos || daraja_faults { (payments / 5, phones / 5) } else { (payments, phones) };
     let dir = std::env::temp_dir().join(format!("lipa-scale-{}", lipa_gateway::ids::random_hex(6)));
     std::fs::create_dir_all(&dir).unwrap();
 
@@ -183,7 +187,9 @@ async fn scenario(database_url: String, replicas: usize, chaos: bool) {
              [webhooks]\ndefault_url = \"{hooks}\"\n",
             // Under chaos a push can die with its process before Daraja hears of it: such a
             // payment expires, and the test waits for that.
-            expire = if chaos { 20 } else { 600 }
+            // The same under Daraja faults: a push whose answer is lost is left to expire
+            // unless its callback comes.
+            expire = if chaos || daraja_faults { 20 } else { 600 }
         ),
     )
     .unwrap();
@@ -300,10 +306,36 @@ async fn scenario(database_url: String, replicas: usize, chaos: bool) {
             }
         })
     });
+    // Daraja faults: every second the next pushes and queries fail (spike arrest, 5xx, system
+    // busy), and every 5 s the access tokens expire.
+    let injected = Arc::new(AtomicUsize::new(0));
+    let fault_task = daraja_faults.then(|| {
+        let (sim, driving, injected) = (sim.sim().clone(), driving.clone(), injected.clone());
+        tokio::spawn(async move {
+            let errors = ["spike_arrest", "internal", "system_busy"];
+            let mut tick = 0usize;
+            while driving.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let error = daraja_sim::DarajaError::by_name(errors[tick % errors.len()]).unwrap();
+                sim.inject_error(daraja_sim::Endpoint::StkPush, error.clone(), 2);
+                sim.inject_error(daraja_sim::Endpoint::StkQuery, error, 2);
+                injected.fetch_add(4, Ordering::Relaxed);
+                if tick % 5 == 4 {
+                    sim.expire_tokens();
+                }
+                tick += 1;
+            }
+        })
+    });
     for w in workers {
         w.await.unwrap();
     }
     driving.store(false, Ordering::Relaxed);
+    if let Some(task) = fault_task {
+        task.await.unwrap();
+        // Daraja recovers: the errors not yet used are dropped, and reconciliation catches up.
+        sim.sim().clear_injected();
+    }
     if let Some(task) = chaos_task {
         task.await.unwrap();
     }
@@ -330,7 +362,17 @@ async fn scenario(database_url: String, replicas: usize, chaos: bool) {
         if pending == 0 && finals == payments && delivered >= payments {
             break;
         }
-        assert!(Instant::now() < deadline, "not settled in time: {counts:?}, {delivered} final events delivered");
+        if Instant::now() >= deadline {
+            let stuck = store.payments(lipa_gateway::store::PaymentFilter {
+                status: Some(Status::Pending),
+                limit: 5,
+                ..Default::default()
+            });
+            for p in stuck.await.unwrap() {
+                eprintln!("still pending: {} {:?}", p.id, store.events(&p.id).await.unwrap());
+            }
+            panic!("not settled in time: {counts:?}, {delivered} final events delivered");
+        }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let settled = started.elapsed();
@@ -346,28 +388,41 @@ async fn scenario(database_url: String, replicas: usize, chaos: bool) {
         }
     }
     let mut mismatched = 0;
+    let (mut refused_pushes, mut pushed) = (0usize, 0usize);
     for id in &created {
         let id = PaymentId::parse(id).unwrap();
         let p = store.payment(&id, None).await.unwrap().unwrap();
         let checkout = p.checkout_request_id.clone().unwrap_or_default();
-        // A push Daraja never heard of (its process killed first) ends expired.
+        let refused = p.settled_by == Some(lipa_gateway::payment::SettledBy::Push);
+        // A push Daraja refused fails at once; one Daraja never heard of (its process killed
+        // first) ends expired.
         let expected = match transactions.get(&checkout).and_then(|t| t.result_code.clone()) {
             Some(code) if code == "0" => Status::Paid,
             Some(_) => Status::Failed,
+            None if refused => Status::Failed,
             None => Status::Expired,
         };
+        if refused {
+            refused_pushes += 1;
+            assert!(checkout.is_empty() || !transactions.contains_key(&checkout), "{id}: refused but pushed");
+        } else if !checkout.is_empty() {
+            pushed += 1;
+        }
         if p.status != expected {
             mismatched += 1;
             eprintln!("{id}: {:?}, the simulator says {expected:?}", p.status);
         }
         let events = store.events(&id).await.unwrap();
         let applied = events.iter().filter(|e| e.kind == "callback_applied" || e.kind == "query_applied").count();
-        let expected_applied = usize::from(expected != Status::Expired);
+        let expected_applied = usize::from(expected != Status::Expired && !refused);
         assert_eq!(applied, expected_applied, "{id} settled {applied} times: {events:?}");
         let stored = store.callbacks_for(&id).await.unwrap().len();
         assert!(stored >= acked.get(&checkout).copied().unwrap_or(0), "{id}: an acknowledged callback is missing");
     }
     assert_eq!(mismatched, 0, "payments whose state differs from the simulator's decision");
+    if !chaos {
+        assert_eq!(transactions.len(), pushed, "one Daraja transaction per pushed payment: none pushed twice");
+    }
     let got = deliveries.lock().unwrap().clone();
     let doubled = got.values().filter(|(_, _, n)| *n > 1).count();
     if !chaos {
@@ -387,11 +442,19 @@ async fn scenario(database_url: String, replicas: usize, chaos: bool) {
     let expired = store.count_by_status().await.unwrap().iter().find(|(s, _)| s == "expired").map_or(0, |(_, n)| *n);
     println!(
         "scale{}: {payments} payments, {phones} phones, {replicas} serve replica(s){}; created in {drive:.1?}, all settled and announced in {settled:.1?}; \
+         Daraja errors injected {}, pushes refused (payment failed at once) {refused_pushes}; \
          {copies} callback deliveries ({} acknowledged), ~{dropped} callbacks dropped (settled by query), {} webhook events \
          ({doubled} delivered more than once); kill -9 {}, expired because the push died with its process {expired}; \
          settled twice 0, state mismatches 0, lost 0",
-        if chaos { " with kills" } else { "" },
+        if chaos {
+            " with kills"
+        } else if daraja_faults {
+            " with Daraja faults"
+        } else {
+            ""
+        },
         if replicas > 1 { " + 1 work" } else { "" },
+        injected.load(Ordering::Relaxed),
         acked.values().sum::<usize>(),
         got.len(),
         kills.load(Ordering::Relaxed),
@@ -405,7 +468,16 @@ async fn scenario(database_url: String, replicas: usize, chaos: bool) {
 async fn scale_on_sqlite_with_one_process() {
     let dir = std::env::temp_dir().join(format!("lipa-scale-db-{}", lipa_gateway::ids::random_hex(6)));
     std::fs::create_dir_all(&dir).unwrap();
-    scenario(format!("sqlite:{}", dir.join("lipa.db").display()), 1, false).await;
+    scenario(format!("sqlite:{}", dir.join("lipa.db").display()), 1, false, false).await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "minutes of load; CI runs it"]
+async fn scale_on_sqlite_while_daraja_fails() {
+    let dir = std::env::temp_dir().join(format!("lipa-scale-db-{}", lipa_gateway::ids::random_hex(6)));
+    std::fs::create_dir_all(&dir).unwrap();
+    scenario(format!("sqlite:{}", dir.join("lipa.db").display()), 1, false, true).await;
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -417,7 +489,7 @@ async fn scale_on_postgres_with_two_replicas_and_a_worker() {
         eprintln!("skipped: set LIPA_TEST_POSTGRES_URL to run the PostgreSQL scale test");
         return;
     };
-    scenario(url, 2, false).await;
+    scenario(url, 2, false, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -428,7 +500,7 @@ async fn scale_on_postgres_while_processes_are_killed() {
         eprintln!("skipped: set LIPA_TEST_POSTGRES_URL to run the PostgreSQL chaos test");
         return;
     };
-    scenario(url, 2, true).await;
+    scenario(url, 2, true, false).await;
 }
 
 fn pg_cluster(action: &str) -> bool {

@@ -615,14 +615,22 @@ impl Store {
         id: &PaymentId,
         note: String,
         next_at: i64,
+        query_failed: bool,
         now: i64,
     ) -> Result<(), StoreError> {
-        delegate!(self.reschedule_check(id.clone(), note, next_at, now))
+        delegate!(self.reschedule_check(id.clone(), note, next_at, query_failed.then_some(now), now))
     }
 
-    /// Expires pending payments created before `created_before`; returns their ids.
-    pub async fn expire_overdue(&self, created_before: i64, now: i64) -> Result<Vec<PaymentId>, StoreError> {
-        delegate!(self.expire_overdue(created_before, now))
+    /// Expires pending payments created before `created_before`, except those whose last STK
+    /// Query failed (Daraja could not be asked) unless they were created before
+    /// `failing_before`; returns their ids.
+    pub async fn expire_overdue(
+        &self,
+        created_before: i64,
+        failing_before: i64,
+        now: i64,
+    ) -> Result<Vec<PaymentId>, StoreError> {
+        delegate!(self.expire_overdue(created_before, failing_before, now))
     }
 
     /// Inserts a checkout session, or finds the one made earlier with the same idempotency key.

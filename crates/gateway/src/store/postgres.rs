@@ -501,15 +501,16 @@ impl PostgresStore {
         id: PaymentId,
         note: String,
         next_at: i64,
+        failed_at: Option<i64>,
         now: i64,
     ) -> Result<(), StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg_error)?;
         tx.execute(
             "UPDATE payments SET check_attempts = check_attempts + 1, lease_until = NULL,
-                next_check_at = CASE WHEN status = 'pending' THEN $2::BIGINT END
+                next_check_at = CASE WHEN status = 'pending' THEN $2::BIGINT END, query_failed_at = $3
              WHERE id = $1",
-            &[&id.as_str(), &next_at],
+            &[&id.as_str(), &next_at, &failed_at],
         )
         .await
         .map_err(pg_error)?;
@@ -517,7 +518,12 @@ impl PostgresStore {
         tx.commit().await.map_err(pg_error)
     }
 
-    pub(super) async fn expire_overdue(&self, created_before: i64, now: i64) -> Result<Vec<PaymentId>, StoreError> {
+    pub(super) async fn expire_overdue(
+        &self,
+        created_before: i64,
+        failing_before: i64,
+        now: i64,
+    ) -> Result<Vec<PaymentId>, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg_error)?;
         let rows = tx
@@ -525,9 +531,10 @@ impl PostgresStore {
                 "UPDATE payments SET status = 'expired', settled_by = 'expiry', settled_at = $2, updated_at = $2,
                     next_check_at = NULL, lease_until = NULL
                  WHERE id IN (SELECT id FROM payments WHERE status = 'pending' AND created_at < $1
-                     AND (lease_until IS NULL OR lease_until <= $2) FOR UPDATE SKIP LOCKED)
+                     AND (lease_until IS NULL OR lease_until <= $2)
+                     AND (query_failed_at IS NULL OR created_at < $3) FOR UPDATE SKIP LOCKED)
                  RETURNING id",
-                &[&created_before, &now],
+                &[&created_before, &now, &failing_before],
             )
             .await
             .map_err(pg_error)?;

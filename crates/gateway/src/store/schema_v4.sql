@@ -44,3 +44,7 @@ CREATE TABLE settle_hours (
     count BIGINT NOT NULL
 );
 CREATE INDEX settle_hours_hour ON settle_hours (hour);
+
+-- The time of a payment's last failed STK Query (NULL once Daraja answers): a payment is not
+-- expired while Daraja cannot be asked about it, for up to a day.
+ALTER TABLE payments ADD COLUMN query_failed_at BIGINT;

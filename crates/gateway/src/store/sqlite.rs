@@ -624,15 +624,16 @@ impl SqliteStore {
         id: PaymentId,
         note: String,
         next_at: i64,
+        failed_at: Option<i64>,
         now: i64,
     ) -> Result<(), StoreError> {
         self.write(move |c| {
             exec(
                 c,
                 "UPDATE payments SET check_attempts = check_attempts + 1, lease_until = NULL,
-                    next_check_at = CASE WHEN status = 'pending' THEN ?2 END
+                    next_check_at = CASE WHEN status = 'pending' THEN ?2 END, query_failed_at = ?3
                  WHERE id = ?1",
-                params![id.as_str(), next_at],
+                params![id.as_str(), next_at, failed_at],
             )
             .map_err(sql_error)?;
             event(c, &id, now, "query", &serde_json::json!({"answer": note}))
@@ -640,18 +641,26 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn expire_overdue(&self, created_before: i64, now: i64) -> Result<Vec<PaymentId>, StoreError> {
+    pub(super) async fn expire_overdue(
+        &self,
+        created_before: i64,
+        failing_before: i64,
+        now: i64,
+    ) -> Result<Vec<PaymentId>, StoreError> {
         self.write(move |c| {
             let mut stmt = c
                 .prepare_cached(
                     "UPDATE payments SET status = 'expired', settled_by = 'expiry', settled_at = ?2, updated_at = ?2,
                         next_check_at = NULL, lease_until = NULL
                      WHERE status = 'pending' AND created_at < ?1 AND (lease_until IS NULL OR lease_until <= ?2)
+                       AND (query_failed_at IS NULL OR created_at < ?3)
                      RETURNING id",
                 )
                 .map_err(sql_error)?;
             let ids = stmt
-                .query_map(params![created_before, now], |r| r.get::<_, String>(0).map(PaymentId::from_db))
+                .query_map(params![created_before, now, failing_before], |r| {
+                    r.get::<_, String>(0).map(PaymentId::from_db)
+                })
                 .map_err(sql_error)?
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(sql_error)?;
