@@ -11,6 +11,7 @@ use crate::ids;
 use crate::payment::{Payment, PaymentId};
 use crate::service::{CreateError, CreatePayment, Gateway};
 use crate::store::{ApiKey, CheckoutSession, NewCheckoutSession, SessionInserted, StoreError};
+use crate::time_fmt::ms;
 
 /// What a merchant sends to create a checkout session.
 #[derive(Debug, Clone, Deserialize)]
@@ -186,7 +187,7 @@ impl Gateway {
         let session = &checkout.session;
         match checkout.payment.as_ref().map(|p| p.status) {
             Some(Status::Paid) => {
-                return Err(CreateError::Invalid { field: "session", message: "this checkout is already paid".into() });
+                return Err(CreateError::AlreadyPaid);
             }
             Some(Status::Pending) => {
                 return Err(CreateError::PhoneBusy(self.settings().payments.prompt_lifetime.as_secs()));
@@ -215,8 +216,4 @@ impl Gateway {
         }
         Ok(created.payment)
     }
-}
-
-fn ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }

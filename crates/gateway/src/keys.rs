@@ -21,14 +21,22 @@ pub async fn create(store: &Store, name: &str, now: i64) -> Result<(ApiKey, Stri
     Ok((key, secret))
 }
 
-/// The webhook signing secret of a key (by id or name), creating one if it has none.
+/// The webhook signing secret of a key, creating one if it has none. Two callers racing
+/// both get the one that was written first.
 pub async fn webhook_secret(store: &Store, key: &ApiKey) -> Result<String, StoreError> {
-    if let Some(secret) = store.webhook_secret(&key.id).await? {
+    webhook_secret_of(store, &key.id).await
+}
+
+/// [`webhook_secret`] by key id.
+pub(crate) async fn webhook_secret_of(store: &Store, key_id: &str) -> Result<String, StoreError> {
+    if let Some(secret) = store.webhook_secret(key_id).await? {
         return Ok(secret);
     }
-    let secret = crate::webhooks::new_secret();
-    store.set_webhook_secret(&key.id, &secret).await?;
-    Ok(secret)
+    store.init_webhook_secret(key_id, &crate::webhooks::new_secret()).await?;
+    store
+        .webhook_secret(key_id)
+        .await?
+        .ok_or_else(|| StoreError::Conflict(format!("API key {key_id} has no webhook secret")))
 }
 
 /// The live key a bearer token belongs to.

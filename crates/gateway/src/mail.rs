@@ -12,6 +12,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use crate::payment::Payment;
 use crate::service::Gateway;
 use crate::store::{EmailJob, EmailNext, StoreError};
+use crate::time_fmt::ms;
 use crate::time_fmt::{kes, nairobi};
 
 /// An SMTP transport from `SMTP_URL`:
@@ -119,10 +120,6 @@ pub fn receipt(business: &str, payment: &Payment) -> (String, String, String) {
     }
     .into_string();
     (subject, text, html)
-}
-
-fn ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Sends the due emails (at most `batch`); returns how many were handled.

@@ -12,6 +12,7 @@ use daraja::{ApiErrorKind, QueryOutcome};
 
 use crate::service::Gateway;
 use crate::store::StoreError;
+use crate::time_fmt::ms;
 
 /// What one step did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -29,10 +30,6 @@ impl Step {
     pub fn did_work(&self) -> bool {
         self.queried + self.expired > 0
     }
-}
-
-fn ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Queries due payments (at most `batch`) and expires overdue ones.

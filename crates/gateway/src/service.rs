@@ -5,7 +5,6 @@
 //! a fresh callback token) **before** calling Daraja; push; record how the push went.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use daraja::{AccountReference, Amount, CallbackUrl, Msisdn, StkPush, TransactionDesc};
 use serde::{Deserialize, Serialize};
@@ -15,6 +14,7 @@ use crate::ids;
 use crate::payment::Payment;
 use crate::rate::RateLimiter;
 use crate::store::{ApiKey, CallbackStored, IncomingCallback, Inserted, NewPayment, PushResult, Store, StoreError};
+use crate::time_fmt::ms;
 use crate::time_fmt::to_millis;
 
 /// What a merchant sends to create a payment.
@@ -72,6 +72,9 @@ pub enum CreateError {
     /// Too many pushes.
     #[error("{0}")]
     RateLimited(String, u64),
+    /// The checkout session is already paid: nothing more to push.
+    #[error("this checkout is already paid")]
+    AlreadyPaid,
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -447,10 +450,6 @@ impl Gateway {
         }
         Ok(stored)
     }
-}
-
-fn ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Maps a failed push to what is known about it.

@@ -29,6 +29,26 @@ pub(crate) fn opt_millis<S: Serializer>(ms: &Option<i64>, s: S) -> Result<S::Ok,
     }
 }
 
+/// A duration in milliseconds, saturating.
+pub fn ms(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The start (midnight, Nairobi time) of a `YYYY-MM-DD` day, in milliseconds since the epoch.
+pub fn nairobi_day_start(day: &str) -> Option<i64> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let date = time::Date::parse(day.trim(), &format).ok()?;
+    Some(date.midnight().assume_utc().unix_timestamp() * 1000 - 3 * 3_600_000)
+}
+
+/// A 12-digit Kenyan number as people write it: `0712 345 678`.
+pub fn local_phone(phone: &str) -> String {
+    match phone.strip_prefix("254") {
+        Some(rest) if rest.len() == 9 => format!("0{} {} {}", &rest[..3], &rest[3..6], &rest[6..]),
+        _ => phone.to_owned(),
+    }
+}
+
 /// Milliseconds since the epoch as Nairobi wall-clock time for people: `30 Nov 2026, 18:05 EAT`.
 pub fn nairobi(ms: i64) -> String {
     let format = time::macros::format_description!("[day padding:none] [month repr:short] [year], [hour]:[minute]");

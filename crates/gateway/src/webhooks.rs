@@ -14,6 +14,7 @@ use hmac::{Hmac, Mac};
 use crate::ids;
 use crate::service::Gateway;
 use crate::store::{StoreError, WebhookAttempt, WebhookJob, WebhookNext};
+use crate::time_fmt::ms;
 
 /// `Lipa-Signature` for `body` at unix time `t`: `t=<t>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
 pub fn signature(secret: &str, t: i64, body: &str) -> String {
@@ -60,10 +61,6 @@ pub(crate) fn backoff(attempts: u32) -> Duration {
     Duration::from_millis(base * 1000 * (80 + jitter) / 100)
 }
 
-fn ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
 /// Delivers the due events (at most `batch`); returns how many were attempted.
 #[tracing::instrument(skip_all)]
 pub async fn step(gateway: &Gateway, batch: u32) -> Result<usize, StoreError> {
@@ -90,17 +87,7 @@ async fn deliver(gateway: Gateway, job: WebhookJob) -> Result<(), StoreError> {
     let Some(url) = job.url.clone().or_else(|| settings.default_url.clone()) else {
         return store.finish_webhook_attempt(None, &job.id, WebhookNext::NoEndpoint).await;
     };
-    let secret = match store.webhook_secret(&job.api_key_id).await? {
-        Some(secret) => secret,
-        None => {
-            // Another worker may be doing the same: the first secret written wins, and is read back.
-            store.init_webhook_secret(&job.api_key_id, &new_secret()).await?;
-            match store.webhook_secret(&job.api_key_id).await? {
-                Some(secret) => secret,
-                None => return store.finish_webhook_attempt(None, &job.id, WebhookNext::NoEndpoint).await,
-            }
-        }
-    };
+    let secret = crate::keys::webhook_secret_of(store, &job.api_key_id).await?;
     let at = gateway.now();
     let started = Instant::now();
     let sent = gateway

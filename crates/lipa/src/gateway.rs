@@ -244,7 +244,7 @@ pub enum KeysCommand {
     },
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     lipa_gateway::time_fmt::to_millis(time::OffsetDateTime::now_utc())
 }
 

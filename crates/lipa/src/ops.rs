@@ -12,7 +12,7 @@ use lipa_gateway::config::{DarajaConnection, MpesaEnvironment, Settings};
 use lipa_gateway::payment::{Payment, PaymentId, Status};
 use lipa_gateway::store::{IncomingCallback, PaymentFilter, Store};
 
-use crate::gateway::Common;
+use crate::gateway::{Common, now_ms};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -27,10 +27,6 @@ impl std::fmt::Display for NotPaid {
 }
 
 impl std::error::Error for NotPaid {}
-
-fn now_ms() -> i64 {
-    lipa_gateway::time_fmt::to_millis(time::OffsetDateTime::now_utc())
-}
 
 /// A Daraja connection for the tools: the configured one, or (for `push` with no credentials
 /// in simulator mode) a simulator in this process that approves at once.
@@ -198,9 +194,7 @@ pub struct Filters {
 }
 
 fn day(flag: &str, value: &str) -> Result<i64> {
-    let format = time::macros::format_description!("[year]-[month]-[day]");
-    let d = time::Date::parse(value.trim(), &format).map_err(|_| format!("--{flag} {value:?}: use YYYY-MM-DD"))?;
-    Ok(d.midnight().assume_utc().unix_timestamp() * 1000 - 3 * 3_600_000)
+    Ok(lipa_gateway::time_fmt::nairobi_day_start(value).ok_or_else(|| format!("--{flag} {value:?}: use YYYY-MM-DD"))?)
 }
 
 impl Filters {

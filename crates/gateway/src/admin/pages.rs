@@ -14,7 +14,7 @@ use super::charts;
 use crate::payment::{Payment, PaymentId, Status};
 use crate::service::Gateway;
 use crate::store::{PaymentFilter, StoreError};
-use crate::time_fmt::{kes, nairobi};
+use crate::time_fmt::{kes, local_phone, nairobi, nairobi_day_start};
 
 const CSS: &str = include_str!("admin.css");
 
@@ -77,13 +77,6 @@ fn layout(staff: Option<&Staff>, title: &str, current: &str, body: Markup) -> Re
 fn store_down(e: &StoreError) -> Response {
     tracing::error!(error = %e, "admin page: storage");
     (StatusCode::SERVICE_UNAVAILABLE, "The database is unavailable; try again shortly.").into_response()
-}
-
-fn local_phone(phone: &str) -> String {
-    match phone.strip_prefix("254") {
-        Some(rest) if rest.len() == 9 => format!("0{} {} {}", &rest[..3], &rest[3..6], &rest[6..]),
-        _ => phone.to_owned(),
-    }
 }
 
 fn status_badge(p: &Payment) -> Markup {
@@ -365,13 +358,6 @@ pub(super) struct PaymentQuery {
     cursor: String,
 }
 
-/// A `YYYY-MM-DD` Nairobi date as the UTC ms of its midnight.
-fn date(s: &str) -> Option<i64> {
-    let format = time::macros::format_description!("[year]-[month]-[day]");
-    let d = time::Date::parse(s.trim(), &format).ok()?;
-    Some(d.midnight().assume_utc().unix_timestamp() * 1000 - EAT)
-}
-
 /// The filter a search box and the filter fields mean. The box takes a payment id, a phone
 /// in any typed form, a receipt number or an account reference.
 fn filter_from(q: &PaymentQuery, limit: u32) -> PaymentFilter {
@@ -389,8 +375,8 @@ fn filter_from(q: &PaymentQuery, limit: u32) -> PaymentFilter {
         }
     }
     f.status = Status::parse(&q.status);
-    f.created_from = date(&q.from);
-    f.created_to = date(&q.to).map(|t| t + DAY);
+    f.created_from = nairobi_day_start(&q.from);
+    f.created_to = nairobi_day_start(&q.to).map(|t| t + DAY);
     f.min_amount = q.min.trim().parse().ok();
     f.max_amount = q.max.trim().parse().ok();
     f.needs_review = (q.flagged == "on").then_some(true);

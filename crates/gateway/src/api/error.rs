@@ -93,6 +93,7 @@ impl From<CreateError> for ApiError {
             CreateError::RateLimited(message, secs) => {
                 Self { retry_after: Some(secs), ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message) }
             }
+            CreateError::AlreadyPaid => Self::new(StatusCode::CONFLICT, "already_paid", e.to_string()),
             CreateError::Store(e) => e.into(),
         }
     }

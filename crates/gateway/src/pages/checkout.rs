@@ -15,7 +15,7 @@ use super::{Page, fill};
 use crate::checkout::{Checkout, return_url};
 use crate::payment::{FailureReason, Payment, Status};
 use crate::service::{CreateError, Gateway};
-use crate::time_fmt::{kes, nairobi};
+use crate::time_fmt::{kes, local_phone, nairobi};
 
 #[derive(Debug, Deserialize)]
 pub(super) struct LangQuery {
@@ -33,14 +33,6 @@ fn masked(phone: &str) -> String {
     let tail = local.get(local.len().saturating_sub(3)..).unwrap_or_default();
     let head = local.get(..2).unwrap_or_default();
     format!("{head}\u{2022}\u{2022} \u{2022}\u{2022}\u{2022} {tail}")
-}
-
-/// `0712 345 678` from 12 digits, for prefilling the field.
-fn local_form(phone: &str) -> String {
-    match phone.strip_prefix("254") {
-        Some(rest) if rest.len() == 9 => format!("0{} {} {}", &rest[..3], &rest[3..6], &rest[6..]),
-        _ => phone.to_owned(),
-    }
 }
 
 fn not_found(lang: Lang, remember: bool, id: &str) -> Response {
@@ -105,7 +97,7 @@ pub(super) async fn start(
     let back = || (StatusCode::SEE_OTHER, [(header::LOCATION, format!("/checkout/{id}"))]).into_response();
     let refused = match gateway.start_checkout_payment(&checkout, &phone).await {
         // A paid checkout (a form sent twice, a back button) shows its receipt.
-        Ok(_) | Err(CreateError::Invalid { field: "session", .. }) => return back(),
+        Ok(_) | Err(CreateError::AlreadyPaid) => return back(),
         Err(CreateError::Invalid { field: "phone", .. }) => t.phone_invalid,
         Err(CreateError::PhoneBusy(_)) => t.prompt_still_open,
         Err(CreateError::RateLimited(..)) => t.too_many,
@@ -206,7 +198,7 @@ fn render(
                 h1 { (t.failed_title) }
                 p class="status bad" role="status" { (reason) }
                 form method="post" action=(format!("/checkout/{}", session.id)) {
-                    input type="hidden" name="phone" value=(local_form(&body.phone));
+                    input type="hidden" name="phone" value=(local_phone(&body.phone));
                     @if let Some((_, refusal)) = refused { p class="error" role="alert" { (refusal) } }
                     button type="submit" { (t.send_again) }
                 }
@@ -234,7 +226,7 @@ fn failure_reason(lang: Lang, p: &Payment) -> &'static str {
 
 fn pay_form(t: &Texts, checkout: &Checkout, business: &str, refused: Option<(&str, &str)>) -> Markup {
     let session = &checkout.session;
-    let typed = refused.map(|(typed, _)| typed.to_owned()).or_else(|| session.phone.as_deref().map(local_form));
+    let typed = refused.map(|(typed, _)| typed.to_owned()).or_else(|| session.phone.as_deref().map(local_phone));
     let error = refused.map(|(_, reason)| reason);
     html! {
         h1 { (t.pay_to) " " (business) }
@@ -259,8 +251,8 @@ fn pay_form(t: &Texts, checkout: &Checkout, business: &str, refused: Option<(&st
 #[cfg(test)]
 mod tests {
     #[test]
-    fn phones_are_masked_and_shown_in_local_form() {
+    fn phones_are_masked_and_shown_in_local_phone() {
         assert_eq!(super::masked("254712345678"), "07\u{2022}\u{2022} \u{2022}\u{2022}\u{2022} 678");
-        assert_eq!(super::local_form("254712345678"), "0712 345 678");
+        assert_eq!(crate::time_fmt::local_phone("254712345678"), "0712 345 678");
     }
 }

@@ -86,6 +86,16 @@ fn sends_receipt(event_type: &str, payment: &Payment) -> bool {
     event_type == "payment.paid" && payment.customer_email.is_some()
 }
 
+/// The emails row for an attempt's outcome: status, next attempt, error, attempts added.
+pub(super) fn email_columns(next: &EmailNext) -> (&'static str, Option<i64>, Option<&str>, i32) {
+    match next {
+        EmailNext::Sent => ("sent", None, None, 1),
+        EmailNext::RetryAt(at, error) => ("pending", Some(*at), Some(error), 1),
+        EmailNext::Dead(error) => ("dead", None, Some(error), 1),
+        EmailNext::Skipped(reason) => ("skipped", None, Some(reason), 0),
+    }
+}
+
 /// The timeline entry for an email attempt.
 fn email_event(job: &EmailJob, next: &EmailNext) -> (&'static str, serde_json::Value) {
     let to = &job.recipient;

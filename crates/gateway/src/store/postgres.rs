@@ -690,12 +690,7 @@ impl PostgresStore {
     }
 
     pub(super) async fn finish_email(&self, job: EmailJob, next: EmailNext, now: i64) -> Result<(), StoreError> {
-        let (status, next_at, error, tried) = match &next {
-            EmailNext::Sent => ("sent", None, None, 1),
-            EmailNext::RetryAt(at, error) => ("pending", Some(*at), Some(error.as_str()), 1),
-            EmailNext::Dead(error) => ("dead", None, Some(error.as_str()), 1),
-            EmailNext::Skipped(reason) => ("skipped", None, Some(reason.as_str()), 0),
-        };
+        let (status, next_at, error, tried) = super::email_columns(&next);
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg_error)?;
         tx.execute(

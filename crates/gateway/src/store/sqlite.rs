@@ -821,7 +821,7 @@ impl SqliteStore {
 
     pub(super) async fn finish_email(&self, job: EmailJob, next: EmailNext, now: i64) -> Result<(), StoreError> {
         self.write(move |c| {
-            let (status, next_at, error, tried) = email_columns(&next);
+            let (status, next_at, error, tried) = super::email_columns(&next);
             exec(
                 c,
                 "UPDATE emails SET status = ?2, next_attempt_at = ?3, last_error = ?4, attempts = attempts + ?5,
@@ -1280,16 +1280,6 @@ fn session_from_row(r: &Row<'_>) -> Result<CheckoutSession, StoreError> {
         payment_id: r.get(13).map_err(get)?,
         attempts: r.get(14).map_err(get)?,
     })
-}
-
-/// The emails row for an attempt's outcome: status, next attempt, error, attempts added.
-fn email_columns(next: &EmailNext) -> (&'static str, Option<i64>, Option<&str>, i64) {
-    match next {
-        EmailNext::Sent => ("sent", None, None, 1),
-        EmailNext::RetryAt(at, error) => ("pending", Some(*at), Some(error), 1),
-        EmailNext::Dead(error) => ("dead", None, Some(error), 1),
-        EmailNext::Skipped(reason) => ("skipped", None, Some(reason), 0),
-    }
 }
 
 const PAYMENT_COLUMNS: &str = "id, status, amount, phone, account_reference, description, metadata, webhook_url,
