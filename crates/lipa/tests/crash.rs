@@ -6,9 +6,9 @@
 //! `cargo test -p lipa --test crash -- --ignored`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use lipa_gateway::store::{PaymentFilter, Store};
@@ -23,33 +23,6 @@ fn body(i: usize) -> String {
     format!(
         r#"{{"Body":{{"stkCallback":{{"MerchantRequestID":"m-{i}","CheckoutRequestID":"ws_CO_bench{i}","ResultCode":0,"ResultDesc":"ok","CallbackMetadata":{{"Item":[{{"Name":"Amount","Value":10.00}},{{"Name":"MpesaReceiptNumber","Value":"UB{i:08}"}},{{"Name":"TransactionDate","Value":20261122101010}},{{"Name":"PhoneNumber","Value":254712345678}}]}}}}}}}}"#
     )
-}
-
-/// Starts `lipa` with `args` and waits for the line starting with `ready`; returns the URL on it.
-fn start(args: &[&str], envs: &[(&str, String)], ready: &str) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lipa"))
-        .args(args)
-        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
-        .env("LIPA_LOG", "warn")
-        .env("LIPA_CONFIG", "/nonexistent/lipa.toml")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if line.starts_with(ready) {
-            let url =
-                line.split_whitespace().find(|w| w.starts_with("http://")).unwrap().trim_end_matches(';').to_owned();
-            // Keep reading what it prints later: a closed pipe would stop it at its next line.
-            std::thread::spawn(move || lines.for_each(drop));
-            return (child, url);
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("lipa exited before printing {ready:?}");
 }
 
 async fn send_all(base: String, indices: Vec<usize>, acked: Arc<Mutex<HashSet<usize>>>) {
@@ -85,8 +58,11 @@ async fn every_callback_acknowledged_before_a_kill_9_is_stored_and_applied_once(
     let dir = std::env::temp_dir().join(format!("lipa-crash-{}", lipa_gateway::ids::random_hex(6)));
     let payments = PAYMENTS.to_string();
     let data_dir = dir.display().to_string();
-    let (mut first, base) =
-        start(&["bench", "ingest", "--payments", &payments, "--serve", "0", "--data-dir", &data_dir], &[], "serving");
+    let (mut first, base) = common::start(
+        &["bench", "ingest", "--payments", &payments, "--serve", "0", "--data-dir", &data_dir],
+        &[],
+        "serving",
+    );
 
     // Drive callbacks and kill the process with SIGKILL while they are in flight.
     let acked_before = Arc::new(Mutex::new(HashSet::new()));
@@ -106,9 +82,9 @@ async fn every_callback_acknowledged_before_a_kill_9_is_stored_and_applied_once(
 
     // Restart on the same database and resend everything, as a retrying sender would.
     let database = ("DATABASE_URL", format!("sqlite:{}", dir.join("lipa.db").display()));
-    let (mut second, base) = start(
+    let (mut second, base) = common::start(
         &["serve", "--listen", "127.0.0.1:0", "--sim-port", "0"],
-        std::slice::from_ref(&database),
+        &[(database.0, database.1.as_str())],
         "Lipa gateway listening",
     );
     let acked_after = Arc::new(Mutex::new(HashSet::new()));

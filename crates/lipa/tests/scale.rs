@@ -16,9 +16,10 @@
 //! `LIPA_SCALE_PAYMENTS` (default 10000) and `LIPA_SCALE_PHONES` (default 2000) size it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -36,31 +37,11 @@ impl Drop for Proc {
     }
 }
 
-/// Starts `lipa <args>`, waits for the line starting with `ready`, returns it with the process.
+/// Starts `lipa <args>` with `envs` (see `common::start`); returns the process and its URL.
 fn start(args: &[&str], envs: &[(String, String)], ready: &str) -> (Proc, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lipa"))
-        .args(args)
-        .envs(envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .env("LIPA_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if line.starts_with(ready) {
-            std::thread::spawn(move || lines.for_each(drop));
-            return (Proc(child), line);
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("lipa {args:?} exited before printing {ready:?}");
-}
-
-fn url_in(line: &str) -> String {
-    line.split_whitespace().find(|w| w.starts_with("http://")).unwrap().to_owned()
+    let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let (child, url) = common::start(args, &envs, ready);
+    (Proc(child), url)
 }
 
 /// A fresh PostgreSQL database on the test server, if there is one.
@@ -214,7 +195,7 @@ async fn scenario(database_url: String, replicas: usize, chaos: bool, daraja_fau
     let mut apis = Vec::new();
     for _ in 0..replicas {
         let (p, line) = start(&["serve", "--listen", "127.0.0.1:0"], &env(&[]), "Lipa gateway listening");
-        let api = url_in(&line);
+        let api = line;
         let listen = api.trim_start_matches("http://").to_owned();
         procs.push((Some(p), vec!["serve".into(), "--listen".into(), listen]));
         apis.push(api);
@@ -537,7 +518,7 @@ async fn a_postgres_restart_mid_run_refuses_then_accepts_the_retried_callbacks()
         ("MPESA_BASE_URL".to_owned(), sim.base_url().to_owned()),
     ];
     let (serve, line) = start(&["serve", "--listen", "127.0.0.1:0"], &env, "Lipa gateway listening");
-    let api = url_in(&line);
+    let api = line;
     let store = Store::open(&url).await.unwrap();
     let (_, key) = lipa_gateway::keys::create(&store, "restart", 0).await.unwrap();
     drop(store);

@@ -1,4 +1,4 @@
-//! `lipa demo` as a child process on free ports, with what it printed.
+//! `lipa` as a child process: `Demo` (the demo on free ports, with what it printed) and `start`.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader};
@@ -53,4 +53,32 @@ impl Demo {
             .map(|rest| rest.split_whitespace().next().unwrap().to_owned())
             .unwrap_or_else(|| panic!("no {label:?} line in {:#?}", self.printed))
     }
+}
+
+/// Starts `lipa` with `args` (and `envs` over a nonexistent config file) and waits for the
+/// line starting with `ready`; returns the process and the URL on that line (empty if none).
+pub fn start(args: &[&str], envs: &[(&str, &str)], ready: &str) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lipa"))
+        .args(args)
+        .env("LIPA_LOG", "warn")
+        .env("LIPA_CONFIG", "/nonexistent/lipa.toml")
+        .envs(envs.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if line.starts_with(ready) {
+            let url = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap_or_default();
+            let url = url.trim_end_matches(';').to_owned();
+            // Keep reading what it prints later: a closed pipe would stop it at its next line.
+            std::thread::spawn(move || lines.for_each(drop));
+            return (child, url);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("lipa {args:?} exited before printing {ready:?}");
 }
