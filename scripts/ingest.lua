@@ -1,6 +1,6 @@
 -- wrk script for `lipa bench ingest --serve`: each request settles its own seeded payment.
 -- Payment i has callback token format("%032x", i), CheckoutRequestID ws_CO_bench<i>,
--- receipt UB<i:08>, amount 10, phone 254712345678.
+-- receipt UB<i:08>, amount 10, phone 2547<i:08>.
 local threads = {}
 
 function setup(thread)
@@ -22,8 +22,8 @@ request = function()
     '{"Body":{"stkCallback":{"MerchantRequestID":"m-%d","CheckoutRequestID":"ws_CO_bench%d","ResultCode":0,' ..
     '"ResultDesc":"The service request is processed successfully.","CallbackMetadata":{"Item":[' ..
     '{"Name":"Amount","Value":10.00},{"Name":"MpesaReceiptNumber","Value":"UB%08d"},{"Name":"Balance"},' ..
-    '{"Name":"TransactionDate","Value":20261122101010},{"Name":"PhoneNumber","Value":254712345678}]}}}}',
-    i, i, i)
+    '{"Name":"TransactionDate","Value":20261122101010},{"Name":"PhoneNumber","Value":2547%08d}]}}}}',
+    i, i, i, i)
   return wrk.format("POST", string.format("/callbacks/stk/%032x", i), {["Content-Type"] = "application/json"}, body)
 end
 

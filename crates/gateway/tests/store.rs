@@ -197,3 +197,87 @@ async fn a_payment_daraja_cannot_be_asked_about_is_not_expired_for_a_day() {
     assert_eq!(store.expire_overdue(i64::MAX, i64::MAX, 200_000).await.unwrap(), std::slice::from_ref(&q.id));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+fn paid_with(checkout: &str, receipt: &str) -> Vec<u8> {
+    String::from_utf8(success(checkout)).unwrap().replace("UAB1C2D3E4", receipt).into_bytes()
+}
+
+fn incoming(token: &str, body: Vec<u8>, at: i64) -> IncomingCallback {
+    IncomingCallback {
+        token_hash: ids::sha256_hex(token.as_bytes()),
+        parsed: daraja::callback::parse(&body),
+        body,
+        source: None,
+        received_at: at,
+    }
+}
+
+/// Callbacks arriving together share commits (a write batch on SQLite, a set-based transaction
+/// on PostgreSQL). Whatever a batch holds, each callback must come out as it would alone:
+/// copies applied once, a receipt reused across payments refused, a malformed body flagged,
+/// an unknown token orphaned, and one announcement per payment.
+#[tokio::test]
+async fn callbacks_settled_together_each_come_out_as_alone() {
+    let (store, dir) = store().await;
+    let n = 40;
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let mut new = new_payment(&format!("t{i}"));
+        new.webhook_url = Some("https://shop.example/hooks".into());
+        let Inserted::Created(p) = store.insert_payment(new).await.unwrap() else { panic!() };
+        store.record_push(&p.id, accepted(&format!("ws_CO_{i}")), 2).await.unwrap();
+        ids.push(p.id);
+    }
+    // 0..30 paid with their own receipts, each delivered 3 times; 32 gets a malformed body;
+    // 33..40 hear nothing; and a token nobody has.
+    let mut calls = Vec::new();
+    for copy in 0..3 {
+        for i in 0..30 {
+            calls.push(incoming(&format!("t{i}"), paid_with(&format!("ws_CO_{i}"), &format!("UAB{i:07}")), 10 + copy));
+        }
+    }
+    calls.push(incoming("t32", b"{\"Body\":".to_vec(), 10));
+    calls.push(incoming("nobody", paid_with("ws_CO_x", "UNOBODY001"), 10));
+    let mut results = common::join_all(calls.into_iter().map(|c| store.settle_from_callback(c)).collect()).await;
+    // Then two payments claiming one receipt, together.
+    let reused = vec![
+        incoming("t30", paid_with("ws_CO_30", "UREUSED001"), 20),
+        incoming("t31", paid_with("ws_CO_31", "UREUSED001"), 20),
+    ];
+    results.extend(common::join_all(reused.into_iter().map(|c| store.settle_from_callback(c)).collect()).await);
+    let results: Vec<_> = results.into_iter().map(Result::unwrap).collect();
+
+    let outcome = |token_index: usize| -> Vec<Outcome> {
+        results.iter().filter(|r| r.payment_id.as_ref() == Some(&ids[token_index])).map(|r| r.outcome).collect()
+    };
+    for (i, id) in ids.iter().enumerate().take(30) {
+        let mut o = outcome(i);
+        o.sort_by_key(|o| o.as_str());
+        assert_eq!(o, [Outcome::Applied, Outcome::Duplicate, Outcome::Duplicate], "payment {i}");
+        let p = store.payment(id, None).await.unwrap().unwrap();
+        assert_eq!((p.status, p.receipt.as_deref()), (Status::Paid, Some(format!("UAB{i:07}").as_str())));
+        assert_eq!(store.callbacks_for(&p.id).await.unwrap().len(), 3, "every copy is kept");
+        let hooks = store.webhook_events(&p.id).await.unwrap();
+        assert_eq!(hooks.len(), 1, "announced once: {hooks:?}");
+    }
+    let reused: Vec<Outcome> = [30, 31].iter().flat_map(|&i| outcome(i)).collect();
+    assert!(
+        reused.contains(&Outcome::Applied) && reused.contains(&Outcome::Conflict),
+        "one receipt pays one payment: {reused:?}"
+    );
+    let statuses = [
+        store.payment(&ids[30], None).await.unwrap().unwrap().status,
+        store.payment(&ids[31], None).await.unwrap().unwrap().status,
+    ];
+    assert_eq!(statuses.iter().filter(|s| **s == Status::Paid).count(), 1, "{statuses:?}");
+    assert_eq!(outcome(32), [Outcome::Malformed]);
+    let malformed = store.payment(&ids[32], None).await.unwrap().unwrap();
+    assert!(malformed.needs_review && malformed.status == Status::Pending);
+    for id in &ids[33..] {
+        assert_eq!(store.payment(id, None).await.unwrap().unwrap().status, Status::Pending);
+        assert!(store.webhook_events(id).await.unwrap().is_empty());
+    }
+    assert_eq!(results.iter().filter(|r| r.outcome == Outcome::Orphan).count(), 1);
+    assert_eq!(store.unmatched_callbacks().await.unwrap().len(), 1, "the orphan is kept");
+    let _ = std::fs::remove_dir_all(dir);
+}

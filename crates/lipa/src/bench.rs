@@ -98,7 +98,7 @@ fn token(i: usize) -> String {
 
 fn body(i: usize) -> Vec<u8> {
     format!(
-        r#"{{"Body":{{"stkCallback":{{"MerchantRequestID":"m-{i}","CheckoutRequestID":"ws_CO_bench{i}","ResultCode":0,"ResultDesc":"The service request is processed successfully.","CallbackMetadata":{{"Item":[{{"Name":"Amount","Value":10.00}},{{"Name":"MpesaReceiptNumber","Value":"UB{i:08}"}},{{"Name":"Balance"}},{{"Name":"TransactionDate","Value":20261122101010}},{{"Name":"PhoneNumber","Value":254712345678}}]}}}}}}}}"#
+        r#"{{"Body":{{"stkCallback":{{"MerchantRequestID":"m-{i}","CheckoutRequestID":"ws_CO_bench{i}","ResultCode":0,"ResultDesc":"The service request is processed successfully.","CallbackMetadata":{{"Item":[{{"Name":"Amount","Value":10.00}},{{"Name":"MpesaReceiptNumber","Value":"UB{i:08}"}},{{"Name":"Balance"}},{{"Name":"TransactionDate","Value":20261122101010}},{{"Name":"PhoneNumber","Value":2547{i:08}}}]}}}}}}}}"#
     )
     .into_bytes()
 }
@@ -115,7 +115,8 @@ async fn seed(store: &Store, n: usize) -> Result<()> {
                 idempotency_key: None,
                 request_hash: String::new(),
                 amount: 10,
-                phone: "254712345678".into(),
+                // A phone each, as real traffic has: PostgreSQL serialises inserts per phone.
+                phone: format!("2547{i:08}"),
                 account_reference: "BENCH".into(),
                 description: "bench".into(),
                 metadata: serde_json::json!({}),

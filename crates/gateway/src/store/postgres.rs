@@ -23,6 +23,8 @@ use super::{
 use crate::payment::{FailureReason, Payment, PaymentId, SettledBy, Status};
 use crate::settlement::{self, Change, Decision, Outcome};
 
+mod ingest;
+
 const SCHEMA_V1: &str = include_str!("schema_postgres.sql");
 const SCHEMA_V2: &str = include_str!("schema_v2_postgres.sql");
 const SCHEMA_V3: &str = include_str!("schema_v3.sql");
@@ -33,6 +35,8 @@ const MIGRATION_LOCK: i64 = 0x6c69_7061; // "lipa"
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: Pool,
+    /// Callbacks waiting for a shared commit (`None` in the collector's own copy).
+    ingest: Option<ingest::Queue>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -73,8 +77,9 @@ impl PostgresStore {
         let pool = config
             .create_pool(Some(Runtime::Tokio1), NoTls)
             .map_err(|e| StoreError::Unavailable(format!("DATABASE_URL is not usable: {e}")))?;
-        let store = Self { pool };
+        let mut store = Self { pool, ingest: None };
         store.migrate().await?;
+        store.ingest = Some(ingest::start(store.clone()));
         Ok(store)
     }
 
@@ -382,7 +387,18 @@ impl PostgresStore {
 
     // ---- callbacks and queries ----
 
+    /// Settles a callback in a commit shared with the callbacks arriving beside it.
     pub(super) async fn settle_from_callback(&self, incoming: IncomingCallback) -> Result<CallbackStored, StoreError> {
+        let Some(queue) = &self.ingest else { return self.settle_one(incoming).await };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        if queue.send((incoming, reply)).is_err() {
+            return Err(StoreError::Unavailable("the callback writer has stopped".into()));
+        }
+        answer.await.unwrap_or_else(|_| Err(StoreError::Unavailable("the callback writer has stopped".into())))
+    }
+
+    /// Settles one callback in its own transaction.
+    async fn settle_one(&self, incoming: IncomingCallback) -> Result<CallbackStored, StoreError> {
         let mut client = self.client().await?;
         let mut tx = client.transaction().await.map_err(pg_error)?;
         let select = tx
