@@ -27,8 +27,8 @@ use crate::store::{CallbackStored, IncomingCallback, StoreError, announcement, s
 /// Most callbacks settled in one transaction.
 const MAX_BATCH: usize = 256;
 /// Batches settling at once (each holds one pooled connection). Measured with
-/// `scripts/bench-ingest.sh` on 2 cores: 1 → 5.9k/s, 2 → 6.1k/s, 3 → 6.2k/s, 8 → 4.4k/s;
-/// two keep p99 lowest.
+/// `scripts/bench-ingest.sh` on 2 cores: 2 → 6.9–7.0k/s, 3 → 6.7–7.0k/s, 4 → 6.4k/s,
+/// 8 → 4.4k/s; two keep p99 lowest.
 const IN_FLIGHT: usize = 2;
 
 pub(super) type Reply = oneshot::Sender<Result<CallbackStored, StoreError>>;
