@@ -72,6 +72,11 @@ async fn every_validation_error_names_the_field_and_the_rule() {
         assert!(message.contains(rule), "{patch}: {message}");
     }
     assert!(app.sim.sim().transactions().is_empty(), "nothing invalid reached Daraja");
+    // JSON has one number type: 10.0 is ten shillings.
+    let mut body = payment_body("0712345678", 10);
+    body["amount"] = json!(10.0);
+    let (status, created) = app.post_payment(&body, None).await;
+    assert_eq!((status, created["amount"].as_u64()), (201, Some(10)), "{created}");
 }
 
 #[tokio::test]
@@ -175,4 +180,17 @@ async fn health_and_readiness() {
     let (status, body) = app.get("/v2/nothing").await;
     assert_eq!(status, 404);
     assert_eq!(body["error"]["code"], "not_found");
+}
+
+#[tokio::test]
+async fn an_idempotency_key_must_be_1_to_255_visible_ascii_characters() {
+    let app = spawn_app().await;
+    let long = "k".repeat(256);
+    for key in ["", "order 17", "order\t17", long.as_str()] {
+        let (status, err) = app.post_payment(&payment_body("0712345678", 10), Some(key)).await;
+        assert_eq!((status, err["error"]["code"].as_str()), (400, Some("invalid_idempotency_key")), "{key:?}");
+    }
+    assert!(app.sim.sim().transactions().is_empty(), "nothing was pushed");
+    let (status, _) = app.post_payment(&payment_body("0712345678", 10), Some(&"k".repeat(255))).await;
+    assert_eq!(status, 201);
 }

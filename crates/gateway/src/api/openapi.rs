@@ -12,8 +12,50 @@ fn payment_response(description: &str) -> Value {
     json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Payment"}}}})
 }
 
+/// Every form `Msisdn::parse` accepts: `07…`/`01…`, `2547…`/`2541…`, `+254…`, `00254…` or the
+/// bare nine digits, with spaces and dashes anywhere (and spaces before a `+`).
+const PHONE_PATTERN: &str =
+    r"^ *(\+[ -]*2[ -]*5[ -]*4|[ -]*(0[ -]*0[ -]*2[ -]*5[ -]*4|2[ -]*5[ -]*4|0)?)[ -]*[17]([ -]*[0-9]){8}[ -]*$";
+/// Characters Daraja shows in the prompt (`AccountReference`, `TransactionDesc`), not starting
+/// or ending with a space (surrounding spaces are also accepted, and trimmed).
+const PROMPT_TEXT_PATTERN: &str = "^[A-Za-z0-9_.#/-]([A-Za-z0-9 _.#/-]*[A-Za-z0-9_.#/-])?$";
+/// 1 to 255 visible ASCII characters.
+const IDEMPOTENCY_KEY_PATTERN: &str = "^[!-~]{1,255}$";
+
+/// An optional request field: absent and `null` mean the same.
+fn or_null(mut schema: Value) -> Value {
+    let ty = schema["type"].take();
+    schema["type"] = json!([ty, "null"]);
+    schema
+}
+
 /// The document.
 pub fn document() -> Value {
+    let phone = json!({"type": "string", "pattern": PHONE_PATTERN, "description": "07…, 01…, +2547…, 2541…; spaces and dashes allowed"});
+    let reference = json!({"type": "string", "minLength": 1, "maxLength": 12, "pattern": PROMPT_TEXT_PATTERN});
+    let description = json!({"type": "string", "minLength": 1, "maxLength": 13, "pattern": PROMPT_TEXT_PATTERN, "description": "Shown in the prompt"});
+    let callback_body = json!({
+        "type": "object", "required": ["Body"], "properties": {"Body": {
+            "type": "object", "required": ["stkCallback"], "properties": {"stkCallback": {
+                "type": "object",
+                "required": ["MerchantRequestID", "CheckoutRequestID", "ResultCode", "ResultDesc"],
+                "properties": {
+                    "MerchantRequestID": {"type": "string"},
+                    "CheckoutRequestID": {"type": "string", "pattern": "^ws_CO_[0-9A-Za-z_]+$"},
+                    "ResultCode": {"type": "integer"},
+                    "ResultDesc": {"type": "string"},
+                    "CallbackMetadata": {
+                        "type": "object",
+                        "description": "Required when ResultCode is 0: Amount, MpesaReceiptNumber, TransactionDate and PhoneNumber items",
+                        "properties": {"Item": {"type": "array", "items": {
+                            "type": "object", "required": ["Name"], "properties": {"Name": {"type": "string"}, "Value": {}}
+                        }}}
+                    }
+                }
+            }}
+        }}
+    });
+    let idempotency_key = json!({"name": "Idempotency-Key", "in": "header", "required": false, "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN}});
     let bearer = json!([{"apiKey": []}]);
     let id_param = json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^pay_[0-9a-f]{24}$"}});
     json!({
@@ -32,12 +74,12 @@ pub fn document() -> Value {
                     "required": ["amount", "phone", "account_reference", "description"],
                     "properties": {
                         "amount": {"type": "integer", "minimum": 1, "maximum": 250000, "description": "Whole shillings"},
-                        "phone": {"type": "string", "description": "07…, 01…, +2547…, 2541…; spaces and dashes allowed"},
-                        "account_reference": {"type": "string", "minLength": 1, "maxLength": 12},
-                        "description": {"type": "string", "minLength": 1, "maxLength": 13},
-                        "metadata": {"type": "object", "description": "Returned as given; at most 4 KiB"},
-                        "webhook_url": {"type": "string", "format": "uri"},
-                        "customer_email": {"type": "string", "format": "email"}
+                        "phone": phone,
+                        "account_reference": reference,
+                        "description": description,
+                        "metadata": or_null(json!({"type": "object", "description": "Returned as given; at most 4 KiB"})),
+                        "webhook_url": or_null(json!({"type": "string", "format": "uri"})),
+                        "customer_email": or_null(json!({"type": "string", "format": "email"}))
                     }
                 },
                 "CreateCheckoutSession": {
@@ -46,14 +88,14 @@ pub fn document() -> Value {
                     "required": ["amount", "account_reference", "description", "success_url", "cancel_url"],
                     "properties": {
                         "amount": {"type": "integer", "minimum": 1, "maximum": 250000, "description": "Whole shillings"},
-                        "account_reference": {"type": "string", "minLength": 1, "maxLength": 12},
-                        "description": {"type": "string", "minLength": 1, "maxLength": 13, "description": "Shown on the page and in the prompt"},
+                        "account_reference": reference,
+                        "description": description,
                         "success_url": {"type": "string", "format": "uri", "description": "After payment; `session_id` is added to its query"},
                         "cancel_url": {"type": "string", "format": "uri"},
-                        "phone": {"type": "string", "description": "Prefills the phone field"},
-                        "customer_email": {"type": "string", "format": "email"},
-                        "metadata": {"type": "object", "description": "Copied to the payments (with `checkout_session`)"},
-                        "webhook_url": {"type": "string", "format": "uri"}
+                        "phone": or_null(phone.clone()),
+                        "customer_email": or_null(json!({"type": "string", "format": "email"})),
+                        "metadata": or_null(json!({"type": "object", "description": "Copied to the payments (with `checkout_session`)"})),
+                        "webhook_url": or_null(json!({"type": "string", "format": "uri"}))
                     }
                 },
                 "CheckoutSession": {
@@ -119,7 +161,7 @@ pub fn document() -> Value {
                 "post": {
                     "summary": "Create a payment and send the STK push",
                     "security": bearer,
-                    "parameters": [{"name": "Idempotency-Key", "in": "header", "required": false, "schema": {"type": "string", "maxLength": 255}}],
+                    "parameters": [idempotency_key],
                     "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CreatePayment"}}}},
                     "responses": {
                         "201": payment_response("Created (or replayed by its idempotency key)"),
@@ -136,12 +178,12 @@ pub fn document() -> Value {
                     "security": bearer,
                     "parameters": [
                         {"name": "status", "in": "query", "schema": {"type": "string", "enum": ["pending", "paid", "failed", "expired"]}},
-                        {"name": "phone", "in": "query", "schema": {"type": "string"}},
+                        {"name": "phone", "in": "query", "schema": phone},
                         {"name": "reference", "in": "query", "schema": {"type": "string"}},
                         {"name": "receipt", "in": "query", "schema": {"type": "string"}},
                         {"name": "created_from", "in": "query", "schema": {"type": "string", "format": "date-time"}},
                         {"name": "created_to", "in": "query", "schema": {"type": "string", "format": "date-time"}},
-                        {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                        {"name": "cursor", "in": "query", "description": "`next_cursor` of the previous page", "schema": {"type": "string", "pattern": "^[0-9]{1,15}_pay_[0-9a-f]{24}$"}},
                         {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}}
                     ],
                     "responses": {
@@ -217,7 +259,7 @@ pub fn document() -> Value {
                 "post": {
                     "summary": "Create a hosted checkout session; redirect the customer to its `url`",
                     "security": bearer,
-                    "parameters": [{"name": "Idempotency-Key", "in": "header", "required": false, "schema": {"type": "string", "maxLength": 255}}],
+                    "parameters": [idempotency_key],
                     "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CreateCheckoutSession"}}}},
                     "responses": {
                         "201": {"description": "Created (or replayed by its idempotency key)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CheckoutSession"}}}},
@@ -245,7 +287,7 @@ pub fn document() -> Value {
                 "post": {
                     "summary": "Safaricom's STK callback (not for merchants)",
                     "parameters": [{"name": "token", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"}}],
-                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object"}}}},
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": callback_body}}},
                     "responses": {
                         "200": {"description": "Stored and applied: {\"ResultCode\":0,\"ResultDesc\":\"Accepted\"}"},
                         "400": {"description": "Not an STK callback (stored for review)"},
