@@ -16,7 +16,7 @@ if [ ! -x "$venv/bin/schemathesis" ]; then
   "$venv/bin/pip" install -q "schemathesis==4.32.5"
 fi
 cargo build -q -p lipa
-lipa=./target/debug/lipa
+lipa="${CARGO_TARGET_DIR:-target}/debug/lipa"
 
 dir=$(mktemp -d)
 export DATABASE_URL="sqlite:$dir/lipa.db" LIPA_LOG=warn
