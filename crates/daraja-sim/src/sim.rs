@@ -64,6 +64,8 @@ struct State {
     generation: u64,
     /// Error envelopes to answer the next requests with, per endpoint.
     injected: Vec<(Endpoint, DarajaError)>,
+    /// Delays before answering the next requests, per endpoint.
+    delays: Vec<(Endpoint, std::time::Duration)>,
 }
 
 /// Which Daraja endpoint an injected error is for.
@@ -509,9 +511,26 @@ impl Sim {
         st.injected.extend((0..count).map(|_| (endpoint, error.clone())));
     }
 
-    /// Drops the injected errors not yet used.
+    /// Answers the next `count` requests to `endpoint` only after `delay`, having done all
+    /// their work first: a push creates its transaction and prompts the phone, whether or not
+    /// the caller is still waiting. A delay beyond the caller's timeout is Daraja's worst
+    /// case, a push that happened but whose answer (its CheckoutRequestID) never arrived.
+    pub fn inject_delay(&self, endpoint: Endpoint, delay: std::time::Duration, count: u32) {
+        let mut st = self.state();
+        st.delays.extend((0..count).map(|_| (endpoint, delay)));
+    }
+
+    /// Drops the injected errors and delays not yet used.
     pub fn clear_injected(&self) {
-        self.state().injected.clear();
+        let mut st = self.state();
+        st.injected.clear();
+        st.delays.clear();
+    }
+
+    pub(crate) fn take_delay(&self, endpoint: Endpoint) -> Option<std::time::Duration> {
+        let mut st = self.state();
+        let i = st.delays.iter().position(|(e, _)| *e == endpoint)?;
+        Some(st.delays.remove(i).1)
     }
 
     pub(crate) fn take_injected(&self, endpoint: Endpoint) -> Result<(), DarajaError> {

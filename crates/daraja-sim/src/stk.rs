@@ -89,7 +89,8 @@ pub(crate) async fn push(State(sim): State<Sim>, request: Request<Body>) -> Resp
         }
         Err((raw, e)) => (raw, Vec::new(), Err(e)),
     };
-    answer(&sim, "stk_push", request_json, unknown, outcome)
+    let response = answer(&sim, "stk_push", request_json, unknown, outcome);
+    late(&sim, Endpoint::StkPush, response).await
 }
 
 /// `POST /mpesa/stkpushquery/v1/query`.
@@ -101,7 +102,16 @@ pub(crate) async fn query(State(sim): State<Sim>, request: Request<Body>) -> Res
         }
         Err((raw, e)) => (raw, Vec::new(), Err(e)),
     };
-    answer(&sim, "stk_query", request_json, unknown, outcome)
+    let response = answer(&sim, "stk_query", request_json, unknown, outcome);
+    late(&sim, Endpoint::StkQuery, response).await
+}
+
+/// Holds an answer back by an injected delay (the work behind it is already done).
+async fn late(sim: &Sim, endpoint: Endpoint, response: Response) -> Response {
+    if let Some(delay) = sim.take_delay(endpoint) {
+        tokio::time::sleep(delay).await;
+    }
+    response
 }
 
 fn answer(

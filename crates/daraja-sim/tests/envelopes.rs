@@ -427,3 +427,26 @@ async fn spike_arrest_counts_invalid_requests_too() {
     };
     assert!(codes.iter().any(|c| c == "500.003.02"), "{codes:?}");
 }
+
+#[tokio::test]
+async fn an_injected_delay_holds_the_answer_back_but_the_push_still_happens() {
+    use daraja_sim::Endpoint;
+    let sim = sim(SimConfig::default()).await;
+    let token = token(&sim).await;
+    sim.sim().inject_delay(Endpoint::StkPush, std::time::Duration::from_secs(2), 1);
+    // The caller gives up first, as a gateway with a short timeout would.
+    let gave_up = reqwest::Client::new()
+        .post(format!("{}/mpesa/stkpush/v1/processrequest", sim.base_url()))
+        .bearer_auth(&token)
+        .json(&valid_push())
+        .timeout(std::time::Duration::from_millis(300))
+        .send()
+        .await;
+    assert!(gave_up.is_err_and(|e| e.is_timeout()));
+    assert_eq!(sim.sim().transactions().len(), 1, "Daraja did the push; only its answer was lost");
+    // The delay was used up: the next push is answered at once.
+    let started = std::time::Instant::now();
+    assert_eq!(push_json(&sim, &token, &valid_push()).await.0, 200);
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    assert_eq!(sim.sim().transactions().len(), 2);
+}

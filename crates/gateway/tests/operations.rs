@@ -134,6 +134,15 @@ async fn a_push_whose_answer_never_comes_stays_pending_for_reconciliation() {
     let id = lipa_gateway::payment::PaymentId::parse(p["id"].as_str().unwrap()).unwrap();
     let kinds: Vec<_> = gateway.store().events(&id).await.unwrap().into_iter().map(|e| e.kind).collect();
     assert_eq!(kinds, ["created", "push_unknown"]);
+    // With no callback, it expires in the end, flagged for a person: Daraja may have prompted
+    // the customer, and without a CheckoutRequestID it cannot be asked.
+    let later = gateway.now() + 1;
+    assert_eq!(gateway.store().expire_overdue(later, later, later).await.unwrap(), std::slice::from_ref(&id));
+    let expired = gateway.store().payment(&id, None).await.unwrap().unwrap();
+    assert_eq!((expired.status, expired.needs_review), (lipa_gateway::payment::Status::Expired, true));
+    let events = gateway.store().events(&id).await.unwrap();
+    let note = events.last().unwrap().detail["note"].as_str().unwrap().to_owned();
+    assert!(note.contains("may have prompted the customer"), "{note}");
     let _ = std::fs::remove_dir_all(dir);
 }
 

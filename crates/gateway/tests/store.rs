@@ -180,6 +180,18 @@ async fn a_payment_leased_for_a_query_is_not_expired_until_its_lease_ends() {
 }
 
 #[tokio::test]
+async fn a_payment_never_queried_is_not_expired() {
+    let (store, dir) = store().await;
+    let Inserted::Created(p) = store.insert_payment(new_payment("tok")).await.unwrap() else { panic!() };
+    store.record_push(&p.id, accepted("ws_CO_wait"), 1_000).await.unwrap();
+    // The reconciler is behind: the payment is overdue but Daraja was never asked.
+    assert!(store.expire_overdue(i64::MAX, 0, 200_000).await.unwrap().is_empty(), "never queried");
+    store.reschedule_check(&p.id, "being processed".into(), 90_000, false, 80_000).await.unwrap();
+    assert_eq!(store.expire_overdue(i64::MAX, 0, 200_000).await.unwrap(), std::slice::from_ref(&p.id));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
 async fn a_payment_daraja_cannot_be_asked_about_is_not_expired_for_a_day() {
     let (store, dir) = store().await;
     let Inserted::Created(p) = store.insert_payment(new_payment("tok")).await.unwrap() else { panic!() };

@@ -82,6 +82,27 @@ fn announcement(outcome: Outcome, before: Status, after: Status) -> Option<&'sta
 }
 
 /// Whether an announcement sends the customer a receipt email.
+/// The timeline note of an expiry. When the push's answer never came (the request timed out,
+/// or the process died while sending it) Daraja may still have prompted the customer, and
+/// without its CheckoutRequestID it cannot be asked: such a payment is also flagged for review.
+fn expiry_note(push_unheard: bool) -> serde_json::Value {
+    let note = if push_unheard {
+        "no conclusive answer in time; the push's answer was lost, so Daraja may have prompted the customer \
+         and cannot be asked: check the M-Pesa statement for this phone and amount"
+    } else {
+        "no conclusive answer in time"
+    };
+    serde_json::json!({"note": note, "needs_review": push_unheard})
+}
+
+/// A pending payment may expire once Daraja has been asked about it (or cannot be: no
+/// CheckoutRequestID) and its last query did not fail: one never queried, say behind a busy
+/// reconciler, or one whose queries fail, may have been paid.
+const ASKABLE_NO_LONGER: &str = "(query_failed_at IS NULL AND (checkout_request_id IS NULL OR check_attempts > 0))";
+
+/// Payments in these push states may have reached Daraja without Lipa hearing its answer.
+const PUSH_UNHEARD: &str = "push_state IN ('sending', 'unknown')";
+
 fn sends_receipt(event_type: &str, payment: &Payment) -> bool {
     event_type == "payment.paid" && payment.customer_email.is_some()
 }
@@ -631,9 +652,9 @@ impl Store {
         delegate!(self.reschedule_check(id.clone(), note, next_at, query_failed.then_some(now), now))
     }
 
-    /// Expires pending payments created before `created_before`, except those whose last STK
-    /// Query failed (Daraja could not be asked) unless they were created before
-    /// `failing_before`; returns their ids.
+    /// Expires pending payments created before `created_before`, except those with a
+    /// CheckoutRequestID that were never queried or whose last STK Query failed (Daraja could
+    /// not be asked), unless they were created before `failing_before`; returns their ids.
     pub async fn expire_overdue(
         &self,
         created_before: i64,

@@ -16,9 +16,10 @@ use tokio_postgres::{NoTls, Row};
 
 use super::sql::{Arg, Cell, Rows, Statement};
 use super::{
-    ApiKey, CallbackStored, CheckoutSession, DueCheck, EmailJob, EmailNext, Event, IncomingCallback, Inserted,
-    NewCheckoutSession, NewPayment, PaymentFilter, PushResult, SessionInserted, Settling, StoreError, StoredCallback,
-    WebhookAttempt, WebhookEvent, WebhookJob, WebhookNext, announcement, current, sends_receipt, webhook_payload,
+    ASKABLE_NO_LONGER, ApiKey, CallbackStored, CheckoutSession, DueCheck, EmailJob, EmailNext, Event, IncomingCallback,
+    Inserted, NewCheckoutSession, NewPayment, PUSH_UNHEARD, PaymentFilter, PushResult, SessionInserted, Settling,
+    StoreError, StoredCallback, WebhookAttempt, WebhookEvent, WebhookJob, WebhookNext, announcement, current,
+    expiry_note, sends_receipt, webhook_payload,
 };
 use crate::payment::{FailureReason, Payment, PaymentId, SettledBy, Status};
 use crate::settlement::{self, Change, Decision, Outcome};
@@ -544,20 +545,24 @@ impl PostgresStore {
         let tx = client.transaction().await.map_err(pg_error)?;
         let rows = tx
             .query(
-                "UPDATE payments SET status = 'expired', settled_by = 'expiry', settled_at = $2, updated_at = $2,
-                    next_check_at = NULL, lease_until = NULL
-                 WHERE id IN (SELECT id FROM payments WHERE status = 'pending' AND created_at < $1
-                     AND (lease_until IS NULL OR lease_until <= $2)
-                     AND (query_failed_at IS NULL OR created_at < $3) FOR UPDATE SKIP LOCKED)
-                 RETURNING id",
+                &format!(
+                    "UPDATE payments SET status = 'expired', settled_by = 'expiry', settled_at = $2, updated_at = $2,
+                        next_check_at = NULL, lease_until = NULL, needs_review = needs_review OR {PUSH_UNHEARD}
+                     WHERE id IN (SELECT id FROM payments WHERE status = 'pending' AND created_at < $1
+                         AND (lease_until IS NULL OR lease_until <= $2)
+                         AND ({ASKABLE_NO_LONGER} OR created_at < $3) FOR UPDATE SKIP LOCKED)
+                     RETURNING id, {PUSH_UNHEARD}"
+                ),
                 &[&created_before, &now, &failing_before],
             )
             .await
             .map_err(pg_error)?;
-        let ids: Vec<PaymentId> = rows.iter().map(|r| PaymentId::from_db(r.get(0))).collect();
-        for id in &ids {
-            event(&tx, id, now, "expired", &serde_json::json!({"note": "no conclusive answer in time"})).await?;
-            announce(&tx, id, "payment.expired", now).await?;
+        let mut ids = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let id = PaymentId::from_db(r.get(0));
+            event(&tx, &id, now, "expired", &expiry_note(r.get(1))).await?;
+            announce(&tx, &id, "payment.expired", now).await?;
+            ids.push(id);
         }
         tx.commit().await.map_err(pg_error)?;
         Ok(ids)

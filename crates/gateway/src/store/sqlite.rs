@@ -15,9 +15,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::sql::{Arg, Cell, Rows, Statement, to_sqlite};
 use super::{
-    ApiKey, CallbackStored, CheckoutSession, DueCheck, EmailJob, EmailNext, Event, IncomingCallback, Inserted,
-    NewCheckoutSession, NewPayment, PaymentFilter, PushResult, SessionInserted, Settling, StoreError, StoredCallback,
-    WebhookAttempt, WebhookEvent, WebhookJob, WebhookNext, announcement, current, sends_receipt, webhook_payload,
+    ASKABLE_NO_LONGER, ApiKey, CallbackStored, CheckoutSession, DueCheck, EmailJob, EmailNext, Event, IncomingCallback,
+    Inserted, NewCheckoutSession, NewPayment, PUSH_UNHEARD, PaymentFilter, PushResult, SessionInserted, Settling,
+    StoreError, StoredCallback, WebhookAttempt, WebhookEvent, WebhookJob, WebhookNext, announcement, current,
+    expiry_note, sends_receipt, webhook_payload,
 };
 use crate::payment::{FailureReason, Payment, PaymentId, SettledBy, Status};
 use crate::settlement::{self, Change, Decision, Outcome};
@@ -649,26 +650,26 @@ impl SqliteStore {
     ) -> Result<Vec<PaymentId>, StoreError> {
         self.write(move |c| {
             let mut stmt = c
-                .prepare_cached(
+                .prepare_cached(&format!(
                     "UPDATE payments SET status = 'expired', settled_by = 'expiry', settled_at = ?2, updated_at = ?2,
-                        next_check_at = NULL, lease_until = NULL
+                        next_check_at = NULL, lease_until = NULL, needs_review = needs_review OR {PUSH_UNHEARD}
                      WHERE status = 'pending' AND created_at < ?1 AND (lease_until IS NULL OR lease_until <= ?2)
-                       AND (query_failed_at IS NULL OR created_at < ?3)
-                     RETURNING id",
-                )
+                       AND ({ASKABLE_NO_LONGER} OR created_at < ?3)
+                     RETURNING id, {PUSH_UNHEARD}"
+                ))
                 .map_err(sql_error)?;
-            let ids = stmt
+            let expired = stmt
                 .query_map(params![created_before, now, failing_before], |r| {
-                    r.get::<_, String>(0).map(PaymentId::from_db)
+                    Ok((PaymentId::from_db(r.get::<_, String>(0)?), r.get::<_, bool>(1)?))
                 })
                 .map_err(sql_error)?
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(sql_error)?;
-            for id in &ids {
-                event(c, id, now, "expired", &serde_json::json!({"note": "no conclusive answer in time"}))?;
+            for (id, unheard) in &expired {
+                event(c, id, now, "expired", &expiry_note(*unheard))?;
                 announce(c, id, "payment.expired", now)?;
             }
-            Ok(ids)
+            Ok(expired.into_iter().map(|(id, _)| id).collect())
         })
         .await
     }
