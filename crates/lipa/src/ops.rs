@@ -105,10 +105,20 @@ pub async fn push(args: PushArgs) -> Result<()> {
         println!("Daraja accepted the push: CheckoutRequestID {}", accepted.checkout_request_id);
         println!("Waiting up to {} s for the answer on the phone…", args.wait);
     }
-    let deadline = Instant::now() + Duration::from_secs(args.wait);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(args.wait);
+    let progress = !args.json && std::io::IsTerminal::is_terminal(&std::io::stderr());
     loop {
         tokio::time::sleep(Duration::from_secs(3)).await;
-        match client.stk_query(&merchant, &accepted.checkout_request_id).await {
+        if progress {
+            eprint!("\r{} s of {} s…", started.elapsed().as_secs(), args.wait);
+            let _ = std::io::stderr().flush();
+        }
+        let answer = client.stk_query(&merchant, &accepted.checkout_request_id).await;
+        if progress && !matches!(answer, Ok(QueryOutcome::Pending)) {
+            eprintln!();
+        }
+        match answer {
             Ok(QueryOutcome::Completed(result)) => {
                 let paid = result.result_code.is_success();
                 if args.json {
@@ -130,6 +140,9 @@ pub async fn push(args: PushArgs) -> Result<()> {
             }
             Ok(QueryOutcome::Pending) if Instant::now() < deadline => {}
             Ok(QueryOutcome::Pending) => {
+                if progress {
+                    eprintln!();
+                }
                 return Err(Box::new(NotPaid("no answer in time; the prompt may still be open".into())));
             }
             Err(e) if e.is_retryable() && Instant::now() < deadline => eprintln!("query failed ({e}); trying again"),
@@ -457,8 +470,20 @@ pub async fn export(args: ExportArgs) -> Result<()> {
     let store = Store::open(&args.common.settings()?.database_url).await?;
     let mut chunks = std::pin::pin!(lipa_gateway::export::csv(store, args.filters.filter(1000)?));
     let mut out = std::io::stdout().lock();
+    // A running count on the terminal (not in scripts): one line per payment after the header.
+    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut lines = 0usize;
     while let Some(chunk) = chunks.next().await {
-        out.write_all(chunk?.as_bytes())?;
+        let chunk = chunk?;
+        out.write_all(chunk.as_bytes())?;
+        lines += chunk.bytes().filter(|b| *b == b'\n').count();
+        if progress {
+            eprint!("\r{} payment(s) exported", lines.saturating_sub(1));
+        }
+    }
+    out.flush()?;
+    if progress {
+        eprintln!();
     }
     Ok(())
 }

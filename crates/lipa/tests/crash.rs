@@ -19,9 +19,10 @@ fn token(i: usize) -> String {
     format!("{i:032x}")
 }
 
+/// Payment i as `lipa bench ingest` seeds it: phone 2547<i:08>, amount 10.
 fn body(i: usize) -> String {
     format!(
-        r#"{{"Body":{{"stkCallback":{{"MerchantRequestID":"m-{i}","CheckoutRequestID":"ws_CO_bench{i}","ResultCode":0,"ResultDesc":"ok","CallbackMetadata":{{"Item":[{{"Name":"Amount","Value":10.00}},{{"Name":"MpesaReceiptNumber","Value":"UB{i:08}"}},{{"Name":"TransactionDate","Value":20261122101010}},{{"Name":"PhoneNumber","Value":254712345678}}]}}}}}}}}"#
+        r#"{{"Body":{{"stkCallback":{{"MerchantRequestID":"m-{i}","CheckoutRequestID":"ws_CO_bench{i}","ResultCode":0,"ResultDesc":"ok","CallbackMetadata":{{"Item":[{{"Name":"Amount","Value":10.00}},{{"Name":"MpesaReceiptNumber","Value":"UB{i:08}"}},{{"Name":"TransactionDate","Value":20261122101010}},{{"Name":"PhoneNumber","Value":2547{i:08}}}]}}}}}}}}"#
     )
 }
 
