@@ -380,6 +380,19 @@ async fn scenario(database_url: String, replicas: usize, chaos: bool, daraja_fau
     let transactions: HashMap<String, daraja_sim::Transaction> =
         sim.sim().transactions().into_iter().map(|t| (t.checkout_request_id.clone(), t)).collect();
     let attempts = sim.sim().callback_attempts();
+    let mut answers: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    for a in &attempts {
+        let answer = match a.status {
+            Some(s) => format!("{s} {}", a.response_body.chars().take(60).collect::<String>()),
+            None => format!("no answer: {}", a.error.as_deref().unwrap_or("")),
+        };
+        *answers.entry(answer).or_default() += 1;
+    }
+    if !chaos {
+        // Without kills every delivery is answered 200 in time (the simulator waits 10 s).
+        let ok = attempts.iter().filter(|a| a.status == Some(200)).count();
+        assert_eq!(ok, attempts.len(), "callback deliveries by answer: {answers:?}");
+    }
     let mut acked: HashMap<String, usize> = HashMap::new();
     for a in &attempts {
         if a.status == Some(200) {

@@ -10,9 +10,9 @@
 //! The batch is an optimisation, never a second set of rules: decisions come from
 //! [`settlement::on_callback`], and whenever the set-based path cannot be sure (a receipt
 //! already used by another payment, a unique violation, a deadlock with another process), it
-//! rolls back and settles each callback alone through the one-at-a-time path. A second copy of
-//! a callback already in the batch waits for the batch to commit and is then settled alone, so
-//! it sees the first copy's effect.
+//! rolls back and settles each callback alone through the one-at-a-time path. Copies of one
+//! callback in a batch go into successive rounds, each its own transaction committed before
+//! the next, so a copy sees the effect of the one before it.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -60,11 +60,20 @@ pub(super) fn start(store: PostgresStore) -> Queue {
 }
 
 async fn settle_batch(store: &PostgresStore, batch: Vec<(IncomingCallback, Reply)>) {
-    // The first callback of each token goes into the shared transaction; later copies wait.
-    let mut tokens = HashSet::new();
-    let (together, later): (Vec<_>, Vec<_>) =
-        batch.into_iter().partition(|(incoming, _)| tokens.insert(incoming.token_hash.clone()));
-    let (incoming, replies): (Vec<_>, Vec<_>) = together.into_iter().unzip();
+    // The first callback of each token goes into the shared transaction; later copies go into
+    // the next round's, after this one committed, so each sees the one before it.
+    let mut waiting = batch;
+    while !waiting.is_empty() {
+        let mut tokens = HashSet::new();
+        let (together, later): (Vec<_>, Vec<_>) =
+            waiting.into_iter().partition(|(incoming, _)| tokens.insert(incoming.token_hash.clone()));
+        settle_round(store, together).await;
+        waiting = later;
+    }
+}
+
+async fn settle_round(store: &PostgresStore, round: Vec<(IncomingCallback, Reply)>) {
+    let (incoming, replies): (Vec<_>, Vec<_>) = round.into_iter().unzip();
     match settle_together(store, &incoming).await {
         Ok(results) => {
             for (reply, result) in replies.into_iter().zip(results) {
@@ -72,7 +81,7 @@ async fn settle_batch(store: &PostgresStore, batch: Vec<(IncomingCallback, Reply
             }
         }
         Err(Failed::BeforeCommit(e)) => {
-            tracing::debug!(error = %e, callbacks = incoming.len(), "callback batch rolled back; settling one at a time");
+            tracing::warn!(error = %e, callbacks = incoming.len(), "callback batch rolled back; settling one at a time");
             for (incoming, reply) in incoming.into_iter().zip(replies) {
                 let _ = reply.send(store.settle_one(incoming).await);
             }
@@ -84,9 +93,6 @@ async fn settle_batch(store: &PostgresStore, batch: Vec<(IncomingCallback, Reply
                 let _ = reply.send(Err(StoreError::Unavailable(e.to_string())));
             }
         }
-    }
-    for (incoming, reply) in later {
-        let _ = reply.send(store.settle_one(incoming).await);
     }
 }
 
