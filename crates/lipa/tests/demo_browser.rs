@@ -34,6 +34,9 @@ async fn answer_on_phone(browser: &Browser, phone_url: &str, send: bool) {
     } else {
         browser.click("button.cancel").await;
     }
+    // The answer is a form post: let its page load before the test navigates elsewhere, or the
+    // post's redirect can land after (and instead of) the next page.
+    browser.wait_for_text("No M-PESA request right now", 10).await;
 }
 
 #[tokio::test]
