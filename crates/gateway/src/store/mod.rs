@@ -81,7 +81,29 @@ fn announcement(outcome: Outcome, before: Status, after: Status) -> Option<&'sta
     }
 }
 
-/// Whether an announcement sends the customer a receipt email.
+/// What a callback is, before anything is written: malformed, an orphan (no payment has its
+/// token), or the settlement rules' decision for its payment.
+fn callback_decision(
+    parsed: &Result<daraja::StkCallback, daraja::CallbackError>,
+    payment: Option<&Settling>,
+) -> Decision {
+    match (parsed, payment) {
+        (Err(e), _) => Decision { outcome: Outcome::Malformed, change: None, note: e.to_string() },
+        (Ok(_), None) => {
+            Decision { outcome: Outcome::Orphan, change: None, note: "no payment has this callback token".into() }
+        }
+        (Ok(cb), Some(p)) => crate::settlement::on_callback(&p.current(), cb),
+    }
+}
+
+/// A settlement's timeline entry: its kind (`callback_applied`, `query_duplicate`, …) and detail.
+fn settlement_event(source: &str, decision: &Decision, status: Status) -> (String, serde_json::Value) {
+    (
+        format!("{source}_{}", decision.outcome.as_str()),
+        serde_json::json!({"note": decision.note, "status": status.as_str()}),
+    )
+}
+
 /// The timeline note of an expiry. When the push's answer never came (the request timed out,
 /// or the process died while sending it) Daraja may still have prompted the customer, and
 /// without its CheckoutRequestID it cannot be asked: such a payment is also flagged for review.
@@ -103,6 +125,7 @@ const ASKABLE_NO_LONGER: &str = "(query_failed_at IS NULL AND (checkout_request_
 /// Payments in these push states may have reached Daraja without Lipa hearing its answer.
 const PUSH_UNHEARD: &str = "push_state IN ('sending', 'unknown')";
 
+/// Whether an announcement sends the customer a receipt email.
 fn sends_receipt(event_type: &str, payment: &Payment) -> bool {
     event_type == "payment.paid" && payment.customer_email.is_some()
 }

@@ -18,8 +18,8 @@ use super::sql::{Arg, Cell, Rows, Statement};
 use super::{
     ASKABLE_NO_LONGER, ApiKey, CallbackStored, CheckoutSession, DueCheck, EmailJob, EmailNext, Event, IncomingCallback,
     Inserted, NewCheckoutSession, NewPayment, PUSH_UNHEARD, PaymentFilter, PushResult, SessionInserted, Settling,
-    StoreError, StoredCallback, WebhookAttempt, WebhookEvent, WebhookJob, WebhookNext, announcement, current,
-    expiry_note, sends_receipt, webhook_payload,
+    StoreError, StoredCallback, WebhookAttempt, WebhookEvent, WebhookJob, WebhookNext, announcement, callback_decision,
+    current, expiry_note, sends_receipt, settlement_event, webhook_payload,
 };
 use crate::payment::{FailureReason, Payment, PaymentId, SettledBy, Status};
 use crate::settlement::{self, Change, Decision, Outcome};
@@ -412,18 +412,14 @@ impl PostgresStore {
         let found = tx.query_opt(&select, &[&incoming.token_hash]).await.map_err(pg_error)?;
         let found = found.as_ref().map(settling_from_row).transpose()?;
         let checkout_id = incoming.parsed.as_ref().ok().map(|cb| cb.checkout_request_id.as_str().to_owned());
-        let (decision, status) = match (&incoming.parsed, &found) {
-            (Err(e), _) => (Decision { outcome: Outcome::Malformed, change: None, note: e.to_string() }, None),
-            (Ok(_), None) => {
-                let note = "no payment has this callback token".into();
-                (Decision { outcome: Outcome::Orphan, change: None, note }, None)
-            }
-            (Ok(cb), Some(p)) => {
-                let decision = settlement::on_callback(&p.current(), cb);
+        let decision = callback_decision(&incoming.parsed, found.as_ref());
+        let (decision, status) = match &found {
+            Some(p) if incoming.parsed.is_ok() => {
                 let (decision, status) =
                     apply(&mut tx, &p.id, p.status, decision, "callback", incoming.received_at).await?;
                 (decision, Some(status))
             }
+            _ => (decision, None),
         };
         if let (Some(p), Outcome::Malformed) = (&found, decision.outcome) {
             tx.execute("UPDATE payments SET needs_review = TRUE WHERE id = $1", &[&p.id.as_str()])
@@ -984,8 +980,8 @@ async fn apply(
             .await
             .map_err(pg_error)?;
     }
-    let detail = serde_json::json!({"note": decision.note, "status": new_status.as_str()});
-    event(&*tx, id, now, &format!("{source}_{}", decision.outcome.as_str()), &detail).await?;
+    let (kind, detail) = settlement_event(source, &decision, new_status);
+    event(&*tx, id, now, &kind, &detail).await?;
     if let Some(event_type) = announcement(decision.outcome, status, new_status) {
         announce(&*tx, id, event_type, now).await?;
     }

@@ -17,8 +17,8 @@ use super::sql::{Arg, Cell, Rows, Statement, to_sqlite};
 use super::{
     ASKABLE_NO_LONGER, ApiKey, CallbackStored, CheckoutSession, DueCheck, EmailJob, EmailNext, Event, IncomingCallback,
     Inserted, NewCheckoutSession, NewPayment, PUSH_UNHEARD, PaymentFilter, PushResult, SessionInserted, Settling,
-    StoreError, StoredCallback, WebhookAttempt, WebhookEvent, WebhookJob, WebhookNext, announcement, current,
-    expiry_note, sends_receipt, webhook_payload,
+    StoreError, StoredCallback, WebhookAttempt, WebhookEvent, WebhookJob, WebhookNext, announcement, callback_decision,
+    current, expiry_note, sends_receipt, settlement_event, webhook_payload,
 };
 use crate::payment::{FailureReason, Payment, PaymentId, SettledBy, Status};
 use crate::settlement::{self, Change, Decision, Outcome};
@@ -529,17 +529,13 @@ impl SqliteStore {
             .optional()
             .map_err(sql_error)?;
             let checkout_id = incoming.parsed.as_ref().ok().map(|cb| cb.checkout_request_id.as_str().to_owned());
-            let (decision, status) = match (&incoming.parsed, &found) {
-                (Err(e), _) => (Decision { outcome: Outcome::Malformed, change: None, note: e.to_string() }, None),
-                (Ok(_), None) => {
-                    let note = "no payment has this callback token".into();
-                    (Decision { outcome: Outcome::Orphan, change: None, note }, None)
-                }
-                (Ok(cb), Some(p)) => {
-                    let decision = settlement::on_callback(&p.current(), cb);
+            let decision = callback_decision(&incoming.parsed, found.as_ref());
+            let (decision, status) = match &found {
+                Some(p) if incoming.parsed.is_ok() => {
                     let (decision, status) = apply(c, &p.id, p.status, decision, "callback", incoming.received_at)?;
                     (decision, Some(status))
                 }
+                _ => (decision, None),
             };
             // A malformed body with a known token still belongs to that payment, for review.
             if let (Some(p), Outcome::Malformed) = (&found, decision.outcome) {
@@ -1120,13 +1116,8 @@ fn apply(
         exec(c, "UPDATE payments SET needs_review = 1, updated_at = ?2 WHERE id = ?1", params![id.as_str(), now])
             .map_err(sql_error)?;
     }
-    event(
-        c,
-        id,
-        now,
-        &format!("{source}_{}", decision.outcome.as_str()),
-        &serde_json::json!({"note": decision.note, "status": new_status.as_str()}),
-    )?;
+    let (kind, detail) = settlement_event(source, &decision, new_status);
+    event(c, id, now, &kind, &detail)?;
     if let Some(event_type) = announcement(decision.outcome, status, new_status) {
         announce(c, id, event_type, now)?;
     }

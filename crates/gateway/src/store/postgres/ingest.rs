@@ -7,10 +7,11 @@
 //! answered only after that commit. At most [`IN_FLIGHT`] batches run at once; while they do,
 //! new callbacks queue, so batches grow with load instead of round trips.
 //!
-//! The batch is an optimisation, never a second set of rules: decisions come from
-//! [`settlement::on_callback`], and whenever the set-based path cannot be sure (a receipt
-//! already used by another payment, a unique violation, a deadlock with another process), it
-//! rolls back and settles each callback alone through the one-at-a-time path. Copies of one
+//! The batch is an optimisation, never a second set of rules: each callback is decided by the
+//! same function as one settled alone (`callback_decision`, then `settlement::on_callback`),
+//! and whenever the set-based path cannot be sure (a receipt already used by another payment,
+//! a unique violation, a deadlock with another process), it rolls back and settles each
+//! callback alone through the one-at-a-time path. Copies of one
 //! callback in a batch go into successive rounds, each its own transaction committed before
 //! the next, so a copy sees the effect of the one before it.
 
@@ -21,8 +22,10 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::{PAYMENT_COLUMNS, PostgresStore, payment_from_row, pg_error, pool_error, settling_from_row};
 use crate::payment::{FailureReason, Payment};
-use crate::settlement::{self, Decision, Outcome};
-use crate::store::{CallbackStored, IncomingCallback, StoreError, announcement, sends_receipt, webhook_payload};
+use crate::store::{
+    CallbackStored, IncomingCallback, StoreError, announcement, callback_decision, sends_receipt, settlement_event,
+    webhook_payload,
+};
 
 /// Most callbacks settled in one transaction.
 const MAX_BATCH: usize = 256;
@@ -107,11 +110,12 @@ impl From<StoreError> for Failed {
     }
 }
 
-/// The rows the batch writes, column by column (the shape `unnest` takes).
+/// The rows the batch writes, column by column (the shape `unnest` takes); text from the
+/// callbacks and the locked payments is borrowed, not copied.
 #[derive(Default)]
-struct Writes {
+struct Writes<'a> {
     // payments changed
-    ids: Vec<String>,
+    ids: Vec<&'a str>,
     statuses: Vec<&'static str>,
     reasons: Vec<Option<&'static str>>,
     codes: Vec<String>,
@@ -123,24 +127,24 @@ struct Writes {
     changed_at: Vec<i64>,
     review: Vec<bool>,
     // payments flagged for review without a change
-    flagged: Vec<String>,
+    flagged: Vec<&'a str>,
     flagged_at: Vec<i64>,
     // timeline events
-    event_payments: Vec<String>,
+    event_payments: Vec<&'a str>,
     event_at: Vec<i64>,
     event_kinds: Vec<String>,
     event_details: Vec<String>,
     // announcements: (payment, type, time)
-    announce: Vec<(String, &'static str, i64)>,
+    announce: Vec<(&'a str, &'static str, i64)>,
     // raw callbacks
     cb_at: Vec<i64>,
-    cb_payments: Vec<Option<String>>,
-    cb_tokens: Vec<String>,
-    cb_sources: Vec<Option<String>>,
-    cb_checkout_ids: Vec<Option<String>>,
+    cb_payments: Vec<Option<&'a str>>,
+    cb_tokens: Vec<&'a str>,
+    cb_sources: Vec<Option<&'a str>>,
+    cb_checkout_ids: Vec<Option<&'a str>>,
     cb_outcomes: Vec<&'static str>,
     cb_notes: Vec<String>,
-    cb_bodies: Vec<Vec<u8>>,
+    cb_bodies: Vec<&'a [u8]>,
 }
 
 async fn settle_together(store: &PostgresStore, callbacks: &[IncomingCallback]) -> Result<Vec<CallbackStored>, Failed> {
@@ -160,66 +164,62 @@ async fn settle_together(store: &PostgresStore, callbacks: &[IncomingCallback]) 
         found.insert(row.get::<_, String>(8), settling_from_row(&row)?);
     }
 
+    // Each callback decided as one at a time would (`callback_decision`), its writes collected.
     let mut w = Writes::default();
     let mut results = Vec::with_capacity(callbacks.len());
     for incoming in callbacks {
         let payment = found.get(&incoming.token_hash);
         let now = incoming.received_at;
-        let (decision, status) = match (&incoming.parsed, payment) {
-            (Err(e), p) => {
-                if let Some(p) = p {
-                    w.flagged.push(p.id.as_str().to_owned());
-                    w.flagged_at.push(now);
-                }
-                (Decision { outcome: Outcome::Malformed, change: None, note: e.to_string() }, None)
+        let mut decision = callback_decision(&incoming.parsed, payment);
+        let status = match payment {
+            // A malformed body with a known token flags its payment for review.
+            Some(p) if incoming.parsed.is_err() => {
+                w.flagged.push(p.id.as_str());
+                w.flagged_at.push(now);
+                None
             }
-            (Ok(_), None) => {
-                let note = "no payment has this callback token".into();
-                (Decision { outcome: Outcome::Orphan, change: None, note }, None)
-            }
-            (Ok(cb), Some(p)) => {
-                let decision = settlement::on_callback(&p.current(), cb);
-                let id = p.id.as_str().to_owned();
+            Some(p) => {
+                let id = p.id.as_str();
                 let review = decision.outcome.needs_review();
                 let mut status = p.status;
-                if let Some(ch) = &decision.change {
+                if let Some(ch) = decision.change.take() {
                     status = ch.status;
-                    w.ids.push(id.clone());
+                    w.ids.push(id);
                     w.statuses.push(ch.status.as_str());
                     w.reasons.push(ch.failure_reason.map(FailureReason::as_str));
-                    w.codes.push(ch.result_code.clone());
-                    w.descs.push(ch.result_desc.clone());
-                    w.receipts.push(ch.receipt.clone());
+                    w.codes.push(ch.result_code);
+                    w.descs.push(ch.result_desc);
+                    w.receipts.push(ch.receipt);
                     w.dates.push(ch.transaction_date);
-                    w.checkout_ids.push(ch.checkout_request_id.clone());
+                    w.checkout_ids.push(ch.checkout_request_id);
                     w.settled_by.push(ch.settled_by.as_str());
                     w.changed_at.push(now);
                     w.review.push(review);
                 } else if review {
-                    w.flagged.push(id.clone());
+                    w.flagged.push(id);
                     w.flagged_at.push(now);
                 }
-                let detail = serde_json::json!({"note": decision.note, "status": status.as_str()});
-                w.event_payments.push(id.clone());
+                let (kind, detail) = settlement_event("callback", &decision, status);
+                w.event_payments.push(id);
                 w.event_at.push(now);
-                w.event_kinds.push(format!("callback_{}", decision.outcome.as_str()));
+                w.event_kinds.push(kind);
                 w.event_details.push(detail.to_string());
                 if let Some(event_type) = announcement(decision.outcome, p.status, status) {
                     w.announce.push((id, event_type, now));
                 }
-                (decision, Some(status))
+                Some(status)
             }
+            None => None,
         };
-        let payment_id = payment.map(|p| p.id.clone());
         w.cb_at.push(now);
-        w.cb_payments.push(payment_id.as_ref().map(|id| id.as_str().to_owned()));
-        w.cb_tokens.push(incoming.token_hash.clone());
-        w.cb_sources.push(incoming.source.clone());
-        w.cb_checkout_ids.push(incoming.parsed.as_ref().ok().map(|cb| cb.checkout_request_id.as_str().to_owned()));
+        w.cb_payments.push(payment.map(|p| p.id.as_str()));
+        w.cb_tokens.push(&incoming.token_hash);
+        w.cb_sources.push(incoming.source.as_deref());
+        w.cb_checkout_ids.push(incoming.parsed.as_ref().ok().map(|cb| cb.checkout_request_id.as_str()));
         w.cb_outcomes.push(decision.outcome.as_str());
         w.cb_notes.push(decision.note);
-        w.cb_bodies.push(incoming.body.clone());
-        results.push(CallbackStored { outcome: decision.outcome, payment_id, status });
+        w.cb_bodies.push(&incoming.body);
+        results.push(CallbackStored { outcome: decision.outcome, payment_id: payment.map(|p| p.id.clone()), status });
     }
 
     // The changed payments as they now are (for their announcements).
@@ -345,11 +345,10 @@ async fn settle_together(store: &PostgresStore, callbacks: &[IncomingCallback]) 
 /// payments as they now are: those the batch changed, and the others read here.
 async fn announce_all(
     tx: &deadpool_postgres::Transaction<'_>,
-    announce: &[(String, &'static str, i64)],
+    announce: &[(&str, &'static str, i64)],
     mut payments: HashMap<String, Payment>,
 ) -> Result<(), StoreError> {
-    let unread: Vec<&str> =
-        announce.iter().map(|(id, ..)| id.as_str()).filter(|id| !payments.contains_key(*id)).collect();
+    let unread: Vec<&str> = announce.iter().map(|(id, ..)| *id).filter(|id| !payments.contains_key(*id)).collect();
     if !unread.is_empty() {
         let select = tx
             .prepare_cached(&format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = ANY($1)"))
@@ -364,11 +363,11 @@ async fn announce_all(
         (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
     let (mut email_ids, mut email_payments, mut recipients, mut email_at) = (vec![], vec![], vec![], vec![]);
     for (id, event_type, now) in announce {
-        let payment = payments.get(id).ok_or_else(|| StoreError::Corrupt(format!("payment {id} vanished")))?;
+        let payment = payments.get(*id).ok_or_else(|| StoreError::Corrupt(format!("payment {id} vanished")))?;
         let event_id = format!("evt_{}", crate::ids::random_hex(12));
         payloads.push(webhook_payload(&event_id, event_type, *now, payment));
         event_ids.push(event_id);
-        payment_ids.push(id.as_str());
+        payment_ids.push(*id);
         keys.push(payment.api_key_id.as_str());
         types.push(*event_type);
         urls.push(payment.webhook_url.as_deref());
@@ -377,7 +376,7 @@ async fn announce_all(
             && let Some(recipient) = &payment.customer_email
         {
             email_ids.push(format!("eml_{}", crate::ids::random_hex(12)));
-            email_payments.push(id.as_str());
+            email_payments.push(*id);
             recipients.push(recipient.as_str());
             email_at.push(*now);
         }
