@@ -31,21 +31,33 @@ fn success(checkout: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+fn incoming(token: &str, body: Vec<u8>, at: i64) -> IncomingCallback {
+    IncomingCallback {
+        token_hash: ids::sha256_hex(token.as_bytes()),
+        parsed: daraja::callback::parse(&body),
+        body,
+        source: None,
+        received_at: at,
+    }
+}
+
+fn accepted(checkout: &str) -> PushResult {
+    PushResult::Accepted { merchant_request_id: "m".into(), checkout_request_id: checkout.into(), first_check_at: 0 }
+}
+
+/// A payment with callback token `token` whose push Daraja accepted as `checkout` at 1 s.
+async fn pushed(store: &Store, token: &str, checkout: &str) -> lipa_gateway::payment::PaymentId {
+    let Inserted::Created(p) = store.insert_payment(new_payment(token)).await.unwrap() else { panic!() };
+    store.record_push(&p.id, accepted(checkout), 1_000).await.unwrap();
+    p.id
+}
+
 #[tokio::test]
 async fn a_callback_that_arrives_before_the_push_answer_is_stored_is_applied() {
     let (store, dir) = store().await;
     let Inserted::Created(p) = store.insert_payment(new_payment("tok")).await.unwrap() else { panic!() };
     let body = success("ws_CO_early");
-    let stored = store
-        .settle_from_callback(IncomingCallback {
-            token_hash: ids::sha256_hex(b"tok"),
-            parsed: daraja::callback::parse(&body),
-            body,
-            source: None,
-            received_at: 2_000,
-        })
-        .await
-        .unwrap();
+    let stored = store.settle_from_callback(incoming("tok", body, 2_000)).await.unwrap();
     assert_eq!((stored.outcome, stored.status), (Outcome::Applied, Some(Status::Paid)));
     // The push answer lands afterwards and changes nothing but the ids.
     let after = store
@@ -71,43 +83,12 @@ async fn a_callback_that_arrives_before_the_push_answer_is_stored_is_applied() {
 async fn a_receipt_number_cannot_pay_two_payments() {
     let (store, dir) = store().await;
     for (token, checkout) in [("a", "ws_CO_a"), ("b", "ws_CO_b")] {
-        let Inserted::Created(p) = store.insert_payment(new_payment(token)).await.unwrap() else { panic!() };
-        store
-            .record_push(
-                &p.id,
-                PushResult::Accepted {
-                    merchant_request_id: "m".into(),
-                    checkout_request_id: checkout.into(),
-                    first_check_at: 0,
-                },
-                1,
-            )
-            .await
-            .unwrap();
+        pushed(&store, token, checkout).await;
     }
-    let body = |c: &str| success(c);
-    let first = store
-        .settle_from_callback(IncomingCallback {
-            token_hash: ids::sha256_hex(b"a"),
-            parsed: daraja::callback::parse(&body("ws_CO_a")),
-            body: body("ws_CO_a"),
-            source: None,
-            received_at: 5,
-        })
-        .await
-        .unwrap();
+    let first = store.settle_from_callback(incoming("a", success("ws_CO_a"), 5)).await.unwrap();
     assert_eq!(first.status, Some(Status::Paid));
     // The same receipt for another payment is stored and flagged as a conflict, not applied.
-    let second = store
-        .settle_from_callback(IncomingCallback {
-            token_hash: ids::sha256_hex(b"b"),
-            parsed: daraja::callback::parse(&body("ws_CO_b")),
-            body: body("ws_CO_b"),
-            source: None,
-            received_at: 6,
-        })
-        .await
-        .unwrap();
+    let second = store.settle_from_callback(incoming("b", success("ws_CO_b"), 6)).await.unwrap();
     assert_eq!((second.outcome, second.status), (Outcome::Conflict, Some(Status::Pending)));
     let p = store.payment(second.payment_id.as_ref().unwrap(), None).await.unwrap().unwrap();
     assert!(p.needs_review);
@@ -115,25 +96,12 @@ async fn a_receipt_number_cannot_pay_two_payments() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-fn accepted(checkout: &str) -> PushResult {
-    PushResult::Accepted { merchant_request_id: "m".into(), checkout_request_id: checkout.into(), first_check_at: 0 }
-}
-
 #[tokio::test]
 async fn a_refusal_that_arrives_after_a_failure_callback_is_not_announced_again() {
     let (store, dir) = store().await;
     let Inserted::Created(p) = store.insert_payment(new_payment("tok")).await.unwrap() else { panic!() };
     let body = br#"{"Body":{"stkCallback":{"MerchantRequestID":"m","CheckoutRequestID":"ws_CO_r","ResultCode":1032,"ResultDesc":"Request cancelled by user"}}}"#.to_vec();
-    let stored = store
-        .settle_from_callback(IncomingCallback {
-            token_hash: ids::sha256_hex(b"tok"),
-            parsed: daraja::callback::parse(&body),
-            body,
-            source: None,
-            received_at: 2_000,
-        })
-        .await
-        .unwrap();
+    let stored = store.settle_from_callback(incoming("tok", body, 2_000)).await.unwrap();
     assert_eq!(stored.status, Some(Status::Failed));
     let after = store
         .record_push(&p.id, PushResult::Refused { code: "500.001.1001".into(), message: "busy".into() }, 3_000)
@@ -165,63 +133,49 @@ async fn a_refused_push_fails_a_pending_payment_and_announces_it_once() {
 #[tokio::test]
 async fn a_payment_leased_for_a_query_is_not_expired_until_its_lease_ends() {
     let (store, dir) = store().await;
-    let Inserted::Created(p) = store.insert_payment(new_payment("tok")).await.unwrap() else { panic!() };
-    store.record_push(&p.id, accepted("ws_CO_lease"), 1_000).await.unwrap();
+    let p = pushed(&store, "tok", "ws_CO_lease").await;
     let claimed = store.claim_due_checks(10_000, 100_000, 10).await.unwrap();
     assert_eq!(claimed.len(), 1, "the reconciler holds it");
 
     assert!(store.expire_overdue(i64::MAX, i64::MAX, 50_000).await.unwrap().is_empty(), "a query is in flight");
-    assert_eq!(store.payment(&p.id, None).await.unwrap().unwrap().status, Status::Pending);
+    assert_eq!(store.payment(&p, None).await.unwrap().unwrap().status, Status::Pending);
 
     // The reconciler died: once its lease ends the payment can expire.
-    assert_eq!(store.expire_overdue(i64::MAX, i64::MAX, 100_001).await.unwrap(), std::slice::from_ref(&p.id));
-    assert_eq!(store.payment(&p.id, None).await.unwrap().unwrap().status, Status::Expired);
+    assert_eq!(store.expire_overdue(i64::MAX, i64::MAX, 100_001).await.unwrap(), std::slice::from_ref(&p));
+    assert_eq!(store.payment(&p, None).await.unwrap().unwrap().status, Status::Expired);
     let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test]
 async fn a_payment_never_queried_is_not_expired() {
     let (store, dir) = store().await;
-    let Inserted::Created(p) = store.insert_payment(new_payment("tok")).await.unwrap() else { panic!() };
-    store.record_push(&p.id, accepted("ws_CO_wait"), 1_000).await.unwrap();
+    let p = pushed(&store, "tok", "ws_CO_wait").await;
     // The reconciler is behind: the payment is overdue but Daraja was never asked.
     assert!(store.expire_overdue(i64::MAX, 0, 200_000).await.unwrap().is_empty(), "never queried");
-    store.reschedule_check(&p.id, "being processed".into(), 90_000, false, 80_000).await.unwrap();
-    assert_eq!(store.expire_overdue(i64::MAX, 0, 200_000).await.unwrap(), std::slice::from_ref(&p.id));
+    store.reschedule_check(&p, "being processed".into(), 90_000, false, 80_000).await.unwrap();
+    assert_eq!(store.expire_overdue(i64::MAX, 0, 200_000).await.unwrap(), std::slice::from_ref(&p));
     let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test]
 async fn a_payment_daraja_cannot_be_asked_about_is_not_expired_for_a_day() {
     let (store, dir) = store().await;
-    let Inserted::Created(p) = store.insert_payment(new_payment("tok")).await.unwrap() else { panic!() };
-    store.record_push(&p.id, accepted("ws_CO_fail"), 1_000).await.unwrap();
-    store.reschedule_check(&p.id, "Daraja error 500".into(), 60_000, true, 50_000).await.unwrap();
+    let p = pushed(&store, "tok", "ws_CO_fail").await;
+    store.reschedule_check(&p, "Daraja error 500".into(), 60_000, true, 50_000).await.unwrap();
     assert!(store.expire_overdue(i64::MAX, 0, 200_000).await.unwrap().is_empty(), "its last query failed");
     // Daraja answers "being processed" again: the failure is forgotten, expiry applies.
-    store.reschedule_check(&p.id, "being processed".into(), 90_000, false, 80_000).await.unwrap();
-    assert_eq!(store.expire_overdue(i64::MAX, 0, 200_000).await.unwrap(), std::slice::from_ref(&p.id));
+    store.reschedule_check(&p, "being processed".into(), 90_000, false, 80_000).await.unwrap();
+    assert_eq!(store.expire_overdue(i64::MAX, 0, 200_000).await.unwrap(), std::slice::from_ref(&p));
 
-    let Inserted::Created(q) = store.insert_payment(new_payment("tok2")).await.unwrap() else { panic!() };
-    store.record_push(&q.id, accepted("ws_CO_fail2"), 1_000).await.unwrap();
-    store.reschedule_check(&q.id, "Daraja error 500".into(), 60_000, true, 50_000).await.unwrap();
+    let q = pushed(&store, "tok2", "ws_CO_fail2").await;
+    store.reschedule_check(&q, "Daraja error 500".into(), 60_000, true, 50_000).await.unwrap();
     // After a day it expires regardless.
-    assert_eq!(store.expire_overdue(i64::MAX, i64::MAX, 200_000).await.unwrap(), std::slice::from_ref(&q.id));
+    assert_eq!(store.expire_overdue(i64::MAX, i64::MAX, 200_000).await.unwrap(), std::slice::from_ref(&q));
     let _ = std::fs::remove_dir_all(dir);
 }
 
 fn paid_with(checkout: &str, receipt: &str) -> Vec<u8> {
     String::from_utf8(success(checkout)).unwrap().replace("UAB1C2D3E4", receipt).into_bytes()
-}
-
-fn incoming(token: &str, body: Vec<u8>, at: i64) -> IncomingCallback {
-    IncomingCallback {
-        token_hash: ids::sha256_hex(token.as_bytes()),
-        parsed: daraja::callback::parse(&body),
-        body,
-        source: None,
-        received_at: at,
-    }
 }
 
 /// Callbacks arriving together share commits (a write batch on SQLite, a set-based transaction
