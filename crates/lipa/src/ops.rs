@@ -476,8 +476,8 @@ pub async fn export(args: ExportArgs) -> Result<()> {
     while let Some(chunk) = chunks.next().await {
         let chunk = chunk?;
         out.write_all(chunk.as_bytes())?;
-        lines += chunk.bytes().filter(|b| *b == b'\n').count();
         if progress {
+            lines += chunk.bytes().filter(|b| *b == b'\n').count();
             eprint!("\r{} payment(s) exported", lines.saturating_sub(1));
         }
     }
