@@ -34,6 +34,13 @@ impl Amount {
         u32::try_from(shillings).map(Self).map_err(|_| InvalidField::new("Amount", "too large"))
     }
 
+    /// The whole shillings a JSON number holds when it arrives as a float (`100.0`, which
+    /// JSON does not tell apart from `100`); `None` for a fraction, a negative or a huge value.
+    pub fn whole_shillings(f: f64) -> Option<u64> {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // whole and in 0..1e12
+        (f.fract() == 0.0 && (0.0..1e12).contains(&f)).then_some(f as u64)
+    }
+
     /// Parses an amount written as text: `"100"`, or a whole value with decimals, `"100.00"`.
     /// Fractions of a shilling (`"1.50"`) are refused, as Daraja refuses them.
     pub fn parse(input: &str) -> Result<Self, InvalidField> {

@@ -135,7 +135,7 @@ fn payment(items: &[Item<'_>]) -> Result<Payment, CallbackError> {
     };
     let amount = match find("Amount")? {
         Value::Unsigned(n) => Some(*n),
-        Value::Float(f) if f.fract() == 0.0 && *f >= 0.0 && *f < 1e12 => Some(*f as u64),
+        Value::Float(f) => crate::Amount::whole_shillings(*f),
         Value::Text(s) => whole_number(s),
         _ => None,
     }

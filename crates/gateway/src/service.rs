@@ -249,7 +249,7 @@ impl Gateway {
             // 100 and 100.0 are the same number (JSON has one number type); 100.5 is refused.
             serde_json::Value::Number(n) => n
                 .as_u64()
-                .or_else(|| whole(n.as_f64()?))
+                .or_else(|| Amount::whole_shillings(n.as_f64()?))
                 .ok_or_else(|| invalid("amount", format!("{n} is not a whole number of shillings (1 to {max})")))?,
             other => return Err(invalid("amount", format!("must be a number of shillings, not {other}"))),
         };
@@ -468,11 +468,4 @@ fn push_failure(e: &daraja::Error, first_check_at: i64) -> PushResult {
             PushResult::Unknown { error: e.to_string(), first_check_at }
         }
     }
-}
-
-/// A float that is a whole number of shillings (as `100.0`), within what any amount check can
-/// take.
-fn whole(f: f64) -> Option<u64> {
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // whole and in 0..1e12
-    (f.fract() == 0.0 && (0.0..1e12).contains(&f)).then_some(f as u64)
 }
