@@ -133,6 +133,9 @@ impl Sim {
     pub(crate) fn new(config: SimConfig) -> Self {
         let http = reqwest::Client::builder()
             .timeout(config.callback_timeout)
+            // Below the gateway's keep-alive limit (10 s by default), so a callback is not
+            // written into a connection the gateway is closing at that moment.
+            .pool_idle_timeout(Duration::from_secs(4))
             .user_agent("daraja-sim")
             .build()
             .unwrap_or_default();

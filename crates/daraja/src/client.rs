@@ -79,6 +79,11 @@ impl fmt::Debug for Credentials {
     }
 }
 
+/// How long an idle connection is kept for the next request. Shorter than the keep-alive limit
+/// of common servers and proxies (5 s and up), so a push is not written into a connection the
+/// far end is closing at that moment: such a failure leaves the push's outcome unknown.
+const IDLE_CONNECTION_KEPT: Duration = Duration::from_secs(4);
+
 /// Builds a [`Client`].
 #[derive(Debug)]
 pub struct ClientBuilder {
@@ -126,6 +131,7 @@ impl ClientBuilder {
     pub fn build(self) -> Result<Client, Error> {
         let http = reqwest::Client::builder()
             .connect_timeout(self.connect_timeout)
+            .pool_idle_timeout(IDLE_CONNECTION_KEPT)
             .timeout(self.request_timeout)
             .user_agent(self.user_agent)
             .build()

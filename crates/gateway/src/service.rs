@@ -132,6 +132,8 @@ impl Gateway {
             .build()?;
         let webhook_client = reqwest::Client::builder()
             .timeout(settings.webhooks.timeout)
+            // Below common keep-alive limits: no event is written into a closing connection.
+            .pool_idle_timeout(std::time::Duration::from_secs(4))
             // A redirect would send the signed event somewhere the merchant did not configure.
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("lipa-webhooks/", env!("CARGO_PKG_VERSION")))

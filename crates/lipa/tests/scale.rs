@@ -63,7 +63,9 @@ async fn fresh_postgres() -> Option<String> {
 /// address); `replicas` is filled once they do.
 fn round_robin(listener: tokio::net::TcpListener, replicas: Arc<std::sync::OnceLock<Vec<String>>>) {
     let next = Arc::new(AtomicUsize::new(0));
-    let http = reqwest::Client::new();
+    // Idle connections are dropped well before a replica's keep-alive limit, so the proxy
+    // never reuses one the replica is closing at that moment.
+    let http = reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(2)).build().unwrap();
     let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
         let (http, next, replicas) = (http.clone(), next.clone(), replicas.clone());
         async move {
@@ -84,7 +86,7 @@ fn round_robin(listener: tokio::net::TcpListener, replicas: Arc<std::sync::OnceL
                     axum::http::StatusCode::from_u16(r.status().as_u16()).unwrap(),
                     r.bytes().await.unwrap_or_default(),
                 ),
-                Err(_) => (axum::http::StatusCode::BAD_GATEWAY, axum::body::Bytes::new()),
+                Err(e) => (axum::http::StatusCode::BAD_GATEWAY, axum::body::Bytes::from(e.to_string())),
             }
         }
     });
