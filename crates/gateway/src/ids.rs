@@ -10,6 +10,16 @@ pub fn random_hex(bytes: usize) -> String {
     hex(&buf)
 }
 
+/// 24 lower-case hex digits: the time in milliseconds since 1970 (12 digits), then 48 random
+/// bits. Ids made close in time sort close together, so the rows and index entries that a
+/// burst of work touches (recent payments, their events) share database pages instead of
+/// landing all over the file; 48 random bits keep them distinct within a millisecond.
+pub fn time_ordered_hex() -> String {
+    let millis = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    // 12 hex digits of milliseconds last until the year 10889.
+    format!("{:012x}{}", millis & 0xffff_ffff_ffff, random_hex(6))
+}
+
 /// Lower-case hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -50,5 +60,16 @@ mod tests {
         assert!(constant_time_eq("abc", "abc"));
         assert!(!constant_time_eq("abc", "abd"));
         assert!(!constant_time_eq("abc", "ab"));
+    }
+
+    #[test]
+    fn time_ordered_ids_sort_by_time_and_differ() {
+        let a = time_ordered_hex();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let b = time_ordered_hex();
+        assert_eq!(a.len(), 24);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(a[..12] < b[..12], "{a} then {b}");
+        assert_ne!(time_ordered_hex(), time_ordered_hex());
     }
 }

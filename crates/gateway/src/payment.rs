@@ -16,9 +16,9 @@ use crate::ids;
 pub struct PaymentId(String);
 
 impl PaymentId {
-    /// A new random id.
+    /// A new id: its creation time, then 48 random bits (see [`ids::time_ordered_hex`]).
     pub fn generate() -> Self {
-        Self(format!("pay_{}", ids::random_hex(12)))
+        Self(format!("pay_{}", ids::time_ordered_hex()))
     }
 
     /// Accepts only the shape `generate` makes, so path parameters cannot carry anything else.

@@ -1037,7 +1037,7 @@ async fn write_change(
 /// Writes a webhook event for the payment as it now is, in the caller's transaction.
 async fn announce(c: &impl GenericClient, id: &PaymentId, event_type: &str, now: i64) -> Result<(), StoreError> {
     let payment = load(c, id).await?;
-    let event_id = format!("evt_{}", crate::ids::random_hex(12));
+    let event_id = format!("evt_{}", crate::ids::time_ordered_hex());
     let payload = webhook_payload(&event_id, event_type, now, &payment);
     let stmt = c
         .prepare_cached(
@@ -1056,7 +1056,7 @@ async fn announce(c: &impl GenericClient, id: &PaymentId, event_type: &str, now:
         c.execute(
             "INSERT INTO emails (id, payment_id, recipient, status, created_at, next_attempt_at)
              VALUES ($1, $2, $3, 'pending', $4, $4)",
-            &[&format!("eml_{}", crate::ids::random_hex(12)), &id.as_str(), &payment.customer_email, &now],
+            &[&format!("eml_{}", crate::ids::time_ordered_hex()), &id.as_str(), &payment.customer_email, &now],
         )
         .await
         .map_err(pg_error)?;

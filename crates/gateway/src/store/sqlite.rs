@@ -1154,7 +1154,7 @@ fn write_change(c: &Connection, id: &PaymentId, ch: &Change, review: bool, now: 
 /// Writes a webhook event for the payment as it now is, in the caller's transaction.
 fn announce(c: &Connection, id: &PaymentId, event_type: &str, now: i64) -> Result<(), StoreError> {
     let payment = load(c, id)?;
-    let event_id = format!("evt_{}", crate::ids::random_hex(12));
+    let event_id = format!("evt_{}", crate::ids::time_ordered_hex());
     exec(
         c,
         "INSERT INTO webhook_events (id, payment_id, api_key_id, type, url, payload, status, created_at, next_attempt_at)
@@ -1175,7 +1175,7 @@ fn announce(c: &Connection, id: &PaymentId, event_type: &str, now: i64) -> Resul
             c,
             "INSERT INTO emails (id, payment_id, recipient, status, created_at, next_attempt_at)
              VALUES (?1, ?2, ?3, 'pending', ?4, ?4)",
-            params![format!("eml_{}", crate::ids::random_hex(12)), id.as_str(), payment.customer_email, now],
+            params![format!("eml_{}", crate::ids::time_ordered_hex()), id.as_str(), payment.customer_email, now],
         )
         .map_err(sql_error)?;
     }
