@@ -26,10 +26,14 @@ use crate::settlement::{self, Change, Decision, Outcome};
 
 mod ingest;
 
-const SCHEMA_V1: &str = include_str!("schema_postgres.sql");
-const SCHEMA_V2: &str = include_str!("schema_v2_postgres.sql");
-const SCHEMA_V3: &str = include_str!("schema_v3.sql");
-const SCHEMA_V4: &str = include_str!("schema_v4.sql");
+/// Each schema version's SQL and what it brought, in order; `lipa_schema` records them.
+const MIGRATIONS: [(&str, &str); 5] = [
+    (include_str!("schema_postgres.sql"), "created"),
+    (include_str!("schema_v2_postgres.sql"), "webhooks"),
+    (include_str!("schema_v3.sql"), "emails, checkout sessions"),
+    (include_str!("schema_v4.sql"), "admin"),
+    (include_str!("schema_v5.sql"), "one index fewer on callbacks"),
+];
 const MIGRATION_LOCK: i64 = 0x6c69_7061; // "lipa"
 
 /// The PostgreSQL store. Cheap to clone.
@@ -97,25 +101,12 @@ impl PostgresStore {
             .map_err(pg_error)?;
         let version: Option<i32> =
             tx.query_opt("SELECT max(version) FROM lipa_schema", &[]).await.map_err(pg_error)?.and_then(|r| r.get(0));
-        if version.unwrap_or(0) < 1 {
-            tx.batch_execute(SCHEMA_V1).await.map_err(pg_error)?;
-            tx.execute("INSERT INTO lipa_schema (version) VALUES (1)", &[]).await.map_err(pg_error)?;
-            tracing::info!("database schema created (version 1)");
-        }
-        if version.unwrap_or(0) < 2 {
-            tx.batch_execute(SCHEMA_V2).await.map_err(pg_error)?;
-            tx.execute("INSERT INTO lipa_schema (version) VALUES (2)", &[]).await.map_err(pg_error)?;
-            tracing::info!("database schema migrated to version 2 (webhooks)");
-        }
-        if version.unwrap_or(0) < 3 {
-            tx.batch_execute(SCHEMA_V3).await.map_err(pg_error)?;
-            tx.execute("INSERT INTO lipa_schema (version) VALUES (3)", &[]).await.map_err(pg_error)?;
-            tracing::info!("database schema migrated to version 3 (emails, checkout sessions)");
-        }
-        if version.unwrap_or(0) < 4 {
-            tx.batch_execute(SCHEMA_V4).await.map_err(pg_error)?;
-            tx.execute("INSERT INTO lipa_schema (version) VALUES (4)", &[]).await.map_err(pg_error)?;
-            tracing::info!("database schema migrated to version 4 (admin)");
+        let version = usize::try_from(version.unwrap_or(0)).unwrap_or(0);
+        for (done, (sql, what)) in MIGRATIONS.iter().enumerate().skip(version) {
+            let version = i32::try_from(done + 1).unwrap_or(i32::MAX);
+            tx.batch_execute(sql).await.map_err(pg_error)?;
+            tx.execute("INSERT INTO lipa_schema (version) VALUES ($1)", &[&version]).await.map_err(pg_error)?;
+            tracing::info!("database schema at version {version} ({what})");
         }
         tx.commit().await.map_err(pg_error)
     }

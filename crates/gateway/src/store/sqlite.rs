@@ -6,8 +6,14 @@
 //! fsync for the batch), and only then answers each job. A job that fails rolls back its own
 //! savepoint without touching the others; a failed commit fails every job of the batch, so no
 //! caller is ever told "stored" for something that is not on disk.
+//!
+//! Checkpoints (copying the WAL back into the database file) run on their own thread. Under
+//! steady load a checkpoint never finds the WAL still, so the WAL would grow for as long as
+//! the load lasts; past `WAL_LIMIT_BYTES` the writer finishes the checkpoint itself between two
+//! batches, and the WAL starts over.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -24,10 +30,16 @@ use crate::payment::{FailureReason, Payment, PaymentId, SettledBy, Status};
 use crate::settlement::{self, Change, Decision, Outcome};
 
 const MAX_BATCH: usize = 512;
-const SCHEMA_V1: &str = include_str!("schema_sqlite.sql");
-const SCHEMA_V2: &str = include_str!("schema_v2_sqlite.sql");
-const SCHEMA_V3: &str = include_str!("schema_v3.sql");
-const SCHEMA_V4: &str = include_str!("schema_v4.sql");
+/// The WAL's size beyond which it is started over (and truncated back to).
+const WAL_LIMIT_BYTES: u64 = 64 << 20;
+/// Each schema version's SQL and what it brought, in order; `PRAGMA user_version` counts them.
+const MIGRATIONS: [(&str, &str); 5] = [
+    (include_str!("schema_sqlite.sql"), "created"),
+    (include_str!("schema_v2_sqlite.sql"), "webhooks"),
+    (include_str!("schema_v3.sql"), "emails, checkout sessions"),
+    (include_str!("schema_v4.sql"), "admin"),
+    (include_str!("schema_v5.sql"), "one index fewer on callbacks"),
+];
 
 type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 type Job = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
@@ -78,42 +90,71 @@ fn connect(path: &str) -> Result<Connection, StoreError> {
 }
 
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(sql_error)?;
-    if version < 1 {
-        conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA_V1} PRAGMA user_version = 1; COMMIT;"))
+    let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(sql_error)?;
+    for (done, (sql, what)) in MIGRATIONS.iter().enumerate().skip(version) {
+        let version = done + 1;
+        conn.execute_batch(&format!("BEGIN IMMEDIATE; {sql} PRAGMA user_version = {version}; COMMIT;"))
             .map_err(sql_error)?;
-        tracing::info!("database schema created (version 1)");
-    }
-    if version < 2 {
-        conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA_V2} PRAGMA user_version = 2; COMMIT;"))
-            .map_err(sql_error)?;
-        tracing::info!("database schema migrated to version 2 (webhooks)");
-    }
-    if version < 3 {
-        conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA_V3} PRAGMA user_version = 3; COMMIT;"))
-            .map_err(sql_error)?;
-        tracing::info!("database schema migrated to version 3 (emails, checkout sessions)");
-    }
-    if version < 4 {
-        conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA_V4} PRAGMA user_version = 4; COMMIT;"))
-            .map_err(sql_error)?;
-        tracing::info!("database schema migrated to version 4 (admin)");
+        tracing::info!("database schema at version {version} ({what})");
     }
     Ok(())
 }
 
 /// Copies the WAL back into the database file once a second from its own connection, so the
-/// checkpoint's fsyncs never stall the writer's commits. Stops when the store is dropped.
-fn run_checkpoints(conn: Connection, alive: &mpsc::WeakUnboundedSender<Job>) {
+/// checkpoint's fsyncs never stall the writer's commits. When the WAL has passed `limit` all
+/// the same (the writer never paused long enough for a checkpoint to reach its end), copies
+/// again, each pass what the last one left behind, until little is left; then sets `finish`,
+/// for the writer. Stops when the store is dropped.
+fn run_checkpoints(
+    conn: Connection,
+    wal: &Path,
+    limit: u64,
+    finish: &AtomicBool,
+    alive: &mpsc::WeakUnboundedSender<Job>,
+) {
+    /// What the writer may be left to copy: about a tenth of a second of heavy load.
+    const SHORT_TAIL_FRAMES: i64 = 4096;
+    // The WAL's length in frames when the pass started.
+    let pass = || conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1));
     while alive.upgrade().is_some() {
         std::thread::sleep(std::time::Duration::from_secs(1));
-        if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)") {
-            tracing::debug!(error = %e, "checkpoint skipped");
+        let mut frames = match pass() {
+            Ok(frames) => frames,
+            Err(e) => {
+                tracing::debug!(error = %e, "checkpoint skipped");
+                continue;
+            }
+        };
+        if !std::fs::metadata(wal).is_ok_and(|m| m.len() > limit) || finish.load(Ordering::Acquire) {
+            continue;
         }
+        for _ in 0..8 {
+            match pass() {
+                Ok(now) if now - frames > SHORT_TAIL_FRAMES => frames = now,
+                _ => break,
+            }
+        }
+        finish.store(true, Ordering::Release);
     }
 }
 
-fn run_writer(conn: Connection, mut jobs: mpsc::UnboundedReceiver<Job>) {
+/// Copies what is left of the WAL into the database file, between two batches: nothing is
+/// written meanwhile, so the checkpoint reaches the WAL's end and the next transaction starts
+/// the WAL over (unless a reader still uses it; then the next round tries again). Never waits
+/// for readers.
+fn finish_checkpoint(conn: &Connection) {
+    let started = std::time::Instant::now();
+    match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+    }) {
+        Ok((busy, frames, copied)) => {
+            tracing::debug!(busy, frames, copied, took = ?started.elapsed(), "WAL checkpointed by the writer");
+        }
+        Err(e) => tracing::debug!(error = %e, "writer's checkpoint skipped"),
+    }
+}
+
+fn run_writer(conn: Connection, mut jobs: mpsc::UnboundedReceiver<Job>, finish_checkpoint_wanted: &AtomicBool) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = jobs.blocking_recv() {
         batch.push(first);
@@ -160,12 +201,19 @@ fn run_writer(conn: Connection, mut jobs: mpsc::UnboundedReceiver<Job>) {
         for completion in completions {
             completion(committed.as_ref().map(|_| ()).map_err(|e| StoreError::Unavailable(e.to_string())));
         }
+        if finish_checkpoint_wanted.swap(false, Ordering::AcqRel) {
+            finish_checkpoint(&conn);
+        }
     }
 }
 
 impl SqliteStore {
     /// Opens the database file (created if missing), migrates it, and starts the writer.
     pub async fn open(path: &str) -> Result<Self, StoreError> {
+        Self::open_with_wal_limit(path, WAL_LIMIT_BYTES).await
+    }
+
+    async fn open_with_wal_limit(path: &str, wal_limit: u64) -> Result<Self, StoreError> {
         let path_owned = path.to_owned();
         let (conn, readers, checkpointer) = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
             if path_owned != ":memory:"
@@ -176,7 +224,8 @@ impl SqliteStore {
             }
             let conn = connect(&path_owned)?;
             // The writer keeps the hot indexes cached (16 MB); readers use SQLite's default.
-            conn.execute_batch("PRAGMA cache_size=-16000").map_err(sql_error)?;
+            conn.execute_batch(&format!("PRAGMA cache_size=-16000; PRAGMA journal_size_limit={wal_limit}"))
+                .map_err(sql_error)?;
             migrate(&conn)?;
             // Checkpoints run on their own thread (see `run_checkpoints`); without a connection
             // for it, SQLite's automatic checkpoints stay on.
@@ -201,15 +250,18 @@ impl SqliteStore {
         .await
         .map_err(unavailable)??;
         let (writer, jobs) = mpsc::unbounded_channel();
+        let finish_wanted = Arc::new(AtomicBool::new(false));
+        let wanted = finish_wanted.clone();
         std::thread::Builder::new()
             .name("lipa-sqlite-writer".into())
-            .spawn(move || run_writer(conn, jobs))
+            .spawn(move || run_writer(conn, jobs, &wanted))
             .map_err(unavailable)?;
         if let Some(checkpointer) = checkpointer {
             let alive = writer.downgrade();
+            let wal = PathBuf::from(format!("{path}-wal"));
             std::thread::Builder::new()
                 .name("lipa-sqlite-checkpoint".into())
-                .spawn(move || run_checkpoints(checkpointer, &alive))
+                .spawn(move || run_checkpoints(checkpointer, &wal, wal_limit, &finish_wanted, &alive))
                 .map_err(unavailable)?;
         }
         Ok(Self { writer, readers: Arc::new(Mutex::new(readers)), path: path.into() })
@@ -1323,4 +1375,50 @@ fn payment_from_row(r: &Row<'_>) -> rusqlite::Result<Payment> {
 
 fn api_key_from_row(r: &Row<'_>) -> rusqlite::Result<ApiKey> {
     Ok(ApiKey { id: r.get(0)?, name: r.get(1)?, prefix: r.get(2)?, created_at: r.get(3)?, revoked_at: r.get(4)? })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes that never pause leave a checkpoint no moment to reach the WAL's end; the WAL
+    /// must still start over, and shrink back to its limit, instead of growing with the load.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_wal_starts_over_under_writes_that_never_pause() {
+        let dir = std::env::temp_dir().join(format!("lipa-wal-{}", crate::ids::random_hex(6)));
+        let path = dir.join("lipa.db").display().to_string();
+        let limit = 256 << 10;
+        let store = SqliteStore::open_with_wal_limit(&path, limit).await.unwrap();
+        store.write(|c| c.execute_batch("CREATE TABLE filler (body BLOB)").map_err(sql_error)).await.unwrap();
+        let writers: Vec<_> = (0..8)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let started = std::time::Instant::now();
+                    while started.elapsed() < std::time::Duration::from_secs(5) {
+                        store
+                            .write(|c| {
+                                exec(c, "INSERT INTO filler (body) VALUES (zeroblob(2000))", []).map_err(sql_error)
+                            })
+                            .await
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        let wal = format!("{path}-wal");
+        let (mut largest, mut shrank_back) = (0, false);
+        while !writers.iter().all(tokio::task::JoinHandle::is_finished) {
+            let size = std::fs::metadata(&wal).map_or(0, |m| m.len());
+            largest = largest.max(size);
+            shrank_back |= largest > 4 * limit && size <= limit;
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let rows: i64 =
+            store.read(|c| row(c, "SELECT count(*) FROM filler", [], |r| r.get(0)).map_err(sql_error)).await.unwrap();
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(largest > 4 * limit, "the test wrote too little to matter: WAL at most {largest} bytes, {rows} rows");
+        assert!(shrank_back, "the WAL grew to {largest} bytes ({rows} rows written) and never started over");
+    }
 }
