@@ -117,6 +117,18 @@ fn expiry_note(push_unheard: bool) -> serde_json::Value {
     serde_json::json!({"note": note, "needs_review": push_unheard})
 }
 
+/// Each schema version's SQL and what it brought, in order: the first two differ by backend,
+/// the rest are one text for both, so a new version cannot reach one backend only.
+fn migrations(v1: &'static str, v2: &'static str) -> [(&'static str, &'static str); 5] {
+    [
+        (v1, "created"),
+        (v2, "webhooks"),
+        (include_str!("schema_v3.sql"), "emails, checkout sessions"),
+        (include_str!("schema_v4.sql"), "admin"),
+        (include_str!("schema_v5.sql"), "one index fewer on callbacks"),
+    ]
+}
+
 /// A pending payment may expire once Daraja has been asked about it (or cannot be: no
 /// CheckoutRequestID) and its last query did not fail: one never queried, say behind a busy
 /// reconciler, or one whose queries fail, may have been paid.

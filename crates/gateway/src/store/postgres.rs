@@ -26,14 +26,6 @@ use crate::settlement::{self, Change, Decision, Outcome};
 
 mod ingest;
 
-/// Each schema version's SQL and what it brought, in order; `lipa_schema` records them.
-const MIGRATIONS: [(&str, &str); 5] = [
-    (include_str!("schema_postgres.sql"), "created"),
-    (include_str!("schema_v2_postgres.sql"), "webhooks"),
-    (include_str!("schema_v3.sql"), "emails, checkout sessions"),
-    (include_str!("schema_v4.sql"), "admin"),
-    (include_str!("schema_v5.sql"), "one index fewer on callbacks"),
-];
 const MIGRATION_LOCK: i64 = 0x6c69_7061; // "lipa"
 
 /// The PostgreSQL store. Cheap to clone.
@@ -102,7 +94,8 @@ impl PostgresStore {
         let version: Option<i32> =
             tx.query_opt("SELECT max(version) FROM lipa_schema", &[]).await.map_err(pg_error)?.and_then(|r| r.get(0));
         let version = usize::try_from(version.unwrap_or(0)).unwrap_or(0);
-        for (done, (sql, what)) in MIGRATIONS.iter().enumerate().skip(version) {
+        let versions = super::migrations(include_str!("schema_postgres.sql"), include_str!("schema_v2_postgres.sql"));
+        for (done, (sql, what)) in versions.into_iter().enumerate().skip(version) {
             let version = i32::try_from(done + 1).unwrap_or(i32::MAX);
             tx.batch_execute(sql).await.map_err(pg_error)?;
             tx.execute("INSERT INTO lipa_schema (version) VALUES ($1)", &[&version]).await.map_err(pg_error)?;

@@ -35,14 +35,6 @@ const MAX_BATCH: usize = 512;
 /// start; it is truncated only beyond four times this (after a long read held it up), since
 /// truncating and growing it again each time costs a commit about 15 ms.
 const WAL_LIMIT_BYTES: u64 = 64 << 20;
-/// Each schema version's SQL and what it brought, in order; `PRAGMA user_version` counts them.
-const MIGRATIONS: [(&str, &str); 5] = [
-    (include_str!("schema_sqlite.sql"), "created"),
-    (include_str!("schema_v2_sqlite.sql"), "webhooks"),
-    (include_str!("schema_v3.sql"), "emails, checkout sessions"),
-    (include_str!("schema_v4.sql"), "admin"),
-    (include_str!("schema_v5.sql"), "one index fewer on callbacks"),
-];
 
 type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 type Job = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
@@ -94,7 +86,8 @@ fn connect(path: &str) -> Result<Connection, StoreError> {
 
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
     let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(sql_error)?;
-    for (done, (sql, what)) in MIGRATIONS.iter().enumerate().skip(version) {
+    let versions = super::migrations(include_str!("schema_sqlite.sql"), include_str!("schema_v2_sqlite.sql"));
+    for (done, (sql, what)) in versions.into_iter().enumerate().skip(version) {
         let version = done + 1;
         conn.execute_batch(&format!("BEGIN IMMEDIATE; {sql} PRAGMA user_version = {version}; COMMIT;"))
             .map_err(sql_error)?;
@@ -1385,6 +1378,28 @@ fn api_key_from_row(r: &Row<'_>) -> rusqlite::Result<ApiKey> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A database left at an earlier version gets only the versions after it.
+    #[test]
+    fn migrating_an_older_database_applies_only_the_newer_versions() {
+        let conn = Connection::open_in_memory().unwrap();
+        let versions =
+            super::super::migrations(include_str!("schema_sqlite.sql"), include_str!("schema_v2_sqlite.sql"));
+        for (sql, _) in &versions[..4] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.execute_batch("PRAGMA user_version = 4").unwrap();
+        let outcome_index = |c: &Connection| -> i64 {
+            c.query_row("SELECT count(*) FROM sqlite_schema WHERE name = 'callbacks_outcome'", [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(outcome_index(&conn), 1);
+        migrate(&conn).unwrap();
+        let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, versions.len());
+        assert_eq!(outcome_index(&conn), 0, "version 5 drops the index");
+        migrate(&conn).unwrap();
+    }
 
     /// Writes that never pause leave a checkpoint no moment to reach the WAL's end; the WAL
     /// must still start over, so its file stays a fraction of what went through it instead of
