@@ -12,7 +12,7 @@
 //! the load lasts; past `WAL_LIMIT_BYTES` the writer finishes the checkpoint itself between two
 //! batches, and the WAL starts over.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -103,7 +103,6 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
 /// for the writer. Stops when the store is dropped.
 fn run_checkpoints(
     conn: Connection,
-    wal: &Path,
     limit: u64,
     every: Duration,
     finish: &AtomicBool,
@@ -111,8 +110,9 @@ fn run_checkpoints(
 ) {
     /// What the writer may be left to copy: a few hundredths of a second of heavy load.
     const SHORT_TAIL_FRAMES: i64 = 1024;
-    // The WAL's length in frames when the pass started.
+    // The WAL's length in frames when the pass started (its file may be longer: it is reused).
     let pass = || conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1));
+    let frame_bytes = conn.query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0)).map_or(4096, |size| size + 24);
     while alive.upgrade().is_some() {
         std::thread::sleep(every);
         let mut frames = match pass() {
@@ -122,7 +122,7 @@ fn run_checkpoints(
                 continue;
             }
         };
-        if !std::fs::metadata(wal).is_ok_and(|m| m.len() > limit) || finish.load(Ordering::Acquire) {
+        if u64::try_from(frames.saturating_mul(frame_bytes)).unwrap_or(0) <= limit || finish.load(Ordering::Acquire) {
             continue;
         }
         for _ in 0..8 {
@@ -256,10 +256,9 @@ impl SqliteStore {
             .map_err(unavailable)?;
         if let Some(checkpointer) = checkpointer {
             let alive = writer.downgrade();
-            let wal = PathBuf::from(format!("{path}-wal"));
             std::thread::Builder::new()
                 .name("lipa-sqlite-checkpoint".into())
-                .spawn(move || run_checkpoints(checkpointer, &wal, wal_limit, checkpoint_every, &finish_wanted, &alive))
+                .spawn(move || run_checkpoints(checkpointer, wal_limit, checkpoint_every, &finish_wanted, &alive))
                 .map_err(unavailable)?;
         }
         Ok(Self { writer, readers: Arc::new(Mutex::new(readers)), path: path.into() })
