@@ -1439,6 +1439,7 @@ mod tests {
         // Every row's 2,000 bytes went through the WAL at least once.
         let through = rows * 2000;
         assert!(through > 8 * limit, "the test wrote too little to matter: {rows} rows");
+        assert!(largest > limit, "the WAL ({wal}) never passed its limit: at most {largest} bytes");
         assert!(largest < through / 2, "the WAL grew to {largest} bytes of the {through} that went through it");
         eprintln!("WAL at most {largest} bytes; {through} bytes went through it");
     }
