@@ -13,15 +13,24 @@ async fn metrics_count_payments_callbacks_and_daraja_calls() {
     let app = spawn_app().await;
     let id = app.create("0712345678", 45).await["id"].as_str().unwrap().to_owned();
     app.settled(&id).await;
-    let text = app.http.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
-    for line in [
+    // The callback's handler counts it after the commit that the payment's status shows, so
+    // the counters may trail the status by a moment.
+    let wanted = [
         "lipa_payments{status=\"paid\"} 1",
         "lipa_payments_created_total 1",
         "lipa_callbacks_total{outcome=\"applied\"} 1",
         "lipa_callback_duration_seconds_count 1",
         "lipa_daraja_requests_total{operation=\"stk_push\",result=\"ok\"} 1",
-    ] {
-        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    ];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = app.http.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
+        let missing: Vec<_> = wanted.iter().filter(|line| !text.contains(**line)).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "missing {missing:?} in\n{text}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
