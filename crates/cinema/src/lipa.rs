@@ -50,8 +50,7 @@ impl Lipa {
     pub fn new(base: &str, api_key: &str) -> Self {
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(15))
-            // Below the gateway's keep-alive limit (10 s): no request goes into a closing connection.
-            .pool_idle_timeout(std::time::Duration::from_secs(4))
+            .pool_idle_timeout(daraja::IDLE_CONNECTION_KEPT)
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
         Self { http, base: base.trim_end_matches('/').to_owned(), api_key: api_key.to_owned() }

@@ -79,10 +79,11 @@ impl fmt::Debug for Credentials {
     }
 }
 
-/// How long an idle connection is kept for the next request. Shorter than the keep-alive limit
-/// of common servers and proxies (5 s and up), so a push is not written into a connection the
-/// far end is closing at that moment: such a failure leaves the push's outcome unknown.
-const IDLE_CONNECTION_KEPT: Duration = Duration::from_secs(4);
+/// How long an HTTP client should keep an idle connection for its next request. Shorter than
+/// the keep-alive limit of common servers and proxies (5 s and up, the gateway's 10 s), so no
+/// request is written into a connection the far end is closing at that moment: for a push,
+/// such a failure leaves its outcome unknown. Every Lipa HTTP client uses it.
+pub const IDLE_CONNECTION_KEPT: Duration = Duration::from_secs(4);
 
 /// Builds a [`Client`].
 #[derive(Debug)]

@@ -76,7 +76,7 @@ mod validation;
 
 pub use amount::Amount;
 pub use callback::{CallbackError, Payment, StkCallback};
-pub use client::{Client, ClientBuilder, Credentials, Environment};
+pub use client::{Client, ClientBuilder, Credentials, Environment, IDLE_CONNECTION_KEPT};
 pub use error::{ApiError, ApiErrorKind, Error};
 pub use fields::{AccountReference, BANNED_URL_WORDS, CallbackUrl, TransactionDesc};
 pub use ids::{CheckoutRequestId, MerchantRequestId, ReceiptNumber};

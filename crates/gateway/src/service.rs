@@ -132,8 +132,7 @@ impl Gateway {
             .build()?;
         let webhook_client = reqwest::Client::builder()
             .timeout(settings.webhooks.timeout)
-            // Below common keep-alive limits: no event is written into a closing connection.
-            .pool_idle_timeout(std::time::Duration::from_secs(4))
+            .pool_idle_timeout(daraja::IDLE_CONNECTION_KEPT)
             // A redirect would send the signed event somewhere the merchant did not configure.
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("lipa-webhooks/", env!("CARGO_PKG_VERSION")))

@@ -137,6 +137,17 @@ const ASKABLE_NO_LONGER: &str = "(query_failed_at IS NULL AND (checkout_request_
 /// Payments in these push states may have reached Daraja without Lipa hearing its answer.
 const PUSH_UNHEARD: &str = "push_state IN ('sending', 'unknown')";
 
+/// A new webhook event's id. Ids begin with their creation time, so the events a burst of
+/// callbacks writes share index pages (see [`crate::ids::time_ordered_hex`]).
+fn new_event_id() -> String {
+    format!("evt_{}", crate::ids::time_ordered_hex())
+}
+
+/// A new receipt email's id, time-ordered like [`new_event_id`].
+fn new_email_id() -> String {
+    format!("eml_{}", crate::ids::time_ordered_hex())
+}
+
 /// Whether an announcement sends the customer a receipt email.
 fn sends_receipt(event_type: &str, payment: &Payment) -> bool {
     event_type == "payment.paid" && payment.customer_email.is_some()

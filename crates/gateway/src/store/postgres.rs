@@ -19,7 +19,7 @@ use super::{
     ASKABLE_NO_LONGER, ApiKey, CallbackStored, CheckoutSession, DueCheck, EmailJob, EmailNext, Event, IncomingCallback,
     Inserted, NewCheckoutSession, NewPayment, PUSH_UNHEARD, PaymentFilter, PushResult, SessionInserted, Settling,
     StoreError, StoredCallback, WebhookAttempt, WebhookEvent, WebhookJob, WebhookNext, announcement, callback_decision,
-    current, expiry_note, sends_receipt, settlement_event, webhook_payload,
+    current, expiry_note, new_email_id, new_event_id, sends_receipt, settlement_event, webhook_payload,
 };
 use crate::payment::{FailureReason, Payment, PaymentId, SettledBy, Status};
 use crate::settlement::{self, Change, Decision, Outcome};
@@ -1021,7 +1021,7 @@ async fn write_change(
 /// Writes a webhook event for the payment as it now is, in the caller's transaction.
 async fn announce(c: &impl GenericClient, id: &PaymentId, event_type: &str, now: i64) -> Result<(), StoreError> {
     let payment = load(c, id).await?;
-    let event_id = format!("evt_{}", crate::ids::time_ordered_hex());
+    let event_id = new_event_id();
     let payload = webhook_payload(&event_id, event_type, now, &payment);
     let stmt = c
         .prepare_cached(
@@ -1040,7 +1040,7 @@ async fn announce(c: &impl GenericClient, id: &PaymentId, event_type: &str, now:
         c.execute(
             "INSERT INTO emails (id, payment_id, recipient, status, created_at, next_attempt_at)
              VALUES ($1, $2, $3, 'pending', $4, $4)",
-            &[&format!("eml_{}", crate::ids::time_ordered_hex()), &id.as_str(), &payment.customer_email, &now],
+            &[&new_email_id(), &id.as_str(), &payment.customer_email, &now],
         )
         .await
         .map_err(pg_error)?;

@@ -25,7 +25,7 @@ use super::{
     ASKABLE_NO_LONGER, ApiKey, CallbackStored, CheckoutSession, DueCheck, EmailJob, EmailNext, Event, IncomingCallback,
     Inserted, NewCheckoutSession, NewPayment, PUSH_UNHEARD, PaymentFilter, PushResult, SessionInserted, Settling,
     StoreError, StoredCallback, WebhookAttempt, WebhookEvent, WebhookJob, WebhookNext, announcement, callback_decision,
-    current, expiry_note, sends_receipt, settlement_event, webhook_payload,
+    current, expiry_note, new_email_id, new_event_id, sends_receipt, settlement_event, webhook_payload,
 };
 use crate::payment::{FailureReason, Payment, PaymentId, SettledBy, Status};
 use crate::settlement::{self, Change, Decision, Outcome};
@@ -84,10 +84,14 @@ fn connect(path: &str) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// Every schema version's SQL and what it brought, in order.
+fn migrations() -> [(&'static str, &'static str); 5] {
+    super::migrations(include_str!("schema_sqlite.sql"), include_str!("schema_v2_sqlite.sql"))
+}
+
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
     let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(sql_error)?;
-    let versions = super::migrations(include_str!("schema_sqlite.sql"), include_str!("schema_v2_sqlite.sql"));
-    for (done, (sql, what)) in versions.into_iter().enumerate().skip(version) {
+    for (done, (sql, what)) in migrations().into_iter().enumerate().skip(version) {
         let version = done + 1;
         conn.execute_batch(&format!("BEGIN IMMEDIATE; {sql} PRAGMA user_version = {version}; COMMIT;"))
             .map_err(sql_error)?;
@@ -111,7 +115,7 @@ fn run_checkpoints(
     /// What the writer may be left to copy: a few hundredths of a second of heavy load.
     const SHORT_TAIL_FRAMES: i64 = 1024;
     // The WAL's length in frames when the pass started (its file may be longer: it is reused).
-    let pass = || conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1));
+    let pass = || checkpoint(&conn).map(|(frames, _)| frames);
     let frame_bytes = conn.query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0)).map_or(4096, |size| size + 24);
     while alive.upgrade().is_some() {
         std::thread::sleep(every);
@@ -135,17 +139,21 @@ fn run_checkpoints(
     }
 }
 
+/// A passive checkpoint (it never waits): the WAL's length in frames when it started, and how
+/// many of them are now in the database file.
+fn checkpoint(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get(1)?, r.get(2)?)))
+}
+
 /// Copies what is left of the WAL into the database file, between two batches: nothing is
 /// written meanwhile, so the checkpoint reaches the WAL's end and the next transaction starts
 /// the WAL over (unless a reader still uses it; then the next round tries again). Never waits
 /// for readers.
 fn finish_checkpoint(conn: &Connection) {
     let started = std::time::Instant::now();
-    match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
-    }) {
-        Ok((busy, frames, copied)) => {
-            tracing::debug!(busy, frames, copied, took = ?started.elapsed(), "WAL checkpointed by the writer");
+    match checkpoint(conn) {
+        Ok((frames, copied)) => {
+            tracing::debug!(frames, copied, took = ?started.elapsed(), "WAL checkpointed by the writer");
         }
         Err(e) => tracing::debug!(error = %e, "writer's checkpoint skipped"),
     }
@@ -1203,7 +1211,7 @@ fn write_change(c: &Connection, id: &PaymentId, ch: &Change, review: bool, now: 
 /// Writes a webhook event for the payment as it now is, in the caller's transaction.
 fn announce(c: &Connection, id: &PaymentId, event_type: &str, now: i64) -> Result<(), StoreError> {
     let payment = load(c, id)?;
-    let event_id = format!("evt_{}", crate::ids::time_ordered_hex());
+    let event_id = new_event_id();
     exec(
         c,
         "INSERT INTO webhook_events (id, payment_id, api_key_id, type, url, payload, status, created_at, next_attempt_at)
@@ -1224,7 +1232,7 @@ fn announce(c: &Connection, id: &PaymentId, event_type: &str, now: i64) -> Resul
             c,
             "INSERT INTO emails (id, payment_id, recipient, status, created_at, next_attempt_at)
              VALUES (?1, ?2, ?3, 'pending', ?4, ?4)",
-            params![format!("eml_{}", crate::ids::time_ordered_hex()), id.as_str(), payment.customer_email, now],
+            params![new_email_id(), id.as_str(), payment.customer_email, now],
         )
         .map_err(sql_error)?;
     }
@@ -1382,8 +1390,7 @@ mod tests {
     #[test]
     fn migrating_an_older_database_applies_only_the_newer_versions() {
         let conn = Connection::open_in_memory().unwrap();
-        let versions =
-            super::super::migrations(include_str!("schema_sqlite.sql"), include_str!("schema_v2_sqlite.sql"));
+        let versions = migrations();
         for (sql, _) in &versions[..4] {
             conn.execute_batch(sql).unwrap();
         }

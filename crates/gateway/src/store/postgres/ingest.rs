@@ -23,8 +23,8 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use super::{PAYMENT_COLUMNS, PostgresStore, payment_from_row, pg_error, pool_error, settling_from_row};
 use crate::payment::{FailureReason, Payment};
 use crate::store::{
-    CallbackStored, IncomingCallback, StoreError, announcement, callback_decision, sends_receipt, settlement_event,
-    webhook_payload,
+    CallbackStored, IncomingCallback, StoreError, announcement, callback_decision, new_email_id, new_event_id,
+    sends_receipt, settlement_event, webhook_payload,
 };
 
 /// Most callbacks settled in one transaction.
@@ -364,7 +364,7 @@ async fn announce_all(
     let (mut email_ids, mut email_payments, mut recipients, mut email_at) = (vec![], vec![], vec![], vec![]);
     for (id, event_type, now) in announce {
         let payment = payments.get(*id).ok_or_else(|| StoreError::Corrupt(format!("payment {id} vanished")))?;
-        let event_id = format!("evt_{}", crate::ids::time_ordered_hex());
+        let event_id = new_event_id();
         payloads.push(webhook_payload(&event_id, event_type, *now, payment));
         event_ids.push(event_id);
         payment_ids.push(*id);
@@ -375,7 +375,7 @@ async fn announce_all(
         if sends_receipt(event_type, payment)
             && let Some(recipient) = &payment.customer_email
         {
-            email_ids.push(format!("eml_{}", crate::ids::time_ordered_hex()));
+            email_ids.push(new_email_id());
             email_payments.push(*id);
             recipients.push(recipient.as_str());
             email_at.push(*now);
