@@ -180,14 +180,20 @@ fn email_event(job: &EmailJob, next: &EmailNext) -> (&'static str, serde_json::V
 }
 
 /// The webhook body for a payment: `{id, type, created_at, data}`; fixed when written.
-fn webhook_payload(event_id: &str, event_type: &str, now: i64, payment: &Payment) -> String {
-    serde_json::json!({
-        "id": event_id,
-        "type": event_type,
-        "created_at": crate::time_fmt::rfc3339(now),
-        "data": payment,
-    })
-    .to_string()
+fn webhook_payload(event_id: &str, event_type: &str, now: i64, payment: &Payment) -> Result<String, StoreError> {
+    /// The envelope every webhook event has; the payment as the API shows it is its `data`.
+    #[derive(serde::Serialize)]
+    struct Envelope<'a> {
+        id: &'a str,
+        #[serde(rename = "type")]
+        event_type: &'a str,
+        #[serde(serialize_with = "crate::time_fmt::millis")]
+        created_at: i64,
+        data: &'a Payment,
+    }
+    let envelope = Envelope { id: event_id, event_type, created_at: now, data: payment };
+    serde_json::to_string(&envelope)
+        .map_err(|e| StoreError::Corrupt(format!("payment {} cannot be serialised: {e}", payment.id)))
 }
 
 /// What the settlement rules look at, from a whole payment.

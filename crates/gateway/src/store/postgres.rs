@@ -1022,7 +1022,7 @@ async fn write_change(
 async fn announce(c: &impl GenericClient, id: &PaymentId, event_type: &str, now: i64) -> Result<(), StoreError> {
     let payment = load(c, id).await?;
     let event_id = new_event_id();
-    let payload = webhook_payload(&event_id, event_type, now, &payment);
+    let payload = webhook_payload(&event_id, event_type, now, &payment)?;
     let stmt = c
         .prepare_cached(
             "INSERT INTO webhook_events (id, payment_id, api_key_id, type, url, payload, status, created_at, next_attempt_at)

@@ -365,7 +365,7 @@ async fn announce_all(
     for (id, event_type, now) in announce {
         let payment = payments.get(*id).ok_or_else(|| StoreError::Corrupt(format!("payment {id} vanished")))?;
         let event_id = new_event_id();
-        payloads.push(webhook_payload(&event_id, event_type, *now, payment));
+        payloads.push(webhook_payload(&event_id, event_type, *now, payment)?);
         event_ids.push(event_id);
         payment_ids.push(*id);
         keys.push(payment.api_key_id.as_str());
