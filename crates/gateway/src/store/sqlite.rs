@@ -222,10 +222,13 @@ fn run_writer(
         // the others': then nothing of the batch is committed and every job fails.
         let mut savepoint_failed = None;
         for job in batch.drain(..) {
-            let savepoint = conn.execute_batch("SAVEPOINT job");
+            let savepoint = exec(&conn, "SAVEPOINT job", []);
             let (ok, completion) = job(&conn);
-            let closed =
-                if ok { conn.execute_batch("RELEASE job") } else { conn.execute_batch("ROLLBACK TO job; RELEASE job") };
+            let closed = if ok {
+                exec(&conn, "RELEASE job", [])
+            } else {
+                exec(&conn, "ROLLBACK TO job", []).and_then(|_| exec(&conn, "RELEASE job", []))
+            };
             if let Err(e) = savepoint.and(closed) {
                 tracing::error!(error = %e, "savepoint failed; the whole write batch is rolled back");
                 savepoint_failed = Some(e);
@@ -1263,20 +1266,22 @@ fn apply(
 
 /// Writes a change; returns the payment as it now is.
 fn write_change(c: &Connection, id: &PaymentId, ch: &Change, review: bool, now: i64) -> Result<Payment, StoreError> {
-    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        format!(
-            "UPDATE payments SET status = ?2, failure_reason = ?3, result_code = ?4, result_desc = ?5,
-                receipt = COALESCE(?6, receipt), transaction_date = COALESCE(?7, transaction_date),
-                checkout_request_id = COALESCE(checkout_request_id, ?8), settled_by = ?9,
-                settled_at = COALESCE(settled_at, ?10), needs_review = MAX(needs_review, ?11), updated_at = ?10,
-                next_check_at = NULL, lease_until = NULL
-             WHERE id = ?1
-             RETURNING {PAYMENT_COLUMNS}"
-        )
-    });
+    // Only the columns the change brings: SQLite rewrites the index entries of every column
+    // named in SET, even to the same value, so naming an unchanged receipt or CheckoutRequestID
+    // would cost its unique index a delete, an insert and a uniqueness check.
+    let sql = format!(
+        "UPDATE payments SET status = ?2, failure_reason = ?3, result_code = ?4, result_desc = ?5,{}{}{}
+            settled_by = ?9, settled_at = COALESCE(settled_at, ?10), needs_review = MAX(needs_review, ?11),
+            updated_at = ?10, next_check_at = NULL, lease_until = NULL
+         WHERE id = ?1
+         RETURNING {PAYMENT_COLUMNS}",
+        if ch.receipt.is_some() { " receipt = ?6," } else { "" },
+        if ch.transaction_date.is_some() { " transaction_date = ?7," } else { "" },
+        if ch.checkout_request_id.is_some() { " checkout_request_id = COALESCE(checkout_request_id, ?8)," } else { "" },
+    );
     row(
         c,
-        &SQL,
+        &sql,
         params![
             id.as_str(),
             ch.status.as_str(),
