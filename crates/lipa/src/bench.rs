@@ -252,7 +252,7 @@ async fn ingest(payments: usize, callbacks: usize, connections: usize, target: T
     settings.listen = format!("127.0.0.1:{}", serve.unwrap_or(0)).parse()?;
     settings.database_url = database_url.unwrap_or_else(|| format!("sqlite:{}", dir.join("lipa.db").display()));
     let backend = if settings.database_url.starts_with("sqlite:") {
-        "SQLite (synchronous=FULL, group commit)"
+        "SQLite (group commit, answered once the WAL is flushed)"
     } else {
         "PostgreSQL"
     };
