@@ -11,10 +11,11 @@
 //! then answers each job; one flush covers every batch committed meanwhile. So no caller is
 //! ever told "stored" for something that is not on disk (as with `synchronous=FULL`), while the
 //! writer runs the next batch during the flush instead of waiting for it. Checkpoints flush the
-//! WAL before copying it and the database file after, as always. Readers on other connections
-//! may see a commit for the few milliseconds before its flush ends: a power cut then can undo
-//! what they saw (never what was acknowledged); a crashed process cannot, as the data is then
-//! in the operating system's hands.
+//! WAL before copying it and the database file after, as always. A failed flush is final
+//! (see `run_syncer`). Readers on other connections may see a commit for the few milliseconds
+//! before its flush ends: a power cut then can undo what they saw (never what was
+//! acknowledged; an idempotent replay, which confirms a payment, waits for a flush first); a
+//! crashed process cannot, as the data is then in the operating system's hands.
 //!
 //! Checkpoints (copying the WAL back into the database file) run on their own thread. Under
 //! steady load a checkpoint never finds the WAL still, so the WAL would grow for as long as
@@ -47,13 +48,12 @@ const WAL_LIMIT_BYTES: u64 = 64 << 20;
 
 type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 type Job = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
-/// Makes what was written to the WAL file at this path durable.
-type Flush = fn(&Path) -> std::io::Result<()>;
+/// Makes what was written to the WAL file durable.
+type Flush = fn(&std::fs::File) -> std::io::Result<()>;
 
-/// Flushes the WAL file to disk. Linux flushes a file's data whichever descriptor asks, so a
-/// fresh one does; opening it each time keeps no stale descriptor if the file is ever replaced.
-fn flush_wal(wal: &Path) -> std::io::Result<()> {
-    std::fs::File::open(wal)?.sync_data()
+/// Flushes the WAL file to disk.
+fn flush_wal(wal: &std::fs::File) -> std::io::Result<()> {
+    wal.sync_data()
 }
 
 /// The SQLite store. Cheap to clone.
@@ -62,6 +62,8 @@ pub struct SqliteStore {
     writer: mpsc::UnboundedSender<Job>,
     readers: Arc<Mutex<Vec<Connection>>>,
     path: Arc<str>,
+    /// Why the WAL could not be flushed, once that happened (see `run_syncer`).
+    wal_lost: Arc<std::sync::OnceLock<String>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -178,14 +180,41 @@ fn finish_checkpoint(conn: &Connection) {
 
 /// Answers committed batches once the WAL holding them is on disk: waits for a batch, takes
 /// every other one waiting too, flushes once, answers them all. Stops when the writer does.
-fn run_syncer(wal: &Path, flush: Flush, batches: &std::sync::mpsc::Receiver<Vec<Completion>>) {
+///
+/// It keeps one descriptor of the WAL file, opened before anything could fail: Linux reports
+/// a write-back error to each descriptor open when it happened, where a descriptor opened
+/// afterwards may never hear of it. A failed flush is final (`lost`): the failed pages may be
+/// marked clean and the next flush succeed, while recovery after a power cut would stop at
+/// the first missing frame and drop every later commit. So every later batch fails too, the
+/// store refuses writes and reports itself down, and a restart lets SQLite's recovery decide
+/// what is on disk.
+fn run_syncer(
+    wal: &Path,
+    flush: Flush,
+    batches: &std::sync::mpsc::Receiver<Vec<Completion>>,
+    lost: &std::sync::OnceLock<String>,
+) {
+    let mut file = std::fs::File::open(wal).ok();
     while let Ok(first) = batches.recv() {
         let mut waiting = vec![first];
         waiting.extend(batches.try_iter());
-        let flushed = flush(wal).map_err(|e| format!("cannot flush the write-ahead log {}: {e}", wal.display()));
-        if let Err(e) = &flushed {
-            tracing::error!(error = %e, "committed writes were not acknowledged");
-        }
+        let flushed = match lost.get() {
+            Some(why) => Err(why.clone()),
+            None => {
+                let result = match &file {
+                    Some(f) => flush(f),
+                    None => std::fs::File::open(wal).and_then(|f| flush(file.insert(f))),
+                };
+                result.map_err(|e| {
+                    let why = format!(
+                        "cannot flush the write-ahead log {}: {e}; restart the gateway to recover",
+                        wal.display()
+                    );
+                    tracing::error!(error = %why, "committed writes were not acknowledged; no more writes until a restart");
+                    lost.get_or_init(|| why).clone()
+                })
+            }
+        };
         for completion in waiting.into_iter().flatten() {
             completion(flushed.clone().map_err(StoreError::Unavailable));
         }
@@ -318,12 +347,14 @@ impl SqliteStore {
         })
         .await
         .map_err(unavailable)??;
+        let wal_lost = Arc::new(std::sync::OnceLock::new());
         let syncer = match wal {
             Some(wal) => {
                 let (syncer, batches) = std::sync::mpsc::channel();
+                let lost = wal_lost.clone();
                 std::thread::Builder::new()
                     .name("lipa-sqlite-sync".into())
-                    .spawn(move || run_syncer(&wal, flush, &batches))
+                    .spawn(move || run_syncer(&wal, flush, &batches, &lost))
                     .map_err(unavailable)?;
                 Some(syncer)
             }
@@ -343,7 +374,7 @@ impl SqliteStore {
                 .spawn(move || run_checkpoints(checkpointer, wal_limit, checkpoint_every, &finish_wanted, &alive))
                 .map_err(unavailable)?;
         }
-        Ok(Self { writer, readers: Arc::new(Mutex::new(readers)), path: path.into() })
+        Ok(Self { writer, readers: Arc::new(Mutex::new(readers)), path: path.into(), wal_lost })
     }
 
     /// Runs `f` inside the writer's transaction; answers once the commit is on disk.
@@ -360,6 +391,9 @@ impl SqliteStore {
             });
             (ok, completion)
         });
+        if let Some(why) = self.wal_lost.get() {
+            return Err(unavailable(why));
+        }
         self.writer.send(job).map_err(|_| unavailable("the database writer has stopped"))?;
         rx.await.map_err(|_| unavailable("the database writer stopped before committing"))?
     }
@@ -389,6 +423,9 @@ impl SqliteStore {
     }
 
     pub(super) async fn ping(&self) -> Result<(), StoreError> {
+        if let Some(why) = self.wal_lost.get() {
+            return Err(unavailable(why));
+        }
         self.read(|c| row(c, "SELECT 1", [], |_| Ok(())).map_err(sql_error)).await
     }
 
@@ -450,7 +487,13 @@ impl SqliteStore {
         api_key_id: String,
         key: String,
     ) -> Result<Option<(Payment, String)>, StoreError> {
-        self.read(move |c| by_idempotency_key(c, &api_key_id, &key)).await
+        let found = self.read(move |c| by_idempotency_key(c, &api_key_id, &key)).await?;
+        if found.is_some() {
+            // A reader may see a commit before its flush ends; a replay confirms the payment,
+            // so it waits for a flush covering everything committed so far (an empty write).
+            self.write(|_| Ok(())).await?;
+        }
+        Ok(found)
     }
 
     pub(super) async fn insert_payment(&self, new: NewPayment) -> Result<Inserted, StoreError> {
@@ -1502,16 +1545,24 @@ mod tests {
 
     /// A write is answered only after its WAL is flushed to disk, and a flush that fails
     /// fails the write: the caller must not take it as stored (a callback sender retries).
+    /// The failure is final, even if a later flush would succeed: the store refuses writes
+    /// and reports itself down until a restart.
     #[tokio::test]
     async fn a_write_is_answered_once_its_wal_is_flushed() {
-        static FLUSHED: std::sync::Mutex<Vec<std::path::PathBuf>> = std::sync::Mutex::new(Vec::new());
-        fn recording(wal: &Path) -> std::io::Result<()> {
+        use std::sync::atomic::AtomicUsize;
+        static FLUSHES: AtomicUsize = AtomicUsize::new(0);
+        static FAILURES: AtomicUsize = AtomicUsize::new(0);
+        fn recording(wal: &std::fs::File) -> std::io::Result<()> {
+            assert!(wal.metadata()?.len() > 0, "the WAL holds the commit");
             flush_wal(wal)?;
-            FLUSHED.lock().unwrap().push(wal.to_owned());
+            FLUSHES.fetch_add(1, Ordering::SeqCst);
             Ok(())
         }
-        fn failing(_: &Path) -> std::io::Result<()> {
-            Err(std::io::Error::other("the disk is gone"))
+        fn failing_once(wal: &std::fs::File) -> std::io::Result<()> {
+            if FAILURES.fetch_add(1, Ordering::SeqCst) == 0 {
+                return Err(std::io::Error::other("the disk is gone"));
+            }
+            flush_wal(wal)
         }
         let dir = std::env::temp_dir().join(format!("lipa-flush-{}", crate::ids::random_hex(6)));
         let path = dir.join("lipa.db").display().to_string();
@@ -1521,17 +1572,21 @@ mod tests {
         let store = SqliteStore::open_with(&path, WAL_LIMIT_BYTES, Duration::from_secs(60), recording).await.unwrap();
         store.write(create).await.unwrap();
         store.write(insert).await.unwrap();
-        let flushed = FLUSHED.lock().unwrap().clone();
-        assert_eq!(flushed.len(), 2, "one flush per answered batch: {flushed:?}");
-        assert!(flushed.iter().all(|wal| wal.display().to_string().ends_with("lipa.db-wal") && wal.exists()));
+        assert_eq!(FLUSHES.load(Ordering::SeqCst), 2, "one flush per answered batch");
         drop(store);
 
-        let store = SqliteStore::open_with(&path, WAL_LIMIT_BYTES, Duration::from_secs(60), failing).await.unwrap();
-        let err = store.write(insert).await.unwrap_err();
-        assert!(
-            matches!(&err, StoreError::Unavailable(m) if m.contains("cannot flush the write-ahead log") && m.contains("the disk is gone")),
-            "{err}"
-        );
+        let store =
+            SqliteStore::open_with(&path, WAL_LIMIT_BYTES, Duration::from_secs(60), failing_once).await.unwrap();
+        store.ping().await.unwrap();
+        for attempt in 0..2 {
+            let err = store.write(insert).await.unwrap_err();
+            assert!(
+                matches!(&err, StoreError::Unavailable(m) if m.contains("cannot flush the write-ahead log") && m.contains("the disk is gone")),
+                "attempt {attempt}: {err}"
+            );
+        }
+        assert_eq!(FAILURES.load(Ordering::SeqCst), 1, "no write reaches the disk after a failed flush");
+        assert!(store.ping().await.is_err(), "the store reports itself down");
         let _ = std::fs::remove_dir_all(dir);
     }
 
