@@ -48,13 +48,8 @@ const WAL_LIMIT_BYTES: u64 = 64 << 20;
 
 type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 type Job = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
-/// Makes what was written to the WAL file durable.
+/// Makes what was written to the WAL file durable: [`std::fs::File::sync_data`], but for tests.
 type Flush = fn(&std::fs::File) -> std::io::Result<()>;
-
-/// Flushes the WAL file to disk.
-fn flush_wal(wal: &std::fs::File) -> std::io::Result<()> {
-    wal.sync_data()
-}
 
 /// The SQLite store. Cheap to clone.
 #[derive(Clone)]
@@ -298,7 +293,7 @@ fn run_writer(
 impl SqliteStore {
     /// Opens the database file (created if missing), migrates it, and starts the writer.
     pub async fn open(path: &str) -> Result<Self, StoreError> {
-        Self::open_with(path, WAL_LIMIT_BYTES, Duration::from_secs(1), flush_wal).await
+        Self::open_with(path, WAL_LIMIT_BYTES, Duration::from_secs(1), std::fs::File::sync_data).await
     }
 
     /// [`Self::open`] with a WAL limit and a time between checkpoints of one's own.
@@ -391,9 +386,7 @@ impl SqliteStore {
             });
             (ok, completion)
         });
-        if let Some(why) = self.wal_lost.get() {
-            return Err(unavailable(why));
-        }
+        self.wal_kept()?;
         self.writer.send(job).map_err(|_| unavailable("the database writer has stopped"))?;
         rx.await.map_err(|_| unavailable("the database writer stopped before committing"))?
     }
@@ -422,10 +415,13 @@ impl SqliteStore {
         .map_err(unavailable)?
     }
 
+    /// Fails once a WAL flush has failed (see `run_syncer`): no write is taken until a restart.
+    fn wal_kept(&self) -> Result<(), StoreError> {
+        self.wal_lost.get().map_or(Ok(()), |why| Err(unavailable(why)))
+    }
+
     pub(super) async fn ping(&self) -> Result<(), StoreError> {
-        if let Some(why) = self.wal_lost.get() {
-            return Err(unavailable(why));
-        }
+        self.wal_kept()?;
         self.read(|c| row(c, "SELECT 1", [], |_| Ok(())).map_err(sql_error)).await
     }
 
@@ -1311,20 +1307,29 @@ fn apply(
 fn write_change(c: &Connection, id: &PaymentId, ch: &Change, review: bool, now: i64) -> Result<Payment, StoreError> {
     // Only the columns the change brings: SQLite rewrites the index entries of every column
     // named in SET, even to the same value, so naming an unchanged receipt or CheckoutRequestID
-    // would cost its unique index a delete, an insert and a uniqueness check.
-    let sql = format!(
-        "UPDATE payments SET status = ?2, failure_reason = ?3, result_code = ?4, result_desc = ?5,{}{}{}
-            settled_by = ?9, settled_at = COALESCE(settled_at, ?10), needs_review = MAX(needs_review, ?11),
-            updated_at = ?10, next_check_at = NULL, lease_until = NULL
-         WHERE id = ?1
-         RETURNING {PAYMENT_COLUMNS}",
-        if ch.receipt.is_some() { " receipt = ?6," } else { "" },
-        if ch.transaction_date.is_some() { " transaction_date = ?7," } else { "" },
-        if ch.checkout_request_id.is_some() { " checkout_request_id = COALESCE(checkout_request_id, ?8)," } else { "" },
-    );
+    // would cost its unique index a delete, an insert and a uniqueness check. The eight
+    // statements, one per combination, are written once.
+    static SQL: std::sync::LazyLock<[String; 8]> = std::sync::LazyLock::new(|| {
+        std::array::from_fn(|brings| {
+            let column = |bit: usize, set: &'static str| if brings & bit != 0 { set } else { "" };
+            format!(
+                "UPDATE payments SET status = ?2, failure_reason = ?3, result_code = ?4, result_desc = ?5,{}{}{}
+                    settled_by = ?9, settled_at = COALESCE(settled_at, ?10), needs_review = MAX(needs_review, ?11),
+                    updated_at = ?10, next_check_at = NULL, lease_until = NULL
+                 WHERE id = ?1
+                 RETURNING {PAYMENT_COLUMNS}",
+                column(1, " receipt = ?6,"),
+                column(2, " transaction_date = ?7,"),
+                column(4, " checkout_request_id = COALESCE(checkout_request_id, ?8),"),
+            )
+        })
+    });
+    let brings = usize::from(ch.receipt.is_some())
+        | usize::from(ch.transaction_date.is_some()) << 1
+        | usize::from(ch.checkout_request_id.is_some()) << 2;
     row(
         c,
-        &sql,
+        &SQL[brings],
         params![
             id.as_str(),
             ch.status.as_str(),
@@ -1554,7 +1559,7 @@ mod tests {
         static FAILURES: AtomicUsize = AtomicUsize::new(0);
         fn recording(wal: &std::fs::File) -> std::io::Result<()> {
             assert!(wal.metadata()?.len() > 0, "the WAL holds the commit");
-            flush_wal(wal)?;
+            wal.sync_data()?;
             FLUSHES.fetch_add(1, Ordering::SeqCst);
             Ok(())
         }
@@ -1562,7 +1567,7 @@ mod tests {
             if FAILURES.fetch_add(1, Ordering::SeqCst) == 0 {
                 return Err(std::io::Error::other("the disk is gone"));
             }
-            flush_wal(wal)
+            wal.sync_data()
         }
         let dir = std::env::temp_dir().join(format!("lipa-flush-{}", crate::ids::random_hex(6)));
         let path = dir.join("lipa.db").display().to_string();
@@ -1598,7 +1603,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("lipa-wal-{}", crate::ids::random_hex(6)));
         let path = dir.join("lipa.db").display().to_string();
         let limit = 256 << 10;
-        let store = SqliteStore::open_with(&path, limit, Duration::from_millis(100), flush_wal).await.unwrap();
+        let store =
+            SqliteStore::open_with(&path, limit, Duration::from_millis(100), std::fs::File::sync_data).await.unwrap();
         store.write(|c| c.execute_batch("CREATE TABLE filler (body BLOB)").map_err(sql_error)).await.unwrap();
         let writers: Vec<_> = (0..8)
             .map(|_| {
