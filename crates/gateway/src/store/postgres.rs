@@ -94,7 +94,11 @@ impl PostgresStore {
         let version: Option<i32> =
             tx.query_opt("SELECT max(version) FROM lipa_schema", &[]).await.map_err(pg_error)?.and_then(|r| r.get(0));
         let version = usize::try_from(version.unwrap_or(0)).unwrap_or(0);
-        let versions = super::migrations(include_str!("schema_postgres.sql"), include_str!("schema_v2_postgres.sql"));
+        let versions = super::migrations(
+            include_str!("schema_postgres.sql"),
+            include_str!("schema_v2_postgres.sql"),
+            include_str!("schema_v6_postgres.sql"),
+        );
         for (done, (sql, what)) in versions.into_iter().enumerate().skip(version) {
             let version = i32::try_from(done + 1).unwrap_or(i32::MAX);
             tx.batch_execute(sql).await.map_err(pg_error)?;

@@ -99,18 +99,36 @@ fn connect(path: &str) -> Result<Connection, StoreError> {
 }
 
 /// Every schema version's SQL and what it brought, in order.
-fn migrations() -> [(&'static str, &'static str); 5] {
-    super::migrations(include_str!("schema_sqlite.sql"), include_str!("schema_v2_sqlite.sql"))
+fn migrations() -> [(&'static str, &'static str); 6] {
+    super::migrations(
+        include_str!("schema_sqlite.sql"),
+        include_str!("schema_v2_sqlite.sql"),
+        include_str!("schema_v6_sqlite.sql"),
+    )
 }
 
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
     let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(sql_error)?;
     for (done, (sql, what)) in migrations().into_iter().enumerate().skip(version) {
         let version = done + 1;
-        conn.execute_batch(&format!("BEGIN IMMEDIATE; {sql} PRAGMA user_version = {version}; COMMIT;"))
-            .map_err(sql_error)?;
+        let migrated = conn.execute_batch(&format!("BEGIN IMMEDIATE; {sql}")).and_then(|()| {
+            // A version that rewrote table definitions in place (`writable_schema`) increments
+            // the schema version itself, as SQLite does not, so that every connection reads
+            // the new definitions.
+            if sql.contains("writable_schema") {
+                let schema: i64 = conn.query_row("PRAGMA schema_version", [], |r| r.get(0))?;
+                conn.execute_batch(&format!("PRAGMA schema_version = {}", schema + 1))?;
+            }
+            conn.execute_batch(&format!("PRAGMA user_version = {version}; COMMIT;"))
+        });
+        if let Err(e) = migrated {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(sql_error(e));
+        }
         tracing::info!("database schema at version {version} ({what})");
     }
+    // This connection also reads the definitions again.
+    conn.execute_batch("PRAGMA writable_schema = RESET").map_err(sql_error)?;
     Ok(())
 }
 
@@ -691,31 +709,31 @@ impl SqliteStore {
         self.write(move |c| {
             let found = row(
                 c,
-                "SELECT id, status, amount, phone, checkout_request_id, receipt, result_code, settled_by
+                "SELECT id, status, amount, phone, checkout_request_id, receipt, result_code, settled_by, rowid
                  FROM payments WHERE callback_token_hash = ?1",
                 [&incoming.token_hash],
-                settling_from_row,
+                |r| Ok((settling_from_row(r)?, r.get::<_, i64>(8)?)),
             )
             .optional()
             .map_err(sql_error)?;
             let checkout_id = incoming.parsed.as_ref().ok().map(|cb| cb.checkout_request_id.as_str().to_owned());
-            let decision = callback_decision(&incoming.parsed, found.as_ref());
+            let decision = callback_decision(&incoming.parsed, found.as_ref().map(|(p, _)| p));
             let (decision, status) = match &found {
-                Some(p) if incoming.parsed.is_ok() => {
-                    let (decision, status) = apply(c, &p.id, p.status, decision, "callback", incoming.received_at)?;
+                Some((p, rowid)) if incoming.parsed.is_ok() => {
+                    let (decision, status) =
+                        apply(c, (*rowid, &p.id), p.status, decision, "callback", incoming.received_at)?;
                     (decision, Some(status))
                 }
                 _ => (decision, None),
             };
             // A malformed body with a known token still belongs to that payment, for review.
-            if let (Some(p), Outcome::Malformed) = (&found, decision.outcome) {
-                exec(c, "UPDATE payments SET needs_review = 1 WHERE id = ?1", [p.id.as_str()]).map_err(sql_error)?;
+            if let (Some((_, rowid)), Outcome::Malformed) = (&found, decision.outcome) {
+                exec(c, "UPDATE payments SET needs_review = 1 WHERE rowid = ?1", [rowid]).map_err(sql_error)?;
             }
-            let payment_id = found.map(|p| p.id);
+            let payment_id = found.map(|(p, _)| p.id);
             exec(
                 c,
-                "INSERT INTO callbacks (received_at, payment_id, token_hash, source, checkout_request_id, outcome, note, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                INSERT_CALLBACK,
                 params![
                     incoming.received_at,
                     payment_id.as_ref().map(PaymentId::as_str),
@@ -773,14 +791,20 @@ impl SqliteStore {
         now: i64,
     ) -> Result<Decision, StoreError> {
         self.write(move |c| {
-            let payment = load(c, &id)?;
-            let decision = settlement::on_query(&current(&payment), &result);
-            exec(c,
-                "UPDATE payments SET check_attempts = check_attempts + 1, lease_until = NULL, next_check_at = NULL WHERE id = ?1",
+            let (payment, rowid) = row(
+                c,
+                &format!("SELECT {PAYMENT_COLUMNS}, rowid FROM payments WHERE id = ?1"),
                 [id.as_str()],
+                |r| Ok((payment_from_row(r)?, r.get::<_, i64>(PAYMENT_COLUMN_COUNT)?)),
             )
             .map_err(sql_error)?;
-            let (decision, _) = apply(c, &payment.id, payment.status, decision, "query", now)?;
+            let decision = settlement::on_query(&current(&payment), &result);
+            exec(c,
+                "UPDATE payments SET check_attempts = check_attempts + 1, lease_until = NULL, next_check_at = NULL WHERE rowid = ?1",
+                [rowid],
+            )
+            .map_err(sql_error)?;
+            let (decision, _) = apply(c, (rowid, &payment.id), payment.status, decision, "query", now)?;
             Ok(decision)
         })
         .await
@@ -1258,7 +1282,7 @@ fn stored_callbacks(
 /// receipt that already paid another payment turns it into a conflict) and the new status.
 fn apply(
     c: &Connection,
-    id: &PaymentId,
+    (rowid, id): (i64, &PaymentId),
     status: Status,
     decision: Decision,
     source: &str,
@@ -1266,14 +1290,9 @@ fn apply(
 ) -> Result<(Decision, Status), StoreError> {
     let mut decision = decision;
     let mut new_status = status;
-    // The payment as written, when this wrote it.
-    let mut written = None;
     if let Some(change) = &decision.change {
-        match write_change(c, id, change, decision.outcome.needs_review(), now) {
-            Ok(payment) => {
-                new_status = change.status;
-                written = Some(payment);
-            }
+        match write_change(c, rowid, change, decision.outcome.needs_review(), now) {
+            Ok(()) => new_status = change.status,
             // A unique index refused it (the receipt or CheckoutRequestID belongs to another
             // payment): one M-Pesa transaction cannot settle two payments.
             Err(StoreError::Conflict(_)) => {
@@ -1288,50 +1307,58 @@ fn apply(
         }
     }
     if decision.change.is_none() && decision.outcome.needs_review() {
-        exec(c, "UPDATE payments SET needs_review = 1, updated_at = ?2 WHERE id = ?1", params![id.as_str(), now])
+        exec(c, "UPDATE payments SET needs_review = 1, updated_at = ?2 WHERE rowid = ?1", params![rowid, now])
             .map_err(sql_error)?;
     }
     let (kind, detail) = settlement_event(source, &decision, new_status);
     event(c, id, now, &kind, &detail)?;
     if let Some(event_type) = announcement(decision.outcome, status, new_status) {
-        let payment = match written {
-            Some(payment) => payment,
-            None => load(c, id)?,
-        };
-        announce(c, &payment, event_type, now)?;
+        announce(c, &load_row(c, rowid)?, event_type, now)?;
     }
     Ok((decision, new_status))
 }
 
-/// Writes a change; returns the payment as it now is.
-fn write_change(c: &Connection, id: &PaymentId, ch: &Change, review: bool, now: i64) -> Result<Payment, StoreError> {
-    // Only the columns the change brings: SQLite rewrites the index entries of every column
-    // named in SET, even to the same value, so naming an unchanged receipt or CheckoutRequestID
-    // would cost its unique index a delete, an insert and a uniqueness check. The eight
-    // statements, one per combination, are written once.
-    static SQL: std::sync::LazyLock<[String; 8]> = std::sync::LazyLock::new(|| {
-        std::array::from_fn(|brings| {
-            let column = |bit: usize, set: &'static str| if brings & bit != 0 { set } else { "" };
-            format!(
-                "UPDATE payments SET status = ?2, failure_reason = ?3, result_code = ?4, result_desc = ?5,{}{}{}
-                    settled_by = ?9, settled_at = COALESCE(settled_at, ?10), needs_review = MAX(needs_review, ?11),
-                    updated_at = ?10, next_check_at = NULL, lease_until = NULL
-                 WHERE id = ?1
-                 RETURNING {PAYMENT_COLUMNS}",
-                column(1, " receipt = ?6,"),
-                column(2, " transaction_date = ?7,"),
-                column(4, " checkout_request_id = COALESCE(checkout_request_id, ?8),"),
-            )
-        })
-    });
+/// The UPDATE that settles a payment, naming only the columns the change brings (bit 1: the
+/// receipt, 2: the transaction date, 4: the CheckoutRequestID). SQLite rewrites the index
+/// entries of every column named in SET, even to the same value, so naming an unchanged
+/// receipt or CheckoutRequestID would cost its unique index a delete, an insert and a
+/// uniqueness check. The eight statements, one per combination, are written once.
+static SETTLE: std::sync::LazyLock<[String; 8]> = std::sync::LazyLock::new(|| {
+    std::array::from_fn(|brings| {
+        let column = |bit: usize, set: &'static str| if brings & bit != 0 { set } else { "" };
+        format!(
+            "UPDATE payments SET status = ?2, failure_reason = ?3, result_code = ?4, result_desc = ?5,{}{}{}
+                settled_by = ?9, settled_at = COALESCE(settled_at, ?10), needs_review = MAX(needs_review, ?11),
+                updated_at = ?10, next_check_at = NULL, lease_until = NULL
+             WHERE rowid = ?1",
+            column(1, " receipt = ?6,"),
+            column(2, " transaction_date = ?7,"),
+            column(4, " checkout_request_id = COALESCE(checkout_request_id, ?8),"),
+        )
+    })
+});
+
+/// The writes of a settlement besides the payment's own UPDATE ([`SETTLE`]).
+const INSERT_CALLBACK: &str =
+    "INSERT INTO callbacks (received_at, payment_id, token_hash, source, checkout_request_id, outcome, note, body)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+const INSERT_EVENT: &str = "INSERT INTO events (payment_id, at, kind, detail) VALUES (?1, ?2, ?3, ?4)";
+const INSERT_WEBHOOK_EVENT: &str =
+    "INSERT INTO webhook_events (id, payment_id, api_key_id, type, url, payload, status, created_at, next_attempt_at)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7)";
+const INSERT_EMAIL: &str = "INSERT INTO emails (id, payment_id, recipient, status, created_at, next_attempt_at)
+     VALUES (?1, ?2, ?3, 'pending', ?4, ?4)";
+
+/// Writes a change to the payment in row `rowid`.
+fn write_change(c: &Connection, rowid: i64, ch: &Change, review: bool, now: i64) -> Result<(), StoreError> {
     let brings = usize::from(ch.receipt.is_some())
         | usize::from(ch.transaction_date.is_some()) << 1
         | usize::from(ch.checkout_request_id.is_some()) << 2;
-    row(
+    let changed = exec(
         c,
-        &SQL[brings],
+        &SETTLE[brings],
         params![
-            id.as_str(),
+            rowid,
             ch.status.as_str(),
             ch.failure_reason.map(FailureReason::as_str),
             ch.result_code,
@@ -1343,9 +1370,12 @@ fn write_change(c: &Connection, id: &PaymentId, ch: &Change, review: bool, now: 
             now,
             i64::from(review),
         ],
-        payment_from_row,
     )
-    .map_err(sql_error)
+    .map_err(sql_error)?;
+    match changed {
+        1 => Ok(()),
+        n => Err(StoreError::Corrupt(format!("settling payment row {rowid} changed {n} rows instead of one"))),
+    }
 }
 
 /// Writes a webhook event for the payment as it now is, in the caller's transaction.
@@ -1355,38 +1385,18 @@ fn announce(c: &Connection, payment: &Payment, event_type: &str, now: i64) -> Re
     let payload = webhook_payload(&event_id, event_type, now, payment)?;
     exec(
         c,
-        "INSERT INTO webhook_events (id, payment_id, api_key_id, type, url, payload, status, created_at, next_attempt_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7)",
-        params![
-            event_id,
-            id.as_str(),
-            payment.api_key_id,
-            event_type,
-            payment.webhook_url,
-            payload,
-            now
-        ],
+        INSERT_WEBHOOK_EVENT,
+        params![event_id, id.as_str(), payment.api_key_id, event_type, payment.webhook_url, payload, now],
     )
     .map_err(sql_error)?;
     if sends_receipt(event_type, payment) {
-        exec(
-            c,
-            "INSERT INTO emails (id, payment_id, recipient, status, created_at, next_attempt_at)
-             VALUES (?1, ?2, ?3, 'pending', ?4, ?4)",
-            params![new_email_id(), id.as_str(), payment.customer_email, now],
-        )
-        .map_err(sql_error)?;
+        exec(c, INSERT_EMAIL, params![new_email_id(), id.as_str(), payment.customer_email, now]).map_err(sql_error)?;
     }
     Ok(())
 }
 
 fn event(c: &Connection, id: &PaymentId, at: i64, kind: &str, detail: &serde_json::Value) -> Result<(), StoreError> {
-    exec(
-        c,
-        "INSERT INTO events (payment_id, at, kind, detail) VALUES (?1, ?2, ?3, ?4)",
-        params![id.as_str(), at, kind, detail.to_string()],
-    )
-    .map_err(sql_error)?;
+    exec(c, INSERT_EVENT, params![id.as_str(), at, kind, detail.to_string()]).map_err(sql_error)?;
     Ok(())
 }
 
@@ -1421,6 +1431,12 @@ fn settling_from_row(r: &Row<'_>) -> rusqlite::Result<Settling> {
 
 fn load(c: &Connection, id: &PaymentId) -> Result<Payment, StoreError> {
     row(c, &format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = ?1"), [id.as_str()], payment_from_row)
+        .map_err(sql_error)
+}
+
+/// [`load`] by SQLite rowid, for a payment found earlier in the same transaction.
+fn load_row(c: &Connection, rowid: i64) -> Result<Payment, StoreError> {
+    row(c, &format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE rowid = ?1"), [rowid], payment_from_row)
         .map_err(sql_error)
 }
 
@@ -1546,6 +1562,99 @@ mod tests {
         assert_eq!(version, versions.len());
         assert_eq!(outcome_index(&conn), 0, "version 5 drops the index");
         migrate(&conn).unwrap();
+    }
+
+    /// Version 6 rewrites table definitions in place: the constraints refuse what they refused,
+    /// ids go on from the last one, every connection reads the new definitions, and no
+    /// statement of a settlement builds a temporary table (SQLite builds one per row for a
+    /// CHECK's `IN` list of more than two values).
+    #[test]
+    fn version_6_keeps_the_constraints_and_builds_no_table_per_row() {
+        let dir = std::env::temp_dir().join(format!("lipa-v6-{}", crate::ids::random_hex(6)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("lipa.db").display().to_string();
+        let conn = connect(&path).unwrap();
+        let versions = migrations();
+        for (sql, _) in &versions[..5] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.execute_batch("PRAGMA user_version = 5").unwrap();
+        let callback = |c: &Connection| {
+            exec(
+                c,
+                INSERT_CALLBACK,
+                params![1, None::<String>, "t", None::<String>, None::<String>, "orphan", "", b"{}".as_slice()],
+            )
+            .unwrap();
+            c.last_insert_rowid()
+        };
+        assert_eq!((callback(&conn), callback(&conn)), (1, 2));
+        // Another connection, open and holding a statement prepared under version 5.
+        let other = connect(&path).unwrap();
+        let temporary_tables = |c: &Connection, sql: &str| -> usize {
+            let mut stmt = c.prepare(&format!("EXPLAIN {sql}")).unwrap();
+            let n = stmt.parameter_count();
+            let ops = stmt.query_map(rusqlite::params_from_iter(vec![rusqlite::types::Value::Null; n]), |r| {
+                r.get::<_, String>(1)
+            });
+            ops.unwrap().filter(|op| op.as_deref() == Ok("OpenEphemeral")).count()
+        };
+        assert_eq!(temporary_tables(&other, INSERT_WEBHOOK_EVENT), 1, "version 5 builds one");
+        migrate(&conn).unwrap();
+        // The other connection's next statement sees the schema version changed and reads
+        // the definitions again.
+        assert_eq!(callback(&other), 3, "ids go on from the last one");
+        for c in [&conn, &other] {
+            for sql in SETTLE.iter().map(String::as_str).chain([
+                INSERT_CALLBACK,
+                INSERT_EVENT,
+                INSERT_WEBHOOK_EVENT,
+                INSERT_EMAIL,
+            ]) {
+                assert_eq!(temporary_tables(c, sql), 0, "{sql}");
+            }
+        }
+        let integrity: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+        assert_eq!(integrity, "ok");
+        let payment = |status: &str| {
+            exec(
+                &other,
+                "INSERT INTO payments (id, api_key_id, request_hash, amount, phone, account_reference, description,
+                    metadata, status, callback_token_hash, push_state, created_at, updated_at)
+                 VALUES (?1, 'k', 'h', 10, '254700000000', 'r', 'd', '{}', ?2, ?1, 'accepted', 0, 0)",
+                params![format!("pay_{status}"), status],
+            )
+        };
+        for status in ["pending", "paid", "failed", "expired"] {
+            payment(status).unwrap();
+        }
+        let refused = payment("settled").unwrap_err().to_string();
+        assert!(refused.contains("CHECK constraint failed"), "{refused}");
+        let webhook = |status: &str| {
+            exec(
+                &other,
+                "INSERT INTO webhook_events (id, payment_id, api_key_id, type, payload, status, created_at)
+                 VALUES (?1, 'p', 'k', 't', '{}', ?2, 0)",
+                params![format!("evt_{status}"), status],
+            )
+        };
+        for status in ["pending", "delivered", "dead", "no_endpoint"] {
+            webhook(status).unwrap();
+        }
+        assert!(webhook("sent").unwrap_err().to_string().contains("CHECK constraint failed"));
+        let email = |status: &str| {
+            exec(
+                &other,
+                "INSERT INTO emails (id, payment_id, recipient, status, created_at) VALUES (?1, 'p', 'a@b.c', ?2, 0)",
+                params![format!("eml_{status}"), status],
+            )
+        };
+        for status in ["pending", "sent", "dead", "skipped"] {
+            email(status).unwrap();
+        }
+        assert!(email("delivered").unwrap_err().to_string().contains("CHECK constraint failed"));
+        drop((conn, other));
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     /// A write is answered only after its WAL is flushed to disk, and a flush that fails
