@@ -85,14 +85,14 @@ fn announcement(outcome: Outcome, before: Status, after: Status) -> Option<&'sta
 /// token), or the settlement rules' decision for its payment.
 fn callback_decision(
     parsed: &Result<daraja::StkCallback, daraja::CallbackError>,
-    payment: Option<&Settling>,
+    payment: Option<Current<'_>>,
 ) -> Decision {
     match (parsed, payment) {
         (Err(e), _) => Decision { outcome: Outcome::Malformed, change: None, note: e.to_string() },
         (Ok(_), None) => {
             Decision { outcome: Outcome::Orphan, change: None, note: "no payment has this callback token".into() }
         }
-        (Ok(cb), Some(p)) => crate::settlement::on_callback(&p.current(), cb),
+        (Ok(cb), Some(p)) => crate::settlement::on_callback(&p, cb),
     }
 }
 
@@ -196,6 +196,29 @@ fn webhook_payload(event_id: &str, event_type: &str, now: i64, payment: &Payment
     let envelope = Envelope { id: event_id, event_type, created_at: now, data: payment };
     serde_json::to_string(&envelope)
         .map_err(|e| StoreError::Corrupt(format!("payment {} cannot be serialised: {e}", payment.id)))
+}
+
+/// The payment as a settlement's UPDATE leaves it (see `SETTLE` in `sqlite.rs`), so it need
+/// not be read back for its webhook; debug builds compare it with the row.
+fn changed(mut p: Payment, ch: &crate::settlement::Change, review: bool, now: i64) -> Payment {
+    p.status = ch.status;
+    p.failure_reason = ch.failure_reason;
+    p.result_code = Some(ch.result_code.clone());
+    p.result_desc = Some(ch.result_desc.clone());
+    if let Some(receipt) = &ch.receipt {
+        p.receipt = Some(receipt.clone());
+    }
+    if let Some(at) = ch.transaction_date {
+        p.transaction_date = Some(at);
+    }
+    if p.checkout_request_id.is_none() {
+        p.checkout_request_id.clone_from(&ch.checkout_request_id);
+    }
+    p.settled_by = Some(ch.settled_by);
+    p.settled_at = p.settled_at.or(Some(now));
+    p.needs_review |= review;
+    p.updated_at = now;
+    p
 }
 
 /// What the settlement rules look at, from a whole payment.

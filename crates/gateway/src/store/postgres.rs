@@ -400,7 +400,7 @@ impl PostgresStore {
         let found = tx.query_opt(&select, &[&incoming.token_hash]).await.map_err(pg_error)?;
         let found = found.as_ref().map(settling_from_row).transpose()?;
         let checkout_id = incoming.parsed.as_ref().ok().map(|cb| cb.checkout_request_id.as_str().to_owned());
-        let decision = callback_decision(&incoming.parsed, found.as_ref());
+        let decision = callback_decision(&incoming.parsed, found.as_ref().map(Settling::current));
         let (decision, status) = match &found {
             Some(p) if incoming.parsed.is_ok() => {
                 let (decision, status) =

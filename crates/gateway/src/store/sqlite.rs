@@ -33,8 +33,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::sql::{Arg, Cell, Rows, Statement, to_sqlite};
 use super::{
     ASKABLE_NO_LONGER, ApiKey, CallbackStored, CheckoutSession, DueCheck, EmailJob, EmailNext, Event, IncomingCallback,
-    Inserted, NewCheckoutSession, NewPayment, PUSH_UNHEARD, PaymentFilter, PushResult, SessionInserted, Settling,
-    StoreError, StoredCallback, WebhookAttempt, WebhookEvent, WebhookJob, WebhookNext, announcement, callback_decision,
+    Inserted, NewCheckoutSession, NewPayment, PUSH_UNHEARD, PaymentFilter, PushResult, SessionInserted, StoreError,
+    StoredCallback, WebhookAttempt, WebhookEvent, WebhookJob, WebhookNext, announcement, callback_decision, changed,
     current, expiry_note, new_email_id, new_event_id, sends_receipt, settlement_event, webhook_payload,
 };
 use crate::payment::{FailureReason, Payment, PaymentId, SettledBy, Status};
@@ -780,30 +780,30 @@ impl SqliteStore {
 
     pub(super) async fn settle_from_callback(&self, incoming: IncomingCallback) -> Result<CallbackStored, StoreError> {
         self.write_repeatable(move |c| {
-            let found = row(
-                c,
-                "SELECT id, status, amount, phone, checkout_request_id, receipt, result_code, settled_by, rowid
-                 FROM payments WHERE callback_token_hash = ?1",
-                [&incoming.token_hash],
-                |r| Ok((settling_from_row(r)?, r.get::<_, i64>(8)?)),
-            )
+            // The whole payment: its webhook is written from it, as the settlement leaves it.
+            static BY_TOKEN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+                format!("SELECT {PAYMENT_COLUMNS}, rowid FROM payments WHERE callback_token_hash = ?1")
+            });
+            let found = row(c, &BY_TOKEN, [&incoming.token_hash], |r| {
+                Ok((payment_from_row(r)?, r.get::<_, i64>(PAYMENT_COLUMN_COUNT)?))
+            })
             .optional()
             .map_err(sql_error)?;
             let checkout_id = incoming.parsed.as_ref().ok().map(|cb| cb.checkout_request_id.as_str().to_owned());
-            let decision = callback_decision(&incoming.parsed, found.as_ref().map(|(p, _)| p));
-            let (decision, status) = match &found {
-                Some((p, rowid)) if incoming.parsed.is_ok() => {
-                    let (decision, status) =
-                        apply(c, (*rowid, &p.id), p.status, decision, "callback", incoming.received_at)?;
+            let decision = callback_decision(&incoming.parsed, found.as_ref().map(|(p, _)| current(p)));
+            let payment_id = found.as_ref().map(|(p, _)| p.id.clone());
+            let (decision, status) = match found {
+                Some((payment, rowid)) if incoming.parsed.is_ok() => {
+                    let (decision, status) = apply(c, rowid, payment, decision, "callback", incoming.received_at)?;
                     (decision, Some(status))
+                }
+                // A malformed body with a known token still belongs to that payment, for review.
+                Some((_, rowid)) if decision.outcome == Outcome::Malformed => {
+                    exec(c, "UPDATE payments SET needs_review = 1 WHERE rowid = ?1", [rowid]).map_err(sql_error)?;
+                    (decision, None)
                 }
                 _ => (decision, None),
             };
-            // A malformed body with a known token still belongs to that payment, for review.
-            if let (Some((_, rowid)), Outcome::Malformed) = (&found, decision.outcome) {
-                exec(c, "UPDATE payments SET needs_review = 1 WHERE rowid = ?1", [rowid]).map_err(sql_error)?;
-            }
-            let payment_id = found.map(|(p, _)| p.id);
             exec(
                 c,
                 INSERT_CALLBACK,
@@ -877,7 +877,7 @@ impl SqliteStore {
                 [rowid],
             )
             .map_err(sql_error)?;
-            let (decision, _) = apply(c, (rowid, &payment.id), payment.status, decision, "query", now)?;
+            let (decision, _) = apply(c, rowid, payment, decision, "query", now)?;
             Ok(decision)
         })
         .await
@@ -1355,17 +1355,20 @@ fn stored_callbacks(
 /// receipt that already paid another payment turns it into a conflict) and the new status.
 fn apply(
     c: &Connection,
-    (rowid, id): (i64, &PaymentId),
-    status: Status,
+    rowid: i64,
+    payment: Payment,
     decision: Decision,
     source: &str,
     now: i64,
 ) -> Result<(Decision, Status), StoreError> {
     let mut decision = decision;
-    let mut new_status = status;
+    let status = payment.status;
+    // The payment as this leaves it.
+    let mut payment = payment;
     if let Some(change) = &decision.change {
-        match write_change(c, rowid, change, decision.outcome.needs_review(), now) {
-            Ok(()) => new_status = change.status,
+        let review = decision.outcome.needs_review();
+        match write_change(c, rowid, change, review, now) {
+            Ok(()) => payment = changed(payment, change, review, now),
             // A unique index refused it (the receipt or CheckoutRequestID belongs to another
             // payment): one M-Pesa transaction cannot settle two payments.
             Err(StoreError::Conflict(_)) => {
@@ -1382,13 +1385,16 @@ fn apply(
     if decision.change.is_none() && decision.outcome.needs_review() {
         exec(c, "UPDATE payments SET needs_review = 1, updated_at = ?2 WHERE rowid = ?1", params![rowid, now])
             .map_err(sql_error)?;
+        payment.needs_review = true;
+        payment.updated_at = now;
     }
-    let (kind, detail) = settlement_event(source, &decision, new_status);
-    event(c, id, now, &kind, &detail)?;
-    if let Some(event_type) = announcement(decision.outcome, status, new_status) {
-        announce(c, &load_row(c, rowid)?, event_type, now)?;
+    let (kind, detail) = settlement_event(source, &decision, payment.status);
+    event(c, &payment.id, now, &kind, &detail)?;
+    if let Some(event_type) = announcement(decision.outcome, status, payment.status) {
+        debug_assert_eq!(Some(&payment), load_row(c, rowid).ok().as_ref(), "the settled payment as written");
+        announce(c, &payment, event_type, now)?;
     }
-    Ok((decision, new_status))
+    Ok((decision, payment.status))
 }
 
 /// The UPDATE that settles a payment, naming only the columns the change brings (bit 1: the
@@ -1482,24 +1488,6 @@ fn by_idempotency_key(c: &Connection, api_key_id: &str, key: &str) -> Result<Opt
     )
     .optional()
     .map_err(sql_error)
-}
-
-fn settling_from_row(r: &Row<'_>) -> rusqlite::Result<Settling> {
-    let status: String = r.get(1)?;
-    let settled_by: Option<String> = r.get(7)?;
-    Ok(Settling {
-        id: PaymentId::from_db(r.get(0)?),
-        status: Status::parse(&status).ok_or_else(|| bad(1, "unknown status"))?,
-        amount: r.get(2)?,
-        phone: r.get(3)?,
-        checkout_request_id: r.get(4)?,
-        receipt: r.get(5)?,
-        result_code: r.get(6)?,
-        settled_by: settled_by
-            .as_deref()
-            .map(|s| SettledBy::parse(s).ok_or_else(|| bad(7, "unknown settled_by")))
-            .transpose()?,
-    })
 }
 
 fn load(c: &Connection, id: &PaymentId) -> Result<Payment, StoreError> {

@@ -23,8 +23,8 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use super::{PAYMENT_COLUMNS, PostgresStore, payment_from_row, pg_error, pool_error, settling_from_row};
 use crate::payment::{FailureReason, Payment};
 use crate::store::{
-    CallbackStored, IncomingCallback, StoreError, announcement, callback_decision, new_email_id, new_event_id,
-    sends_receipt, settlement_event, webhook_payload,
+    CallbackStored, IncomingCallback, Settling, StoreError, announcement, callback_decision, new_email_id,
+    new_event_id, sends_receipt, settlement_event, webhook_payload,
 };
 
 /// Most callbacks settled in one transaction.
@@ -170,7 +170,7 @@ async fn settle_together(store: &PostgresStore, callbacks: &[IncomingCallback]) 
     for incoming in callbacks {
         let payment = found.get(&incoming.token_hash);
         let now = incoming.received_at;
-        let mut decision = callback_decision(&incoming.parsed, payment);
+        let mut decision = callback_decision(&incoming.parsed, payment.map(Settling::current));
         let status = match payment {
             // A malformed body with a known token flags its payment for review.
             Some(p) if incoming.parsed.is_err() => {
