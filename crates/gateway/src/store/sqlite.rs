@@ -2,9 +2,10 @@
 //! durable, and a small pool of reader connections.
 //!
 //! Group commit: write jobs queue on a channel; the writer takes every job waiting (up to
-//! `MAX_BATCH`), runs each in its own savepoint inside one transaction, and commits once. A job
-//! that fails rolls back its own savepoint without touching the others; a failed commit fails
-//! every job of the batch.
+//! `MAX_BATCH`), runs them inside one transaction, and commits once. A job that fails has its
+//! own writes undone without touching the others' (a savepoint per job, or for callback
+//! settlements, which may run twice, one rollback and a second pass: see `run_batch`); a failed
+//! commit fails every job of the batch.
 //!
 //! Durability: the writer commits without waiting for the disk (`synchronous=NORMAL`) and hands
 //! the batch's answers to the syncer thread, which flushes the WAL file (`fdatasync`) and only
