@@ -251,7 +251,7 @@ impl PostgresStore {
                 tx.execute(
                     "UPDATE payments SET push_state = 'accepted', merchant_request_id = $2,
                         checkout_request_id = COALESCE(checkout_request_id, $3),
-                        next_check_at = CASE WHEN status = 'pending' THEN $4::BIGINT END, updated_at = $5
+                        next_check_at = CASE WHEN status = 'pending' THEN $4::BIGINT END, updated_at = GREATEST(updated_at, $5)
                      WHERE id = $1",
                     &[&id.as_str(), merchant_request_id, checkout_request_id, first_check_at, &now],
                 )
@@ -274,7 +274,7 @@ impl PostgresStore {
                     .map_err(pg_error)?;
                 if failed == 0 {
                     tx.execute(
-                        "UPDATE payments SET push_state = 'refused', updated_at = $2 WHERE id = $1",
+                        "UPDATE payments SET push_state = 'refused', updated_at = GREATEST(updated_at, $2) WHERE id = $1",
                         &[&id.as_str(), &now],
                     )
                     .await
@@ -287,7 +287,7 @@ impl PostgresStore {
             }
             PushResult::Unknown { error, first_check_at } => {
                 tx.execute(
-                    "UPDATE payments SET push_state = 'unknown', next_check_at = $2, updated_at = $3 WHERE id = $1",
+                    "UPDATE payments SET push_state = 'unknown', next_check_at = $2, updated_at = GREATEST(updated_at, $3) WHERE id = $1",
                     &[&id.as_str(), first_check_at, &now],
                 )
                 .await

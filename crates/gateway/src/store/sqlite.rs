@@ -153,25 +153,55 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
     let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(sql_error)?;
     for (done, (sql, what)) in migrations().into_iter().enumerate().skip(version) {
         let version = done + 1;
+        let in_place = sql.contains("writable_schema");
         let migrated = conn.execute_batch(&format!("BEGIN IMMEDIATE; {sql}")).and_then(|()| {
             // A version that rewrote table definitions in place (`writable_schema`) increments
             // the schema version itself, as SQLite does not, so that every connection reads
             // the new definitions.
-            if sql.contains("writable_schema") {
+            if in_place {
                 let schema: i64 = conn.query_row("PRAGMA schema_version", [], |r| r.get(0))?;
                 conn.execute_batch(&format!("PRAGMA schema_version = {}", schema + 1))?;
             }
-            conn.execute_batch(&format!("PRAGMA user_version = {version}; COMMIT;"))
+            Ok(())
         });
+        let migrated = migrated.map_err(sql_error).and_then(|()| match version {
+            6 => rewritten_in_place(conn),
+            _ => Ok(()),
+        });
+        let migrated = migrated
+            .and_then(|()| conn.execute_batch(&format!("PRAGMA user_version = {version}; COMMIT;")).map_err(sql_error));
         if let Err(e) = migrated {
-            let _ = conn.execute_batch("ROLLBACK");
-            return Err(sql_error(e));
+            let _ = conn.execute_batch("ROLLBACK; PRAGMA writable_schema = RESET");
+            return Err(e);
+        }
+        if in_place {
+            // This connection reads the definitions again too, before any later version.
+            conn.execute_batch("PRAGMA writable_schema = RESET").map_err(sql_error)?;
         }
         tracing::info!("database schema at version {version} ({what})");
     }
-    // This connection also reads the definitions again.
-    conn.execute_batch("PRAGMA writable_schema = RESET").map_err(sql_error)?;
     Ok(())
+}
+
+/// Checks, before version 6 commits, that it rewrote every definition it meant to: a stored
+/// text other than the one the earlier versions wrote would leave it unchanged.
+fn rewritten_in_place(conn: &Connection) -> Result<(), StoreError> {
+    let left: Option<String> = conn
+        .query_row(
+            "SELECT group_concat(name, ', ') FROM sqlite_schema
+             WHERE type = 'table' AND name IN ('payments', 'webhook_events', 'emails', 'callbacks', 'events')
+               AND (sql LIKE '%status IN (%' OR sql LIKE '%AUTOINCREMENT%')",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(sql_error)?;
+    match left {
+        None => Ok(()),
+        Some(tables) => Err(StoreError::Corrupt(format!(
+            "schema version 6 could not rewrite the definition of {tables}: it is not the one Lipa created; \
+             compare it with crates/gateway/src/store/schema_sqlite.sql"
+        ))),
+    }
 }
 
 /// Copies the WAL back into the database file `every` so often from its own connection, so the
@@ -332,7 +362,9 @@ fn run_writer(
 /// the batch then fails.
 fn run_batch(conn: &Connection, batch: &mut [Job]) -> rusqlite::Result<()> {
     conn.execute_batch("BEGIN IMMEDIATE")?;
-    let repeatable = partition(batch, |job| job.repeatable());
+    // Stable: each kind keeps its arrival order.
+    batch.sort_by_key(|job| !job.repeatable());
+    let repeatable = batch.iter().take_while(|job| job.repeatable()).count();
     let (together, alone) = batch.split_at_mut(repeatable);
     if !together.iter_mut().all(|job| job.run(conn)) {
         conn.execute_batch("ROLLBACK; BEGIN IMMEDIATE")?;
@@ -355,19 +387,6 @@ fn in_savepoint(conn: &Connection, job: &mut Job) -> rusqlite::Result<()> {
     }
     exec(conn, "RELEASE job", [])?;
     Ok(())
-}
-
-/// Moves the items for which `first` holds before the others (in no particular order);
-/// returns how many there are.
-fn partition<T>(items: &mut [T], first: impl Fn(&T) -> bool) -> usize {
-    let mut n = 0;
-    for i in 0..items.len() {
-        if first(&items[i]) {
-            items.swap(n, i);
-            n += 1;
-        }
-    }
-    n
 }
 
 impl SqliteStore {
@@ -646,7 +665,7 @@ impl SqliteStore {
                     exec(c,
                         "UPDATE payments SET push_state = 'accepted', merchant_request_id = ?2,
                             checkout_request_id = COALESCE(checkout_request_id, ?3),
-                            next_check_at = CASE WHEN status = 'pending' THEN ?4 END, updated_at = ?5
+                            next_check_at = CASE WHEN status = 'pending' THEN ?4 END, updated_at = MAX(updated_at, ?5)
                          WHERE id = ?1",
                         params![id.as_str(), merchant_request_id, checkout_request_id, first_check_at, now],
                     )
@@ -670,7 +689,7 @@ impl SqliteStore {
                     )
                     .map_err(sql_error)?;
                     if failed == 0 {
-                        exec(c, "UPDATE payments SET push_state = 'refused', updated_at = ?2 WHERE id = ?1", params![id.as_str(), now])
+                        exec(c, "UPDATE payments SET push_state = 'refused', updated_at = MAX(updated_at, ?2) WHERE id = ?1", params![id.as_str(), now])
                             .map_err(sql_error)?;
                     }
                     event(c, &id, now, "push_refused", &serde_json::json!({"code": code, "message": message}))?;
@@ -680,7 +699,7 @@ impl SqliteStore {
                 }
                 PushResult::Unknown { error, first_check_at } => {
                     exec(c,
-                        "UPDATE payments SET push_state = 'unknown', next_check_at = ?2, updated_at = ?3 WHERE id = ?1",
+                        "UPDATE payments SET push_state = 'unknown', next_check_at = ?2, updated_at = MAX(updated_at, ?3) WHERE id = ?1",
                         params![id.as_str(), first_check_at, now],
                     )
                     .map_err(sql_error)?;
@@ -1717,6 +1736,32 @@ mod tests {
         assert!(email("delivered").unwrap_err().to_string().contains("CHECK constraint failed"));
         drop((conn, other));
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Version 6 refuses to be recorded when a definition is not the text it rewrites (a
+    /// database whose schema someone changed): the version stays 5 and nothing is changed.
+    #[test]
+    fn version_6_is_not_recorded_over_a_definition_it_could_not_rewrite() {
+        let conn = Connection::open_in_memory().unwrap();
+        for (sql, _) in &migrations()[..5] {
+            conn.execute_batch(sql).unwrap();
+        }
+        let altered = "PRAGMA writable_schema = ON;
+            UPDATE sqlite_schema SET sql = replace(sql, 'IN (''pending'', ''paid''', 'IN (''pending'',''paid''')
+            WHERE name = 'payments';
+            PRAGMA writable_schema = RESET;
+            PRAGMA user_version = 5;";
+        conn.execute_batch(altered).unwrap();
+        let definition = |c: &Connection, table: &str| -> String {
+            c.query_row("SELECT sql FROM sqlite_schema WHERE name = ?1", [table], |r| r.get(0)).unwrap()
+        };
+        let before = definition(&conn, "payments");
+        let refused = migrate(&conn).unwrap_err().to_string();
+        assert!(refused.contains("could not rewrite the definition of payments"), "{refused}");
+        let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, 5);
+        assert_eq!(definition(&conn, "payments"), before);
+        assert!(definition(&conn, "events").contains("AUTOINCREMENT"), "rolled back as a whole");
     }
 
     /// Repeatable writes share the transaction without savepoints; when one fails, the batch
