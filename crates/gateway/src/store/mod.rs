@@ -198,29 +198,6 @@ fn webhook_payload(event_id: &str, event_type: &str, now: i64, payment: &Payment
         .map_err(|e| StoreError::Corrupt(format!("payment {} cannot be serialised: {e}", payment.id)))
 }
 
-/// The payment as a settlement's UPDATE leaves it (see `SETTLE` in `sqlite.rs`), so it need
-/// not be read back for its webhook; debug builds compare it with the row.
-fn changed(mut p: Payment, ch: &crate::settlement::Change, review: bool, now: i64) -> Payment {
-    p.status = ch.status;
-    p.failure_reason = ch.failure_reason;
-    p.result_code = Some(ch.result_code.clone());
-    p.result_desc = Some(ch.result_desc.clone());
-    if let Some(receipt) = &ch.receipt {
-        p.receipt = Some(receipt.clone());
-    }
-    if let Some(at) = ch.transaction_date {
-        p.transaction_date = Some(at);
-    }
-    if p.checkout_request_id.is_none() {
-        p.checkout_request_id.clone_from(&ch.checkout_request_id);
-    }
-    p.settled_by = Some(ch.settled_by);
-    p.settled_at = p.settled_at.or(Some(now));
-    p.needs_review |= review;
-    p.updated_at = now;
-    p
-}
-
 /// What the settlement rules look at, from a whole payment.
 fn current(p: &Payment) -> Current<'_> {
     Current {

@@ -35,8 +35,8 @@ use super::sql::{Arg, Cell, Rows, Statement, to_sqlite};
 use super::{
     ASKABLE_NO_LONGER, ApiKey, CallbackStored, CheckoutSession, DueCheck, EmailJob, EmailNext, Event, IncomingCallback,
     Inserted, NewCheckoutSession, NewPayment, PUSH_UNHEARD, PaymentFilter, PushResult, SessionInserted, StoreError,
-    StoredCallback, WebhookAttempt, WebhookEvent, WebhookJob, WebhookNext, announcement, callback_decision, changed,
-    current, expiry_note, new_email_id, new_event_id, sends_receipt, settlement_event, webhook_payload,
+    StoredCallback, WebhookAttempt, WebhookEvent, WebhookJob, WebhookNext, announcement, callback_decision, current,
+    expiry_note, new_email_id, new_event_id, sends_receipt, settlement_event, webhook_payload,
 };
 use crate::payment::{FailureReason, Payment, PaymentId, SettledBy, Status};
 use crate::settlement::{self, Change, Decision, Outcome};
@@ -153,32 +153,32 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
     let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(sql_error)?;
     for (done, (sql, what)) in migrations().into_iter().enumerate().skip(version) {
         let version = done + 1;
-        let in_place = sql.contains("writable_schema");
-        let migrated = conn.execute_batch(&format!("BEGIN IMMEDIATE; {sql}")).and_then(|()| {
-            // A version that rewrote table definitions in place (`writable_schema`) increments
-            // the schema version itself, as SQLite does not, so that every connection reads
-            // the new definitions.
-            if in_place {
-                let schema: i64 = conn.query_row("PRAGMA schema_version", [], |r| r.get(0))?;
-                conn.execute_batch(&format!("PRAGMA schema_version = {}", schema + 1))?;
-            }
-            Ok(())
-        });
-        let migrated = migrated.map_err(sql_error).and_then(|()| match version {
-            6 => rewritten_in_place(conn),
-            _ => Ok(()),
-        });
-        let migrated = migrated
-            .and_then(|()| conn.execute_batch(&format!("PRAGMA user_version = {version}; COMMIT;")).map_err(sql_error));
-        if let Err(e) = migrated {
+        if let Err(e) = migrate_to(conn, version, sql) {
             let _ = conn.execute_batch("ROLLBACK; PRAGMA writable_schema = RESET");
             return Err(e);
         }
-        if in_place {
-            // This connection reads the definitions again too, before any later version.
-            conn.execute_batch("PRAGMA writable_schema = RESET").map_err(sql_error)?;
-        }
         tracing::info!("database schema at version {version} ({what})");
+    }
+    Ok(())
+}
+
+/// Applies one schema version in its own transaction; on an error the caller rolls it back.
+fn migrate_to(conn: &Connection, version: usize, sql: &str) -> Result<(), StoreError> {
+    conn.execute_batch(&format!("BEGIN IMMEDIATE; {sql}")).map_err(sql_error)?;
+    // A version that rewrites table definitions in place (`writable_schema`) increments the
+    // schema version itself, as SQLite does not, so that every connection reads the new
+    // definitions; this one too, before any later version.
+    let in_place = sql.contains("writable_schema");
+    if in_place {
+        let schema: i64 = conn.query_row("PRAGMA schema_version", [], |r| r.get(0)).map_err(sql_error)?;
+        conn.execute_batch(&format!("PRAGMA schema_version = {}", schema + 1)).map_err(sql_error)?;
+    }
+    if version == 6 {
+        rewritten_in_place(conn)?;
+    }
+    conn.execute_batch(&format!("PRAGMA user_version = {version}; COMMIT;")).map_err(sql_error)?;
+    if in_place {
+        conn.execute_batch("PRAGMA writable_schema = RESET").map_err(sql_error)?;
     }
     Ok(())
 }
@@ -804,11 +804,7 @@ impl SqliteStore {
             static BY_TOKEN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
                 format!("SELECT {PAYMENT_COLUMNS}, rowid FROM payments WHERE callback_token_hash = ?1")
             });
-            let found = row(c, &BY_TOKEN, [&incoming.token_hash], |r| {
-                Ok((payment_from_row(r)?, r.get::<_, i64>(PAYMENT_COLUMN_COUNT)?))
-            })
-            .optional()
-            .map_err(sql_error)?;
+            let found = row(c, &BY_TOKEN, [&incoming.token_hash], payment_and_rowid).optional().map_err(sql_error)?;
             let checkout_id = incoming.parsed.as_ref().ok().map(|cb| cb.checkout_request_id.as_str().to_owned());
             let decision = callback_decision(&incoming.parsed, found.as_ref().map(|(p, _)| current(p)));
             let payment_id = found.as_ref().map(|(p, _)| p.id.clone());
@@ -884,13 +880,9 @@ impl SqliteStore {
         now: i64,
     ) -> Result<Decision, StoreError> {
         self.write(move |c| {
-            let (payment, rowid) = row(
-                c,
-                &format!("SELECT {PAYMENT_COLUMNS}, rowid FROM payments WHERE id = ?1"),
-                [id.as_str()],
-                |r| Ok((payment_from_row(r)?, r.get::<_, i64>(PAYMENT_COLUMN_COUNT)?)),
-            )
-            .map_err(sql_error)?;
+            let (payment, rowid) =
+                row(c, &format!("SELECT {PAYMENT_COLUMNS}, rowid FROM payments WHERE id = ?1"), [id.as_str()], payment_and_rowid)
+                    .map_err(sql_error)?;
             let decision = settlement::on_query(&current(&payment), &result);
             exec(c,
                 "UPDATE payments SET check_attempts = check_attempts + 1, lease_until = NULL, next_check_at = NULL WHERE rowid = ?1",
@@ -1411,7 +1403,7 @@ fn apply(
     let (kind, detail) = settlement_event(source, &decision, payment.status);
     event(c, &payment.id, now, &kind, &detail)?;
     if let Some(event_type) = announcement(decision.outcome, status, payment.status) {
-        debug_assert_eq!(Some(&payment), load_row(c, rowid).ok().as_ref(), "the settled payment as written");
+        debug_assert_eq!(Some(&payment), load(c, &payment.id).ok().as_ref(), "the settled payment as written");
         announce(c, &payment, event_type, now)?;
     }
     Ok((decision, payment.status))
@@ -1447,6 +1439,29 @@ const INSERT_WEBHOOK_EVENT: &str =
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7)";
 const INSERT_EMAIL: &str = "INSERT INTO emails (id, payment_id, recipient, status, created_at, next_attempt_at)
      VALUES (?1, ?2, ?3, 'pending', ?4, ?4)";
+
+/// The payment as a settlement's UPDATE leaves it ([`SETTLE`]), so it need
+/// not be read back for its webhook; debug builds compare it with the row.
+fn changed(mut p: Payment, ch: &Change, review: bool, now: i64) -> Payment {
+    p.status = ch.status;
+    p.failure_reason = ch.failure_reason;
+    p.result_code = Some(ch.result_code.clone());
+    p.result_desc = Some(ch.result_desc.clone());
+    if let Some(receipt) = &ch.receipt {
+        p.receipt = Some(receipt.clone());
+    }
+    if let Some(at) = ch.transaction_date {
+        p.transaction_date = Some(at);
+    }
+    if p.checkout_request_id.is_none() {
+        p.checkout_request_id.clone_from(&ch.checkout_request_id);
+    }
+    p.settled_by = Some(ch.settled_by);
+    p.settled_at = p.settled_at.or(Some(now));
+    p.needs_review |= review;
+    p.updated_at = now;
+    p
+}
 
 /// Writes a change to the payment in row `rowid`.
 fn write_change(c: &Connection, rowid: i64, ch: &Change, review: bool, now: i64) -> Result<(), StoreError> {
@@ -1515,10 +1530,10 @@ fn load(c: &Connection, id: &PaymentId) -> Result<Payment, StoreError> {
         .map_err(sql_error)
 }
 
-/// [`load`] by SQLite rowid, for a payment found earlier in the same transaction.
-fn load_row(c: &Connection, rowid: i64) -> Result<Payment, StoreError> {
-    row(c, &format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE rowid = ?1"), [rowid], payment_from_row)
-        .map_err(sql_error)
+/// A payment read as `SELECT {PAYMENT_COLUMNS}, rowid`, with its rowid: settlement reaches
+/// the row again by it.
+fn payment_and_rowid(r: &Row<'_>) -> rusqlite::Result<(Payment, i64)> {
+    Ok((payment_from_row(r)?, r.get(PAYMENT_COLUMN_COUNT)?))
 }
 
 fn sqlite_arg(a: &Arg) -> rusqlite::types::Value {
