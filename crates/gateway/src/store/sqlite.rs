@@ -47,6 +47,11 @@ const MAX_BATCH: usize = 512;
 /// truncating and growing it again each time costs a commit about 15 ms.
 const WAL_LIMIT_BYTES: u64 = 64 << 20;
 
+/// The time between two checkpoints. Each copies and flushes what the WAL gained meanwhile:
+/// a quarter of a second of heavy load costs the writer's commits less, while it is copied,
+/// than a whole second's (measured: p99 9 ms against 16 ms at 24,000 callbacks/s).
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
 /// A write waiting for the writer thread.
 trait Work: Send {
     /// Runs the write in the writer's transaction; false when it failed and its writes must be
@@ -209,6 +214,12 @@ fn rewritten_in_place(conn: &Connection) -> Result<(), StoreError> {
 /// the same (the writer never paused long enough for a checkpoint to reach its end), copies
 /// again, each pass what the last one left behind, until little is left; then sets `finish`,
 /// for the writer. Stops when the store is dropped.
+///
+/// Each pass that copied something is flushed to disk here. SQLite flushes the database file
+/// only when a checkpoint reaches the WAL's end, which under steady load is the writer's
+/// finishing step: it then waited for everything copied since the last restart (40-50 ms of
+/// random writes, every second, while no callback was acknowledged). Flushed here, the writer
+/// waits only for the few pages it copies itself.
 fn run_checkpoints(
     conn: Connection,
     limit: u64,
@@ -218,8 +229,22 @@ fn run_checkpoints(
 ) {
     /// What the writer may be left to copy: a few hundredths of a second of heavy load.
     const SHORT_TAIL_FRAMES: i64 = 1024;
+    let db = conn.path().and_then(|path| std::fs::File::open(path).ok());
+    let mut flushed = 0;
     // The WAL's length in frames when the pass started (its file may be longer: it is reused).
-    let pass = || checkpoint(&conn).map(|(frames, _)| frames);
+    let mut pass = || {
+        let (frames, copied) = checkpoint(&conn)?;
+        if copied != flushed
+            && let Some(db) = &db
+        {
+            // A failure reaches SQLite's own descriptor too, at its next flush.
+            if let Err(e) = db.sync_data() {
+                tracing::warn!(error = %e, "cannot flush the database file after a checkpoint");
+            }
+            flushed = copied;
+        }
+        Ok::<_, rusqlite::Error>(frames)
+    };
     let frame_bytes = conn.query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0)).map_or(4096, |size| size + 24);
     while alive.upgrade().is_some() {
         std::thread::sleep(every);
@@ -392,7 +417,7 @@ fn in_savepoint(conn: &Connection, job: &mut Job) -> rusqlite::Result<()> {
 impl SqliteStore {
     /// Opens the database file (created if missing), migrates it, and starts the writer.
     pub async fn open(path: &str) -> Result<Self, StoreError> {
-        Self::open_with(path, WAL_LIMIT_BYTES, Duration::from_secs(1), std::fs::File::sync_data).await
+        Self::open_with(path, WAL_LIMIT_BYTES, CHECKPOINT_EVERY, std::fs::File::sync_data).await
     }
 
     /// [`Self::open`] with a WAL limit and a time between checkpoints of one's own.
