@@ -5,6 +5,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of glibc's allocator: the callback path allocates on the HTTP threads and
+/// frees on the SQLite writer and back, where glibc takes the other thread's arena lock (the
+/// writer was seen waiting on it). Measured: 6 % more callbacks/s, the same resident memory.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod bench;
 mod demo;
 mod gateway;
