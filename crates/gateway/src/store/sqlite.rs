@@ -224,6 +224,7 @@ fn run_checkpoints(
     conn: Connection,
     limit: u64,
     every: Duration,
+    flush: Flush,
     finish: &AtomicBool,
     alive: &mpsc::WeakUnboundedSender<Job>,
 ) {
@@ -238,7 +239,7 @@ fn run_checkpoints(
             && let Some(db) = &db
         {
             // A failure reaches SQLite's own descriptor too, at its next flush.
-            if let Err(e) = db.sync_data() {
+            if let Err(e) = flush(db) {
                 tracing::warn!(error = %e, "cannot flush the database file after a checkpoint");
             }
             flushed = copied;
@@ -420,7 +421,8 @@ impl SqliteStore {
         Self::open_with(path, WAL_LIMIT_BYTES, CHECKPOINT_EVERY, std::fs::File::sync_data).await
     }
 
-    /// [`Self::open`] with a WAL limit and a time between checkpoints of one's own.
+    /// [`Self::open`] with a WAL limit, a time between checkpoints and a way to flush a file
+    /// (the WAL after commits, the database file after checkpoints) of one's own.
     async fn open_with(
         path: &str,
         wal_limit: u64,
@@ -490,7 +492,9 @@ impl SqliteStore {
             let alive = writer.downgrade();
             std::thread::Builder::new()
                 .name("lipa-sqlite-checkpoint".into())
-                .spawn(move || run_checkpoints(checkpointer, wal_limit, checkpoint_every, &finish_wanted, &alive))
+                .spawn(move || {
+                    run_checkpoints(checkpointer, wal_limit, checkpoint_every, flush, &finish_wanted, &alive)
+                })
                 .map_err(unavailable)?;
         }
         Ok(Self { writer, readers: Arc::new(Mutex::new(readers)), path: path.into(), wal_lost })
@@ -1914,6 +1918,47 @@ mod tests {
         assert_eq!(FAILURES.load(Ordering::SeqCst), 1, "no write reaches the disk after a failed flush");
         assert!(store.ping().await.is_err(), "the store reports itself down");
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// The checkpoint thread flushes the database file after each pass that copied something
+    /// (SQLite would leave that to the pass that reaches the WAL's end, under load the
+    /// writer's), and not again while nothing new was copied.
+    #[tokio::test]
+    async fn each_checkpoint_that_copies_flushes_the_database_file() {
+        static FLUSHED: Mutex<Vec<std::path::PathBuf>> = Mutex::new(Vec::new());
+        fn recording(file: &std::fs::File) -> std::io::Result<()> {
+            use std::os::fd::AsRawFd as _;
+            let path = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
+            FLUSHED.lock().unwrap().push(path);
+            file.sync_data()
+        }
+        let dir = std::env::temp_dir().join(format!("lipa-ckpt-{}", crate::ids::random_hex(6)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = dir.canonicalize().unwrap().join("lipa.db");
+        let db_flushes = || FLUSHED.lock().unwrap().iter().filter(|p| **p == db).count();
+        let store =
+            SqliteStore::open_with(&db.display().to_string(), WAL_LIMIT_BYTES, Duration::from_millis(20), recording)
+                .await
+                .unwrap();
+        store.write(|c| c.execute_batch("CREATE TABLE t (x)").map_err(sql_error)).await.unwrap();
+        for _ in 0..20 {
+            store
+                .write(|c| exec(c, "INSERT INTO t (x) VALUES (randomblob(500))", []).map_err(sql_error))
+                .await
+                .unwrap();
+        }
+        let started = std::time::Instant::now();
+        while db_flushes() == 0 {
+            assert!(started.elapsed() < Duration::from_secs(10), "the database file was never flushed");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Let a pass that may have started before the last commit finish, then count.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let settled = db_flushes();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(db_flushes(), settled, "passes that copied nothing flushed the database file again");
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// Writes that never pause leave a checkpoint no moment to reach the WAL's end; the WAL
