@@ -18,10 +18,12 @@
 //! acknowledged; an idempotent replay, which confirms a payment, waits for a flush first); a
 //! crashed process cannot, as the data is then in the operating system's hands.
 //!
-//! Checkpoints (copying the WAL back into the database file) run on their own thread. Under
-//! steady load a checkpoint never finds the WAL still, so the WAL would grow for as long as
-//! the load lasts; past `WAL_LIMIT_BYTES` the writer finishes the checkpoint itself between two
-//! batches, and the WAL starts over.
+//! Checkpoints (copying the WAL back into the database file) run on their own thread, four
+//! times a second, and flush the database file after each pass. Under steady load a
+//! checkpoint never finds the WAL still, so the WAL would grow for as long as the load lasts;
+//! past `WAL_LIMIT_BYTES` the writer finishes the checkpoint itself between two batches (a
+//! few milliseconds: only the pages it copies itself are left to flush), and the WAL starts
+//! over.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
