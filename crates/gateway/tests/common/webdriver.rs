@@ -19,10 +19,30 @@ pub struct Browser {
 }
 
 impl Drop for Browser {
+    /// Ends the session first, so chromedriver closes Chromium: killed alone, it leaves the
+    /// browser's processes running (a dozen per test).
     fn drop(&mut self) {
+        end_session(&self.session);
         let _ = self.driver.kill();
         let _ = self.driver.wait();
         let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+/// `DELETE {session}` over a plain socket: `drop` cannot wait on the async client.
+fn end_session(session: &str) {
+    use std::io::{Read as _, Write as _};
+    let Some((host, path)) = session.strip_prefix("http://").and_then(|rest| rest.split_once('/')) else {
+        return;
+    };
+    let Ok(mut stream) = std::net::TcpStream::connect(host) else {
+        return;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let request = format!("DELETE /{path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_ok() {
+        // The answer comes once the browser has quit.
+        let _ = stream.read_to_end(&mut Vec::new());
     }
 }
 
