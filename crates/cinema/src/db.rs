@@ -346,8 +346,12 @@ impl Db {
                 if t.quantity > left {
                     return Ok(Err(BookError::SoldOut(left)));
                 }
+                // The failed attempt's session is forgotten at once, so that its late failure
+                // news cannot fail this attempt before the new session is recorded.
                 tx.execute(
-                    "UPDATE tickets SET status = 'pending', failure = NULL, updated_at = ?2 WHERE id = ?1",
+                    "UPDATE tickets SET status = 'pending', failure = NULL, lipa_session_id = NULL, checkout_url = NULL,
+                        updated_at = ?2
+                     WHERE id = ?1",
                     params![id, now],
                 )?;
             }
@@ -404,12 +408,13 @@ impl Db {
                         params![ticket_id, payment_id, receipt, transaction_date, now],
                     )?;
                 }
-                // Only a pending ticket fails, and its seats go back on sale.
-                Outcome::Failed { ticket_id, payment_id, reason } => {
+                // Only a pending ticket fails, and only for its current attempt's session; its
+                // seats go back on sale.
+                Outcome::Failed { ticket_id, payment_id, session_id, reason } => {
                     tx.execute(
                         "UPDATE tickets SET status = 'failed', failure = ?3, lipa_payment_id = ?2, updated_at = ?4
-                         WHERE id = ?1 AND status = 'pending'",
-                        params![ticket_id, payment_id, reason, now],
+                         WHERE id = ?1 AND status = 'pending' AND (?5 IS NULL OR lipa_session_id = ?5)",
+                        params![ticket_id, payment_id, reason, now, session_id],
                     )?;
                 }
             }
@@ -453,6 +458,11 @@ pub enum Outcome {
         ticket_id: String,
         /// Lipa's payment.
         payment_id: String,
+        /// The checkout session the payment belongs to. The failure applies only while this
+        /// is still the ticket's current session: a failure of an attempt the customer has
+        /// since replaced with a retry must not fail the retry. None: no session to check
+        /// (the shop could not make one).
+        session_id: Option<String>,
         /// For the customer.
         reason: String,
     },

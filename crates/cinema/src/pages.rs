@@ -280,6 +280,7 @@ async fn checkout(state: &State, ticket: &Ticket) -> Response {
             let failed = Outcome::Failed {
                 ticket_id: ticket.id.clone(),
                 payment_id: String::new(),
+                session_id: None,
                 reason: "The payment service could not be reached. Please try again.".into(),
             };
             let _ = state.db.apply(None, failed, now_ms()).await;
@@ -291,6 +292,10 @@ async fn checkout(state: &State, ticket: &Ticket) -> Response {
 async fn retry(AxumState(state): St, Path(id): Path<String>) -> Response {
     match state.db.rebook(id, now_ms()).await {
         Ok(Ok(t)) if t.status == TicketStatus::Paid => Redirect::to(&format!("/tickets/{}", t.id)).into_response(),
+        // A second "Try again" while the first one's checkout is open goes to that checkout.
+        Ok(Ok(Ticket { status: TicketStatus::Pending, checkout_url: Some(url), .. })) => {
+            Redirect::to(&url).into_response()
+        }
         Ok(Ok(t)) => checkout(&state, &t).await,
         Ok(Err(BookError::SoldOut(_))) => {
             error_page(&state, StatusCode::CONFLICT, "Sorry, the seats were taken meanwhile; the show is now sold out.")
@@ -303,6 +308,7 @@ async fn retry(AxumState(state): St, Path(id): Path<String>) -> Response {
 /// What a Lipa payment (as the API and webhooks show it) means for a ticket.
 fn outcome(ticket_id: &str, payment: &Value) -> Option<Outcome> {
     let payment_id = payment["id"].as_str().unwrap_or_default().to_owned();
+    let session_id = payment["metadata"]["checkout_session"].as_str().map(str::to_owned);
     match payment["status"].as_str()? {
         "paid" => Some(Outcome::Paid {
             ticket_id: ticket_id.to_owned(),
@@ -317,6 +323,7 @@ fn outcome(ticket_id: &str, payment: &Value) -> Option<Outcome> {
         "failed" => Some(Outcome::Failed {
             ticket_id: ticket_id.to_owned(),
             payment_id,
+            session_id,
             reason: daraja::ResultCode::from_wire(payment["result_code"].as_str().unwrap_or_default())
                 .customer_message_en()
                 .to_owned(),
@@ -324,6 +331,7 @@ fn outcome(ticket_id: &str, payment: &Value) -> Option<Outcome> {
         "expired" => Some(Outcome::Failed {
             ticket_id: ticket_id.to_owned(),
             payment_id,
+            session_id,
             reason: "No answer came from your phone in time.".to_owned(),
         }),
         _ => None,
@@ -416,6 +424,16 @@ async fn webhook(AxumState(state): St, headers: HeaderMap, body: Bytes) -> Respo
     let Some(outcome) = relevant.then(|| outcome(ticket_id, data)).flatten() else {
         return (StatusCode::OK, "ignored").into_response();
     };
+    if let Outcome::Failed { payment_id, session_id: Some(session_id), .. } = &outcome {
+        match latest_payment_is(&state, session_id, payment_id).await {
+            Ok(true) => {}
+            Ok(false) => return (StatusCode::OK, "superseded by a later attempt").into_response(),
+            Err(e) => {
+                tracing::warn!(error = %e, "webhook not applied: cannot ask Lipa about the session");
+                return (StatusCode::SERVICE_UNAVAILABLE, "try again").into_response();
+            }
+        }
+    }
     match state.db.apply(Some(event_id.to_owned()), outcome, now_ms()).await {
         Ok(true) => (StatusCode::OK, "applied").into_response(),
         Ok(false) => (StatusCode::OK, "already applied").into_response(),
@@ -424,6 +442,14 @@ async fn webhook(AxumState(state): St, headers: HeaderMap, body: Bytes) -> Respo
             (StatusCode::SERVICE_UNAVAILABLE, "try again").into_response()
         }
     }
+}
+
+/// Whether `payment_id` is the latest payment of checkout session `session_id`. The customer can
+/// try again on Lipa's checkout page after a failure; the failure of the earlier attempt, told
+/// late, must not fail the ticket while the new attempt is under way.
+async fn latest_payment_is(state: &State, session_id: &str, payment_id: &str) -> Result<bool, crate::lipa::LipaError> {
+    let latest = state.lipa.session_payment(session_id).await?;
+    Ok(latest.as_ref().and_then(|p| p["id"].as_str()) == Some(payment_id))
 }
 
 async fn poster(AxumState(state): St, Path(file): Path<String>) -> Response {

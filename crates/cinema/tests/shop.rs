@@ -131,3 +131,61 @@ async fn webhooks_must_be_signed_fresh_and_are_applied_once() {
     assert_eq!(post(again.clone(), sign(&w.secret, now, &again)).await, (200, "already applied".to_owned()));
     assert!(!w.get(&ticket_url).await.contains("UXXXXXXXXX"), "a duplicate changes nothing");
 }
+
+/// Posts a signed `payment.failed` webhook for `payment_id` of checkout session `session_id`.
+async fn post_failure(w: &common::World, event_id: &str, ticket_id: &str, payment_id: &str, session_id: &str) -> u16 {
+    let body = serde_json::json!({"id": event_id, "type": "payment.failed", "created_at": "2026-11-30T10:00:00Z",
+        "data": {"id": payment_id, "status": "failed", "result_code": "1032",
+            "metadata": {"ticket_id": ticket_id, "checkout_session": session_id}}})
+    .to_string();
+    let signature = sign(&w.secret, cinema::now_ms() / 1000, &body);
+    let r = w.http.post(format!("{}/webhooks/lipa", w.shop)).header("Lipa-Signature", signature).body(body);
+    r.send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test]
+async fn a_late_failure_of_a_replaced_attempt_does_not_fail_the_retry() {
+    let w = common::world(SimConfig::default()).await;
+    w.sim.sim().script(254_712_345_678, Scripted { result: Answer::Fail("1032".into()), after_ms: None, faults: None });
+    let (_, first) = w.book(1, "0712345678", 2).await;
+    let first = first.unwrap();
+    let ticket = w.ticket_url(&first).await;
+    let ticket_id = ticket.rsplit('/').next().unwrap().to_owned();
+    w.pay(&first, "0712345678").await;
+    w.wait_for(&ticket, "Payment failed").await;
+    let first_payment = w.db.ticket(ticket_id.clone()).await.unwrap().unwrap().lipa_payment_id.unwrap();
+    let first_session = first.rsplit('/').next().unwrap();
+
+    // The customer tries again (a new checkout session), and then the first attempt's failure
+    // is told once more (a webhook retry, or a second event about it).
+    let r = w.http.post(format!("{ticket}/retry")).send().await.unwrap();
+    let second = r.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(post_failure(&w, "evt_late", &ticket_id, &first_payment, first_session).await, 200);
+    let t = w.db.ticket(ticket_id.clone()).await.unwrap().unwrap();
+    assert_eq!(t.status, cinema::db::TicketStatus::Pending, "the retry is still under way: {t:?}");
+    assert!(w.get(&w.shop).await.contains("38 seats left"), "the retry's seats stay held");
+
+    // A second "Try again" goes to the retry's open checkout instead of making a third session.
+    let again = w.http.post(format!("{ticket}/retry")).send().await.unwrap();
+    assert_eq!(again.headers()["location"].to_str().unwrap(), second);
+
+    w.pay(&second, "0712345678").await;
+    w.wait_for(&ticket, "Your tickets").await;
+}
+
+#[tokio::test]
+async fn a_failure_of_an_earlier_payment_in_the_same_session_does_not_fail_the_ticket() {
+    let w = common::world(SimConfig::interactive()).await;
+    let (_, checkout) = w.book(1, "0712345678", 1).await;
+    let checkout = checkout.unwrap();
+    let ticket = w.ticket_url(&checkout).await;
+    let ticket_id = ticket.rsplit('/').next().unwrap().to_owned();
+    w.pay(&checkout, "0712345678").await;
+    // The session's latest payment is the pending one just pushed; a failure told for another
+    // (earlier) payment of the session is stale.
+    let session = checkout.rsplit('/').next().unwrap();
+    assert_eq!(post_failure(&w, "evt_stale", &ticket_id, "pay_earlier", session).await, 200);
+    let t = w.db.ticket(ticket_id.clone()).await.unwrap().unwrap();
+    assert_eq!(t.status, cinema::db::TicketStatus::Pending, "{t:?}");
+    assert!(w.get(&ticket).await.contains("Status: Pending"));
+}
