@@ -30,8 +30,9 @@ cat "$out"
 # CPU time per thread name, in clock ticks (utime + stime), from /proc.
 cpu_by_thread() {
   for t in /proc/$pid/task/*; do
-    read -r comm <"$t/comm"
-    set -- $(sed 's/^.*) //' "$t/stat")
+    # A thread that ended since the listing is skipped.
+    comm=$(cat "$t/comm" 2>/dev/null) && stat=$(cat "$t/stat" 2>/dev/null) || continue
+    set -- ${stat##*) }
     echo "$comm $(( ${12} + ${13} ))"
   done | awk '{ticks[$1] += $2} END {for (c in ticks) print c, ticks[c]}' | sort
 }

@@ -3,6 +3,7 @@
 # builds that the speed of a shared machine does not move (wall-clock runs here vary by up to
 # 1.7x from one minute to the next). Needs valgrind (apt-get install valgrind).
 #   scripts/count-ingest.sh [seconds] [binary]
+# KEEP=<dir> keeps callgrind's files there, one per thread, for callgrind_annotate.
 # Seeds 20,000 payments at full speed, then counts while wrk sends callbacks for `seconds`
 # (default 15; the gateway runs about 50 times slower under callgrind).
 set -euo pipefail
@@ -17,7 +18,7 @@ if [ -z "$bin" ]; then
 fi
 port=18094
 dir=$(mktemp -d)
-trap 'kill $pid 2>/dev/null || true; rm -rf "$dir"' EXIT
+trap 'kill $pid 2>/dev/null || true; [ -n "${KEEP:-}" ] && cp "$dir"/cg.out-* "$KEEP"/ ; rm -rf "$dir"' EXIT
 LIPA_LOG=warn valgrind --tool=callgrind --instr-atstart=no --separate-threads=yes \
   --callgrind-out-file="$dir/cg.out" "$bin" bench ingest --payments 20000 --serve $port >"$dir/log" 2>&1 &
 pid=$!
