@@ -209,11 +209,9 @@ impl Gateway {
             customer_email: session.customer_email.clone(),
         };
         // One idempotency key per attempt: a double submit of the same form pushes once.
-        let created =
-            self.create_payment_for_key(&session.api_key_id, Some(format!("{}/{attempt}", session.id)), req).await?;
-        if !created.replayed {
-            self.store().attach_checkout_payment(&session.id, &created.payment.id, attempt).await?;
-        }
+        let key = Some(format!("{}/{attempt}", session.id));
+        let this_attempt = crate::service::CheckoutAttempt { session_id: session.id.clone(), attempt };
+        let created = self.create_payment_for_key(&session.api_key_id, key, req, Some(this_attempt)).await?;
         Ok(created.payment)
     }
 }

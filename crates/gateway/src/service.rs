@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use daraja::{AccountReference, Amount, CallbackUrl, Msisdn, StkPush, TransactionDesc};
 use serde::{Deserialize, Serialize};
+use tracing::Instrument as _;
 
 use crate::config::{DarajaConnection, Settings};
 use crate::ids;
@@ -78,6 +79,15 @@ pub enum CreateError {
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// The checkout session a payment is made for, and which of its attempts it is.
+#[derive(Debug, Clone)]
+pub(crate) struct CheckoutAttempt {
+    /// The session.
+    pub session_id: String,
+    /// 1 for the first payment of the session, then one more for each.
+    pub attempt: u32,
 }
 
 /// A created (or replayed) payment.
@@ -305,7 +315,7 @@ impl Gateway {
         idempotency_key: Option<String>,
         req: CreatePayment,
     ) -> Result<Created, CreateError> {
-        self.create_payment_for_key(&key.id, idempotency_key, req).await
+        self.create_payment_for_key(&key.id, idempotency_key, req, None).await
     }
 
     /// Creates a payment for the API key with this id and sends the STK push.
@@ -315,16 +325,17 @@ impl Gateway {
         api_key_id: &str,
         idempotency_key: Option<String>,
         req: CreatePayment,
+        checkout: Option<CheckoutAttempt>,
     ) -> Result<Created, CreateError> {
         let (valid, phone, amount, reference, description) = self.validate(req)?;
         let request_hash = ids::sha256_hex(serde_json::to_string(&valid).unwrap_or_default().as_bytes());
-        let store = &self.inner.store;
         let now = self.now();
 
         // A retry of an earlier request is answered before any limit applies to it.
         if let Some(key_text) = &idempotency_key
             && let Some(existing) = self.replay(api_key_id, key_text, &request_hash).await?
         {
+            self.attach(checkout.as_ref(), &existing.payment).await?;
             return Ok(existing);
         }
         let payments = &self.inner.settings.payments;
@@ -343,32 +354,52 @@ impl Gateway {
         };
         let id = crate::payment::PaymentId::generate();
         tracing::Span::current().record("payment_id", id.as_str());
-        let inserted = store
-            .insert_payment(NewPayment {
-                id: id.clone(),
-                api_key_id: api_key_id.to_owned(),
-                idempotency_key,
-                request_hash: request_hash.clone(),
-                amount: valid.amount,
-                phone: valid.phone,
-                account_reference: valid.account_reference,
-                description: valid.description,
-                metadata: valid.metadata,
-                webhook_url: valid.webhook_url,
-                customer_email: valid.customer_email,
-                callback_token_hash: ids::sha256_hex(token.as_bytes()),
-                now,
-                live_prompt_since: now - ms(payments.prompt_lifetime),
-                per_phone_since: now - 3_600_000,
-                per_phone_limit: payments.pushes_per_phone_per_hour,
-            })
-            .await?;
-        let payment = match inserted {
+        let new = NewPayment {
+            id: id.clone(),
+            api_key_id: api_key_id.to_owned(),
+            idempotency_key,
+            request_hash: request_hash.clone(),
+            amount: valid.amount,
+            phone: valid.phone,
+            account_reference: valid.account_reference,
+            description: valid.description,
+            metadata: valid.metadata,
+            webhook_url: valid.webhook_url,
+            customer_email: valid.customer_email,
+            callback_token_hash: ids::sha256_hex(token.as_bytes()),
+            now,
+            live_prompt_since: now - ms(payments.prompt_lifetime),
+            per_phone_since: now - 3_600_000,
+            per_phone_limit: payments.pushes_per_phone_per_hour,
+        };
+        // The rest runs in its own task: if the request is dropped midway, the payment is still
+        // attached to its checkout session and pushed, never left stored without its push.
+        let this = self.clone();
+        tokio::spawn(async move { this.insert_and_push(new, request_hash, push, checkout).await }.in_current_span())
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("the payment task stopped: {e}")))?
+    }
+
+    /// Stores a new payment, attaches it to its checkout session (before the push, so that
+    /// nothing about it, not even a refused push's failure event, comes before the session
+    /// knows it), then sends the push and records Daraja's answer.
+    async fn insert_and_push(
+        &self,
+        new: NewPayment,
+        request_hash: String,
+        push: StkPush,
+        checkout: Option<CheckoutAttempt>,
+    ) -> Result<Created, CreateError> {
+        let prompt_lifetime = self.inner.settings.payments.prompt_lifetime;
+        let payment = match self.inner.store.insert_payment(new).await? {
             Inserted::Created(p) => p,
             // Two requests with one key raced; the other one created it and pushes.
-            Inserted::Existing(p, hash) if hash == request_hash => return Ok(Created { payment: p, replayed: true }),
+            Inserted::Existing(p, hash) if hash == request_hash => {
+                self.attach(checkout.as_ref(), &p).await?;
+                return Ok(Created { payment: p, replayed: true });
+            }
             Inserted::Existing(..) => return Err(CreateError::IdempotencyKeyReused),
-            Inserted::PhoneBusy => return Err(CreateError::PhoneBusy(payments.prompt_lifetime.as_secs())),
+            Inserted::PhoneBusy => return Err(CreateError::PhoneBusy(prompt_lifetime.as_secs())),
             Inserted::TooManyForPhone(count) => {
                 return Err(CreateError::RateLimited(
                     format!("this phone has had {count} payment prompts in the last hour; try again later"),
@@ -377,13 +408,22 @@ impl Gateway {
             }
         };
 
-        // The push and its record run in their own task: if the merchant's request is dropped
-        // mid-push, Daraja's answer is still recorded.
-        let this = self.clone();
-        let payment = tokio::spawn(async move { this.push(payment.id, push).await })
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("the push task stopped: {e}")))??;
+        // The push goes out even if the session could not be told (a store error): the
+        // customer's next submit replays this payment and attaches it then.
+        if let Err(e) = self.attach(checkout.as_ref(), &payment).await {
+            tracing::warn!(error = %e, payment_id = %payment.id, "payment not attached to its checkout session yet");
+        }
+        let payment = self.push(payment.id, push).await?;
         Ok(Created { payment, replayed: false })
+    }
+
+    /// Makes `payment` its checkout session's current attempt. Repeating it is harmless: only
+    /// the attempt after the session's last one is taken.
+    async fn attach(&self, checkout: Option<&CheckoutAttempt>, payment: &Payment) -> Result<(), StoreError> {
+        if let Some(c) = checkout {
+            self.inner.store.attach_checkout_payment(&c.session_id, &payment.id, c.attempt).await?;
+        }
+        Ok(())
     }
 
     /// Sends the push for a stored payment and records Daraja's answer.

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestApp, spawn_app_with};
+use common::{TestApp, spawn_app_with, spawn_app_with_slow_pushes};
 use daraja_sim::{Answer, SimConfig};
 use serde_json::{Value, json};
 
@@ -197,4 +197,33 @@ async fn sessions_are_idempotent_validated_and_private_to_their_key() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 404);
+}
+
+#[tokio::test]
+async fn a_submit_dropped_while_the_prompt_is_sent_still_gives_the_session_its_payment() {
+    let app = spawn_app_with_slow_pushes(SimConfig::interactive(), Duration::from_millis(600)).await;
+    let (_, session, _) = create_session(&app, &session_body(), None).await;
+    let url = session["url"].as_str().unwrap();
+    let id = session["id"].as_str().unwrap();
+    // The customer's browser gives up (closed tab, second click) while Daraja is still answering.
+    let dropped = reqwest::Client::builder().timeout(Duration::from_millis(150)).build().unwrap();
+    assert!(dropped.post(url).form(&[("phone", "0712345678")]).send().await.is_err(), "dropped mid-push");
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, s) = app.get(&format!("/v1/checkout-sessions/{id}")).await;
+        if let Some(payment_id) = s["payment_id"].as_str() {
+            let payment = app.payment(payment_id).await;
+            assert_eq!(payment["metadata"]["checkout_session"], id);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the session never learnt of its payment: {s}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(app.sim.sim().transactions().len(), 1, "one prompt");
+    // The page now waits on that prompt, and a new submit is refused while it is open.
+    let (_, html) = page(url, None).await;
+    assert!(html.contains("data-status=\"pending\""), "{html}");
+    assert_eq!(submit(url, "0712345678").await.0, 422);
+    assert_eq!(app.sim.sim().transactions().len(), 1);
 }

@@ -92,13 +92,31 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(sim_config: SimConfig, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_through(sim_config, tweak, None).await
+}
+
+/// A gateway whose STK pushes get their answer from the simulator only after `push_delay`
+/// (a proxy holds them), as a slow Daraja does.
+pub async fn spawn_app_with_slow_pushes(sim_config: SimConfig, push_delay: Duration) -> TestApp {
+    spawn_app_through(sim_config, |_| {}, Some(push_delay)).await
+}
+
+async fn spawn_app_through(
+    sim_config: SimConfig,
+    tweak: impl FnOnce(&mut Settings),
+    push_delay: Option<Duration>,
+) -> TestApp {
     let dir = std::env::temp_dir().join(format!("lipa-test-{}", lipa_gateway::ids::random_hex(8)));
     std::fs::create_dir_all(&dir).unwrap();
     let mut settings = settings(&dir);
     tweak(&mut settings);
     let sim = daraja_sim::spawn(sim_config).await.unwrap();
+    let daraja_url = match push_delay {
+        Some(delay) => slow_push_proxy(sim.base_url().to_owned(), delay).await,
+        None => sim.base_url().to_owned(),
+    };
     let connection = DarajaConnection::custom(
-        sim.base_url(),
+        &daraja_url,
         sim.consumer_key(),
         sim.consumer_secret(),
         sim.shortcode(),
@@ -112,6 +130,40 @@ pub async fn spawn_app_with(sim_config: SimConfig, tweak: impl FnOnce(&mut Setti
     tokio::spawn(app.run_until_stopped(std::future::pending()));
     let (_, key) = lipa_gateway::keys::create(gateway.store(), "test shop", gateway.now()).await.unwrap();
     TestApp { base, gateway, sim, key, http: reqwest::Client::new(), clock, dir }
+}
+
+/// An HTTP proxy to `target` that holds each STK push's answer for `delay`; returns its URL.
+async fn slow_push_proxy(target: String, delay: Duration) -> String {
+    use axum::body::Body;
+    use axum::http::Request;
+    let http = reqwest::Client::new();
+    let forward = move |request: Request<Body>| {
+        let (http, target) = (http.clone(), target.clone());
+        async move {
+            let (parts, body) = request.into_parts();
+            let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+            let mut out = http.request(parts.method.clone(), format!("{target}{}", parts.uri));
+            for (name, value) in &parts.headers {
+                if name != "host" {
+                    out = out.header(name, value);
+                }
+            }
+            let answer = out.body(body).send().await.unwrap();
+            if parts.uri.path().contains("stkpush") {
+                tokio::time::sleep(delay).await;
+            }
+            let status = answer.status();
+            let headers = answer.headers().clone();
+            let mut response = axum::response::Response::new(Body::from(answer.bytes().await.unwrap()));
+            *response.status_mut() = status;
+            *response.headers_mut() = headers;
+            response
+        }
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, axum::Router::new().fallback(forward)).await });
+    url
 }
 
 pub fn payment_body(phone: &str, amount: u64) -> Value {
