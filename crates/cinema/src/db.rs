@@ -370,15 +370,16 @@ impl Db {
         .await
     }
 
-    /// Records the checkout session made for a ticket's attempt.
-    pub async fn set_session(&self, id: String, session_id: String, url: String, now: i64) -> Result<(), DbError> {
+    /// Records the checkout session made for a pending ticket's attempt. Returns false if the
+    /// ticket is no longer pending (an earlier attempt's outcome came meanwhile): the session
+    /// is then not to be used.
+    pub async fn set_session(&self, id: String, session_id: String, url: String, now: i64) -> Result<bool, DbError> {
         self.run(move |c| {
-            c.execute(
+            Ok(c.execute(
                 "UPDATE tickets SET lipa_session_id = ?2, checkout_url = ?3, attempts = attempts + 1, updated_at = ?4
-                 WHERE id = ?1",
+                 WHERE id = ?1 AND status = 'pending'",
                 params![id, session_id, url, now],
-            )?;
-            Ok(())
+            )? == 1)
         })
         .await
     }
@@ -413,7 +414,8 @@ impl Db {
                 Outcome::Failed { ticket_id, payment_id, session_id, reason } => {
                     tx.execute(
                         "UPDATE tickets SET status = 'failed', failure = ?3, lipa_payment_id = ?2, updated_at = ?4
-                         WHERE id = ?1 AND status = 'pending' AND (?5 IS NULL OR lipa_session_id = ?5)",
+                         WHERE id = ?1 AND status = 'pending'
+                           AND ((?5 IS NULL AND lipa_session_id IS NULL) OR lipa_session_id = ?5)",
                         params![ticket_id, payment_id, reason, now, session_id],
                     )?;
                 }
@@ -460,8 +462,8 @@ pub enum Outcome {
         payment_id: String,
         /// The checkout session the payment belongs to. The failure applies only while this
         /// is still the ticket's current session: a failure of an attempt the customer has
-        /// since replaced with a retry must not fail the retry. None: no session to check
-        /// (the shop could not make one).
+        /// since replaced with a retry must not fail the retry. None: the shop could not make
+        /// a session; it then applies only while the ticket has none.
         session_id: Option<String>,
         /// For the customer.
         reason: String,

@@ -269,12 +269,13 @@ async fn checkout(state: &State, ticket: &Ticket) -> Response {
         ticket_id: &ticket.id,
     };
     match state.lipa.create_session(&request).await {
-        Ok((session_id, url)) => {
-            if let Err(e) = state.db.set_session(ticket.id.clone(), session_id, url.clone(), now_ms()).await {
-                return db_down(state, &e);
-            }
-            Redirect::to(&url).into_response()
-        }
+        Ok((session_id, url)) => match state.db.set_session(ticket.id.clone(), session_id, url.clone(), now_ms()).await
+        {
+            Ok(true) => Redirect::to(&url).into_response(),
+            // Paid (or failed) meanwhile by an earlier attempt: the ticket page says which.
+            Ok(false) => Redirect::to(&format!("/tickets/{}", ticket.id)).into_response(),
+            Err(e) => db_down(state, &e),
+        },
         Err(e) => {
             tracing::error!(error = %e, ticket = %ticket.id, "no checkout session");
             let failed = Outcome::Failed {
@@ -290,6 +291,27 @@ async fn checkout(state: &State, ticket: &Ticket) -> Response {
 }
 
 async fn retry(AxumState(state): St, Path(id): Path<String>) -> Response {
+    // The customer may have tried again on Lipa's page after the failure: while that payment
+    // is under way, a new session would only be refused (one prompt per phone) or, once it
+    // is paid, charge twice. Go to that attempt instead.
+    if let Ok(Some(ticket)) = state.db.ticket(id.clone()).await
+        && ticket.status == TicketStatus::Failed
+        && let Some(session) = &ticket.lipa_session_id
+        && let Ok(Some(payment)) = state.lipa.session_payment(session).await
+    {
+        match payment["status"].as_str() {
+            Some("pending") if let Some(url) = &ticket.checkout_url => return Redirect::to(url).into_response(),
+            Some("paid") => {
+                if let Some(paid) = outcome(&ticket.id, &payment)
+                    && let Err(e) = state.db.apply(None, paid, now_ms()).await
+                {
+                    return db_down(&state, &e);
+                }
+                return Redirect::to(&format!("/tickets/{}", ticket.id)).into_response();
+            }
+            _ => {}
+        }
+    }
     match state.db.rebook(id, now_ms()).await {
         Ok(Ok(t)) if t.status == TicketStatus::Paid => Redirect::to(&format!("/tickets/{}", t.id)).into_response(),
         // A second "Try again" while the first one's checkout is open goes to that checkout.
@@ -345,8 +367,10 @@ async fn ticket_page(AxumState(state): St, Path(id): Path<String>) -> Response {
         Err(e) => return db_down(&state, &e),
     };
     // Webhooks are the main way the shop learns outcomes; a customer back from the checkout
-    // before the webhook arrived gets the answer from Lipa's API instead.
-    if ticket.status == TicketStatus::Pending
+    // before the webhook arrived gets the answer from Lipa's API instead. (A failure applies
+    // only to a pending ticket; a payment applies to any.)
+    // A failed ticket asks too: the customer may have paid on a later try on Lipa's page.
+    if ticket.status != TicketStatus::Paid
         && let Some(session) = &ticket.lipa_session_id
         && let Ok(Some(payment)) = state.lipa.session_payment(session).await
         && let Some(outcome) = outcome(&ticket.id, &payment)

@@ -189,3 +189,46 @@ async fn a_failure_of_an_earlier_payment_in_the_same_session_does_not_fail_the_t
     assert_eq!(t.status, cinema::db::TicketStatus::Pending, "{t:?}");
     assert!(w.get(&ticket).await.contains("Status: Pending"));
 }
+
+#[tokio::test]
+async fn try_again_in_the_shop_goes_to_a_retry_already_under_way_on_lipas_page() {
+    let w = common::world(SimConfig::interactive()).await;
+    let (_, checkout) = w.book(1, "0712345678", 2).await;
+    let checkout = checkout.unwrap();
+    let ticket = w.ticket_url(&checkout).await;
+    w.pay(&checkout, "0712345678").await;
+    let first = w.sim.sim().transactions()[0].checkout_request_id.clone();
+    assert!(w.sim.sim().resolve(&first, Answer::Fail("1032".into())));
+    w.wait_for(&ticket, "Payment failed").await;
+    assert!(w.get(&w.shop).await.contains("40 seats left"));
+
+    // The customer sends the prompt again on Lipa's page, then goes back to the shop and
+    // presses "Try again" there while that prompt is open.
+    w.pay(&checkout, "0712345678").await;
+    let r = w.http.post(format!("{ticket}/retry")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    assert_eq!(r.headers()["location"].to_str().unwrap(), checkout, "to the attempt under way, no new session");
+    assert_eq!(w.sim.sim().transactions().len(), 2, "no third prompt");
+
+    let second = w.sim.sim().transactions()[1].checkout_request_id.clone();
+    assert!(w.sim.sim().resolve(&second, Answer::Approve));
+    w.wait_for(&ticket, "Your tickets").await;
+    assert!(w.get(&w.shop).await.contains("38 seats left"));
+}
+
+#[tokio::test]
+async fn a_failure_to_make_a_session_does_not_fail_a_ticket_that_has_one() {
+    let w = common::world(SimConfig::interactive()).await;
+    let (_, checkout) = w.book(1, "0712345678", 1).await;
+    let ticket_url = w.ticket_url(&checkout.unwrap()).await;
+    let id = ticket_url.rsplit('/').next().unwrap().to_owned();
+    let failed = cinema::db::Outcome::Failed {
+        ticket_id: id.clone(),
+        payment_id: String::new(),
+        session_id: None,
+        reason: "The payment service could not be reached. Please try again.".into(),
+    };
+    w.db.apply(None, failed, cinema::now_ms()).await.unwrap();
+    let t = w.db.ticket(id).await.unwrap().unwrap();
+    assert_eq!(t.status, cinema::db::TicketStatus::Pending, "its session is live: {t:?}");
+}

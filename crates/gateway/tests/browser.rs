@@ -159,6 +159,8 @@ async fn staff_sign_in_find_a_payment_by_the_phone_as_typed_and_resolve_its_revi
     browser.wait_for_text("Export CSV", 10).await;
     browser.type_into("input[name=q]", "0712 345 678").await;
     browser.click(".filters button[type=submit]").await;
+    // The unfiltered list shows that phone too: wait for the filtered page itself.
+    browser.wait_for_url("q=", 10).await;
     browser.wait_for_text("0712 345 678", 10).await;
     let listed = browser.page_text().await;
     assert!(!listed.contains("0722 000 111"), "only the searched phone: {listed}");

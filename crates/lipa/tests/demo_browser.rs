@@ -28,14 +28,15 @@ async fn book_and_send_prompt(browser: &Browser, shop: &str, seats: &str) -> Str
 async fn answer_on_phone(browser: &Browser, phone_url: &str, send: bool) {
     browser.goto(&format!("{phone_url}/0712345678")).await;
     browser.wait_for_text("Enter M-PESA PIN", 10).await;
+    // The answer is a form post: let its page load before the test navigates elsewhere, or the
+    // post's redirect can land after (and instead of) the next page. (The old page's own
+    // polling can show "No M-PESA request right now" before that.)
     if send {
         browser.type_into("#pin", "1234").await;
-        browser.click("button.send").await;
+        browser.click_and_wait_for_next_page("button.send", 10).await;
     } else {
-        browser.click("button.cancel").await;
+        browser.click_and_wait_for_next_page("button.cancel", 10).await;
     }
-    // The answer is a form post: let its page load before the test navigates elsewhere, or the
-    // post's redirect can land after (and instead of) the next page.
     browser.wait_for_text("No M-PESA request right now", 10).await;
 }
 

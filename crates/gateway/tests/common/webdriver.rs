@@ -143,6 +143,32 @@ impl Browser {
         self.call(reqwest::Method::POST, &format!("/element/{e}/click"), Some(json!({}))).await;
     }
 
+    /// Clicks `css` and waits (up to `secs`) until the browser has left the page it was on
+    /// (that page's elements are stale): a form post's answer has loaded, not just a script's
+    /// rewrite of the old page.
+    pub async fn click_and_wait_for_next_page(&self, css: &str, secs: u64) {
+        let old = self.must("html").await;
+        self.click(css).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        while self.call(reqwest::Method::GET, &format!("/element/{old}/name"), None).await["error"].is_null() {
+            assert!(std::time::Instant::now() < deadline, "no new page after clicking {css:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits (up to `secs`) until the current URL contains `part`.
+    pub async fn wait_for_url(&self, part: &str, secs: u64) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let url = self.current_url().await;
+            if url.contains(part) {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "the URL never contained {part:?}: {url}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub async fn attribute(&self, css: &str, name: &str) -> Option<String> {
         let e = self.must(css).await;
         self.call(reqwest::Method::GET, &format!("/element/{e}/attribute/{name}"), None)
