@@ -135,6 +135,17 @@ pub struct Ticket {
     pub checkout_url: Option<String>,
 }
 
+/// What booking did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Booked {
+    /// A new pending ticket.
+    New(Ticket),
+    /// That ticket was booked already, with the same details (the form sent again).
+    Again(Ticket),
+    /// That ticket id is taken by a booking with other details.
+    Conflict,
+}
+
 /// Why a booking was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BookError {
@@ -299,8 +310,9 @@ impl Db {
         self.run(move |c| Ok(c.query_row(&format!("{MOVIE_QUERY} WHERE m.id = ?1"), [id], movie).optional()?)).await
     }
 
-    /// Books `quantity` seats as a pending ticket, if that many are free: check and insert in
-    /// one immediate transaction.
+    /// Books `quantity` seats as a pending ticket `id`, if that many are free: check and insert
+    /// in one immediate transaction. A ticket `id` booked already is [`Booked::Again`] if it has
+    /// the same details, else [`Booked::Conflict`].
     pub async fn book(
         &self,
         id: String,
@@ -309,9 +321,15 @@ impl Db {
         phone: String,
         quantity: u32,
         now: i64,
-    ) -> Result<Result<Ticket, BookError>, DbError> {
+    ) -> Result<Result<Booked, BookError>, DbError> {
         self.run(move |c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let existing =
+                tx.query_row(&format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ?1"), [&id], ticket).optional()?;
+            if let Some(t) = existing {
+                let same = (t.movie_id, &t.customer_name, &t.phone, t.quantity) == (movie_id, &name, &phone, quantity);
+                return Ok(Ok(if same { Booked::Again(t) } else { Booked::Conflict }));
+            }
             let Some((max, taken)) = seats_taken(&tx, movie_id)? else { return Ok(Err(BookError::NoMovie)) };
             let left = max.saturating_sub(taken);
             if quantity > left {
@@ -325,7 +343,7 @@ impl Db {
             )?;
             let t = tx.query_row(&format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ?1"), [&id], ticket)?;
             tx.commit()?;
-            Ok(Ok(t))
+            Ok(Ok(Booked::New(t)))
         })
         .await
     }

@@ -12,7 +12,7 @@ use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::db::{BookError, Movie, Outcome, Ticket, TicketStatus};
+use crate::db::{BookError, Booked, Movie, Outcome, Ticket, TicketStatus};
 use crate::lipa::SessionRequest;
 use crate::{State, now_ms};
 
@@ -145,6 +145,15 @@ struct BookingForm {
     phone: String,
     #[serde(default)]
     quantity: String,
+    /// The form's own id (a hidden field): a form sent twice (a double click, a reload) books
+    /// once.
+    #[serde(default)]
+    booking: String,
+}
+
+/// A booking form id as the shop makes them (`random_id`): 20 lower-case hex digits.
+fn valid_booking_id(s: &str) -> bool {
+    s.len() == 20 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn booking_view(state: &State, m: &Movie, form: &BookingForm, errors: &[(&str, String)]) -> Html<String> {
@@ -165,6 +174,8 @@ fn booking_view(state: &State, m: &Movie, form: &BookingForm, errors: &[(&str, S
             }
             @if let Some(e) = error("movie") { p class="error" role="alert" { (e) } }
             form method="post" action=(format!("/movies/{}", m.id)) {
+                input type="hidden" name="booking"
+                    value=(if valid_booking_id(&form.booking) { form.booking.clone() } else { random_id() });
                 label for="name" { "Your name" }
                 input id="name" name="name" autocomplete="name" required maxlength="60" value=(form.name);
                 @if let Some(e) = error("name") { p class="error" { (e) } }
@@ -231,10 +242,43 @@ async fn book(
     let (Ok(phone), Some(quantity), true) = (phone, quantity, errors.is_empty()) else {
         return (StatusCode::UNPROCESSABLE_ENTITY, booking_view(&state, &movie, &form, &errors)).into_response();
     };
-    let ticket_id = format!("tk_{}", random_id());
-    let booked = state.db.book(ticket_id, id, name.to_owned(), phone.to_string(), quantity, now_ms()).await;
+    let booking = if valid_booking_id(&form.booking) { form.booking.clone() } else { random_id() };
+    let booked =
+        state.db.book(format!("tk_{booking}"), id, name.to_owned(), phone.to_string(), quantity, now_ms()).await;
     let ticket = match booked {
-        Ok(Ok(t)) => t,
+        Ok(Ok(Booked::New(t))) => t,
+        // The same form again: where the first one led.
+        Ok(Ok(Booked::Again(t))) => {
+            return match (&t.status, &t.checkout_url) {
+                (TicketStatus::Pending, Some(url)) => Redirect::to(url).into_response(),
+                // Its session is still being made: asking again gets the same one.
+                (TicketStatus::Pending, None) => checkout(&state, &t).await,
+                _ => Redirect::to(&format!("/tickets/{}", t.id)).into_response(),
+            };
+        }
+        // The same form id with other details (sent again after going back and changing it):
+        // a booking of its own.
+        Ok(Ok(Booked::Conflict)) => {
+            let again = state.db.book(
+                format!("tk_{}", random_id()),
+                id,
+                name.to_owned(),
+                phone.to_string(),
+                quantity,
+                now_ms(),
+            );
+            match again.await {
+                Ok(Ok(Booked::New(t))) => t,
+                Ok(Ok(_)) => return error_page(&state, StatusCode::CONFLICT, "Please send the form again."),
+                Ok(Err(BookError::SoldOut(_))) => {
+                    return error_page(&state, StatusCode::CONFLICT, "Sorry, not enough seats are left.");
+                }
+                Ok(Err(BookError::NoMovie)) => {
+                    return error_page(&state, StatusCode::NOT_FOUND, "There is no such movie.");
+                }
+                Err(e) => return db_down(&state, &e),
+            }
+        }
         Ok(Err(BookError::SoldOut(left))) => {
             let message = if left == 0 {
                 "Sorry, this show has just sold out.".to_owned()

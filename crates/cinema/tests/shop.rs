@@ -232,3 +232,32 @@ async fn a_failure_to_make_a_session_does_not_fail_a_ticket_that_has_one() {
     let t = w.db.ticket(id).await.unwrap().unwrap();
     assert_eq!(t.status, cinema::db::TicketStatus::Pending, "its session is live: {t:?}");
 }
+
+#[tokio::test]
+async fn a_booking_form_sent_twice_books_once() {
+    let w = common::world(SimConfig::interactive()).await;
+    let form_id = |html: String| html.split("name=\"booking\" value=\"").nth(1).unwrap()[..20].to_owned();
+    let booking = form_id(w.get(&format!("{}/movies/1", w.shop)).await);
+    assert_ne!(booking, form_id(w.get(&format!("{}/movies/1", w.shop)).await), "each form its own id");
+    let send = |quantity: &'static str| {
+        let (http, url, booking) = (w.http.clone(), format!("{}/movies/1", w.shop), booking.clone());
+        async move {
+            let fields = [("name", "Wanjiku"), ("phone", "0712345678"), ("quantity", quantity), ("booking", &booking)];
+            let r = http.post(url).form(&fields).send().await.unwrap();
+            (r.status().as_u16(), r.headers().get("location").map(|v| v.to_str().unwrap().to_owned()))
+        }
+    };
+    // A double click: both at once, then a reload of the answer.
+    let (a, b) = tokio::join!(send("2"), send("2"));
+    let c = send("2").await;
+    assert_eq!((a.0, b.0, c.0), (303, 303, 303));
+    assert_eq!(a.1, b.1, "one checkout");
+    assert_eq!(a.1, c.1, "one checkout");
+    assert!(w.get(&w.shop).await.contains("38 seats left"), "two seats held, not four or six");
+
+    // Back, changed to 3 seats, sent again: a booking of its own.
+    let d = send("3").await;
+    assert_eq!(d.0, 303);
+    assert_ne!(d.1, a.1);
+    assert!(w.get(&w.shop).await.contains("35 seats left"));
+}
