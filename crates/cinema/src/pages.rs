@@ -411,9 +411,9 @@ async fn ticket_page(AxumState(state): St, Path(id): Path<String>) -> Response {
         Err(e) => return db_down(&state, &e),
     };
     // Webhooks are the main way the shop learns outcomes; a customer back from the checkout
-    // before the webhook arrived gets the answer from Lipa's API instead. (A failure applies
-    // only to a pending ticket; a payment applies to any.)
-    // A failed ticket asks too: the customer may have paid on a later try on Lipa's page.
+    // before the webhook arrived gets the answer from Lipa's API instead. A failed ticket asks
+    // too, as the customer may have paid on a later try on Lipa's page (a payment applies to
+    // any ticket, a failure only to a pending one).
     if ticket.status != TicketStatus::Paid
         && let Some(session) = &ticket.lipa_session_id
         && let Ok(Some(payment)) = state.lipa.session_payment(session).await
