@@ -73,7 +73,7 @@ async fn each_magic_number_yields_its_result_code_in_callback_and_query() {
 
 #[tokio::test]
 async fn a_late_callback_arrives_after_the_query_already_shows_the_result() {
-    let config = SimConfig { late_callback_delay: Duration::from_millis(500), ..SimConfig::default() };
+    let config = SimConfig { late_callback_delay: Duration::from_secs(2), ..SimConfig::default() };
     let sim = sim(config).await;
     let mut receiver = Receiver::start().await;
     let client = client(&sim);

@@ -206,8 +206,15 @@ async fn a_submit_dropped_while_the_prompt_is_sent_still_gives_the_session_its_p
     let url = session["url"].as_str().unwrap();
     let id = session["id"].as_str().unwrap();
     // The customer's browser gives up (closed tab, second click) while Daraja is still answering.
-    let dropped = reqwest::Client::builder().timeout(Duration::from_millis(150)).build().unwrap();
-    assert!(dropped.post(url).form(&[("phone", "0712345678")]).send().await.is_err(), "dropped mid-push");
+    let send = no_redirects().post(url).form(&[("phone", "0712345678")]).send();
+    let in_flight = tokio::spawn(send);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while app.sim.sim().transactions().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "the prompt was never sent");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    in_flight.abort();
+    assert!(in_flight.await.is_err_and(|e| e.is_cancelled()), "dropped mid-push");
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {

@@ -23,13 +23,15 @@ async fn a_locked_database_gets_503_and_the_retry_after_recovery_is_applied() {
 
     // Another process takes the database's write lock and keeps it.
     let db = app.db_path();
+    let (locked, lock_taken) = std::sync::mpsc::channel();
     let locker = std::thread::spawn(move || {
         let conn = rusqlite::Connection::open(db).unwrap();
         conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        locked.send(()).unwrap();
         std::thread::sleep(Duration::from_secs(7));
         conn.execute_batch("COMMIT").unwrap();
     });
-    tokio::time::sleep(Duration::from_millis(100)).await; // let the locker take the lock
+    lock_taken.recv().unwrap();
     assert!(app.sim.sim().resolve(checkout, Answer::Approve));
 
     let first = &app.callback_attempts(checkout, 1).await[0];

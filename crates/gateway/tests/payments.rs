@@ -106,7 +106,10 @@ async fn fifty_concurrent_requests_with_one_key_push_once() {
 #[tokio::test]
 async fn a_hundred_concurrent_copies_of_a_callback_are_all_acknowledged_and_applied_once() {
     let faults = Faults { copies: 100, concurrent: true, ..Faults::default() };
-    let app = spawn_app_with(SimConfig { faults, ..SimConfig::default() }, |_| {}).await;
+    // A slow disk (the PostgreSQL pass commits copies of one payment one after another) must
+    // not make the simulator give up on a copy.
+    let callback_timeout = std::time::Duration::from_secs(60);
+    let app = spawn_app_with(SimConfig { faults, callback_timeout, ..SimConfig::default() }, |_| {}).await;
     let created = app.create("0712345678", 45).await;
     let checkout = created["checkout_request_id"].as_str().unwrap();
     let attempts = app.callback_attempts(checkout, 100).await;

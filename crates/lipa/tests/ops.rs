@@ -77,7 +77,26 @@ async fn payments_export_callbacks_and_reconcile_work_on_a_gateway_database() {
             .unwrap();
         ids.push(p["id"].as_str().unwrap().to_owned());
     }
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // The first two settle by their callbacks.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    for (id, status) in [(&ids[0], "paid"), (&ids[1], "failed")] {
+        loop {
+            let p: serde_json::Value = http
+                .get(format!("{base}/v1/payments/{id}"))
+                .bearer_auth(&key)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if p["status"] == status {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{id} is not {status}: {p}");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
     // A callback for no payment: an orphan.
     http.post(format!("{base}/callbacks/stk/{}", "f".repeat(32))).body("{\"Body\":{}}").send().await.unwrap();
 

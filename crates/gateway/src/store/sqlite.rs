@@ -1954,10 +1954,19 @@ mod tests {
             assert!(started.elapsed() < Duration::from_secs(10), "the database file was never flushed");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        // Let a pass that may have started before the last commit finish, then count.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let settled = db_flushes();
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Let a pass that may have started before the last commit finish: wait until the count
+        // holds for half a second (passes run every 20 ms), then count.
+        let mut settled = db_flushes();
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let now = db_flushes();
+            if now == settled {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "the database file is flushed again and again");
+            settled = now;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(db_flushes(), settled, "passes that copied nothing flushed the database file again");
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);
@@ -1974,12 +1983,16 @@ mod tests {
         let store =
             SqliteStore::open_with(&path, limit, Duration::from_millis(100), std::fs::File::sync_data).await.unwrap();
         store.write(|c| c.execute_batch("CREATE TABLE filler (body BLOB)").map_err(sql_error)).await.unwrap();
+        // At least 3 s (many checkpoint passes) and at least 6 MB through the WAL, however
+        // slow the disk.
+        let written = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let writers: Vec<_> = (0..8)
             .map(|_| {
-                let store = store.clone();
+                let (store, written) = (store.clone(), written.clone());
                 tokio::spawn(async move {
                     let started = std::time::Instant::now();
-                    while started.elapsed() < Duration::from_secs(3) {
+                    while written.fetch_add(1, Ordering::Relaxed) < 3000 || started.elapsed() < Duration::from_secs(3) {
+                        assert!(started.elapsed() < Duration::from_secs(120), "3,000 small writes took 2 minutes");
                         store
                             .write(|c| {
                                 exec(c, "INSERT INTO filler (body) VALUES (zeroblob(2000))", []).map_err(sql_error)

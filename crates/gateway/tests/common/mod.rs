@@ -220,7 +220,7 @@ impl TestApp {
     /// Waits (at most 10 s: a locked database answers after its 5 s busy timeout) until the
     /// simulator has recorded `n` delivery attempts for a payment.
     pub async fn callback_attempts(&self, checkout_request_id: &str, n: usize) -> Vec<daraja_sim::CallbackAttempt> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             let attempts = self.sim.sim().callback_attempts_for(checkout_request_id);
             if attempts.len() >= n {

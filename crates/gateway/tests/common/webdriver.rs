@@ -187,15 +187,16 @@ impl Browser {
     }
 
     pub async fn page_text(&self) -> String {
-        match self.element("body").await {
-            Some(e) => self
-                .call(reqwest::Method::GET, &format!("/element/{e}/text"), None)
-                .await
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
-            None => String::new(),
+        // A page that reloads itself between finding its body and reading it leaves a stale
+        // element: read the new page's body then.
+        for _ in 0..5 {
+            let Some(e) = self.element("body").await else { return String::new() };
+            if let Some(text) = self.call(reqwest::Method::GET, &format!("/element/{e}/text"), None).await.as_str() {
+                return text.to_owned();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        String::new()
     }
 
     /// Waits (up to `secs`) until the page's text contains `needle`, without reloading it.
