@@ -65,31 +65,15 @@ async fn payments_export_callbacks_and_reconcile_work_on_a_gateway_database() {
     let mut ids = Vec::new();
     // 254700090001 approves but never calls back: only a query can tell.
     for phone in ["0712345678", "0700001032", "0700090001"] {
-        let p: serde_json::Value = http
-            .post(format!("{base}/v1/payments"))
-            .bearer_auth(&key)
-            .json(&serde_json::json!({"amount": 45, "phone": phone, "account_reference": "OPS", "description": "ops"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body = serde_json::json!({"amount": 45, "phone": phone, "account_reference": "OPS", "description": "ops"});
+        let p = json(http.post(format!("{base}/v1/payments")).bearer_auth(&key).json(&body)).await;
         ids.push(p["id"].as_str().unwrap().to_owned());
     }
     // The first two settle by their callbacks.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     for (id, status) in [(&ids[0], "paid"), (&ids[1], "failed")] {
         loop {
-            let p: serde_json::Value = http
-                .get(format!("{base}/v1/payments/{id}"))
-                .bearer_auth(&key)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let p = json(http.get(format!("{base}/v1/payments/{id}")).bearer_auth(&key)).await;
             if p["status"] == status {
                 break;
             }
@@ -140,4 +124,8 @@ async fn payments_export_callbacks_and_reconcile_work_on_a_gateway_database() {
         .unwrap();
     assert_eq!(settled.status, lipa_gateway::payment::Status::Paid);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+async fn json(request: reqwest::RequestBuilder) -> serde_json::Value {
+    request.send().await.unwrap().json().await.unwrap()
 }
