@@ -210,7 +210,7 @@ impl Gateway {
         };
         // One idempotency key per attempt: a double submit of the same form pushes once.
         let key = Some(format!("{}/{attempt}", session.id));
-        let this_attempt = crate::service::CheckoutAttempt { session_id: session.id.clone(), attempt };
+        let this_attempt = crate::store::CheckoutAttempt { session_id: session.id.clone(), attempt };
         let created = self.create_payment_for_key(&session.api_key_id, key, req, Some(this_attempt)).await?;
         Ok(created.payment)
     }

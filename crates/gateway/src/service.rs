@@ -14,7 +14,9 @@ use crate::config::{DarajaConnection, Settings};
 use crate::ids;
 use crate::payment::Payment;
 use crate::rate::RateLimiter;
-use crate::store::{ApiKey, CallbackStored, IncomingCallback, Inserted, NewPayment, PushResult, Store, StoreError};
+use crate::store::{
+    ApiKey, CallbackStored, CheckoutAttempt, IncomingCallback, Inserted, NewPayment, PushResult, Store, StoreError,
+};
 use crate::time_fmt::ms;
 use crate::time_fmt::to_millis;
 
@@ -79,15 +81,6 @@ pub enum CreateError {
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-/// The checkout session a payment is made for, and which of its attempts it is.
-#[derive(Debug, Clone)]
-pub(crate) struct CheckoutAttempt {
-    /// The session.
-    pub session_id: String,
-    /// 1 for the first payment of the session, then one more for each.
-    pub attempt: u32,
 }
 
 /// A created (or replayed) payment.
@@ -335,7 +328,6 @@ impl Gateway {
         if let Some(key_text) = &idempotency_key
             && let Some(existing) = self.replay(api_key_id, key_text, &request_hash).await?
         {
-            self.attach(checkout.as_ref(), &existing.payment).await?;
             return Ok(existing);
         }
         let payments = &self.inner.settings.payments;
@@ -371,33 +363,29 @@ impl Gateway {
             live_prompt_since: now - ms(payments.prompt_lifetime),
             per_phone_since: now - 3_600_000,
             per_phone_limit: payments.pushes_per_phone_per_hour,
+            checkout,
         };
-        // The rest runs in its own task: if the request is dropped midway, the payment is still
-        // attached to its checkout session and pushed, never left stored without its push.
+        // The rest runs in its own task: if the request is dropped midway, a stored payment is
+        // still pushed, never left without its push.
         let this = self.clone();
-        tokio::spawn(async move { this.insert_and_push(new, request_hash, push, checkout).await }.in_current_span())
+        tokio::spawn(async move { this.insert_and_push(new, request_hash, push).await }.in_current_span())
             .await
             .map_err(|e| StoreError::Unavailable(format!("the payment task stopped: {e}")))?
     }
 
-    /// Stores a new payment, attaches it to its checkout session (before the push, so that
-    /// nothing about it, not even a refused push's failure event, comes before the session
-    /// knows it), then sends the push and records Daraja's answer.
+    /// Stores a new payment (with its checkout session told in the same commit), then sends
+    /// the push and records Daraja's answer.
     async fn insert_and_push(
         &self,
         new: NewPayment,
         request_hash: String,
         push: StkPush,
-        checkout: Option<CheckoutAttempt>,
     ) -> Result<Created, CreateError> {
         let prompt_lifetime = self.inner.settings.payments.prompt_lifetime;
         let payment = match self.inner.store.insert_payment(new).await? {
             Inserted::Created(p) => p,
             // Two requests with one key raced; the other one created it and pushes.
-            Inserted::Existing(p, hash) if hash == request_hash => {
-                self.attach(checkout.as_ref(), &p).await?;
-                return Ok(Created { payment: p, replayed: true });
-            }
+            Inserted::Existing(p, hash) if hash == request_hash => return Ok(Created { payment: p, replayed: true }),
             Inserted::Existing(..) => return Err(CreateError::IdempotencyKeyReused),
             Inserted::PhoneBusy => return Err(CreateError::PhoneBusy(prompt_lifetime.as_secs())),
             Inserted::TooManyForPhone(count) => {
@@ -407,23 +395,8 @@ impl Gateway {
                 ));
             }
         };
-
-        // The push goes out even if the session could not be told (a store error): the
-        // customer's next submit replays this payment and attaches it then.
-        if let Err(e) = self.attach(checkout.as_ref(), &payment).await {
-            tracing::warn!(error = %e, payment_id = %payment.id, "payment not attached to its checkout session yet");
-        }
         let payment = self.push(payment.id, push).await?;
         Ok(Created { payment, replayed: false })
-    }
-
-    /// Makes `payment` its checkout session's current attempt. Repeating it is harmless: only
-    /// the attempt after the session's last one is taken.
-    async fn attach(&self, checkout: Option<&CheckoutAttempt>, payment: &Payment) -> Result<(), StoreError> {
-        if let Some(c) = checkout {
-            self.inner.store.attach_checkout_payment(&c.session_id, &payment.id, c.attempt).await?;
-        }
-        Ok(())
     }
 
     /// Sends the push for a stored payment and records Daraja's answer.

@@ -127,6 +127,7 @@ async fn seed(store: &Store, n: usize) -> Result<()> {
                 live_prompt_since: i64::MAX,
                 per_phone_since: i64::MAX,
                 per_phone_limit: u32::MAX,
+                checkout: None,
             };
             let Inserted::Created(p) = store.insert_payment(new).await? else {
                 return Err("seed insert refused".into());

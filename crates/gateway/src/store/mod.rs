@@ -246,6 +246,18 @@ pub struct NewPayment {
     pub per_phone_since: i64,
     /// Most payments per phone in the window.
     pub per_phone_limit: u32,
+    /// The checkout session attempt it is made for: the session learns of it in the same
+    /// commit that stores it, before any push or event about it.
+    pub checkout: Option<CheckoutAttempt>,
+}
+
+/// A checkout session and which of its attempts a payment is.
+#[derive(Debug, Clone)]
+pub struct CheckoutAttempt {
+    /// The session.
+    pub session_id: String,
+    /// 1 for the session's first payment, then one more for each.
+    pub attempt: u32,
 }
 
 /// What inserting a payment did.
@@ -729,17 +741,6 @@ impl Store {
             return Ok(None);
         }
         delegate!(self.checkout_session(id.to_owned()))
-    }
-
-    /// Records `payment_id` as attempt number `attempt` of a session; false if another attempt
-    /// got there first.
-    pub async fn attach_checkout_payment(
-        &self,
-        session_id: &str,
-        payment_id: &PaymentId,
-        attempt: u32,
-    ) -> Result<bool, StoreError> {
-        delegate!(self.attach_checkout_payment(session_id.to_owned(), payment_id.clone(), attempt))
     }
 
     /// Leases up to `limit` receipt emails due at `now` until `lease_until`.

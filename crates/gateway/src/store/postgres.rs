@@ -238,6 +238,16 @@ impl PostgresStore {
             Err(e) => return Err(e),
         }
         event(&tx, &new.id, new.now, "created", &serde_json::json!({"amount": new.amount, "phone": new.phone})).await?;
+        if let Some(a) = &new.checkout {
+            // Only the attempt after the session's last one is taken.
+            let attempt = i32::try_from(a.attempt).map_err(|_| corrupt("attempt out of range"))?;
+            tx.execute(
+                "UPDATE checkout_sessions SET payment_id = $2, attempts = $3 WHERE id = $1 AND attempts = $3 - 1",
+                &[&a.session_id, &new.id.as_str(), &attempt],
+            )
+            .await
+            .map_err(pg_error)?;
+        }
         let payment = load(&tx, &new.id).await?;
         tx.commit().await.map_err(pg_error)?;
         Ok(Inserted::Created(payment))
@@ -639,25 +649,6 @@ impl PostgresStore {
             .map_err(pg_error)?
             .map(|r| session_from_row(&r))
             .transpose()
-    }
-
-    pub(super) async fn attach_checkout_payment(
-        &self,
-        session_id: String,
-        payment_id: PaymentId,
-        attempt: u32,
-    ) -> Result<bool, StoreError> {
-        let attempt = i32::try_from(attempt).map_err(|_| corrupt("attempt out of range"))?;
-        let n = self
-            .client()
-            .await?
-            .execute(
-                "UPDATE checkout_sessions SET payment_id = $2, attempts = $3 WHERE id = $1 AND attempts = $3 - 1",
-                &[&session_id, &payment_id.as_str(), &attempt],
-            )
-            .await
-            .map_err(pg_error)?;
-        Ok(n > 0)
     }
 
     // ---- emails ----

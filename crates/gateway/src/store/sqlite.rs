@@ -683,6 +683,15 @@ impl SqliteStore {
             )
             .map_err(sql_error)?;
             event(c, &new.id, new.now, "created", &serde_json::json!({"amount": new.amount, "phone": new.phone}))?;
+            if let Some(a) = &new.checkout {
+                // Only the attempt after the session's last one is taken.
+                exec(
+                    c,
+                    "UPDATE checkout_sessions SET payment_id = ?2, attempts = ?3 WHERE id = ?1 AND attempts = ?3 - 1",
+                    params![a.session_id, new.id.as_str(), a.attempt],
+                )
+                .map_err(sql_error)?;
+            }
             Ok(Inserted::Created(load(c, &new.id)?))
         })
         .await
@@ -1069,24 +1078,6 @@ impl SqliteStore {
             .optional()
             .map_err(sql_error)?
             .transpose()
-        })
-        .await
-    }
-
-    pub(super) async fn attach_checkout_payment(
-        &self,
-        session_id: String,
-        payment_id: PaymentId,
-        attempt: u32,
-    ) -> Result<bool, StoreError> {
-        self.write(move |c| {
-            exec(
-                c,
-                "UPDATE checkout_sessions SET payment_id = ?2, attempts = ?3 WHERE id = ?1 AND attempts = ?3 - 1",
-                params![session_id, payment_id.as_str(), attempt],
-            )
-            .map(|n| n > 0)
-            .map_err(sql_error)
         })
         .await
     }

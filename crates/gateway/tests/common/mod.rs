@@ -288,5 +288,6 @@ pub fn new_payment(phone: &str, token: &str) -> lipa_gateway::store::NewPayment 
         live_prompt_since: 0,
         per_phone_since: 0,
         per_phone_limit: 100,
+        checkout: None,
     }
 }
