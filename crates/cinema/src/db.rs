@@ -201,6 +201,10 @@ fn movie(r: &Row<'_>) -> rusqlite::Result<Movie> {
     })
 }
 
+fn find_ticket(c: &Connection, id: &str) -> rusqlite::Result<Option<Ticket>> {
+    c.query_row(&format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ?1"), [id], ticket).optional()
+}
+
 fn seats_taken(c: &Connection, movie_id: i64) -> rusqlite::Result<Option<(u32, u32)>> {
     c.query_row(&format!("{MOVIE_QUERY} WHERE m.id = ?1"), [movie_id], |r| {
         Ok((r.get::<_, u32>(5)?, r.get::<_, u32>(7)?))
@@ -324,9 +328,7 @@ impl Db {
     ) -> Result<Result<Booked, BookError>, DbError> {
         self.run(move |c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let existing =
-                tx.query_row(&format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ?1"), [&id], ticket).optional()?;
-            if let Some(t) = existing {
+            if let Some(t) = find_ticket(&tx, &id)? {
                 let same = (t.movie_id, &t.customer_name, &t.phone, t.quantity) == (movie_id, &name, &phone, quantity);
                 return Ok(Ok(if same { Booked::Again(t) } else { Booked::Conflict }));
             }
@@ -352,10 +354,7 @@ impl Db {
     pub async fn rebook(&self, id: String, now: i64) -> Result<Result<Ticket, BookError>, DbError> {
         self.run(move |c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let Some(t) = tx
-                .query_row(&format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ?1"), [&id], ticket)
-                .optional()?
-            else {
+            let Some(t) = find_ticket(&tx, &id)? else {
                 return Ok(Err(BookError::NoMovie));
             };
             if t.status == TicketStatus::Failed {
@@ -382,10 +381,7 @@ impl Db {
 
     /// A ticket.
     pub async fn ticket(&self, id: String) -> Result<Option<Ticket>, DbError> {
-        self.run(move |c| {
-            Ok(c.query_row(&format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ?1"), [id], ticket).optional()?)
-        })
-        .await
+        self.run(move |c| Ok(find_ticket(c, &id)?)).await
     }
 
     /// Records the checkout session made for a pending ticket's attempt. Returns false if the
@@ -432,8 +428,7 @@ impl Db {
                 Outcome::Failed { ticket_id, payment_id, session_id, reason } => {
                     tx.execute(
                         "UPDATE tickets SET status = 'failed', failure = ?3, lipa_payment_id = ?2, updated_at = ?4
-                         WHERE id = ?1 AND status = 'pending'
-                           AND ((?5 IS NULL AND lipa_session_id IS NULL) OR lipa_session_id = ?5)",
+                         WHERE id = ?1 AND status = 'pending' AND lipa_session_id IS ?5",
                         params![ticket_id, payment_id, reason, now, session_id],
                     )?;
                 }

@@ -91,10 +91,15 @@ impl Lipa {
         }
     }
 
+    /// The id of a session's latest payment, if it has one.
+    pub async fn session_payment_id(&self, session_id: &str) -> Result<Option<String>, LipaError> {
+        let session = self.call(self.http.get(format!("{}/v1/checkout-sessions/{session_id}", self.base))).await?;
+        Ok(session["payment_id"].as_str().map(str::to_owned))
+    }
+
     /// A session's latest payment, if it has one.
     pub async fn session_payment(&self, session_id: &str) -> Result<Option<Value>, LipaError> {
-        let session = self.call(self.http.get(format!("{}/v1/checkout-sessions/{session_id}", self.base))).await?;
-        let Some(payment_id) = session["payment_id"].as_str() else { return Ok(None) };
+        let Some(payment_id) = self.session_payment_id(session_id).await? else { return Ok(None) };
         let payment = self.call(self.http.get(format!("{}/v1/payments/{payment_id}", self.base))).await?;
         Ok(Some(payment))
     }

@@ -242,9 +242,15 @@ async fn book(
     let (Ok(phone), Some(quantity), true) = (phone, quantity, errors.is_empty()) else {
         return (StatusCode::UNPROCESSABLE_ENTITY, booking_view(&state, &movie, &form, &errors)).into_response();
     };
-    let booking = if valid_booking_id(&form.booking) { form.booking.clone() } else { random_id() };
-    let booked =
-        state.db.book(format!("tk_{booking}"), id, name.to_owned(), phone.to_string(), quantity, now_ms()).await;
+    let book = |booking: String| {
+        state.db.book(format!("tk_{booking}"), id, name.to_owned(), phone.to_string(), quantity, now_ms())
+    };
+    let mut booked = book(if valid_booking_id(&form.booking) { form.booking.clone() } else { random_id() }).await;
+    // The same form id with other details (sent again after going back and changing it): a
+    // booking of its own.
+    if let Ok(Ok(Booked::Conflict)) = booked {
+        booked = book(random_id()).await;
+    }
     let ticket = match booked {
         Ok(Ok(Booked::New(t))) => t,
         // The same form again: where the first one led.
@@ -256,29 +262,8 @@ async fn book(
                 _ => Redirect::to(&format!("/tickets/{}", t.id)).into_response(),
             };
         }
-        // The same form id with other details (sent again after going back and changing it):
-        // a booking of its own.
-        Ok(Ok(Booked::Conflict)) => {
-            let again = state.db.book(
-                format!("tk_{}", random_id()),
-                id,
-                name.to_owned(),
-                phone.to_string(),
-                quantity,
-                now_ms(),
-            );
-            match again.await {
-                Ok(Ok(Booked::New(t))) => t,
-                Ok(Ok(_)) => return error_page(&state, StatusCode::CONFLICT, "Please send the form again."),
-                Ok(Err(BookError::SoldOut(_))) => {
-                    return error_page(&state, StatusCode::CONFLICT, "Sorry, not enough seats are left.");
-                }
-                Ok(Err(BookError::NoMovie)) => {
-                    return error_page(&state, StatusCode::NOT_FOUND, "There is no such movie.");
-                }
-                Err(e) => return db_down(&state, &e),
-            }
-        }
+        // A fresh random id taken as well (practically never): ask for the form again.
+        Ok(Ok(Booked::Conflict)) => return error_page(&state, StatusCode::CONFLICT, "Please send the form again."),
         Ok(Err(BookError::SoldOut(left))) => {
             let message = if left == 0 {
                 "Sorry, this show has just sold out.".to_owned()
@@ -516,8 +501,7 @@ async fn webhook(AxumState(state): St, headers: HeaderMap, body: Bytes) -> Respo
 /// try again on Lipa's checkout page after a failure; the failure of the earlier attempt, told
 /// late, must not fail the ticket while the new attempt is under way.
 async fn latest_payment_is(state: &State, session_id: &str, payment_id: &str) -> Result<bool, crate::lipa::LipaError> {
-    let latest = state.lipa.session_payment(session_id).await?;
-    Ok(latest.as_ref().and_then(|p| p["id"].as_str()) == Some(payment_id))
+    Ok(state.lipa.session_payment_id(session_id).await?.as_deref() == Some(payment_id))
 }
 
 async fn poster(AxumState(state): St, Path(file): Path<String>) -> Response {
