@@ -589,6 +589,15 @@ impl Settings {
                 message: "use sqlite:<file> (e.g. sqlite:lipa.db) or postgres://user@host/database".into(),
             });
         }
+        if let Some(why) = db.strip_prefix("sqlite:").and_then(sqlite_not_durable) {
+            out.push(Finding {
+                error: true,
+                setting: "DATABASE_URL",
+                message: format!(
+                    "{why}: every acknowledged payment would be lost when Lipa stops; use a file, e.g. sqlite:lipa.db"
+                ),
+            });
+        }
         out
     }
 
@@ -631,6 +640,19 @@ impl Settings {
         };
         Ok(DarajaConnection { environment, credentials, merchant })
     }
+}
+
+/// Why the SQLite database at `path` (a `sqlite:` URL without its scheme) would keep nothing
+/// across a restart, if it would: an in-memory database, or none named (SQLite then makes a
+/// temporary one and deletes it on close).
+fn sqlite_not_durable(path: &str) -> Option<&'static str> {
+    let path = path.trim_start_matches("//");
+    let (file, query) = path.strip_prefix("file:").map_or((path, ""), |uri| uri.split_once('?').unwrap_or((uri, "")));
+    if file.trim().is_empty() && query.is_empty() {
+        return Some("names no database file");
+    }
+    let memory_mode = query.split('&').any(|pair| pair.eq_ignore_ascii_case("mode=memory"));
+    (file == ":memory:" || memory_mode).then_some("is an in-memory database")
 }
 
 /// Where and as whom the gateway calls Daraja.

@@ -129,6 +129,31 @@ fn go_live_mistakes_are_errors_that_say_what_to_change() {
     assert!(warnings.iter().any(|(error, s, _)| !error && *s == "CALLBACK_BASE_URL"));
 }
 
+/// A database that keeps nothing across a restart would lose every acknowledged payment:
+/// in-memory SQLite in each spelling, and a `sqlite:` URL naming no file (SQLite then makes a
+/// temporary database and deletes it on close).
+#[test]
+fn a_database_that_keeps_nothing_is_an_error() {
+    for url in [
+        "sqlite::memory:",
+        "sqlite://:memory:",
+        "sqlite:file::memory:",
+        "sqlite:file:lipa?mode=memory&cache=shared",
+        "sqlite:",
+        "sqlite:  ",
+    ] {
+        let found = findings(&with(&[("DATABASE_URL", url)]));
+        let f = found.iter().find(|(_, s, _)| *s == "DATABASE_URL").unwrap_or_else(|| panic!("{url}: {found:?}"));
+        assert!(f.0, "{url} is an error");
+        assert!(f.2.contains("would be lost") && f.2.contains("sqlite:lipa.db"), "{url}: {}", f.2);
+    }
+    for url in ["sqlite:lipa.db", "sqlite:///var/lib/lipa/lipa.db", "sqlite:file:lipa.db?mode=rwc", "sqlite:memory.db"]
+    {
+        let found = findings(&with(&[("DATABASE_URL", url)]));
+        assert!(found.iter().all(|(_, s, _)| *s != "DATABASE_URL"), "{url}: {found:?}");
+    }
+}
+
 #[test]
 fn debug_output_of_settings_hides_secrets() {
     let s = load(&with(&[("DATABASE_URL", "postgres://lipa:db-pw-31415@db.internal/lipa")]), None).unwrap();

@@ -98,10 +98,11 @@ pub async fn run(args: Args) -> Result<()> {
     let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
+    let store = gateway.store().clone();
     let workers = crate::gateway::spawn_workers(gateway, stopped.clone());
     let shop = tokio::spawn(shop.run_until_stopped(until_stopped(stopped.clone())));
     let server = tokio::spawn(app.run_until_stopped(until_stopped(stopped)));
-    crate::shutdown_signal().await;
+    crate::until_stopped(store).await;
     let _ = stop.send(true);
     for task in [shop, server] {
         if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(10), task).await {

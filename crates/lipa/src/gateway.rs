@@ -67,12 +67,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     if let Some(listen) = args.listen {
         settings.listen = listen;
     }
-    for finding in settings.check() {
-        if finding.error {
-            return Err(format!("{finding}\n(run `lipa config check` for every finding)").into());
-        }
-        tracing::warn!("{finding}");
-    }
+    refuse_errors(&settings)?;
     let connection = if settings.mpesa.environment == MpesaEnvironment::Simulator && settings.mpesa.base_url.is_some() {
         // A simulator in another process (`lipa sim`, a test's): its default credentials.
         simulator_at(settings.mpesa.base_url.as_deref().unwrap_or_default())?
@@ -96,10 +91,22 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     println!("Admin dashboard at http://{}/admin", app.addr());
     let (stop_workers, stopped) = tokio::sync::watch::channel(false);
     let workers = spawn_workers(app.gateway().clone(), stopped);
-    app.run_until_stopped(crate::shutdown_signal()).await?;
+    let store = app.gateway().store().clone();
+    app.run_until_stopped(crate::until_stopped(store)).await?;
     let _ = stop_workers.send(true);
     for worker in workers {
         let _ = tokio::time::timeout(Duration::from_secs(10), worker).await;
+    }
+    Ok(())
+}
+
+/// Stops at the configuration's first error; logs its warnings.
+fn refuse_errors(settings: &Settings) -> Result<()> {
+    for finding in settings.check() {
+        if finding.error {
+            return Err(format!("{finding}\n(run `lipa config check` for every finding)").into());
+        }
+        tracing::warn!("{finding}");
     }
     Ok(())
 }
@@ -137,6 +144,7 @@ pub struct WorkArgs {
 /// `lipa serve` replicas on the same database.
 pub async fn work(args: WorkArgs) -> Result<()> {
     let settings = args.common.settings()?;
+    refuse_errors(&settings)?;
     if settings.mpesa.environment == MpesaEnvironment::Simulator && settings.mpesa.base_url.is_none() {
         return Err("lipa work queries the Daraja the gateway pushes to: set MPESA_BASE_URL to that simulator (or configure sandbox/production credentials)".into());
     }
@@ -146,12 +154,17 @@ pub async fn work(args: WorkArgs) -> Result<()> {
     };
     let store = Store::open(&settings.database_url).await?;
     let public_url = settings.public_url.clone().unwrap_or_else(|| format!("http://{}", settings.listen));
-    let gateway =
-        lipa_gateway::service::Gateway::new(store, settings, connection, public_url, Arc::new(daraja::SystemClock))?;
+    let gateway = lipa_gateway::service::Gateway::new(
+        store.clone(),
+        settings,
+        connection,
+        public_url,
+        Arc::new(daraja::SystemClock),
+    )?;
     println!("Lipa workers running (reconciliation, expiry, webhooks); Ctrl-C to stop");
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let workers = spawn_workers(gateway, stopped);
-    crate::shutdown_signal().await;
+    crate::until_stopped(store).await;
     let _ = stop.send(true);
     for worker in workers {
         let _ = tokio::time::timeout(Duration::from_secs(10), worker).await;

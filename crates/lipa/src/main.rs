@@ -123,6 +123,24 @@ fn init_tracing() {
     }
 }
 
+/// The exit code of a process stopped because its store lost durability (`EX_IOERR`).
+const EXIT_DURABILITY_LOST: i32 = 74;
+
+/// Completes on Ctrl-C or SIGTERM. If `store` loses durability first (a failed flush of
+/// SQLite's files), stops the process at once with exit code 74 and without closing the
+/// store: a clean close would checkpoint the WAL into the database file and remove it, where
+/// a restart lets SQLite's recovery decide what is on disk.
+pub(crate) async fn until_stopped(store: lipa_gateway::store::Store) {
+    tokio::select! {
+        () = shutdown_signal() => {}
+        why = store.durability_lost() => {
+            eprintln!("error: {why}");
+            eprintln!("Lipa stopped without closing its database; start it again to recover.");
+            std::process::exit(EXIT_DURABILITY_LOST);
+        }
+    }
+}
+
 /// Completes on Ctrl-C or SIGTERM.
 pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {

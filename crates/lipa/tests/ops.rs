@@ -39,6 +39,19 @@ fn push_in_simulator_mode_reports_paid_or_exits_3() {
     assert!(text(&bad).contains("--phone"), "{}", text(&bad));
 }
 
+/// `serve` and `work` refuse a database that keeps nothing across a restart, before binding
+/// anything: every callback they acknowledged would be gone at the next start.
+#[test]
+fn serve_and_work_refuse_an_in_memory_database() {
+    for role in [&["serve", "--listen", "127.0.0.1:0", "--sim-port", "0"][..], &["work"][..]] {
+        let out = lipa(role, &[("DATABASE_URL", "sqlite::memory:"), ("MPESA_BASE_URL", "http://127.0.0.1:9")]);
+        assert_eq!(out.status.code(), Some(1), "{role:?}: {}", text(&out));
+        let said = text(&out);
+        assert!(said.contains("DATABASE_URL") && said.contains("in-memory"), "{role:?}: {said}");
+        assert!(!said.contains("listening"), "{role:?} started: {said}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payments_export_callbacks_and_reconcile_work_on_a_gateway_database() {
     let dir = std::env::temp_dir().join(format!("lipa-ops-{}", lipa_gateway::ids::random_hex(6)));

@@ -625,6 +625,18 @@ impl Store {
         delegate!(self.ping())
     }
 
+    /// Completes, with the reason, once the store can no longer promise that what it commits
+    /// reaches the disk (a failed flush of SQLite's files). It then takes no writes; the
+    /// process should stop at once, without closing the store, so that a restart lets the
+    /// database's recovery decide what is on disk. Never completes for PostgreSQL, whose
+    /// server does this itself.
+    pub async fn durability_lost(&self) -> String {
+        match self {
+            Store::Sqlite(s) => s.durability_lost().await,
+            Store::Postgres(_) => std::future::pending().await,
+        }
+    }
+
     /// Stores a new API key's hash.
     pub async fn insert_api_key(&self, key: ApiKey, key_hash: String) -> Result<(), StoreError> {
         delegate!(self.insert_api_key(key, key_hash))

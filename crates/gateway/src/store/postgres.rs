@@ -7,10 +7,13 @@
 //! - reconciliation claims rows with `FOR UPDATE SKIP LOCKED` and a lease;
 //! - migrations run under an advisory lock, so replicas starting together migrate once.
 //!
-//! Durability is PostgreSQL's own (`synchronous_commit=on`); concurrent commits from the pool
-//! share WAL flushes.
+//! Durability is PostgreSQL's own: a COMMIT returns once the server's WAL is flushed. That
+//! holds only with `synchronous_commit` on, which the server, the role or the database can
+//! turn off; so every connection sets it on when it opens, and the store refuses to start (and
+//! reports itself not ready) on a connection where it is still off. Concurrent commits from
+//! the pool share WAL flushes.
 
-use deadpool_postgres::{GenericClient, Pool, Runtime};
+use deadpool_postgres::{GenericClient, Hook, HookError, Pool, Runtime};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
@@ -58,6 +61,27 @@ fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
 
 type Client = deadpool_postgres::Object;
 
+/// Run on every new connection: COMMIT waits for the server's WAL flush, whatever the server,
+/// role or database default.
+const DURABLE_COMMITS: &str = "SET synchronous_commit = on";
+
+/// Fails unless a COMMIT on this connection waits for the server's WAL flush. It can still be
+/// off behind a pooler in transaction mode, which runs the `SET` on one server connection and
+/// later transactions on others.
+async fn commits_durably(client: &tokio_postgres::Client) -> Result<(), StoreError> {
+    let row = client.query_one("SELECT current_setting('synchronous_commit')", &[]).await.map_err(pg_error)?;
+    let setting: String = row.get(0);
+    if setting == "off" {
+        return Err(StoreError::Unavailable(
+            "PostgreSQL acknowledges commits before they are on disk here (synchronous_commit = off) \
+             and Lipa's `SET synchronous_commit = on` did not hold; turn it on for Lipa's role and database, \
+             and use a pooler in session mode"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 impl PostgresStore {
     /// Connects (a pool of up to 32 connections) and migrates.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
@@ -71,10 +95,18 @@ impl PostgresStore {
             timeouts: deadpool_postgres::Timeouts { wait, create: wait, recycle: wait },
             ..deadpool_postgres::PoolConfig::default()
         });
+        let unusable = |e: &dyn std::fmt::Display| StoreError::Unavailable(format!("DATABASE_URL is not usable: {e}"));
         let pool = config
-            .create_pool(Some(Runtime::Tokio1), NoTls)
-            .map_err(|e| StoreError::Unavailable(format!("DATABASE_URL is not usable: {e}")))?;
+            .builder(NoTls)
+            .map_err(|e| unusable(&e))?
+            .runtime(Runtime::Tokio1)
+            .post_create(Hook::async_fn(|client, _| {
+                Box::pin(async move { client.batch_execute(DURABLE_COMMITS).await.map_err(HookError::Backend) })
+            }))
+            .build()
+            .map_err(|e| unusable(&e))?;
         let mut store = Self { pool, ingest: None };
+        commits_durably(&**store.client().await?).await?;
         store.migrate().await?;
         store.ingest = Some(ingest::start(store.clone()));
         Ok(store)
@@ -109,7 +141,7 @@ impl PostgresStore {
     }
 
     pub(super) async fn ping(&self) -> Result<(), StoreError> {
-        self.client().await?.execute("SELECT 1", &[]).await.map_err(pg_error).map(|_| ())
+        commits_durably(&**self.client().await?).await
     }
 
     // ---- API keys ----
@@ -1197,4 +1229,74 @@ fn payment_from_row(r: &Row) -> Result<Payment, StoreError> {
 
 fn api_key_from_row(r: &Row) -> ApiKey {
     ApiKey { id: r.get(0), name: r.get(1), prefix: r.get(2), created_at: r.get(3), revoked_at: r.get(4) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The test server (`LIPA_TEST_POSTGRES_URL`), or `None` after saying the test is skipped
+    /// (a failure when `LIPA_REQUIRE_ALL=1`).
+    fn server(test: &str) -> Option<String> {
+        let url = std::env::var("LIPA_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty());
+        if url.is_none() {
+            assert!(
+                std::env::var("LIPA_REQUIRE_ALL").as_deref() != Ok("1"),
+                "{test}: LIPA_REQUIRE_ALL=1 but LIPA_TEST_POSTGRES_URL is not set"
+            );
+            eprintln!("{test}: skipped (set LIPA_TEST_POSTGRES_URL to run it against PostgreSQL)");
+        }
+        url
+    }
+
+    /// A database whose default is `synchronous_commit = off`: COMMIT would return before the
+    /// WAL is flushed, and a server crash would lose acknowledged callbacks. Every connection
+    /// of the store's pool commits synchronously all the same.
+    #[tokio::test]
+    async fn every_connection_commits_synchronously_whatever_the_database_default() {
+        let Some(admin) = server("every_connection_commits_synchronously_whatever_the_database_default") else {
+            return;
+        };
+        let name = format!("lipa_t_{}", crate::ids::random_hex(6));
+        let (client, conn) = tokio_postgres::connect(&admin, NoTls).await.unwrap();
+        tokio::spawn(conn);
+        client.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
+        client.batch_execute(&format!("ALTER DATABASE {name} SET synchronous_commit = off")).await.unwrap();
+        let url = format!("{}/{name}", admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base));
+
+        let (plain, conn) = tokio_postgres::connect(&url, NoTls).await.unwrap();
+        tokio::spawn(conn);
+        let default: String = plain.query_one("SHOW synchronous_commit", &[]).await.unwrap().get(0);
+        assert_eq!(default, "off", "the database's default applies to a connection of its own");
+
+        let store = PostgresStore::open(&url).await.unwrap();
+        // Several connections held at once, so each is a different one of the pool's.
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            held.push(store.client().await.unwrap());
+        }
+        for client in &held {
+            let setting: String = client.query_one("SHOW synchronous_commit", &[]).await.unwrap().get(0);
+            assert_eq!(setting, "on");
+        }
+        drop(held);
+        store.ping().await.unwrap();
+        drop((store, plain));
+        let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+    }
+
+    /// Where the `SET` cannot hold (a pooler in transaction mode hands later statements to
+    /// other server connections), the store says so instead of acknowledging undurable commits.
+    #[tokio::test]
+    async fn a_connection_that_commits_asynchronously_is_refused() {
+        let Some(admin) = server("a_connection_that_commits_asynchronously_is_refused") else {
+            return;
+        };
+        let (client, conn) = tokio_postgres::connect(&admin, NoTls).await.unwrap();
+        tokio::spawn(conn);
+        commits_durably(&client).await.unwrap();
+        client.batch_execute("SET synchronous_commit = off").await.unwrap();
+        let refused = commits_durably(&client).await.unwrap_err().to_string();
+        assert!(refused.contains("synchronous_commit = off") && refused.contains("session mode"), "{refused}");
+    }
 }

@@ -12,8 +12,10 @@
 //! then answers each job; one flush covers every batch committed meanwhile. So no caller is
 //! ever told "stored" for something that is not on disk (as with `synchronous=FULL`), while the
 //! writer runs the next batch during the flush instead of waiting for it. Checkpoints flush the
-//! WAL before copying it and the database file after, as always. A failed flush is final
-//! (see `run_syncer`). Readers on other connections may see a commit for the few milliseconds
+//! WAL before copying it and the database file after, as always. A failed flush, of the WAL or
+//! of the database file, is final (see [`Lost`]): the store takes no more writes, runs no more
+//! checkpoints, reports itself down, and never checkpoints on close, so that after a restart
+//! SQLite's recovery decides what is on disk. Readers on other connections may see a commit for the few milliseconds
 //! before its flush ends: a power cut then can undo what they saw (never what was
 //! acknowledged; an idempotent replay, which confirms a payment, waits for a flush first); a
 //! crashed process cannot, as the data is then in the operating system's hands.
@@ -27,7 +29,7 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -100,14 +102,72 @@ where
 /// Makes what was written to the WAL file durable: [`std::fs::File::sync_data`], but for tests.
 type Flush = fn(&std::fs::File) -> std::io::Result<()>;
 
+/// The oldest SQLite this store runs on. Versions 3.7.0 to 3.51.2 can lose committed data when
+/// a checkpoint starts just after another one completed while a third connection's commit
+/// starts the WAL over (SQLite's "WAL-reset bug", fixed in 3.51.3): exactly how this store
+/// works, with checkpoints on their own thread and the writer starting the WAL over.
+const OLDEST_SQLITE: i32 = 3_051_003;
+
+/// Refuses a linked SQLite older than [`OLDEST_SQLITE`].
+fn check_sqlite_version(linked: i32) -> Result<(), StoreError> {
+    if linked >= OLDEST_SQLITE {
+        return Ok(());
+    }
+    let (major, minor, patch) = (linked / 1_000_000, linked / 1000 % 1000, linked % 1000);
+    Err(unavailable(format!(
+        "SQLite {major}.{minor}.{patch} is linked, which can lose committed data when the WAL starts over \
+         (fixed in 3.51.3); build Lipa with rusqlite's bundled SQLite (the default)"
+    )))
+}
+
+/// Why the store stopped taking writes for good, once it has: a flush of the WAL or of the
+/// database file failed. Linux reports a failed write-back once per open file and may then
+/// mark the pages clean, so a later flush can succeed with data missing from the disk; the
+/// only safe course is to stop writing and copying and let SQLite's recovery, after a
+/// restart, decide what the disk holds. Threads that saw a failure set it; the writer and the
+/// checkpoint thread stop at it; the connections then close without checkpointing.
+#[derive(Default)]
+struct Lost {
+    why: OnceLock<String>,
+    heard: tokio::sync::Notify,
+}
+
+impl Lost {
+    fn get(&self) -> Option<&String> {
+        self.why.get()
+    }
+
+    /// Records the first failure (later ones are consequences) and wakes every waiter.
+    fn set(&self, why: String) -> String {
+        let first = self.why.get_or_init(|| {
+            tracing::error!(error = %why, "durability lost: no more writes until a restart");
+            why
+        });
+        self.heard.notify_waiters();
+        first.clone()
+    }
+
+    /// Completes once a failure is recorded, with its reason.
+    async fn wait(&self) -> String {
+        loop {
+            // Registered before the check, so a `set` in between is not missed.
+            let heard = self.heard.notified();
+            if let Some(why) = self.get() {
+                return why.clone();
+            }
+            heard.await;
+        }
+    }
+}
+
 /// The SQLite store. Cheap to clone.
 #[derive(Clone)]
 pub struct SqliteStore {
     writer: mpsc::UnboundedSender<Job>,
     readers: Arc<Mutex<Vec<Connection>>>,
     path: Arc<str>,
-    /// Why the WAL could not be flushed, once that happened (see `run_syncer`).
-    wal_lost: Arc<std::sync::OnceLock<String>>,
+    /// Why the store stopped taking writes, once it has.
+    lost: Arc<Lost>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -135,9 +195,12 @@ fn sql_error(e: rusqlite::Error) -> StoreError {
     }
 }
 
+/// Opens a connection. It never checkpoints on close (see [`Lost`]): only the writer's may,
+/// and only while nothing was lost.
 fn connect(path: &str) -> Result<Connection, StoreError> {
     let conn = if path == ":memory:" { Connection::open_in_memory() } else { Connection::open(path) }
         .map_err(|e| unavailable(format!("cannot open SQLite database {path:?}: {e}")))?;
+    close_without_checkpoint(&conn, true)?;
     conn.busy_timeout(Duration::from_secs(5)).map_err(sql_error)?;
     conn.set_prepared_statement_cache_capacity(64);
     conn.execute_batch(
@@ -145,6 +208,14 @@ fn connect(path: &str) -> Result<Connection, StoreError> {
     )
     .map_err(sql_error)?;
     Ok(conn)
+}
+
+/// Whether closing `conn` may checkpoint the WAL into the database file (and remove the WAL),
+/// as SQLite does when the last connection to a database closes.
+fn close_without_checkpoint(conn: &Connection, refuse: bool) -> Result<(), StoreError> {
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, refuse)
+        .map(|_| ())
+        .map_err(sql_error)
 }
 
 /// Every schema version's SQL and what it brought, in order.
@@ -157,7 +228,8 @@ fn migrations() -> [(&'static str, &'static str); 6] {
 }
 
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
-    let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(sql_error)?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(sql_error)?;
+    let version = usize::try_from(version).unwrap_or(0);
     for (done, (sql, what)) in migrations().into_iter().enumerate().skip(version) {
         let version = done + 1;
         if let Err(e) = migrate_to(conn, version, sql) {
@@ -222,6 +294,12 @@ fn rewritten_in_place(conn: &Connection) -> Result<(), StoreError> {
 /// finishing step: it then waited for everything copied since the last restart (40-50 ms of
 /// random writes, every second, while no callback was acknowledged). Flushed here, the writer
 /// waits only for the few pages it copies itself.
+///
+/// A failed flush of the database file is final (see [`Lost`]): SQLite has already recorded
+/// the pass's frames as copied, and a later pass that reaches the WAL's end lets the next
+/// commit start the WAL over them. So is an I/O error from a checkpoint (SQLite's own flush of
+/// the WAL before copying it, for one). No pass runs once anything is lost: it could copy
+/// frames from beyond a gap that a failed WAL flush left on disk.
 fn run_checkpoints(
     conn: Connection,
     limit: u64,
@@ -229,46 +307,74 @@ fn run_checkpoints(
     flush: Flush,
     finish: &AtomicBool,
     alive: &mpsc::WeakUnboundedSender<Job>,
+    lost: &Lost,
 ) {
     /// What the writer may be left to copy: a few hundredths of a second of heavy load.
     const SHORT_TAIL_FRAMES: i64 = 1024;
-    let db = conn.path().and_then(|path| std::fs::File::open(path).ok());
+    let path = conn.path().unwrap_or_default().to_owned();
+    let db = std::fs::File::open(&path).ok();
     let mut flushed = 0;
-    // The WAL's length in frames when the pass started (its file may be longer: it is reused).
+    // The WAL's length in frames when the pass started (its file may be longer: it is reused);
+    // `None` once nothing may be copied any more.
     let mut pass = || {
-        let (frames, copied) = checkpoint(&conn)?;
+        if lost.get().is_some() {
+            return None;
+        }
+        let (frames, copied) = match checkpoint(&conn) {
+            Ok(done) => done,
+            Err(e) if is_io_error(&e) => {
+                lost.set(format!("a checkpoint of {path} failed: {e}; restart the gateway to recover"));
+                return None;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "checkpoint skipped");
+                return Some(None);
+            }
+        };
         if copied != flushed
             && let Some(db) = &db
         {
-            // A failure reaches SQLite's own descriptor too, at its next flush.
+            // Lost while this pass copied: what it copied may come from beyond a gap.
+            if lost.get().is_some() {
+                return None;
+            }
             if let Err(e) = flush(db) {
-                tracing::warn!(error = %e, "cannot flush the database file after a checkpoint");
+                lost.set(format!(
+                    "cannot flush the database file {path} after a checkpoint: {e}; restart the gateway to recover"
+                ));
+                return None;
             }
             flushed = copied;
         }
-        Ok::<_, rusqlite::Error>(frames)
+        Some(Some(frames))
     };
     let frame_bytes = conn.query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0)).map_or(4096, |size| size + 24);
     while alive.upgrade().is_some() {
         std::thread::sleep(every);
         let mut frames = match pass() {
-            Ok(frames) => frames,
-            Err(e) => {
-                tracing::debug!(error = %e, "checkpoint skipped");
-                continue;
-            }
+            Some(Some(frames)) => frames,
+            Some(None) => continue,
+            None => break,
         };
         if u64::try_from(frames.saturating_mul(frame_bytes)).unwrap_or(0) <= limit || finish.load(Ordering::Acquire) {
             continue;
         }
         for _ in 0..8 {
             match pass() {
-                Ok(now) if now - frames > SHORT_TAIL_FRAMES => frames = now,
+                Some(Some(now)) if now - frames > SHORT_TAIL_FRAMES => frames = now,
                 _ => break,
             }
         }
         finish.store(true, Ordering::Release);
     }
+    if let Some(why) = lost.get() {
+        tracing::error!(error = %why, "checkpoints stopped");
+    }
+}
+
+/// Whether SQLite failed to read, write or flush a file (as opposed to finding it busy).
+fn is_io_error(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::SystemIoFailure)
 }
 
 /// A passive checkpoint (it never waits): the WAL's length in frames when it started, and how
@@ -280,12 +386,18 @@ fn checkpoint(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
 /// Copies what is left of the WAL into the database file, between two batches: nothing is
 /// written meanwhile, so the checkpoint reaches the WAL's end and the next transaction starts
 /// the WAL over (unless a reader still uses it; then the next round tries again). Never waits
-/// for readers.
-fn finish_checkpoint(conn: &Connection) {
+/// for readers. An I/O error is final, as on the checkpoint thread.
+fn finish_checkpoint(conn: &Connection, lost: &Lost) {
+    if lost.get().is_some() {
+        return;
+    }
     let started = std::time::Instant::now();
     match checkpoint(conn) {
         Ok((frames, copied)) => {
             tracing::debug!(frames, copied, took = ?started.elapsed(), "WAL checkpointed by the writer");
+        }
+        Err(e) if is_io_error(&e) => {
+            lost.set(format!("the writer's checkpoint failed: {e}; restart the gateway to recover"));
         }
         Err(e) => tracing::debug!(error = %e, "writer's checkpoint skipped"),
     }
@@ -296,17 +408,12 @@ fn finish_checkpoint(conn: &Connection) {
 ///
 /// It keeps one descriptor of the WAL file, opened before anything could fail: Linux reports
 /// a write-back error to each descriptor open when it happened, where a descriptor opened
-/// afterwards may never hear of it. A failed flush is final (`lost`): the failed pages may be
-/// marked clean and the next flush succeed, while recovery after a power cut would stop at
+/// afterwards may never hear of it. A failed flush is final ([`Lost`]): the failed pages may
+/// be marked clean and the next flush succeed, while recovery after a power cut would stop at
 /// the first missing frame and drop every later commit. So every later batch fails too, the
 /// store refuses writes and reports itself down, and a restart lets SQLite's recovery decide
 /// what is on disk.
-fn run_syncer(
-    wal: &Path,
-    flush: Flush,
-    batches: &std::sync::mpsc::Receiver<Vec<Job>>,
-    lost: &std::sync::OnceLock<String>,
-) {
+fn run_syncer(wal: &Path, flush: Flush, batches: &std::sync::mpsc::Receiver<Vec<Job>>, lost: &Lost) {
     let mut file = std::fs::File::open(wal).ok();
     while let Ok(first) = batches.recv() {
         let mut waiting = vec![first];
@@ -319,12 +426,10 @@ fn run_syncer(
                     None => std::fs::File::open(wal).and_then(|f| flush(file.insert(f))),
                 };
                 result.map_err(|e| {
-                    let why = format!(
+                    lost.set(format!(
                         "cannot flush the write-ahead log {}: {e}; restart the gateway to recover",
                         wal.display()
-                    );
-                    tracing::error!(error = %why, "committed writes were not acknowledged; no more writes until a restart");
-                    lost.get_or_init(|| why).clone()
+                    ))
                 })
             }
         };
@@ -334,11 +439,14 @@ fn run_syncer(
     }
 }
 
+/// Runs write batches until the store is dropped; once anything is lost, answers each job with
+/// the reason instead of running it, and closes its connection without a checkpoint.
 fn run_writer(
     conn: Connection,
     mut jobs: mpsc::UnboundedReceiver<Job>,
     finish_checkpoint_wanted: &AtomicBool,
     syncer: Option<std::sync::mpsc::Sender<Vec<Job>>>,
+    lost: &Lost,
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = jobs.blocking_recv() {
@@ -348,6 +456,12 @@ fn run_writer(
                 Ok(job) => batch.push(job),
                 Err(_) => break,
             }
+        }
+        if let Some(why) = lost.get() {
+            for job in batch.drain(..) {
+                job.answer(Err(unavailable(why)));
+            }
+            continue;
         }
         let batch_started = std::time::Instant::now();
         let ran = run_batch(&conn, &mut batch);
@@ -375,8 +489,11 @@ fn run_writer(
             job.answer(committed.clone().map_err(StoreError::Unavailable));
         }
         if finish_checkpoint_wanted.swap(false, Ordering::AcqRel) {
-            finish_checkpoint(&conn);
+            finish_checkpoint(&conn, lost);
         }
+    }
+    if lost.get().is_some() {
+        let _ = close_without_checkpoint(&conn, true);
     }
 }
 
@@ -431,6 +548,7 @@ impl SqliteStore {
         checkpoint_every: Duration,
         flush: Flush,
     ) -> Result<Self, StoreError> {
+        check_sqlite_version(rusqlite::version_number())?;
         let path_owned = path.to_owned();
         let (conn, readers, checkpointer, wal) = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
             if path_owned != ":memory:"
@@ -440,6 +558,8 @@ impl SqliteStore {
                     .map_err(|e| unavailable(format!("cannot create {}: {e}", dir.display())))?;
             }
             let conn = connect(&path_owned)?;
+            // The writer's connection is the one that may checkpoint on close (see `run_writer`).
+            close_without_checkpoint(&conn, false)?;
             // The writer keeps the hot index pages cached (8 MB); readers use SQLite's default.
             // A larger cache measured no faster: a commit that split a B-tree page scans the
             // whole cache once (SQLite renumbers pages through a placeholder beyond the file).
@@ -470,11 +590,11 @@ impl SqliteStore {
         })
         .await
         .map_err(unavailable)??;
-        let wal_lost = Arc::new(std::sync::OnceLock::new());
+        let lost = Arc::new(Lost::default());
         let syncer = match wal {
             Some(wal) => {
                 let (syncer, batches) = std::sync::mpsc::channel();
-                let lost = wal_lost.clone();
+                let lost = lost.clone();
                 std::thread::Builder::new()
                     .name("lipa-sqlite-sync".into())
                     .spawn(move || run_syncer(&wal, flush, &batches, &lost))
@@ -485,21 +605,21 @@ impl SqliteStore {
         };
         let (writer, jobs) = mpsc::unbounded_channel();
         let finish_wanted = Arc::new(AtomicBool::new(false));
-        let wanted = finish_wanted.clone();
+        let (wanted, writer_lost) = (finish_wanted.clone(), lost.clone());
         std::thread::Builder::new()
             .name("lipa-sqlite-writer".into())
-            .spawn(move || run_writer(conn, jobs, &wanted, syncer))
+            .spawn(move || run_writer(conn, jobs, &wanted, syncer, &writer_lost))
             .map_err(unavailable)?;
         if let Some(checkpointer) = checkpointer {
-            let alive = writer.downgrade();
+            let (alive, lost) = (writer.downgrade(), lost.clone());
             std::thread::Builder::new()
                 .name("lipa-sqlite-checkpoint".into())
                 .spawn(move || {
-                    run_checkpoints(checkpointer, wal_limit, checkpoint_every, flush, &finish_wanted, &alive)
+                    run_checkpoints(checkpointer, wal_limit, checkpoint_every, flush, &finish_wanted, &alive, &lost)
                 })
                 .map_err(unavailable)?;
         }
-        Ok(Self { writer, readers: Arc::new(Mutex::new(readers)), path: path.into(), wal_lost })
+        Ok(Self { writer, readers: Arc::new(Mutex::new(readers)), path: path.into(), lost })
     }
 
     /// Runs `f` inside the writer's transaction; answers once the commit is on disk.
@@ -527,7 +647,7 @@ impl SqliteStore {
         repeatable: bool,
     ) -> Result<R, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.wal_kept()?;
+        self.kept()?;
         let job: Job = Box::new(Write { f, repeatable, result: None, reply });
         self.writer.send(job).map_err(|_| unavailable("the database writer has stopped"))?;
         answer.await.map_err(|_| unavailable("the database writer stopped before committing"))?
@@ -557,13 +677,19 @@ impl SqliteStore {
         .map_err(unavailable)?
     }
 
-    /// Fails once a WAL flush has failed (see `run_syncer`): no write is taken until a restart.
-    fn wal_kept(&self) -> Result<(), StoreError> {
-        self.wal_lost.get().map_or(Ok(()), |why| Err(unavailable(why)))
+    /// Fails once a flush has failed (see [`Lost`]): no write is taken until a restart.
+    fn kept(&self) -> Result<(), StoreError> {
+        self.lost.get().map_or(Ok(()), |why| Err(unavailable(why)))
+    }
+
+    /// Completes once a flush has failed, with the reason; the process should then stop
+    /// without closing the store (see [`Lost`]).
+    pub(super) async fn durability_lost(&self) -> String {
+        self.lost.wait().await
     }
 
     pub(super) async fn ping(&self) -> Result<(), StoreError> {
-        self.wal_kept()?;
+        self.kept()?;
         self.read(|c| row(c, "SELECT 1", [], |_| Ok(())).map_err(sql_error)).await
     }
 
@@ -830,7 +956,9 @@ impl SqliteStore {
         self.read(|c| {
             let mut stmt =
                 c.prepare_cached("SELECT status, COUNT(*) FROM payments GROUP BY status").map_err(sql_error)?;
-            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(sql_error)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0))))
+                .map_err(sql_error)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(sql_error)
         })
         .await
@@ -1676,8 +1804,8 @@ mod tests {
         };
         assert_eq!(outcome_index(&conn), 1);
         migrate(&conn).unwrap();
-        let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-        assert_eq!(version, versions.len());
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, i64::try_from(versions.len()).unwrap());
         assert_eq!(outcome_index(&conn), 0, "version 5 drops the index");
         migrate(&conn).unwrap();
     }
@@ -1795,7 +1923,7 @@ mod tests {
         let before = definition(&conn, "payments");
         let refused = migrate(&conn).unwrap_err().to_string();
         assert!(refused.contains("could not rewrite the definition of payments"), "{refused}");
-        let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
         assert_eq!(version, 5);
         assert_eq!(definition(&conn, "payments"), before);
         assert!(definition(&conn, "events").contains("AUTOINCREMENT"), "rolled back as a whole");
@@ -1963,6 +2091,146 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// The linked SQLite has the fix for the WAL-reset bug (3.51.3), and an older one is refused.
+    #[test]
+    fn the_linked_sqlite_has_the_wal_reset_fix() {
+        let linked = rusqlite::version_number();
+        assert!(linked >= 3_051_003, "SQLite {} is linked; Lipa needs 3.51.3 or newer", rusqlite::version());
+        assert!(check_sqlite_version(linked).is_ok());
+        let refused = check_sqlite_version(3_050_002).unwrap_err().to_string();
+        assert!(refused.contains("SQLite 3.50.2") && refused.contains("3.51.3"), "{refused}");
+    }
+
+    /// The path of the file behind a descriptor, to tell the WAL from the database file.
+    fn path_of(file: &std::fs::File) -> std::path::PathBuf {
+        use std::os::fd::AsRawFd as _;
+        std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).unwrap_or_default()
+    }
+
+    fn is_wal(file: &std::fs::File) -> bool {
+        path_of(file).to_string_lossy().ends_with("-wal")
+    }
+
+    async fn fill(store: &SqliteStore, rows: usize) {
+        for _ in 0..rows {
+            store
+                .write(|c| exec(c, "INSERT INTO t (x) VALUES (randomblob(1500))", []).map_err(sql_error))
+                .await
+                .unwrap();
+        }
+    }
+
+    async fn wait_until(what: &str, done: impl Fn() -> bool) {
+        let started = std::time::Instant::now();
+        while !done() {
+            assert!(started.elapsed() < Duration::from_secs(20), "{what} never happened");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// A failed flush of the database file after a checkpoint is final, as a failed WAL flush
+    /// is: SQLite has recorded the pass's frames as copied, and the WAL would start over them.
+    /// The store refuses writes, reports itself down, runs no more checkpoints, tells whoever
+    /// waits for it (the `lipa` process then stops), and its connections close without
+    /// checkpointing: the WAL stays for SQLite's recovery to read at the next start.
+    #[tokio::test]
+    async fn a_failed_flush_of_the_database_file_is_final() {
+        use std::sync::atomic::AtomicUsize;
+        static DB_FLUSHES: AtomicUsize = AtomicUsize::new(0);
+        static WAL_FLUSHES: AtomicUsize = AtomicUsize::new(0);
+        fn failing_for_the_database(file: &std::fs::File) -> std::io::Result<()> {
+            if is_wal(file) {
+                WAL_FLUSHES.fetch_add(1, Ordering::SeqCst);
+                return file.sync_data();
+            }
+            DB_FLUSHES.fetch_add(1, Ordering::SeqCst);
+            Err(std::io::Error::other("write-back of the database file failed"))
+        }
+        let dir = std::env::temp_dir().join(format!("lipa-dbflush-{}", crate::ids::random_hex(6)));
+        let path = dir.join("lipa.db").display().to_string();
+        let store = SqliteStore::open_with(&path, WAL_LIMIT_BYTES, Duration::from_millis(10), failing_for_the_database)
+            .await
+            .unwrap();
+        store.write(|c| c.execute_batch("CREATE TABLE t (x)").map_err(sql_error)).await.unwrap();
+        let lost = tokio::spawn({
+            let store = store.clone();
+            async move { store.durability_lost().await }
+        });
+        fill(&store, 10).await;
+        wait_until("a flush of the database file", || DB_FLUSHES.load(Ordering::SeqCst) > 0).await;
+
+        let why = tokio::time::timeout(Duration::from_secs(10), lost).await.expect("the loss is announced").unwrap();
+        assert!(why.contains("cannot flush the database file") && why.contains("write-back"), "{why}");
+        let err = store.write(|c| exec(c, "INSERT INTO t (x) VALUES (1)", []).map_err(sql_error)).await.unwrap_err();
+        assert!(matches!(&err, StoreError::Unavailable(m) if m.contains("cannot flush the database file")), "{err}");
+        assert!(store.ping().await.is_err(), "the store reports itself down");
+        let (db, wal) = (DB_FLUSHES.load(Ordering::SeqCst), WAL_FLUSHES.load(Ordering::SeqCst));
+        // 30 checkpoint intervals.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(DB_FLUSHES.load(Ordering::SeqCst), db, "a checkpoint ran after the failure");
+        assert_eq!(WAL_FLUSHES.load(Ordering::SeqCst), wal, "a write reached the disk after the failure");
+
+        drop(store);
+        // Time for the writer and checkpoint threads to close their connections; a clean close
+        // would checkpoint and remove the WAL.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let wal_len = std::fs::metadata(format!("{path}-wal")).map_or(0, |m| m.len());
+        assert!(wal_len > 0, "the connections checkpointed and removed the WAL on close");
+        let conn = Connection::open(&path).unwrap();
+        let rows: i64 = conn.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
+        assert_eq!(rows, 10, "every acknowledged write is there after recovery");
+        drop(conn);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Once a WAL flush has failed, no checkpoint runs: its next pass could copy frames from
+    /// beyond the gap the failed write-back left on disk into the database file and flush it,
+    /// and after a power cut recovery would stop at the gap over a database of mixed pages.
+    #[tokio::test]
+    async fn checkpoints_stop_after_a_failed_wal_flush() {
+        use std::sync::atomic::AtomicUsize;
+        static FAIL_WAL: AtomicBool = AtomicBool::new(false);
+        static DB_FLUSHES: AtomicUsize = AtomicUsize::new(0);
+        static DB_FLUSHES_AFTER: AtomicUsize = AtomicUsize::new(0);
+        fn failing_wal_on_demand(file: &std::fs::File) -> std::io::Result<()> {
+            if is_wal(file) {
+                if FAIL_WAL.load(Ordering::SeqCst) {
+                    return Err(std::io::Error::other("write-back of the WAL failed"));
+                }
+            } else if FAIL_WAL.load(Ordering::SeqCst) {
+                DB_FLUSHES_AFTER.fetch_add(1, Ordering::SeqCst);
+            } else {
+                DB_FLUSHES.fetch_add(1, Ordering::SeqCst);
+            }
+            file.sync_data()
+        }
+        let dir = std::env::temp_dir().join(format!("lipa-walfail-{}", crate::ids::random_hex(6)));
+        let path = dir.join("lipa.db").display().to_string();
+        let store = SqliteStore::open_with(&path, WAL_LIMIT_BYTES, Duration::from_millis(10), failing_wal_on_demand)
+            .await
+            .unwrap();
+        store.write(|c| c.execute_batch("CREATE TABLE t (x)").map_err(sql_error)).await.unwrap();
+        fill(&store, 10).await;
+        wait_until("a checkpoint", || DB_FLUSHES.load(Ordering::SeqCst) > 0).await;
+
+        FAIL_WAL.store(true, Ordering::SeqCst);
+        let err = store
+            .write(|c| exec(c, "INSERT INTO t (x) VALUES (randomblob(20000))", []).map_err(sql_error))
+            .await
+            .unwrap_err();
+        assert!(matches!(&err, StoreError::Unavailable(m) if m.contains("cannot flush the write-ahead log")), "{err}");
+        let db_file = std::fs::read(&path).unwrap();
+        // 30 checkpoint intervals: the unacknowledged commit is in the WAL for any pass to copy.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(DB_FLUSHES_AFTER.load(Ordering::SeqCst), 0, "the database file was flushed after the failure");
+        assert!(
+            std::fs::read(&path).unwrap() == db_file,
+            "a checkpoint copied into the database file after the failure"
+        );
+        drop(store);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
     /// Writes that never pause leave a checkpoint no moment to reach the WAL's end; the WAL
     /// must still start over, so its file stays a fraction of what went through it instead of
     /// growing with the load.
@@ -2000,12 +2268,12 @@ mod tests {
             largest = largest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let rows: u64 =
+        let rows: i64 =
             store.read(|c| row(c, "SELECT count(*) FROM filler", [], |r| r.get(0)).map_err(sql_error)).await.unwrap();
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);
         // Every row's 2,000 bytes went through the WAL at least once.
-        let through = rows * 2000;
+        let through = u64::try_from(rows).unwrap() * 2000;
         assert!(through > 8 * limit, "the test wrote too little to matter: {rows} rows");
         assert!(largest > limit, "the WAL ({wal}) never passed its limit: at most {largest} bytes");
         assert!(largest < through / 2, "the WAL grew to {largest} bytes of the {through} that went through it");
