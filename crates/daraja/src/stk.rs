@@ -65,14 +65,28 @@ pub enum QueryOutcome {
 /// A final query answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueryResult {
-    /// `MerchantRequestID` (empty when Daraja left it out).
+    /// `MerchantRequestID` as Daraja echoed it (empty when it left it out).
     pub merchant_request_id: String,
-    /// `CheckoutRequestID` of the transaction asked about.
-    pub checkout_request_id: CheckoutRequestId,
+    /// `CheckoutRequestID` as Daraja echoed it (empty when it left it out). Act on the answer
+    /// only if it names the transaction asked about: see [`QueryResult::is_about`].
+    pub checkout_request_id: String,
     /// The same code the callback carries.
     pub result_code: ResultCode,
     /// `ResultDesc`.
     pub result_desc: String,
+}
+
+impl QueryResult {
+    /// Whether this answer is about the transaction with these ids: Daraja echoed the
+    /// `CheckoutRequestID` asked about, and the `MerchantRequestID` too when both sides know
+    /// one. An answer that names no transaction, or another, says nothing about this one.
+    pub fn is_about(&self, checkout_request_id: &str, merchant_request_id: Option<&str>) -> bool {
+        let merchant_agrees = match merchant_request_id.filter(|m| !m.is_empty()) {
+            Some(known) if !self.merchant_request_id.is_empty() => self.merchant_request_id == known,
+            _ => true,
+        };
+        !self.checkout_request_id.is_empty() && self.checkout_request_id == checkout_request_id && merchant_agrees
+    }
 }
 
 #[derive(Serialize)]
@@ -126,6 +140,8 @@ struct QueryOk {
     response_description: String,
     #[serde(rename = "MerchantRequestID", default)]
     merchant_request_id: String,
+    #[serde(rename = "CheckoutRequestID", default)]
+    checkout_request_id: String,
     #[serde(rename = "ResultCode")]
     result_code: serde_json::Value,
     #[serde(rename = "ResultDesc", default)]
@@ -265,10 +281,12 @@ impl Client {
         let code = code_text(&ok.result_code).ok_or_else(|| {
             Error::decode(OP, answer.status, "ResultCode is neither a string nor a number", &answer.body)
         })?;
+        if ok.checkout_request_id != checkout_request_id.as_str() {
+            tracing::warn!(echoed = %ok.checkout_request_id, "the query answer names another CheckoutRequestID");
+        }
         Ok(QueryOutcome::Completed(QueryResult {
             merchant_request_id: ok.merchant_request_id,
-            // Daraja echoes the id asked about; keep the typed one the caller gave.
-            checkout_request_id: checkout_request_id.clone(),
+            checkout_request_id: ok.checkout_request_id,
             result_code: ResultCode::from_wire(&code),
             result_desc: ok.result_desc,
         }))

@@ -246,7 +246,25 @@ async fn query_pending_and_final_with_string_or_number_result_code() {
         };
         assert_eq!(result.result_code, ResultCode::Cancelled);
         assert_eq!(result.result_desc, "Request cancelled by user");
+        assert!(result.is_about("ws_CO_191220191020363925", Some("m")));
     }
+
+    // The ids Daraja echoed come back as they were, so the caller can see an answer about
+    // another transaction (or about none) for what it is.
+    mock.answer(
+        200,
+        r#"{"ResponseCode":"0","MerchantRequestID":"m2","CheckoutRequestID":"ws_CO_OTHER","ResultCode":"0","ResultDesc":"ok"}"#,
+    );
+    let QueryOutcome::Completed(other) = client.stk_query(&sandbox_merchant(), &id).await.unwrap() else {
+        panic!("expected a final answer")
+    };
+    assert_eq!((other.checkout_request_id.as_str(), other.merchant_request_id.as_str()), ("ws_CO_OTHER", "m2"));
+    assert!(!other.is_about(id.as_str(), None));
+    mock.answer(200, r#"{"ResponseCode":"0","ResultCode":"0","ResultDesc":"ok"}"#);
+    let QueryOutcome::Completed(nameless) = client.stk_query(&sandbox_merchant(), &id).await.unwrap() else {
+        panic!("expected a final answer")
+    };
+    assert!(!nameless.is_about(id.as_str(), None), "an answer naming no transaction is about none");
 
     mock.envelope(500, "500.001.1001", "Wrong credentials");
     let err = client.stk_query(&sandbox_merchant(), &id).await.unwrap_err();

@@ -26,6 +26,8 @@ pub struct Current<'a> {
     pub phone: &'a str,
     /// The CheckoutRequestID Daraja gave the push, if its answer was stored.
     pub checkout_request_id: Option<&'a str>,
+    /// The MerchantRequestID Daraja gave the push, if its answer was stored.
+    pub merchant_request_id: Option<&'a str>,
     /// Receipt, if known.
     pub receipt: Option<&'a str>,
     /// Result code, if settled.
@@ -224,8 +226,23 @@ pub fn already_used(receipt: &str, other_payment: Option<&str>) -> Decision {
     Decision::record(Outcome::Conflict, note)
 }
 
-/// Decides what an STK Query's final answer does. Only a `pending` payment changes.
+/// Decides what an STK Query's final answer does. Only a `pending` payment changes, and only
+/// by an answer about its own transaction: one naming another CheckoutRequestID (or
+/// MerchantRequestID), or none, is recorded with the ids it named and flagged, never applied.
 pub fn on_query(current: &Current<'_>, result: &QueryResult) -> Decision {
+    let asked = current.checkout_request_id.unwrap_or_default();
+    if !result.is_about(asked, current.merchant_request_id) {
+        return Decision::record(
+            Outcome::Mismatch,
+            format!(
+                "the query answer ({}) names CheckoutRequestID {:?} and MerchantRequestID {:?}, \
+                 not the {asked:?} asked about: not applied; review",
+                result.result_code.as_str(),
+                result.checkout_request_id,
+                result.merchant_request_id,
+            ),
+        );
+    }
     let code = result.result_code.as_str().to_owned();
     let success = result.result_code.is_success();
     match current.status {
@@ -290,6 +307,7 @@ mod tests {
             amount: 45,
             phone: "254712345678",
             checkout_request_id: Some("ws_CO_1"),
+            merchant_request_id: Some("m"),
             receipt: None,
             result_code: None,
             settled_by: None,
@@ -380,7 +398,7 @@ mod tests {
     fn query(code: &str) -> QueryResult {
         QueryResult {
             merchant_request_id: "m".into(),
-            checkout_request_id: daraja::CheckoutRequestId::parse("ws_CO_1").unwrap(),
+            checkout_request_id: "ws_CO_1".into(),
             result_code: daraja::ResultCode::from_wire(code),
             result_desc: "d".into(),
         }
@@ -398,6 +416,30 @@ mod tests {
         assert_eq!(on_query(&paid, &query("0")).outcome, Outcome::Duplicate);
         let contradiction = on_query(&paid, &query("1032"));
         assert_eq!((contradiction.outcome, contradiction.change), (Outcome::Conflict, None));
+    }
+
+    /// An answer naming another transaction (a mix-up on the way, or a Daraja bug) says nothing
+    /// about this payment: recorded with the ids it named, flagged, never applied.
+    #[test]
+    fn a_query_answer_about_another_transaction_is_flagged_not_applied() {
+        let other = QueryResult { checkout_request_id: "ws_CO_2".into(), ..query("0") };
+        let d = on_query(&current(Status::Pending), &other);
+        assert_eq!((d.outcome, d.change), (Outcome::Mismatch, None));
+        assert!(d.outcome.needs_review());
+        assert!(d.note.contains("ws_CO_2") && d.note.contains("ws_CO_1"), "{}", d.note);
+
+        let other_merchant = QueryResult { merchant_request_id: "m-other".into(), ..query("0") };
+        assert_eq!(on_query(&current(Status::Pending), &other_merchant).outcome, Outcome::Mismatch);
+        let nameless = QueryResult { checkout_request_id: String::new(), ..query("0") };
+        assert_eq!(on_query(&current(Status::Pending), &nameless).outcome, Outcome::Mismatch);
+        let unpushed = Current { checkout_request_id: None, ..current(Status::Pending) };
+        assert_eq!(on_query(&unpushed, &query("0")).outcome, Outcome::Mismatch, "nothing was asked about");
+
+        // The MerchantRequestID is compared only when both sides know one.
+        let silent = QueryResult { merchant_request_id: String::new(), ..query("0") };
+        assert_eq!(on_query(&current(Status::Pending), &silent).outcome, Outcome::Applied);
+        let unknown = Current { merchant_request_id: None, ..current(Status::Pending) };
+        assert_eq!(on_query(&unknown, &query("0")).outcome, Outcome::Applied);
     }
 
     #[test]

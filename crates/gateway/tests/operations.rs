@@ -58,6 +58,18 @@ async fn an_enforced_allowlist_refuses_other_sources_and_trusts_only_the_named_p
         app.http.post(&url).header("X-Forwarded-For", "196.201.214.200, 10.0.0.1").json(&body).send().await.unwrap();
     assert_eq!(forged.status().as_u16(), 403, "a left-most entry is the sender's claim, not the proxy's");
     assert_eq!(app.payment(created["id"].as_str().unwrap()).await["status"], "pending");
+    // The same claim on a header line of its own: the lines are one list, the proxy's last.
+    let two_lines = app
+        .http
+        .post(&url)
+        .header("X-Forwarded-For", "196.201.214.200")
+        .header("X-Forwarded-For", "10.0.0.1")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(two_lines.status().as_u16(), 403, "the sender's own header line comes first");
+    assert_eq!(app.payment(created["id"].as_str().unwrap()).await["status"], "pending");
 
     let via_proxy =
         app.http.post(&url).header("X-Forwarded-For", "10.9.9.9, 196.201.214.200").json(&body).send().await.unwrap();

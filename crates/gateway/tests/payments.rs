@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{payment_body, spawn_app, spawn_app_with};
+use common::{payment_body, spawn_app, spawn_app_with, spawn_app_with_query_answers};
 use daraja_sim::{Answer, Faults, SimConfig};
 use serde_json::json;
 
@@ -164,6 +164,34 @@ async fn a_dropped_callback_is_settled_by_reconciliation() {
     assert_eq!((p["status"].as_str(), p["settled_by"].as_str()), (Some("paid"), Some("query")));
     assert!(p["receipt"].is_null(), "a query carries no receipt");
     assert!(app.timeline(&id).await.contains(&"query_applied".to_owned()));
+}
+
+/// Asked about one transaction, Daraja (or something on the way) answers about another: the
+/// answer says nothing about this payment. It is recorded with the ids it named and flagged,
+/// and the payment is not settled by it.
+#[tokio::test]
+async fn a_query_answer_about_another_transaction_is_recorded_and_flagged_not_applied() {
+    let faults = Faults { drop: true, ..Faults::default() };
+    let app = spawn_app_with_query_answers(SimConfig { faults, ..SimConfig::default() }, |answer| {
+        answer["CheckoutRequestID"] = "ws_CO_SOMEONE_ELSE".into();
+    })
+    .await;
+    let id = app.create("0712345678", 45).await["id"].as_str().unwrap().to_owned();
+    app.clock.advance(Duration::from_secs(21));
+    let step = app.reconcile().await;
+    assert_eq!((step.queried, step.settled), (1, 0));
+    let p = app.payment(&id).await;
+    assert_eq!(p["status"], "pending", "{p}");
+    assert_eq!(p["needs_review"], true, "{p}");
+    let (_, timeline) = app.get(&format!("/v1/payments/{id}/timeline")).await;
+    let mismatch = timeline["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "query_mismatch")
+        .unwrap_or_else(|| panic!("no query_mismatch in {timeline}"));
+    let note = mismatch["detail"]["note"].as_str().unwrap();
+    assert!(note.contains("ws_CO_SOMEONE_ELSE") && note.contains("not applied"), "{note}");
 }
 
 #[tokio::test]

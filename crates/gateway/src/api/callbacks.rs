@@ -18,14 +18,18 @@ use crate::settlement::Outcome;
 use crate::store::StoreError;
 
 /// The sender's address: the TCP peer, or the right-most address in the trusted proxy's header
-/// (the one that proxy appended; entries left of it are whatever the sender claimed).
-fn source(gateway: &Gateway, headers: &HeaderMap, peer: SocketAddr) -> IpAddr {
+/// (the one that proxy appended; entries left of it are whatever the sender claimed). A
+/// header sent on several lines is one list in their order (RFC 9110), so the right-most
+/// value is the last line's: a sender's own line comes first, and the proxy appends after it.
+/// A last value that is not an address means the proxy is not doing its job: the peer's
+/// address is used, which the allowlist then judges.
+pub(crate) fn source(gateway: &Gateway, headers: &HeaderMap, peer: SocketAddr) -> IpAddr {
     gateway
         .settings()
         .callbacks
         .trusted_proxy_header
         .as_deref()
-        .and_then(|name| headers.get(name))
+        .and_then(|name| headers.get_all(name).iter().next_back())
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.rsplit(',').next())
         .and_then(|ip| ip.trim().parse().ok())

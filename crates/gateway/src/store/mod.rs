@@ -50,6 +50,8 @@ impl Settling {
             amount: self.amount,
             phone: &self.phone,
             checkout_request_id: self.checkout_request_id.as_deref(),
+            // Callbacks are matched by CheckoutRequestID alone.
+            merchant_request_id: None,
             receipt: self.receipt.as_deref(),
             result_code: self.result_code.as_deref(),
             settled_by: self.settled_by,
@@ -205,6 +207,7 @@ fn current(p: &Payment) -> Current<'_> {
         amount: p.amount,
         phone: &p.phone,
         checkout_request_id: p.checkout_request_id.as_deref(),
+        merchant_request_id: p.merchant_request_id.as_deref(),
         receipt: p.receipt.as_deref(),
         result_code: p.result_code.as_deref(),
         settled_by: p.settled_by,

@@ -98,21 +98,32 @@ pub async fn spawn_app_with(sim_config: SimConfig, tweak: impl FnOnce(&mut Setti
 /// A gateway whose STK pushes get their answer from the simulator only after `push_delay`
 /// (a proxy holds them), as a slow Daraja does.
 pub async fn spawn_app_with_slow_pushes(sim_config: SimConfig, push_delay: Duration) -> TestApp {
-    spawn_app_through(sim_config, |_| {}, Some(push_delay)).await
+    spawn_app_through(sim_config, |_| {}, Some(Proxy { push_delay, ..Proxy::default() })).await
 }
 
-async fn spawn_app_through(
-    sim_config: SimConfig,
-    tweak: impl FnOnce(&mut Settings),
-    push_delay: Option<Duration>,
-) -> TestApp {
+/// A gateway whose STK Query answers from the simulator pass through `rewrite` on the way, as
+/// a faulty Daraja or a mix-up on the network would change them.
+pub async fn spawn_app_with_query_answers(sim_config: SimConfig, rewrite: fn(&mut Value)) -> TestApp {
+    spawn_app_through(sim_config, |_| {}, Some(Proxy { rewrite_query: Some(rewrite), ..Proxy::default() })).await
+}
+
+/// What a proxy between the gateway and the simulator does to Daraja's answers.
+#[derive(Default, Clone, Copy)]
+struct Proxy {
+    /// Holds each STK push's answer this long.
+    push_delay: Duration,
+    /// Changes each STK Query's JSON answer.
+    rewrite_query: Option<fn(&mut Value)>,
+}
+
+async fn spawn_app_through(sim_config: SimConfig, tweak: impl FnOnce(&mut Settings), proxy: Option<Proxy>) -> TestApp {
     let dir = std::env::temp_dir().join(format!("lipa-test-{}", lipa_gateway::ids::random_hex(8)));
     std::fs::create_dir_all(&dir).unwrap();
     let mut settings = settings(&dir);
     tweak(&mut settings);
     let sim = daraja_sim::spawn(sim_config).await.unwrap();
-    let daraja_url = match push_delay {
-        Some(delay) => slow_push_proxy(sim.base_url().to_owned(), delay).await,
+    let daraja_url = match proxy {
+        Some(proxy) => proxying(sim.base_url().to_owned(), proxy).await,
         None => sim.base_url().to_owned(),
     };
     let connection = DarajaConnection::custom(
@@ -132,8 +143,8 @@ async fn spawn_app_through(
     TestApp { base, gateway, sim, key, http: reqwest::Client::new(), clock, dir }
 }
 
-/// An HTTP proxy to `target` that holds each STK push's answer for `delay`; returns its URL.
-async fn slow_push_proxy(target: String, delay: Duration) -> String {
+/// An HTTP proxy to `target` that does what `proxy` says to Daraja's answers; returns its URL.
+async fn proxying(target: String, proxy: Proxy) -> String {
     use axum::body::Body;
     use axum::http::Request;
     let http = reqwest::Client::new();
@@ -149,12 +160,20 @@ async fn slow_push_proxy(target: String, delay: Duration) -> String {
                 }
             }
             let answer = out.body(body).send().await.unwrap();
-            if parts.uri.path().contains("stkpush") {
-                tokio::time::sleep(delay).await;
+            if parts.uri.path().contains("stkpush/") {
+                tokio::time::sleep(proxy.push_delay).await;
             }
             let status = answer.status();
-            let headers = answer.headers().clone();
-            let mut response = axum::response::Response::new(Body::from(answer.bytes().await.unwrap()));
+            let mut headers = answer.headers().clone();
+            let mut bytes = answer.bytes().await.unwrap().to_vec();
+            if let Some(rewrite) = proxy.rewrite_query.filter(|_| parts.uri.path().contains("stkpushquery"))
+                && let Ok(mut json) = serde_json::from_slice::<Value>(&bytes)
+            {
+                rewrite(&mut json);
+                bytes = serde_json::to_vec(&json).unwrap();
+                headers.remove("content-length");
+            }
+            let mut response = axum::response::Response::new(Body::from(bytes));
             *response.status_mut() = status;
             *response.headers_mut() = headers;
             response
