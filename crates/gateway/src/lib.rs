@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod budget;
 pub mod checkout;
 pub mod config;
 pub mod export;

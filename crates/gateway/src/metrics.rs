@@ -65,6 +65,7 @@ pub struct Metrics {
     callbacks: [AtomicU64; 9],
     callback_latency: Histogram,
     callbacks_refused: AtomicU64,
+    callbacks_counted: AtomicU64,
     payments_created: AtomicU64,
     webhooks_delivered: AtomicU64,
     webhooks_failed: AtomicU64,
@@ -84,6 +85,11 @@ impl Metrics {
     /// A callback refused before storing (bad token shape, source address, store down).
     pub fn callback_refused(&self) {
         self.callbacks_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A callback no payment took, counted instead of stored (beyond the storage budget).
+    pub fn callback_counted(&self) {
+        self.callbacks_counted.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A webhook attempt: `delivered` or `failed`.
@@ -125,6 +131,8 @@ impl Metrics {
         }
         out.push_str("# HELP lipa_callbacks_refused_total Callbacks answered without being stored.\n# TYPE lipa_callbacks_refused_total counter\n");
         let _ = writeln!(out, "lipa_callbacks_refused_total {}", self.callbacks_refused.load(Ordering::Relaxed));
+        out.push_str("# HELP lipa_callbacks_counted_total Callbacks no payment took, counted but not stored (beyond the storage budget).\n# TYPE lipa_callbacks_counted_total counter\n");
+        let _ = writeln!(out, "lipa_callbacks_counted_total {}", self.callbacks_counted.load(Ordering::Relaxed));
         out.push_str("# HELP lipa_callback_duration_seconds Time to store and apply a callback.\n# TYPE lipa_callback_duration_seconds histogram\n");
         self.callback_latency.render(&mut out, "lipa_callback_duration_seconds", "");
         out.push_str("# HELP lipa_daraja_requests_total Daraja calls, by operation and result.\n# TYPE lipa_daraja_requests_total counter\n");

@@ -112,6 +112,10 @@ struct Inner {
     webhook_client: reqwest::Client,
     mailer: Result<Option<crate::mail::Mailer>, String>,
     admin_throttle: crate::admin::auth::Throttle,
+    /// Callbacks no payment took, stored per minute.
+    unmatched_stored: crate::budget::PerMinute,
+    /// Log lines about callbacks no payment took.
+    unmatched_logged: crate::budget::LogBudget,
     key_last_used: std::sync::Mutex<std::collections::HashMap<String, i64>>,
     changes: tokio::sync::broadcast::Sender<crate::payment::PaymentId>,
 }
@@ -162,6 +166,8 @@ impl Gateway {
                 metrics: crate::metrics::Metrics::default(),
                 mailer,
                 admin_throttle: crate::admin::auth::Throttle::default(),
+                unmatched_stored: crate::budget::PerMinute::new(crate::budget::UNMATCHED_STORED_PER_MINUTE),
+                unmatched_logged: crate::budget::LogBudget::default(),
                 key_last_used: std::sync::Mutex::default(),
                 webhook_client,
                 changes: tokio::sync::broadcast::channel(1024).0,
@@ -434,6 +440,11 @@ impl Gateway {
     }
 
     /// Stores a callback for `token` and applies it. Answers only after the commit.
+    ///
+    /// A callback no payment took (anyone can send one) is stored within a budget per minute
+    /// ([`crate::budget::UNMATCHED_STORED_PER_MINUTE`], each cut to its first bytes) and only
+    /// counted beyond it, and its log line is rate-limited: a flood of them costs bounded disk
+    /// and log.
     #[tracing::instrument(skip_all, fields(payment_id))]
     pub async fn ingest_callback(
         &self,
@@ -443,6 +454,7 @@ impl Gateway {
     ) -> Result<CallbackStored, StoreError> {
         let started = std::time::Instant::now();
         let parsed = daraja::callback::parse(&body);
+        let received_at = self.now();
         let stored = self
             .inner
             .store
@@ -450,19 +462,38 @@ impl Gateway {
                 token_hash: ids::sha256_hex(token.as_bytes()),
                 body,
                 source,
-                received_at: self.now(),
+                received_at,
                 parsed,
+                keep_if_unmatched: self.inner.unmatched_stored.has_room(received_at),
             })
             .await?;
         self.inner.metrics.callback(stored.outcome, started.elapsed());
-        if let Some(id) = &stored.payment_id {
-            tracing::Span::current().record("payment_id", id.as_str());
-            self.changed(id);
-        }
-        if stored.outcome.needs_review() {
-            tracing::warn!(outcome = stored.outcome.as_str(), "callback stored for review");
-        } else {
-            tracing::debug!(outcome = stored.outcome.as_str(), "callback stored");
+        match &stored.payment_id {
+            Some(id) => {
+                tracing::Span::current().record("payment_id", id.as_str());
+                self.changed(id);
+                if stored.outcome.needs_review() {
+                    tracing::warn!(outcome = stored.outcome.as_str(), "callback stored for review");
+                } else {
+                    tracing::debug!(outcome = stored.outcome.as_str(), "callback stored");
+                }
+            }
+            None => {
+                if stored.stored {
+                    self.inner.unmatched_stored.take(received_at);
+                } else {
+                    self.inner.metrics.callback_counted();
+                }
+                let (log, left_out) = self.inner.unmatched_logged.allow(received_at);
+                if log {
+                    tracing::warn!(
+                        outcome = stored.outcome.as_str(),
+                        stored = stored.stored,
+                        left_out_last_minute = left_out,
+                        "a callback no payment took"
+                    );
+                }
+            }
         }
         Ok(stored)
     }

@@ -274,4 +274,63 @@ async fn malformed_and_oversized_callbacks_are_refused_and_malformed_ones_stored
     assert_eq!(stored.len(), 1);
     assert_eq!((stored[0].outcome.as_str(), stored[0].body.as_str()), ("malformed", "{not json"));
     assert_eq!(app.payment(id.as_str()).await["status"], "pending");
+
+    // The payment's timeline says what came and why it was not applied; the review lists
+    // (API-less: the store's, which `lipa callbacks list --malformed` prints) include it.
+    let (_, timeline) = app.get(&format!("/v1/payments/{id}/timeline")).await;
+    let event = timeline["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "callback_malformed")
+        .unwrap_or_else(|| panic!("no callback_malformed in {timeline}"));
+    assert!(!event["detail"]["note"].as_str().unwrap().is_empty(), "{event}");
+    assert_eq!(app.payment(id.as_str()).await["needs_review"], true);
+    let review = app.gateway.store().unresolved_callbacks(None, 10).await.unwrap();
+    assert!(
+        review.iter().any(|c| c.outcome == "malformed" && c.payment_id.as_deref() == Some(id.as_str())),
+        "{review:?}"
+    );
+}
+
+/// Anyone can send a callback to a made-up token. Such callbacks are stored up to a budget
+/// per minute, each cut to its first bytes; beyond it they are only counted, and the count is
+/// there for staff. A legitimate callback in the middle of the flood settles as usual.
+#[tokio::test]
+async fn a_flood_of_callbacks_no_payment_took_is_stored_within_a_budget_and_counted_beyond() {
+    let app = spawn_app_with(SimConfig::interactive(), |_| {}).await;
+    let created = app.create("0712345678", 45).await;
+    let checkout = created["checkout_request_id"].as_str().unwrap().to_owned();
+    let budget = usize::try_from(lipa_gateway::budget::UNMATCHED_STORED_PER_MINUTE).unwrap();
+    let junk = format!("{{\"Body\":{{\"pad\":\"{}\"}}}}", "x".repeat(60_000));
+    let sent = budget + 40;
+    for i in 0..sent {
+        let token = format!("{:032x}", i + 1);
+        let resp =
+            app.http.post(format!("{}/callbacks/stk/{token}", app.base)).body(junk.clone()).send().await.unwrap();
+        assert!(resp.status().is_client_error() || resp.status().is_success(), "{}", resp.status());
+        if i == sent / 2 {
+            assert!(app.sim.sim().resolve(&checkout, daraja_sim::Answer::Approve));
+        }
+    }
+    let paid = app.settled(created["id"].as_str().unwrap()).await;
+    assert_eq!(paid["status"], "paid", "{paid}");
+
+    let store = app.gateway.store();
+    let kept = store.unresolved_callbacks(None, 1000).await.unwrap();
+    assert_eq!(kept.len(), budget, "{} stored", kept.len());
+    for c in &kept {
+        assert!(c.body.len() <= lipa_gateway::store::UNMATCHED_EXCERPT_BYTES, "{} bytes kept", c.body.len());
+        assert!(c.note.contains("SHA-256") && c.note.contains(&format!("of {} bytes", junk.len())), "{}", c.note);
+    }
+    let counted = store.unmatched_counted_since(0).await.unwrap();
+    assert_eq!(counted.count, 40);
+    assert_eq!(counted.bytes, 40 * i64::try_from(junk.len()).unwrap());
+
+    // The review page shows one page of them and the count of the rest.
+    let page = app.admin_page("/admin/review").await;
+    assert!(page.contains("40 more callbacks"), "{page}");
+    assert_eq!(page.matches("<details").count(), 25);
+    assert!(page.contains("/admin/review?before="));
+    assert!(page.len() < 200_000, "the review page is {} bytes", page.len());
 }

@@ -54,6 +54,7 @@ async fn copies_of_one_callback_raced_through_two_replicas_settle_once() {
                         source: None,
                         received_at: 3_000 + i,
                         parsed: daraja::callback::parse(body),
+                        keep_if_unmatched: true,
                     })
                     .await
                     .unwrap()

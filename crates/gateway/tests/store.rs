@@ -35,6 +35,7 @@ fn incoming(token: &str, body: Vec<u8>, at: i64) -> IncomingCallback {
     IncomingCallback {
         token_hash: ids::sha256_hex(token.as_bytes()),
         parsed: daraja::callback::parse(&body),
+        keep_if_unmatched: true,
         body,
         source: None,
         received_at: at,

@@ -340,7 +340,7 @@ pub async fn callbacks(command: CallbacksCommand) -> Result<()> {
     match command {
         CallbacksCommand::List { orphans, malformed, json, common } => {
             let store = Store::open(&common.settings()?.database_url).await?;
-            let all = store.unresolved_callbacks(1000).await?;
+            let all = store.unresolved_callbacks(None, 1000).await?;
             let wanted = |outcome: &str| {
                 (!orphans && !malformed) || (orphans && outcome == "orphan") || (malformed && outcome == "malformed")
             };
@@ -348,14 +348,24 @@ pub async fn callbacks(command: CallbacksCommand) -> Result<()> {
                 if json {
                     println!("{}", serde_json::to_string(c)?);
                 } else {
+                    let payment = c.payment_id.as_deref().map(|p| format!(" [{p}]")).unwrap_or_default();
                     println!(
-                        "{:>8}  {}  {:<9} {}",
+                        "{:>8}  {}  {:<9} {}{payment}",
                         c.id,
                         lipa_gateway::time_fmt::nairobi(c.received_at),
                         c.outcome,
                         c.note
                     );
                 }
+            }
+            let counted = store.unmatched_counted_since(now_ms() - 24 * 3_600_000).await?;
+            if counted.count > 0 && !json {
+                eprintln!(
+                    "{} more callbacks no payment took were counted, not stored, in the last 24 hours \
+                     (over the storage budget of {} a minute)",
+                    counted.count,
+                    lipa_gateway::budget::UNMATCHED_STORED_PER_MINUTE
+                );
             }
         }
         CallbacksCommand::Replay { id, common } => {
@@ -366,6 +376,7 @@ pub async fn callbacks(command: CallbacksCommand) -> Result<()> {
                 .settle_from_callback(IncomingCallback {
                     token_hash,
                     parsed: daraja::callback::parse(&body),
+                    keep_if_unmatched: true,
                     body,
                     source: Some("replay".into()),
                     received_at: now_ms(),

@@ -128,6 +128,17 @@ fn audit_statement(actor: &str, action: &str, target: &str, detail: &str, now: i
 
 const HOUR: i64 = 3_600_000;
 
+/// Callbacks no payment took that were counted, not stored (see [`Store::unmatched_counted_since`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct UnmatchedCounted {
+    /// How many.
+    pub count: i64,
+    /// Their bodies' bytes.
+    pub bytes: i64,
+    /// When the last one came (ms).
+    pub last_at: Option<i64>,
+}
+
 fn first(rows: &Rows) -> Option<&Vec<Cell>> {
     rows.first()
 }
@@ -314,7 +325,8 @@ impl Store {
         Ok(counts.first().is_some_and(|n| *n > 0))
     }
 
-    /// Marks an unmatched callback (orphan, malformed) reviewed. False if already resolved.
+    /// Marks a callback on the review list (no payment took it, or it was malformed) reviewed.
+    /// False if already resolved.
     pub async fn resolve_callback(
         &self,
         callback_id: i64,
@@ -325,7 +337,8 @@ impl Store {
         let counts = self
             .execute_all(vec![
                 (
-                    "UPDATE callbacks SET resolved_at = $2 WHERE id = $1 AND payment_id IS NULL AND resolved_at IS NULL",
+                    "UPDATE callbacks SET resolved_at = $2
+                     WHERE id = $1 AND resolved_at IS NULL AND (payment_id IS NULL OR outcome = 'malformed')",
                     vec![callback_id.into(), now.into()],
                 ),
                 audit_statement(actor, "resolve_callback", &format!("callback {callback_id}"), note, now),
@@ -342,13 +355,20 @@ impl Store {
         }))
     }
 
-    /// Callbacks no payment took (orphans, malformed bodies) not yet resolved, newest first.
-    pub async fn unresolved_callbacks(&self, limit: i64) -> Result<Vec<StoredCallback>, StoreError> {
+    /// The callbacks on the review list not yet resolved, newest first, from before the
+    /// callback `before` (for the next page): those no payment took (orphans, and malformed
+    /// bodies with an unknown token), and malformed bodies that named a payment.
+    pub async fn unresolved_callbacks(
+        &self,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<StoredCallback>, StoreError> {
         let rows = self
             .query(
                 "SELECT id, received_at, payment_id, outcome, note, source, body FROM callbacks
-                 WHERE payment_id IS NULL AND resolved_at IS NULL ORDER BY id DESC LIMIT $1",
-                vec![limit.into()],
+                 WHERE resolved_at IS NULL AND (payment_id IS NULL OR outcome = 'malformed') AND id < $1
+                 ORDER BY id DESC LIMIT $2",
+                vec![before.unwrap_or(i64::MAX).into(), limit.into()],
             )
             .await?;
         Ok(rows
@@ -363,6 +383,25 @@ impl Store {
                 body: r.get(6).map(Cell::text).unwrap_or_default(),
             })
             .collect())
+    }
+
+    /// Callbacks no payment took that were counted instead of stored (beyond the storage
+    /// budget) since `since` (ms): how many, their bytes, and when the last one came.
+    pub async fn unmatched_counted_since(&self, since: i64) -> Result<UnmatchedCounted, StoreError> {
+        let rows = self
+            .query(
+                // SUM of BIGINT is NUMERIC on PostgreSQL.
+                "SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT), CAST(COALESCE(SUM(bytes), 0) AS BIGINT), MAX(last_at)
+                 FROM unmatched_callback_counts WHERE minute >= $1",
+                vec![since.into()],
+            )
+            .await?;
+        let r = first(&rows);
+        Ok(UnmatchedCounted {
+            count: r.and_then(|r| r.first()).map_or(0, Cell::int),
+            bytes: r.and_then(|r| r.get(1)).map_or(0, Cell::int),
+            last_at: r.and_then(|r| r.get(2)).and_then(Cell::opt_int),
+        })
     }
 
     /// Payments created in the hours `[from, to)` (ms, whole hours) grouped by hour, status and
@@ -429,7 +468,8 @@ impl Store {
         let rows = self
             .query(
                 "SELECT (SELECT COUNT(*) FROM payments WHERE needs_review),
-                        (SELECT COUNT(*) FROM callbacks WHERE payment_id IS NULL AND resolved_at IS NULL),
+                        (SELECT COUNT(*) FROM callbacks
+                         WHERE resolved_at IS NULL AND (payment_id IS NULL OR outcome = 'malformed')),
                         (SELECT COUNT(*) FROM webhook_events WHERE status = 'dead')",
                 vec![],
             )

@@ -122,7 +122,7 @@ fn expiry_note(push_unheard: bool) -> serde_json::Value {
 /// Each schema version's SQL and what it brought, in order. Versions 1, 2 and 6 differ by
 /// backend (6 is a no-op on PostgreSQL); the others are one text for both. Every version has
 /// a text for each backend, so one cannot be applied to one backend only.
-fn migrations(v1: &'static str, v2: &'static str, v6: &'static str) -> [(&'static str, &'static str); 6] {
+fn migrations(v1: &'static str, v2: &'static str, v6: &'static str) -> [(&'static str, &'static str); 7] {
     [
         (v1, "created"),
         (v2, "webhooks"),
@@ -130,6 +130,7 @@ fn migrations(v1: &'static str, v2: &'static str, v6: &'static str) -> [(&'stati
         (include_str!("schema_v4.sql"), "admin"),
         (include_str!("schema_v5.sql"), "one index fewer on callbacks"),
         (v6, "CHECK constraints SQLite evaluates without a temporary table"),
+        (include_str!("schema_v7.sql"), "review index, unmatched callback counts, sign-in attempts"),
     ]
 }
 
@@ -318,6 +319,32 @@ pub struct IncomingCallback {
     pub received_at: i64,
     /// The body parsed (or why not).
     pub parsed: Result<daraja::StkCallback, daraja::CallbackError>,
+    /// If no payment takes it: whether an excerpt of it is stored (within the budget for such
+    /// callbacks), or it is only counted (see [`UNMATCHED_EXCERPT_BYTES`]).
+    pub keep_if_unmatched: bool,
+}
+
+/// What is stored of a callback no payment took: its first bytes. Every real STK callback is
+/// smaller; beyond this a body is junk, and the note gives its size and SHA-256.
+pub const UNMATCHED_EXCERPT_BYTES: usize = 4096;
+
+/// What is stored of the body of a callback no payment took: at most
+/// [`UNMATCHED_EXCERPT_BYTES`], with its size and SHA-256 added to `note` when cut.
+fn unmatched_excerpt<'b>(body: &'b [u8], note: &mut String) -> &'b [u8] {
+    if body.len() <= UNMATCHED_EXCERPT_BYTES {
+        return body;
+    }
+    note.push_str(&format!(
+        " (the first {UNMATCHED_EXCERPT_BYTES} of {} bytes kept; SHA-256 {})",
+        body.len(),
+        crate::ids::sha256_hex(body)
+    ));
+    &body[..UNMATCHED_EXCERPT_BYTES]
+}
+
+/// The minute (ms, its start) a callback counted instead of stored is tallied under.
+fn minute_of(at: i64) -> i64 {
+    at - at.rem_euclid(60_000)
 }
 
 /// What storing a callback did.
@@ -325,6 +352,8 @@ pub struct IncomingCallback {
 pub struct CallbackStored {
     /// Classification.
     pub outcome: Outcome,
+    /// False when no payment took it and it was only counted, beyond the storage budget.
+    pub stored: bool,
     /// The payment it belongs to, if found.
     pub payment_id: Option<PaymentId>,
     /// The payment's status after it.

@@ -22,10 +22,11 @@ use super::{
     ASKABLE_NO_LONGER, ApiKey, CallbackStored, CheckoutSession, DueCheck, EmailJob, EmailNext, Event, IncomingCallback,
     Inserted, NewCheckoutSession, NewPayment, PUSH_UNHEARD, PaymentFilter, PushResult, SessionInserted, Settling,
     StoreError, StoredCallback, WebhookAttempt, WebhookEvent, WebhookJob, WebhookNext, announcement, callback_decision,
-    current, expiry_note, new_email_id, new_event_id, sends_receipt, settlement_event, webhook_payload,
+    current, expiry_note, minute_of, new_email_id, new_event_id, sends_receipt, settlement_event, unmatched_excerpt,
+    webhook_payload,
 };
 use crate::payment::{FailureReason, Payment, PaymentId, SettledBy, Status};
-use crate::settlement::{self, Change, Decision, Outcome};
+use crate::settlement::{self, Change, Decision};
 
 mod ingest;
 
@@ -60,6 +61,17 @@ fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
 }
 
 type Client = deadpool_postgres::Object;
+
+/// Counts a callback no payment took beyond the storage budget, under its minute.
+const COUNT_UNMATCHED: &str =
+    "INSERT INTO unmatched_callback_counts (minute, count, bytes, last_at) VALUES ($1, $2, $3, $4)
+     ON CONFLICT (minute) DO UPDATE SET count = unmatched_callback_counts.count + excluded.count,
+        bytes = unmatched_callback_counts.bytes + excluded.bytes,
+        last_at = GREATEST(unmatched_callback_counts.last_at, excluded.last_at)";
+
+fn body_len(body: &[u8]) -> i64 {
+    i64::try_from(body.len()).unwrap_or(i64::MAX)
+}
 
 /// Run on every new connection: COMMIT waits for the server's WAL flush, whatever the server,
 /// role or database default.
@@ -443,20 +455,25 @@ impl PostgresStore {
         let found = found.as_ref().map(settling_from_row).transpose()?;
         let checkout_id = incoming.parsed.as_ref().ok().map(|cb| cb.checkout_request_id.as_str().to_owned());
         let decision = callback_decision(&incoming.parsed, found.as_ref().map(Settling::current));
+        // A malformed body with a known token still belongs to that payment: flagged for review,
+        // with its reason on the payment's timeline.
         let (decision, status) = match &found {
-            Some(p) if incoming.parsed.is_ok() => {
+            Some(p) => {
                 let (decision, status) =
                     apply(&mut tx, &p.id, p.status, decision, "callback", incoming.received_at).await?;
                 (decision, Some(status))
             }
-            _ => (decision, None),
+            None => (decision, None),
         };
-        if let (Some(p), Outcome::Malformed) = (&found, decision.outcome) {
-            tx.execute("UPDATE payments SET needs_review = TRUE WHERE id = $1", &[&p.id.as_str()])
-                .await
-                .map_err(pg_error)?;
-        }
         let payment_id = found.map(|p| p.id);
+        if payment_id.is_none() && !incoming.keep_if_unmatched {
+            let (minute, bytes) = (minute_of(incoming.received_at), body_len(&incoming.body));
+            tx.execute(COUNT_UNMATCHED, &[&minute, &1_i64, &bytes, &incoming.received_at]).await.map_err(pg_error)?;
+            tx.commit().await.map_err(pg_error)?;
+            return Ok(CallbackStored { outcome: decision.outcome, stored: false, payment_id, status });
+        }
+        let mut note = decision.note;
+        let body = if payment_id.is_none() { unmatched_excerpt(&incoming.body, &mut note) } else { &incoming.body };
         let insert = tx
             .prepare_cached(
                 "INSERT INTO callbacks (received_at, payment_id, token_hash, source, checkout_request_id, outcome, note, body)
@@ -473,14 +490,14 @@ impl PostgresStore {
                 &incoming.source,
                 &checkout_id,
                 &decision.outcome.as_str(),
-                &decision.note,
-                &incoming.body,
+                &note,
+                &body,
             ],
         )
         .await
         .map_err(pg_error)?;
         tx.commit().await.map_err(pg_error)?;
-        Ok(CallbackStored { outcome: decision.outcome, payment_id, status })
+        Ok(CallbackStored { outcome: decision.outcome, stored: true, payment_id, status })
     }
 
     pub(super) async fn claim_due_checks(

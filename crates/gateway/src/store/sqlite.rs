@@ -40,10 +40,11 @@ use super::{
     ASKABLE_NO_LONGER, ApiKey, CallbackStored, CheckoutSession, DueCheck, EmailJob, EmailNext, Event, IncomingCallback,
     Inserted, NewCheckoutSession, NewPayment, PUSH_UNHEARD, PaymentFilter, PushResult, SessionInserted, StoreError,
     StoredCallback, WebhookAttempt, WebhookEvent, WebhookJob, WebhookNext, announcement, callback_decision, current,
-    expiry_note, new_email_id, new_event_id, sends_receipt, settlement_event, webhook_payload,
+    expiry_note, minute_of, new_email_id, new_event_id, sends_receipt, settlement_event, unmatched_excerpt,
+    webhook_payload,
 };
 use crate::payment::{FailureReason, Payment, PaymentId, SettledBy, Status};
-use crate::settlement::{self, Change, Decision, Outcome};
+use crate::settlement::{self, Change, Decision};
 
 const MAX_BATCH: usize = 512;
 /// The WAL's size beyond which it is started over. Started over, the file is reused from its
@@ -219,7 +220,7 @@ fn close_without_checkpoint(conn: &Connection, refuse: bool) -> Result<(), Store
 }
 
 /// Every schema version's SQL and what it brought, in order.
-fn migrations() -> [(&'static str, &'static str); 6] {
+fn migrations() -> [(&'static str, &'static str); 7] {
     super::migrations(
         include_str!("schema_sqlite.sql"),
         include_str!("schema_v2_sqlite.sql"),
@@ -976,18 +977,27 @@ impl SqliteStore {
             let checkout_id = incoming.parsed.as_ref().ok().map(|cb| cb.checkout_request_id.as_str().to_owned());
             let decision = callback_decision(&incoming.parsed, found.as_ref().map(|(p, _)| current(p)));
             let payment_id = found.as_ref().map(|(p, _)| p.id.clone());
+            // A malformed body with a known token still belongs to that payment: flagged for
+            // review, with its reason on the payment's timeline.
             let (decision, status) = match found {
-                Some((payment, rowid)) if incoming.parsed.is_ok() => {
+                Some((payment, rowid)) => {
                     let (decision, status) = apply(c, rowid, payment, decision, "callback", incoming.received_at)?;
                     (decision, Some(status))
                 }
-                // A malformed body with a known token still belongs to that payment, for review.
-                Some((_, rowid)) if decision.outcome == Outcome::Malformed => {
-                    exec(c, "UPDATE payments SET needs_review = 1 WHERE rowid = ?1", [rowid]).map_err(sql_error)?;
-                    (decision, None)
-                }
-                _ => (decision, None),
+                None => (decision, None),
             };
+            if payment_id.is_none() && !incoming.keep_if_unmatched {
+                let minute = minute_of(incoming.received_at);
+                exec(
+                    c,
+                    COUNT_UNMATCHED,
+                    params![minute, i64::try_from(incoming.body.len()).unwrap_or(i64::MAX), incoming.received_at],
+                )
+                .map_err(sql_error)?;
+                return Ok(CallbackStored { outcome: decision.outcome, stored: false, payment_id, status });
+            }
+            let mut note = decision.note;
+            let body = if payment_id.is_none() { unmatched_excerpt(&incoming.body, &mut note) } else { &incoming.body };
             exec(
                 c,
                 INSERT_CALLBACK,
@@ -998,12 +1008,12 @@ impl SqliteStore {
                     incoming.source,
                     checkout_id,
                     decision.outcome.as_str(),
-                    decision.note,
-                    incoming.body,
+                    note,
+                    body,
                 ],
             )
             .map_err(sql_error)?;
-            Ok(CallbackStored { outcome: decision.outcome, payment_id, status })
+            Ok(CallbackStored { outcome: decision.outcome, stored: true, payment_id, status })
         })
         .await
     }
@@ -1583,6 +1593,11 @@ static SETTLE: std::sync::LazyLock<[String; 8]> = std::sync::LazyLock::new(|| {
 const INSERT_CALLBACK: &str =
     "INSERT INTO callbacks (received_at, payment_id, token_hash, source, checkout_request_id, outcome, note, body)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+/// Counts a callback no payment took beyond the storage budget, under its minute.
+const COUNT_UNMATCHED: &str =
+    "INSERT INTO unmatched_callback_counts (minute, count, bytes, last_at) VALUES (?1, 1, ?2, ?3)
+     ON CONFLICT (minute) DO UPDATE SET count = count + 1, bytes = bytes + excluded.bytes,
+        last_at = MAX(last_at, excluded.last_at)";
 const INSERT_EVENT: &str = "INSERT INTO events (payment_id, at, kind, detail) VALUES (?1, ?2, ?3, ?4)";
 const INSERT_WEBHOOK_EVENT: &str =
     "INSERT INTO webhook_events (id, payment_id, api_key_id, type, url, payload, status, created_at, next_attempt_at)

@@ -218,6 +218,24 @@ impl TestApp {
         body
     }
 
+    /// A page of the admin dashboard, fetched as a signed-in admin (created on first use).
+    pub async fn admin_page(&self, path: &str) -> String {
+        use lipa_gateway::store::admin::Role;
+        let store = self.gateway.store();
+        if store.admin_user("tester").await.unwrap().is_none() {
+            let now = self.gateway.now();
+            lipa_gateway::admin::auth::create_user(store, "tester", "a long test password", Role::Admin, now)
+                .await
+                .unwrap();
+        }
+        let user = store.admin_user("tester").await.unwrap().unwrap();
+        let cookie = lipa_gateway::admin::auth::start_session(&self.gateway, &user).await.unwrap();
+        let cookie = cookie.split(';').next().unwrap().to_owned();
+        let page = self.http.get(format!("{}{path}", self.base)).header("Cookie", cookie).send().await.unwrap();
+        assert_eq!(page.status().as_u16(), 200, "{path}");
+        page.text().await.unwrap()
+    }
+
     pub async fn timeline(&self, id: &str) -> Vec<String> {
         let (_, body) = self.get(&format!("/v1/payments/{id}/timeline")).await;
         body["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap().to_owned()).collect()

@@ -20,11 +20,14 @@ use std::sync::Arc;
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use super::{PAYMENT_COLUMNS, PostgresStore, payment_from_row, pg_error, pool_error, settling_from_row};
+use super::{
+    COUNT_UNMATCHED, PAYMENT_COLUMNS, PostgresStore, body_len, payment_from_row, pg_error, pool_error,
+    settling_from_row,
+};
 use crate::payment::{FailureReason, Payment};
 use crate::store::{
-    CallbackStored, IncomingCallback, Settling, StoreError, announcement, callback_decision, new_email_id,
-    new_event_id, sends_receipt, settlement_event, webhook_payload,
+    CallbackStored, IncomingCallback, Settling, StoreError, announcement, callback_decision, minute_of, new_email_id,
+    new_event_id, sends_receipt, settlement_event, unmatched_excerpt, webhook_payload,
 };
 
 /// Most callbacks settled in one transaction.
@@ -145,6 +148,8 @@ struct Writes<'a> {
     cb_outcomes: Vec<&'static str>,
     cb_notes: Vec<String>,
     cb_bodies: Vec<&'a [u8]>,
+    /// Callbacks no payment took, beyond the storage budget: (minute, bytes, received at).
+    counted: Vec<(i64, i64, i64)>,
 }
 
 async fn settle_together(store: &PostgresStore, callbacks: &[IncomingCallback]) -> Result<Vec<CallbackStored>, Failed> {
@@ -171,13 +176,9 @@ async fn settle_together(store: &PostgresStore, callbacks: &[IncomingCallback]) 
         let payment = found.get(&incoming.token_hash);
         let now = incoming.received_at;
         let mut decision = callback_decision(&incoming.parsed, payment.map(Settling::current));
+        // A malformed body with a known token still belongs to that payment: flagged for review,
+        // with its reason on the payment's timeline.
         let status = match payment {
-            // A malformed body with a known token flags its payment for review.
-            Some(p) if incoming.parsed.is_err() => {
-                w.flagged.push(p.id.as_str());
-                w.flagged_at.push(now);
-                None
-            }
             Some(p) => {
                 let id = p.id.as_str();
                 let review = decision.outcome.needs_review();
@@ -211,15 +212,23 @@ async fn settle_together(store: &PostgresStore, callbacks: &[IncomingCallback]) 
             }
             None => None,
         };
+        let payment_id = payment.map(|p| p.id.clone());
+        if payment.is_none() && !incoming.keep_if_unmatched {
+            w.counted.push((minute_of(now), body_len(&incoming.body), now));
+            results.push(CallbackStored { outcome: decision.outcome, stored: false, payment_id, status });
+            continue;
+        }
+        let mut note = decision.note;
+        let body = if payment.is_none() { unmatched_excerpt(&incoming.body, &mut note) } else { &incoming.body };
         w.cb_at.push(now);
         w.cb_payments.push(payment.map(|p| p.id.as_str()));
         w.cb_tokens.push(&incoming.token_hash);
         w.cb_sources.push(incoming.source.as_deref());
         w.cb_checkout_ids.push(incoming.parsed.as_ref().ok().map(|cb| cb.checkout_request_id.as_str()));
         w.cb_outcomes.push(decision.outcome.as_str());
-        w.cb_notes.push(decision.note);
-        w.cb_bodies.push(&incoming.body);
-        results.push(CallbackStored { outcome: decision.outcome, payment_id: payment.map(|p| p.id.clone()), status });
+        w.cb_notes.push(note);
+        w.cb_bodies.push(body);
+        results.push(CallbackStored { outcome: decision.outcome, stored: true, payment_id, status });
     }
 
     // The changed payments as they now are (for their announcements).
@@ -336,7 +345,19 @@ async fn settle_together(store: &PostgresStore, callbacks: &[IncomingCallback]) 
         .map_err(pg_error)
         .map(|_| ())
     };
-    tokio::try_join!(events, announcements, stored)?;
+    let counted = async {
+        // One row per minute, whatever the batch held.
+        let mut minutes: HashMap<i64, (i64, i64, i64)> = HashMap::new();
+        for &(minute, bytes, at) in &w.counted {
+            let tally = minutes.entry(minute).or_default();
+            *tally = (tally.0 + 1, tally.1.saturating_add(bytes), tally.2.max(at));
+        }
+        for (minute, (count, bytes, last_at)) in minutes {
+            tx.execute(COUNT_UNMATCHED, &[&minute, &count, &bytes, &last_at]).await.map_err(pg_error)?;
+        }
+        Ok::<_, StoreError>(())
+    };
+    tokio::try_join!(events, announcements, stored, counted)?;
     tx.commit().await.map_err(|e| Failed::AtCommit(pg_error(e)))?;
     Ok(results)
 }
