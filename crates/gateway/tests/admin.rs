@@ -31,22 +31,43 @@ async fn app() -> TestApp {
     app
 }
 
+/// The sign-in form as a browser gets it: its token, and the cookie that must come back with it.
+async fn login_form(app: &TestApp) -> (String, String) {
+    let r = client().get(format!("{}/admin/login", app.base)).send().await.unwrap();
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let html = r.text().await.unwrap();
+    let token = html.split("name=\"form_token\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    (cookie, token)
+}
+
 async fn login(app: &TestApp, name: &str, password: &str) -> (u16, Option<Admin>) {
+    let r = post_login(app, name, password).await;
     let http = client();
-    let r = http
-        .post(format!("{}/admin/login", app.base))
-        .form(&[("name", name), ("password", password)])
-        .send()
-        .await
-        .unwrap();
     let status = r.status().as_u16();
-    let cookie = r.headers().get("set-cookie").map(|v| v.to_str().unwrap().to_owned());
+    let cookie = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("lipa_admin="));
     let admin = cookie.filter(|_| status == 303).map(|c| Admin {
         http,
         base: app.base.clone(),
         cookie: c.split(';').next().unwrap().to_owned(),
     });
     (status, admin)
+}
+
+/// Sends the sign-in form, from a browser that loaded it first.
+async fn post_login(app: &TestApp, name: &str, password: &str) -> reqwest::Response {
+    let (cookie, token) = login_form(app).await;
+    client()
+        .post(format!("{}/admin/login", app.base))
+        .header("Cookie", cookie)
+        .form(&[("name", name), ("password", password), ("form_token", &token)])
+        .send()
+        .await
+        .unwrap()
 }
 
 impl Admin {
@@ -96,12 +117,7 @@ async fn signing_in_sets_a_strict_session_cookie_and_wrong_passwords_are_refused
     let app = app().await;
     assert_eq!(login(&app, "amina", "wrong password!").await.0, 401);
     assert_eq!(login(&app, "nobody", PASSWORD).await.0, 401);
-    let r = client()
-        .post(format!("{}/admin/login", app.base))
-        .form(&[("name", "amina"), ("password", PASSWORD)])
-        .send()
-        .await
-        .unwrap();
+    let r = post_login(&app, "amina", PASSWORD).await;
     let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
     for attribute in ["HttpOnly", "SameSite=Strict", "Path=/admin"] {
         assert!(cookie.contains(attribute), "{cookie}");
@@ -123,6 +139,115 @@ async fn repeated_failures_throttle_the_user_even_with_the_right_password() {
     }
     assert_eq!(login(&app, "amina", PASSWORD).await.0, 429);
     assert_eq!(login(&app, "otieno", PASSWORD).await.0, 303, "other users are not locked out");
+}
+
+/// Login CSRF: a form posted from another site carries no token of this site's cookie, so
+/// it cannot sign a visitor in to an account of the attacker's choosing.
+#[tokio::test]
+async fn the_sign_in_form_needs_its_own_token() {
+    let app = app().await;
+    let form = [("name", "amina"), ("password", PASSWORD)];
+    let bare = client().post(format!("{}/admin/login", app.base)).form(&form).send().await.unwrap();
+    assert_eq!(bare.status().as_u16(), 403);
+    let (cookie, token) = login_form(&app).await;
+    let wrong = client()
+        .post(format!("{}/admin/login", app.base))
+        .header("Cookie", &cookie)
+        .form(&[("name", "amina"), ("password", PASSWORD), ("form_token", &"0".repeat(32))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status().as_u16(), 403);
+    let without_cookie = client()
+        .post(format!("{}/admin/login", app.base))
+        .form(&[("name", "amina"), ("password", PASSWORD), ("form_token", &token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(without_cookie.status().as_u16(), 403);
+    assert!(without_cookie.text().await.unwrap().contains("expired"));
+    assert_eq!(login(&app, "amina", PASSWORD).await.0, 303);
+}
+
+/// Attempts are reserved before their password is checked: many wrong passwords sent at once
+/// try at most the limit, for the user and for the address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_attempts_cannot_pass_the_limit_together() {
+    let app = app().await;
+    let forms: Vec<_> = futures_util::future::join_all((0..12).map(|_| login_form(&app))).await;
+    let attempts = forms.into_iter().map(|(cookie, token)| {
+        let url = format!("{}/admin/login", app.base);
+        async move {
+            let r = client()
+                .post(url)
+                .header("Cookie", cookie)
+                .form(&[("name", "amina"), ("password", "not the password"), ("form_token", &token)])
+                .send()
+                .await
+                .unwrap();
+            r.status().as_u16()
+        }
+    });
+    let statuses = futures_util::future::join_all(attempts).await;
+    let tried = statuses.iter().filter(|s| **s == 401).count();
+    assert_eq!(tried, 5, "passwords tried: {statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 7, "{statuses:?}");
+    let failed = app.gateway.store().audit_log(None, 100).await.unwrap();
+    assert_eq!(failed.iter().filter(|a| a.action == "login_failed").count(), 5, "throttled attempts are not logged");
+}
+
+/// The throttle lives in the store: a restart (or another replica) does not reset it.
+#[tokio::test]
+async fn the_throttle_is_shared_through_the_store() {
+    let app = app().await;
+    for _ in 0..5 {
+        assert_eq!(login(&app, "amina", "not the password").await.0, 401);
+    }
+    // What a second process on the same database sees: a throttle of its own, the same store.
+    let other = lipa_gateway::admin::auth::Throttle::default();
+    let address = lipa_gateway::admin::auth::address_key("127.0.0.1".parse().unwrap());
+    let now = app.gateway.now();
+    assert!(!other.reserve(app.gateway.store(), Some("amina"), &address, now).await.unwrap());
+    assert!(other.reserve(app.gateway.store(), Some("otieno"), &address, now).await.unwrap());
+    // The window ends.
+    let later = now + lipa_gateway::admin::auth::THROTTLE_WINDOW_MS + 1;
+    assert!(other.reserve(app.gateway.store(), Some("amina"), &address, later).await.unwrap());
+}
+
+/// From an address that is already throttled, long distinct user names cost nothing: no row
+/// for any of them, no audit line, nothing kept in memory per name.
+#[tokio::test]
+async fn a_throttled_address_sending_long_distinct_names_leaves_nothing_behind() {
+    let app = app().await;
+    for i in 0..20 {
+        let name = format!("nobody{i}");
+        assert_eq!(login(&app, &name, "not the password").await.0, 401);
+    }
+    let rows = |app: &TestApp| {
+        let store = app.gateway.store().clone();
+        async move {
+            let rows = store.query("SELECT COUNT(*) FROM login_attempts", vec![]).await.unwrap();
+            rows[0][0].int()
+        }
+    };
+    let audit = |app: &TestApp| {
+        let store = app.gateway.store().clone();
+        async move { store.audit_log(None, 1000).await.unwrap().len() }
+    };
+    let (rows_before, audit_before) = (rows(&app).await, audit(&app).await);
+    for i in 0..50 {
+        let name = format!("{i}{}", "x".repeat(3_000));
+        let r = post_login(&app, &name, "p").await;
+        assert_eq!(r.status().as_u16(), 429);
+    }
+    assert_eq!(rows(&app).await, rows_before, "rows of login_attempts");
+    assert_eq!(audit(&app).await, audit_before, "audit lines");
+    // A name against the rule is refused without a password check or a name in the audit log.
+    let long = "y".repeat(60_000);
+    let r = post_login(&app, &long, "p").await;
+    assert!(r.status().is_client_error(), "{}", r.status());
+    let log = app.gateway.store().audit_log(None, 1000).await.unwrap();
+    assert!(log.iter().all(|a| a.actor.len() <= 40), "an audit actor longer than a user name");
 }
 
 #[tokio::test]

@@ -1,9 +1,17 @@
 //! Admin sign-in: argon2 password hashes, session cookies (HttpOnly, SameSite=Strict, Secure
-//! over https) with idle and absolute timeouts, a CSRF token per session, and login throttling
-//! per user and per address.
+//! over https) with idle and absolute timeouts, a CSRF token per session (and one for the
+//! sign-in form itself), and sign-in throttling per user and per address.
+//!
+//! The sign-in form is open to anyone, so each attempt costs bounded work and state: the user
+//! name is checked against the naming rule before it is used; an attempt is reserved in the
+//! store (shared by every process and kept across restarts) before its password is checked,
+//! for the address first and then the user, so a throttled address touches nothing else and
+//! concurrent attempts cannot pass the limit together; passwords are checked on the blocking
+//! pool, a few at a time, never on the threads that serve requests.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -24,7 +32,17 @@ pub const IDLE_TIMEOUT_MS: i64 = 30 * 60_000;
 /// And after this long in any case.
 pub const ABSOLUTE_TIMEOUT_MS: i64 = 12 * 3_600_000;
 /// Failed logins allowed per user (and, ×4, per address) in [`THROTTLE_WINDOW_MS`].
-pub const MAX_FAILURES: usize = 5;
+pub const MAX_FAILURES: i64 = 5;
+/// Passwords checked at once (argon2 takes tens of milliseconds of CPU for each); the rest wait
+/// their turn, at most [`CHECK_WAIT`].
+pub const CHECKS_AT_ONCE: usize = 2;
+/// How long a sign-in waits for its turn to have its password checked before it is told to
+/// try again.
+pub const CHECK_WAIT: Duration = Duration::from_secs(10);
+/// Addresses this process remembers as throttled, refused without a write (emptied when full).
+const REMEMBERED: usize = 10_000;
+/// How long an address is refused without asking the store again.
+const REMEMBER_MS: i64 = 60_000;
 /// The throttling window.
 pub const THROTTLE_WINDOW_MS: i64 = 15 * 60_000;
 
@@ -68,12 +86,17 @@ pub enum UserError {
     Store(#[from] StoreError),
 }
 
+/// Whether `name` follows the rule for user names: 1 to 40 letters, digits, dots, dashes or
+/// underscores. A name that does not cannot belong to anyone.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 40
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+}
+
 /// Creates an admin user.
 pub async fn create_user(store: &Store, name: &str, password: &str, role: Role, now: i64) -> Result<(), UserError> {
-    let valid_name = !name.is_empty()
-        && name.len() <= 40
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
-    if !valid_name {
+    if !valid_name(name) {
         return Err(UserError::Name);
     }
     if password.chars().count() < 10 {
@@ -93,35 +116,87 @@ pub async fn create_user(store: &Store, name: &str, password: &str, role: Role, 
     Ok(())
 }
 
-/// Recent failed logins, per user name and per address.
-#[derive(Debug, Default)]
-pub struct Throttle(Mutex<HashMap<String, Vec<i64>>>);
+/// The throttling key of a client address: the address, or for IPv6 its /64 network (one
+/// subscriber's, who can choose any address in it).
+pub fn address_key(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            format!("addr:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        std::net::IpAddr::V6(v6) => format!("addr:{}", v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4)),
+        std::net::IpAddr::V4(_) => format!("addr:{ip}"),
+    }
+}
+
+/// The throttling key of a (valid) user name.
+pub fn user_key(name: &str) -> String {
+    format!("user:{name}")
+}
+
+/// Sign-in attempts: reserved in the store before the password is checked, and the checks
+/// themselves, a few at a time off the request threads.
+#[derive(Debug)]
+pub struct Throttle {
+    /// Address keys refused lately, and until when this process refuses them without a write.
+    throttled: Mutex<HashMap<String, i64>>,
+    checks: tokio::sync::Semaphore,
+}
+
+impl Default for Throttle {
+    fn default() -> Self {
+        Self { throttled: Mutex::default(), checks: tokio::sync::Semaphore::new(CHECKS_AT_ONCE) }
+    }
+}
+
+/// A password could not be checked in time: too many sign-ins at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Busy;
 
 impl Throttle {
-    fn recent(&self, key: &str, now: i64) -> usize {
-        let mut map = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let entry = map.entry(key.to_owned()).or_default();
-        entry.retain(|t| now - t < THROTTLE_WINDOW_MS);
-        entry.len()
-    }
-
-    /// Whether another attempt is allowed for this user from this address.
-    pub fn allowed(&self, user: &str, address: &str, now: i64) -> bool {
-        self.recent(&format!("user:{user}"), now) < MAX_FAILURES
-            && self.recent(&format!("addr:{address}"), now) < MAX_FAILURES * 4
-    }
-
-    /// Counts a failed attempt.
-    pub fn failed(&self, user: &str, address: &str, now: i64) {
-        let mut map = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        for key in [format!("user:{user}"), format!("addr:{address}")] {
-            map.entry(key).or_default().push(now);
+    /// Reserves an attempt from `address` (an [`address_key`]) and, if the name is valid, for
+    /// `user`: false when either has used up its attempts in the window. The address comes
+    /// first, so a throttled address reserves nothing for any user name it sends.
+    pub async fn reserve(
+        &self,
+        store: &Store,
+        user: Option<&str>,
+        address: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        {
+            let mut throttled = self.throttled.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if throttled.get(address).is_some_and(|until| *until > now) {
+                return Ok(false);
+            }
+            throttled.remove(address);
+        }
+        if !store.reserve_login_attempt(address, MAX_FAILURES * 4, THROTTLE_WINDOW_MS, now).await? {
+            let mut throttled = self.throttled.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if throttled.len() >= REMEMBERED {
+                throttled.clear();
+            }
+            throttled.insert(address.to_owned(), now + REMEMBER_MS);
+            return Ok(false);
+        }
+        match user {
+            Some(user) => store.reserve_login_attempt(&user_key(user), MAX_FAILURES, THROTTLE_WINDOW_MS, now).await,
+            None => Ok(true),
         }
     }
 
-    /// Forgets a user's failures after a successful login.
-    pub fn succeeded(&self, user: &str) {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&format!("user:{user}"));
+    /// After a successful sign-in: the user's attempts are forgotten and the address's
+    /// reservation given back.
+    pub async fn succeeded(&self, store: &Store, user: &str, address: &str) -> Result<(), StoreError> {
+        store.release_login_attempts(&user_key(user), address).await
+    }
+
+    /// Checks `password` against `hash` on the blocking pool, at most [`CHECKS_AT_ONCE`] at a
+    /// time, after waiting at most [`CHECK_WAIT`] for a turn.
+    pub async fn check_password(&self, hash: String, password: String) -> Result<bool, Busy> {
+        let _turn =
+            tokio::time::timeout(CHECK_WAIT, self.checks.acquire()).await.map_err(|_| Busy)?.map_err(|_| Busy)?;
+        tokio::task::spawn_blocking(move || verify_password(&hash, &password)).await.map_err(|_| Busy)
     }
 }
 

@@ -18,7 +18,11 @@ use crate::service::Gateway;
 pub fn router() -> Router<Gateway> {
     Router::new()
         .route("/admin", get(pages::overview))
-        .route("/admin/login", get(pages::login_form).post(pages::login))
+        // Anyone can send the sign-in form: its body is small or refused.
+        .route(
+            "/admin/login",
+            get(pages::login_form).post(pages::login).layer(axum::extract::DefaultBodyLimit::max(4096)),
+        )
         .route("/admin/logout", post(pages::logout))
         .route("/admin/payments", get(pages::payments))
         .route("/admin/payments.csv", get(pages::payments_csv))

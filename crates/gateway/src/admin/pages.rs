@@ -94,9 +94,18 @@ pub(super) struct LoginForm {
     name: String,
     #[serde(default)]
     password: String,
+    /// The sign-in form's own CSRF token (a copy of the `lipa_login` cookie).
+    #[serde(default)]
+    form_token: String,
 }
 
-fn login_page(message: Option<&str>, status: StatusCode) -> Response {
+/// The cookie that carries the sign-in form's token: the form is accepted only with the
+/// cookie's value in its `form_token` field, which another site can neither read nor set, so
+/// no other site can sign a visitor's browser in to an account of its choosing (login CSRF).
+const LOGIN_COOKIE: &str = "lipa_login";
+
+fn login_page(gateway: &Gateway, message: Option<&str>, status: StatusCode) -> Response {
+    let token = crate::ids::random_hex(16);
     let mut response = layout(
         None,
         "Sign in",
@@ -106,6 +115,7 @@ fn login_page(message: Option<&str>, status: StatusCode) -> Response {
                 h1 { "Lipa admin" }
                 @if let Some(m) = message { p class="error" role="alert" { (m) } }
                 form method="post" action="/admin/login" {
+                    input type="hidden" name="form_token" value=(token);
                     label for="name" { "User" }
                     input id="name" name="name" autocomplete="username" required autofocus;
                     label for="password" { "Password" }
@@ -116,52 +126,101 @@ fn login_page(message: Option<&str>, status: StatusCode) -> Response {
         },
     );
     *response.status_mut() = status;
+    let secure = if gateway.public_url().starts_with("https://") { "; Secure" } else { "" };
+    if let Ok(cookie) = header::HeaderValue::from_str(&format!(
+        "{LOGIN_COOKIE}={token}; Path=/admin/login; HttpOnly; SameSite=Strict{secure}"
+    )) {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
     response
 }
 
-pub(super) async fn login_form() -> Response {
-    login_page(None, StatusCode::OK)
+pub(super) async fn login_form(State(gateway): State<Gateway>) -> Response {
+    login_page(&gateway, None, StatusCode::OK)
 }
 
+/// Whether the sign-in form came with the token of the `lipa_login` cookie.
+fn login_form_token_ok(headers: &HeaderMap, sent: &str) -> bool {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().strip_prefix(LOGIN_COOKIE)?.strip_prefix('='))
+        .any(|cookie| cookie.len() == 32 && crate::ids::constant_time_eq(cookie, sent))
+}
+
+/// Signs a staff member in. Anyone can send this form, so it does bounded work: a body of at
+/// most 4 KiB (see the router), a name checked against the naming rule before anything else
+/// uses it, an attempt reserved for the address and the user before the password is checked
+/// (see [`auth::Throttle`]), the check off the request threads, and an audit line only for
+/// attempts that passed the throttle, with the name only if it is a valid one.
 pub(super) async fn login(
     State(gateway): State<Gateway>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
     form: Result<Form<LoginForm>, FormRejection>,
 ) -> Response {
-    let Ok(Form(form)) = form else { return login_page(Some("Enter a user and a password."), StatusCode::BAD_REQUEST) };
-    let now = gateway.now();
-    let address = peer.ip().to_string();
-    let throttle = gateway.admin_throttle();
-    if !throttle.allowed(&form.name, &address, now) {
-        let _ = gateway.store().audit(&form.name, "login_throttled", "admin", &address, now).await;
-        return login_page(
-            Some("Too many failed attempts. Wait 15 minutes, then try again."),
-            StatusCode::TOO_MANY_REQUESTS,
-        );
-    }
-    let user = match gateway.store().admin_user(&form.name).await {
-        Ok(u) => u,
-        Err(e) => return store_down(&e),
+    let Ok(Form(form)) = form else {
+        return login_page(&gateway, Some("Enter a user and a password."), StatusCode::BAD_REQUEST);
     };
-    // The hash is checked even for an unknown user, so timing does not tell which names exist.
-    let matches = match &user {
-        Some(u) => auth::verify_password(&u.password_hash, &form.password),
-        None => {
-            let _same_time = auth::verify_password(auth::dummy_hash(), &form.password);
-            false
+    if !login_form_token_ok(&headers, &form.form_token) {
+        return login_page(&gateway, Some("This sign-in form has expired. Sign in again."), StatusCode::FORBIDDEN);
+    }
+    let now = gateway.now();
+    let ip = crate::api::client_address(&gateway, &headers, peer);
+    let address = auth::address_key(ip);
+    let name = auth::valid_name(&form.name).then_some(form.name.as_str());
+    let throttle = gateway.admin_throttle();
+    match throttle.reserve(gateway.store(), name, &address, now).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return login_page(
+                &gateway,
+                Some("Too many failed attempts. Wait 15 minutes, then try again."),
+                StatusCode::TOO_MANY_REQUESTS,
+            );
         }
+        Err(e) => return store_down(&e),
+    }
+    let user = match name {
+        Some(name) => match gateway.store().admin_user(name).await {
+            Ok(u) => u,
+            Err(e) => return store_down(&e),
+        },
+        None => None,
+    };
+    // A valid name's hash is checked even when nobody has it, so timing does not tell which
+    // names exist; a name against the rule cannot exist, and is refused without a check.
+    let hash = user.as_ref().map_or_else(|| auth::dummy_hash().to_owned(), |u| u.password_hash.clone());
+    let matches = match name {
+        Some(_) => match throttle.check_password(hash, form.password).await {
+            Ok(matches) => matches,
+            Err(auth::Busy) => {
+                return login_page(
+                    &gateway,
+                    Some("Too many people are signing in at once. Try again in a minute."),
+                    StatusCode::SERVICE_UNAVAILABLE,
+                );
+            }
+        },
+        None => false,
     };
     let Some(user) = user.filter(|_| matches) else {
-        throttle.failed(&form.name, &address, now);
-        let _ = gateway.store().audit(&form.name, "login_failed", "admin", &address, now).await;
-        return login_page(Some("Wrong user or password."), StatusCode::UNAUTHORIZED);
+        let _ = gateway
+            .store()
+            .audit(name.unwrap_or("(not a user name)"), "login_failed", "admin", &ip.to_string(), now)
+            .await;
+        return login_page(&gateway, Some("Wrong user or password."), StatusCode::UNAUTHORIZED);
     };
-    throttle.succeeded(&user.name);
+    if let Err(e) = throttle.succeeded(gateway.store(), &user.name, &address).await {
+        return store_down(&e);
+    }
     let cookie = match auth::start_session(&gateway, &user).await {
         Ok(c) => c,
         Err(e) => return store_down(&e),
     };
-    let _ = gateway.store().audit(&user.name, "login", "admin", &address, now).await;
+    let _ = gateway.store().audit(&user.name, "login", "admin", &ip.to_string(), now).await;
     ([(header::SET_COOKIE, cookie)], Redirect::to("/admin")).into_response()
 }
 

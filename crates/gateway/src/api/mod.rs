@@ -13,6 +13,8 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::routing::{get, post};
 
+/// The client's address, behind the trusted proxy if one is configured.
+pub(crate) use callbacks::source as client_address;
 pub use error::ApiError;
 
 use crate::service::Gateway;

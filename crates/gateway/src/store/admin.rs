@@ -325,6 +325,48 @@ impl Store {
         Ok(counts.first().is_some_and(|n| *n > 0))
     }
 
+    /// Reserves a sign-in attempt under `key` (a user name or a client address) in the window
+    /// of `window` ms that its first attempt opened: true if fewer than `limit` were made in
+    /// it. Attempts are reserved before the password is checked, so concurrent attempts cannot
+    /// pass the limit together; windows that ended are deleted here, so the table holds only
+    /// the current window's keys.
+    pub async fn reserve_login_attempt(
+        &self,
+        key: &str,
+        limit: i64,
+        window: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let key = key.replace('\0', "\u{FFFD}");
+        let ended = now - window;
+        let counts = self
+            .execute_all(vec![
+                ("DELETE FROM login_attempts WHERE window_start <= $1", vec![ended.into()]),
+                (
+                    "INSERT INTO login_attempts (key, window_start, attempts) VALUES ($1, $2, 1)
+                     ON CONFLICT (key) DO UPDATE SET attempts = login_attempts.attempts + 1
+                     WHERE login_attempts.attempts < $3",
+                    vec![key.into(), now.into(), limit.into()],
+                ),
+            ])
+            .await?;
+        Ok(counts.get(1).is_some_and(|n| *n > 0))
+    }
+
+    /// After a successful sign-in: forgets the user's attempts and gives the address back the
+    /// one it reserved (only failures count against an address).
+    pub async fn release_login_attempts(&self, user_key: &str, address_key: &str) -> Result<(), StoreError> {
+        self.execute_all(vec![
+            ("DELETE FROM login_attempts WHERE key = $1", vec![user_key.into()]),
+            (
+                "UPDATE login_attempts SET attempts = attempts - 1 WHERE key = $1 AND attempts > 0",
+                vec![address_key.into()],
+            ),
+        ])
+        .await
+        .map(|_| ())
+    }
+
     /// Marks a callback on the review list (no payment took it, or it was malformed) reviewed.
     /// False if already resolved.
     pub async fn resolve_callback(
