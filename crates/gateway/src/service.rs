@@ -450,10 +450,10 @@ impl Gateway {
         &self,
         token: &str,
         body: Vec<u8>,
+        parsed: Result<daraja::StkCallback, daraja::CallbackError>,
         source: Option<String>,
     ) -> Result<CallbackStored, StoreError> {
         let started = std::time::Instant::now();
-        let parsed = daraja::callback::parse(&body);
         let received_at = self.now();
         let stored = self
             .inner

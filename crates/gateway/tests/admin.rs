@@ -141,6 +141,37 @@ async fn repeated_failures_throttle_the_user_even_with_the_right_password() {
     assert_eq!(login(&app, "otieno", PASSWORD).await.0, 303, "other users are not locked out");
 }
 
+/// The dashboard's answers are never sniffed as another type and leak no address in `Referer`;
+/// a new webhook secret is shown in the answer to the form, never carried in a cookie.
+#[tokio::test]
+async fn dashboard_answers_carry_hardening_headers_and_secrets_no_cookie() {
+    let app = app().await;
+    let (_, admin) = login(&app, "amina", PASSWORD).await;
+    let admin = admin.unwrap();
+    for path in ["/admin/login", "/admin", "/admin/keys", "/assets/admin.css"] {
+        let r = admin.http.get(format!("{}{path}", app.base)).header("Cookie", &admin.cookie).send().await.unwrap();
+        assert_eq!(r.headers().get("x-content-type-options").map(|v| v.to_str().unwrap()), Some("nosniff"), "{path}");
+        assert!(r.headers().contains_key("referrer-policy"), "{path}");
+    }
+    let key_id = app.gateway.store().api_keys().await.unwrap()[0].id.clone();
+    let csrf = admin.csrf().await;
+    let r = admin
+        .http
+        .post(format!("{}/admin/keys/{key_id}/rotate", app.base))
+        .header("Cookie", &admin.cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let cookies: Vec<String> =
+        r.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_owned()).collect();
+    assert!(cookies.iter().all(|c| !c.contains("whsec_")), "{cookies:?}");
+    let page = r.text().await.unwrap();
+    let secret = page.split("whsec_").nth(1).map(|rest| format!("whsec_{}", &rest[..48])).unwrap();
+    assert_eq!(app.gateway.store().webhook_secret(&key_id).await.unwrap().as_deref(), Some(secret.as_str()));
+}
+
 /// Login CSRF: a form posted from another site carries no token of this site's cookie, so
 /// it cannot sign a visitor in to an account of the attacker's choosing.
 #[tokio::test]

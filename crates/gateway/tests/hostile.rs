@@ -38,8 +38,56 @@ async fn wrong_methods_and_unknown_paths_get_clear_client_errors() {
         let r =
             app.http.request(method.parse().unwrap(), format!("{}{path}", app.base)).body("{}").send().await.unwrap();
         assert_eq!(r.status().as_u16(), expected, "{method} {path}");
+        if path.starts_with("/checkout/") {
+            continue; // a customer's page, in HTML
+        }
+        let body: serde_json::Value = r.json().await.unwrap_or_default();
+        assert!(body["error"]["code"].is_string() && body["error"]["message"].is_string(), "{method} {path}: {body}");
+        if expected == 405 {
+            assert_eq!(body["error"]["code"], "method_not_allowed", "{method} {path}");
+        }
     }
     no_payment_paid(&app).await;
+}
+
+/// What the HTTP framework refuses by itself (a wrong content type, JSON that does not parse
+/// or does not fit, a body too large) is answered in the same JSON error envelope as the
+/// API's own errors, saying what is wrong.
+#[tokio::test]
+async fn the_frameworks_own_refusals_use_the_json_error_envelope() {
+    let app = app().await;
+    let post = |content_type: &'static str, body: String| {
+        app.http
+            .post(format!("{}/v1/payments", app.base))
+            .bearer_auth(&app.key)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    for (content_type, body, status, code) in [
+        ("text/plain", "{}".to_owned(), 400, "invalid_json"),
+        ("application/json", "{\"amount\":".to_owned(), 400, "invalid_json"),
+        ("application/json", format!("{{\"metadata\":\"{}\"}}", "x".repeat(1 << 17)), 413, "payload_too_large"),
+    ] {
+        let r = post(content_type, body).await.unwrap();
+        assert_eq!(r.status().as_u16(), status, "{content_type}");
+        assert!(r.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], code, "{body}");
+        assert!(!body["error"]["message"].as_str().unwrap().is_empty(), "{body}");
+    }
+    // Lower-case `bearer` is the same scheme (RFC 9110).
+    let r = app
+        .http
+        .get(format!("{}/v1/payments", app.base))
+        .header("authorization", format!("bearer {}", app.key))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let r =
+        app.http.get(format!("{}/v1/payments", app.base)).header("authorization", "Basic abc").send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 401);
 }
 
 #[tokio::test]

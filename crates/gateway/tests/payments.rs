@@ -267,12 +267,24 @@ async fn malformed_and_oversized_callbacks_are_refused_and_malformed_ones_stored
     assert_eq!(resp.status().as_u16(), 400);
     let answer: serde_json::Value = resp.json().await.unwrap();
     assert!(answer["ResultDesc"].as_str().unwrap().contains("stored for review"));
-    let resp = app.http.post(&url).body(vec![b' '; 65 * 1024]).send().await.unwrap();
+    let oversize = format!("{{\"Body\":{}", " ".repeat(65 * 1024));
+    let resp = app.http.post(&url).body(oversize.clone()).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 413);
+    let answer: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(answer["error"]["code"], "payload_too_large", "{answer}");
     let id = lipa_gateway::payment::PaymentId::parse(created["id"].as_str().unwrap()).unwrap();
     let stored = app.gateway.store().callbacks_for(&id).await.unwrap();
-    assert_eq!(stored.len(), 1);
+    assert_eq!(stored.len(), 2);
     assert_eq!((stored[0].outcome.as_str(), stored[0].body.as_str()), ("malformed", "{not json"));
+    // The over-size body is recorded for review too: its size, its source, its first bytes.
+    assert_eq!(stored[1].outcome, "malformed");
+    assert!(stored[1].note.contains(&format!("{} bytes", oversize.len())), "{}", stored[1].note);
+    assert!(stored[1].source.is_some());
+    assert!(
+        oversize.starts_with(&stored[1].body) && stored[1].body.len() == 512,
+        "{} bytes kept",
+        stored[1].body.len()
+    );
     assert_eq!(app.payment(id.as_str()).await["status"], "pending");
 
     // The payment's timeline says what came and why it was not applied; the review lists

@@ -38,6 +38,17 @@ pub fn router() -> Router<Gateway> {
         .route("/admin/keys/{id}/rotate", post(pages::rotate_key))
         .route("/admin/settings", get(pages::settings))
         .route("/assets/admin.css", get(|| async { pages::css() }))
+        .layer(axum::middleware::map_response(hardened))
+}
+
+/// Every answer of the dashboard, redirects and refusals included: no content sniffing, and
+/// no address of a dashboard page in the `Referer` of a link to elsewhere.
+async fn hardened(mut response: axum::response::Response) -> axum::response::Response {
+    use axum::http::{HeaderValue, header};
+    let headers = response.headers_mut();
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    response
 }
 
 /// Creates the first admin user from `LIPA_ADMIN_PASSWORD` when there is none yet.

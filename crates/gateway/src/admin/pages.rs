@@ -919,7 +919,7 @@ fn keys_page(
     staff: &Staff,
     keys: &[crate::store::ApiKey],
     last_used: &std::collections::HashMap<String, i64>,
-    created: Option<(&str, &str, &str)>,
+    shown_once: Option<Markup>,
     headers: &HeaderMap,
 ) -> Response {
     let csrf = &staff.session.csrf;
@@ -930,13 +930,9 @@ fn keys_page(
         html! {
             (flash_markup(headers))
             h1 { "API keys" }
-            @if let Some((name, key, secret)) = created {
-                div class="flash" role="status" {
-                    p { "Key " strong { (name) } " created. Copy both values now: they are not shown again." }
-                    p { "API key: " code { (key) } }
-                    p { "Webhook secret: " code { (secret) } }
-                }
-            }
+            // Secrets are shown in the answer to the form that made them, never carried in a
+            // cookie or a redirect.
+            @if let Some(shown) = shown_once { div class="flash" role="status" { (shown) } }
             div class="scroll" {
                 table {
                     thead { tr { th { "Name" } th { "Key starts" } th { "Created" } th { "Last used" } th { "State" } th {} } }
@@ -1011,7 +1007,14 @@ pub(super) async fn create_key(
     };
     let _ = store.audit(staff.name(), "create_key", &key.id, name, gateway.now()).await;
     match store.api_keys().await {
-        Ok(keys) => keys_page(&staff, &keys, &last_used(store).await, Some((name, &secret, &webhook_secret)), &headers),
+        Ok(keys) => {
+            let shown = html! {
+                p { "Key " strong { (name) } " created. Copy both values now: they are not shown again." }
+                p { "API key: " code { (secret) } }
+                p { "Webhook secret: " code { (webhook_secret) } }
+            };
+            keys_page(&staff, &keys, &last_used(store).await, Some(shown), &headers)
+        }
         Err(e) => store_down(&e),
     }
 }
@@ -1034,13 +1037,22 @@ pub(super) async fn revoke_key(
 pub(super) async fn rotate_key(
     State(gateway): State<Gateway>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     Action { staff, .. }: Action,
 ) -> Response {
     let secret = crate::webhooks::new_secret();
-    match gateway.store().set_webhook_secret(&id, &secret).await {
+    let store = gateway.store();
+    match store.set_webhook_secret(&id, &secret).await {
         Ok(true) => {
-            let _ = gateway.store().audit(staff.name(), "rotate_webhook_secret", &id, "", gateway.now()).await;
-            back_with("/admin/keys", &format!("New webhook secret (shown once): {secret}"))
+            let _ = store.audit(staff.name(), "rotate_webhook_secret", &id, "", gateway.now()).await;
+            let shown = html! {
+                p { "New webhook secret for " code { (id) } ", shown once: " code { (secret) } }
+                p { "Events are signed with it from now on; give it to the shop's webhook handler." }
+            };
+            match store.api_keys().await {
+                Ok(keys) => keys_page(&staff, &keys, &last_used(store).await, Some(shown), &headers),
+                Err(e) => store_down(&e),
+            }
         }
         Ok(false) => back_with("/admin/keys", "No such live key."),
         Err(e) => store_down(&e),

@@ -7,10 +7,11 @@
 use std::net::{IpAddr, SocketAddr};
 
 use axum::Json;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt as _;
 
 use super::ApiError;
 use crate::service::Gateway;
@@ -36,12 +37,43 @@ pub(crate) fn source(gateway: &Gateway, headers: &HeaderMap, peer: SocketAddr) -
         .unwrap_or_else(|| peer.ip())
 }
 
+/// What of an over-size body is stored for review.
+const OVERSIZE_EXCERPT_BYTES: usize = 512;
+
+/// A callback body: whole, or, past [`daraja::callback::MAX_CALLBACK_BYTES`], its first bytes
+/// and its size (from `Content-Length`, else what was read before reading stopped).
+enum Received {
+    Whole(Vec<u8>),
+    TooLarge { first: Vec<u8>, len: usize },
+}
+
+async fn receive(body: Body, headers: &HeaderMap) -> Result<Received, ApiError> {
+    let limit = daraja::callback::MAX_CALLBACK_BYTES;
+    let mut stream = body.into_data_stream();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|_| ApiError::bad_request("body_unreadable", "the request body could not be read"))?;
+        bytes.extend_from_slice(&chunk);
+        if bytes.len() > limit {
+            let declared = headers
+                .get(axum::http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<usize>().ok());
+            let len = declared.unwrap_or(bytes.len()).max(bytes.len());
+            bytes.truncate(OVERSIZE_EXCERPT_BYTES);
+            return Ok(Received::TooLarge { first: bytes, len });
+        }
+    }
+    Ok(Received::Whole(bytes))
+}
+
 pub(super) async fn stk(
     State(gateway): State<Gateway>,
     Path(token): Path<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, ApiError> {
     // Tokens are 32 lower-case hex characters; anything else cannot be ours.
     if token.len() != 32 || !token.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
@@ -62,7 +94,18 @@ pub(super) async fn stk(
         }
         tracing::warn!(source = %ip, "callback from an address outside the allowlist (accepted: not enforced)");
     }
-    let stored = match gateway.ingest_callback(&token, body.to_vec(), Some(ip.to_string())).await {
+    let received = receive(body, &headers).await?;
+    let too_large = matches!(received, Received::TooLarge { .. });
+    let (body, parsed) = match received {
+        Received::Whole(body) => {
+            let parsed = daraja::callback::parse(&body);
+            (body, parsed)
+        }
+        // Counted and recorded for review like any body that is not a callback, with only
+        // its first bytes kept; the sender is told it is too large.
+        Received::TooLarge { first, len } => (first, Err(daraja::CallbackError::TooLarge { len })),
+    };
+    let stored = match gateway.ingest_callback(&token, body, parsed, Some(ip.to_string())).await {
         Ok(stored) => stored,
         Err(e) => {
             // Not stored, so not acknowledged: whatever went wrong, Safaricom should retry.
@@ -71,6 +114,16 @@ pub(super) async fn stk(
             return Err(ApiError::from(StoreError::Unavailable(e.to_string())));
         }
     };
+    if too_large {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!(
+                "a callback body is at most {} bytes; this one was recorded for review",
+                daraja::callback::MAX_CALLBACK_BYTES
+            ),
+        ));
+    }
     if stored.outcome == Outcome::Malformed {
         let body = serde_json::json!({"ResultCode": 1, "ResultDesc": "Rejected: the body is not an STK callback; it was stored for review"});
         return Ok((StatusCode::BAD_REQUEST, Json(body)).into_response());

@@ -99,6 +99,56 @@ impl From<CreateError> for ApiError {
     }
 }
 
+/// Gives an error answer that is not yet in the JSON error envelope (the HTTP framework's
+/// own: 405 for a wrong method, 413, 415, 400 and 422 from its extractors) the envelope, with
+/// the framework's words as the message. Answers already in JSON, pages and successes pass.
+pub(crate) async fn envelope(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.map(|b| String::from_utf8_lossy(&b).trim().to_owned());
+    let code = match status {
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "invalid_request",
+        s if s.is_server_error() => "internal",
+        _ => "bad_request",
+    };
+    let message = match (status, text) {
+        (StatusCode::METHOD_NOT_ALLOWED, _) => {
+            match parts.headers.get(header::ALLOW).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()) {
+                Some(allowed) => format!("this endpoint takes {allowed} only"),
+                None => "this endpoint does not take this method".to_owned(),
+            }
+        }
+        (StatusCode::PAYLOAD_TOO_LARGE, _) => format!(
+            "the body is larger than {} KiB; send less (metadata is limited to 4 KiB)",
+            daraja::callback::MAX_CALLBACK_BYTES / 1024
+        ),
+        (StatusCode::UNSUPPORTED_MEDIA_TYPE, _) => {
+            "send the body as JSON with `Content-Type: application/json`".to_owned()
+        }
+        (s, _) if s.is_server_error() => "internal error".to_owned(),
+        (_, Ok(text)) if !text.is_empty() => text,
+        (s, _) => s.canonical_reason().unwrap_or("bad request").to_lowercase(),
+    };
+    let mut answer = ApiError::new(status, code, message).into_response();
+    for name in [header::ALLOW, header::RETRY_AFTER] {
+        if let Some(value) = parts.headers.get(&name) {
+            answer.headers_mut().insert(name, value.clone());
+        }
+    }
+    answer
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut body = serde_json::json!({"code": self.code, "message": self.message});

@@ -22,7 +22,8 @@ use crate::store::ApiKey;
 
 /// The gateway's routes.
 pub fn router(gateway: Gateway) -> Router {
-    Router::new()
+    // The API's errors, the HTTP framework's own included, are all in the JSON envelope.
+    let api = Router::new()
         .route("/v1/payments", post(payments::create).get(payments::list))
         .route("/v1/payments/{id}", get(payments::show))
         .route("/v1/payments/{id}/timeline", get(payments::timeline))
@@ -36,7 +37,8 @@ pub fn router(gateway: Gateway) -> Router {
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(|| async { axum::Json(openapi::document()) }))
-        .merge(crate::pages::router())
+        .layer(axum::middleware::map_response(error::envelope));
+    api.merge(crate::pages::router())
         .merge(crate::admin::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .layer(DefaultBodyLimit::max(daraja::callback::MAX_CALLBACK_BYTES))
@@ -97,11 +99,14 @@ impl FromRequestParts<Gateway> for Merchant {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, gateway: &Gateway) -> Result<Self, ApiError> {
+        // The scheme is case-insensitive (RFC 9110 §11.1), spaces may follow it.
         let bearer = parts
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(|v| v.trim().split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim_start())
             .ok_or_else(ApiError::unauthorized)?;
         let key = crate::keys::authenticate(gateway.store(), bearer).await?.ok_or_else(ApiError::unauthorized)?;
         gateway.key_used(&key.id);

@@ -166,6 +166,7 @@ pub fn document() -> Value {
                     "responses": {
                         "201": payment_response("Created (or replayed by its idempotency key)"),
                         "400": error_response("Not JSON, or not this shape"),
+                        "413": error_response("The body is larger than 64 KiB"),
                         "401": error_response("No valid API key"),
                         "409": error_response("idempotency_key_reused or phone_busy"),
                         "422": error_response("A field is invalid; `field` names it"),
@@ -264,6 +265,7 @@ pub fn document() -> Value {
                     "responses": {
                         "201": {"description": "Created (or replayed by its idempotency key)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CheckoutSession"}}}},
                         "400": error_response("Not JSON, or not this shape"),
+                        "413": error_response("The body is larger than 64 KiB"),
                         "401": error_response("No valid API key"),
                         "409": error_response("idempotency_key_reused"),
                         "422": error_response("A field is invalid; `field` names it"),
