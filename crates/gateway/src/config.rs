@@ -134,6 +134,10 @@ pub struct WebhookSettings {
     pub max_age: Duration,
     /// Timeout of one delivery attempt.
     pub timeout: Duration,
+    /// Whether webhooks may go to loopback, private and link-local addresses
+    /// (`LIPA_WEBHOOK_ALLOW_PRIVATE`): off, as they reach into the gateway's own network; on
+    /// for local development, where the shop runs beside the gateway.
+    pub allow_private: bool,
 }
 
 /// Everything the gateway is configured with.
@@ -278,6 +282,7 @@ struct FileWebhooks {
     default_url: Option<String>,
     max_age_hours: Option<u64>,
     timeout_secs: Option<u64>,
+    allow_private: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -434,6 +439,10 @@ impl Settings {
                 default_url: pick("LIPA_WEBHOOK_URL", f.webhooks.default_url),
                 max_age: Duration::from_secs(f.webhooks.max_age_hours.unwrap_or(72).saturating_mul(3600)),
                 timeout: secs(f.webhooks.timeout_secs, 10),
+                allow_private: env("LIPA_WEBHOOK_ALLOW_PRIVATE")
+                    .map(|v| matches!(v.trim(), "1" | "true" | "yes"))
+                    .or(f.webhooks.allow_private)
+                    .unwrap_or(false),
             },
             mail: MailSettings {
                 smtp_url: pick("SMTP_URL", f.mail.smtp_url),
@@ -551,14 +560,19 @@ impl Settings {
                 message: "is empty; consider `safaricom` to log (or, with LIPA_CALLBACK_ALLOWLIST_ENFORCE, refuse) callbacks from other addresses".into(),
             });
         }
-        if let Some(url) = &self.webhooks.default_url
-            && url::Url::parse(url).map_or(true, |u| !matches!(u.scheme(), "http" | "https"))
-        {
-            out.push(Finding {
-                error: true,
-                setting: "LIPA_WEBHOOK_URL",
-                message: format!("{url:?} is not an absolute http(s) URL"),
-            });
+        if let Some(url) = &self.webhooks.default_url {
+            match url::Url::parse(url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => {
+                    if let Err(e) = crate::outbound::check_url(&u, self.webhooks.allow_private) {
+                        out.push(Finding { error: true, setting: "LIPA_WEBHOOK_URL", message: e });
+                    }
+                }
+                _ => out.push(Finding {
+                    error: true,
+                    setting: "LIPA_WEBHOOK_URL",
+                    message: format!("{} is not an absolute http(s) URL", redact_url(url)),
+                }),
+            }
         }
         if self.mail.smtp_url.is_some() {
             let from = self.mail.from.as_deref().unwrap_or_default();

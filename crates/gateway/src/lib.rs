@@ -17,6 +17,7 @@ pub mod ids;
 pub mod keys;
 pub mod mail;
 pub mod metrics;
+pub mod outbound;
 pub mod pages;
 pub mod payment;
 pub mod rate;

@@ -137,7 +137,11 @@ impl Gateway {
             .clock(clock.clone())
             .request_timeout(settings.mpesa.request_timeout)
             .build()?;
-        let webhook_client = reqwest::Client::builder()
+        let mut webhook_client = reqwest::Client::builder();
+        if !settings.webhooks.allow_private {
+            webhook_client = webhook_client.dns_resolver(std::sync::Arc::new(crate::outbound::PublicOnly));
+        }
+        let webhook_client = webhook_client
             .timeout(settings.webhooks.timeout)
             .pool_idle_timeout(daraja::IDLE_CONNECTION_KEPT)
             // A redirect would send the signed event somewhere the merchant did not configure.
@@ -281,6 +285,8 @@ impl Gateway {
             if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
                 return Err(invalid("webhook_url", "must be an absolute http(s) URL"));
             }
+            crate::outbound::check_url(&parsed, self.inner.settings.webhooks.allow_private)
+                .map_err(|e| invalid("webhook_url", e))?;
         }
         if let Some(email) = &req.customer_email {
             let ok = email.len() <= 254

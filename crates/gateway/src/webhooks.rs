@@ -90,18 +90,28 @@ async fn deliver(gateway: Gateway, job: WebhookJob) -> Result<(), StoreError> {
     let secret = crate::keys::webhook_secret_of(store, &job.api_key_id).await?;
     let at = gateway.now();
     let started = Instant::now();
-    let sent = gateway
-        .webhook_client()
-        .post(&url)
-        .header("content-type", "application/json")
-        .header("lipa-event-id", &job.id)
-        .header("lipa-signature", signature(&secret, at.div_euclid(1000), &job.payload))
-        .body(job.payload.clone())
-        .send()
-        .await;
-    let (status, response, error) = match sent {
-        Ok(r) => (Some(r.status().as_u16()), excerpt(r).await, None),
-        Err(e) => (None, String::new(), Some(e.without_url().to_string())),
+    // A host that is not a public address by its text is refused here; a name, when the
+    // client resolves it (see `crate::outbound`).
+    let allowed = url::Url::parse(&url)
+        .map_err(|e| format!("not a URL: {e}"))
+        .and_then(|u| crate::outbound::check_url(&u, settings.allow_private));
+    let (status, response, error) = match allowed {
+        Err(refused) => (None, String::new(), Some(refused)),
+        Ok(()) => {
+            let sent = gateway
+                .webhook_client()
+                .post(&url)
+                .header("content-type", "application/json")
+                .header("lipa-event-id", &job.id)
+                .header("lipa-signature", signature(&secret, at.div_euclid(1000), &job.payload))
+                .body(job.payload.clone())
+                .send()
+                .await;
+            match sent {
+                Ok(r) => (Some(r.status().as_u16()), excerpt(r).await, None),
+                Err(e) => (None, String::new(), Some(error_chain(&e.without_url()))),
+            }
+        }
     };
     let delivered = status.is_some_and(|s| (200..300).contains(&s));
     let attempt = WebhookAttempt {
@@ -124,6 +134,21 @@ async fn deliver(gateway: Gateway, job: WebhookJob) -> Result<(), StoreError> {
     };
     gateway.metrics().webhook(if delivered { "delivered" } else { "failed" });
     store.finish_webhook_attempt(Some(attempt), &job.id, next).await
+}
+
+/// An error with its causes ("error sending request: … : resolves to 127.0.0.1 only: …").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let words = cause.to_string();
+        if !text.contains(&words) {
+            text.push_str(": ");
+            text.push_str(&words);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// The start of a response body, for the attempt log: at most 4 KiB are read from the merchant,

@@ -183,3 +183,43 @@ async fn failures_and_expiry_are_announced_too() {
     assert_eq!(event["type"], "payment.expired");
     assert_eq!(event["data"]["id"], p["id"]);
 }
+
+/// Webhook URLs cannot reach into the gateway's own network: a payment naming a loopback,
+/// private or link-local address is refused when it is created, and an event bound for one
+/// anyway (here the operator's default URL) is not sent: its attempt records why.
+#[tokio::test]
+async fn webhooks_to_internal_addresses_are_refused_unless_allowed() {
+    let app = spawn_app_with(SimConfig::default(), |s| s.webhooks.allow_private = false).await;
+    let (url, rx) = receiver(&[]).await;
+    let port = url.split(':').nth(2).unwrap().split('/').next().unwrap().to_owned();
+    for target in [
+        url.clone(),
+        format!("http://[::1]:{port}/hooks"),
+        "http://169.254.169.254/latest/meta-data/".to_owned(),
+        format!("http://localhost:{port}/hooks"),
+        "http://10.0.0.7/hooks".to_owned(),
+    ] {
+        let mut body = common::payment_body("0712345678", 45);
+        body["webhook_url"] = target.clone().into();
+        let (status, answer) = app.post_payment(&body, None).await;
+        assert_eq!(status, 422, "{target}: {answer}");
+        assert_eq!(answer["error"]["field"], "webhook_url");
+        assert!(answer["error"]["message"].as_str().unwrap().contains("LIPA_WEBHOOK_ALLOW_PRIVATE"), "{answer}");
+    }
+
+    // Bound for the receiver on loopback all the same: not sent, the attempt says why.
+    let app = spawn_app_with(SimConfig::default(), |s| {
+        s.webhooks.allow_private = false;
+        s.webhooks.default_url = Some(url.clone());
+    })
+    .await;
+    let created = app.create("0712345678", 45).await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(app.settled(&id).await["status"], "paid");
+    assert_eq!(step(&app).await, 1);
+    assert!(rx.got.lock().unwrap().is_empty(), "an event reached a loopback address");
+    let (_, events) = app.get(&format!("/v1/payments/{id}/webhooks")).await;
+    let attempt = &events["events"][0]["attempts"][0];
+    assert!(attempt["error"].as_str().unwrap().contains("not a public address"), "{events}");
+    assert!(attempt["status"].is_null(), "{attempt}");
+}
