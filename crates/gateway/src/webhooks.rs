@@ -6,7 +6,14 @@
 //! answers and timeouts are retried with exponential backoff and jitter until the event is
 //! older than the maximum age, then it is dead-lettered. Every attempt is recorded. Events are
 //! leased, so several workers never send one attempt twice.
+//!
+//! One endpoint cannot hold up another's events: the worker never waits for a whole batch,
+//! each endpoint has its own slots ([`PER_ENDPOINT`] deliveries at once, each with its own
+//! timeout), and a claim takes at most that many events of one endpoint and none of an
+//! endpoint whose slots are all in use.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
@@ -61,24 +68,68 @@ pub(crate) fn backoff(attempts: u32) -> Duration {
     Duration::from_millis(base * 1000 * (80 + jitter) / 100)
 }
 
-/// Delivers the due events (at most `batch`); returns how many were attempted.
-#[tracing::instrument(skip_all)]
-pub async fn step(gateway: &Gateway, batch: u32) -> Result<usize, StoreError> {
+/// Deliveries to one endpoint at once.
+pub const PER_ENDPOINT: u32 = 4;
+/// Deliveries at once in one worker, all endpoints together.
+pub const AT_ONCE: usize = 64;
+
+/// Leases the due events a claim may take (see [`crate::store::Store::claim_due_webhooks`]).
+async fn claim(gateway: &Gateway, limit: u32, busy: Vec<String>) -> Result<Vec<WebhookJob>, StoreError> {
     let now = gateway.now();
-    // Deliveries run concurrently, each bounded by the webhook timeout; the lease outlives them.
+    // Each delivery is bounded by the webhook timeout; the lease outlives it.
     let timeout = i64::try_from(gateway.settings().webhooks.timeout.as_millis()).unwrap_or(i64::MAX);
     let lease = timeout.saturating_mul(2).max(120_000);
-    let jobs = gateway.store().claim_due_webhooks(now, now.saturating_add(lease), batch).await?;
+    gateway.store().claim_due_webhooks(now, now.saturating_add(lease), limit, PER_ENDPOINT, busy).await
+}
+
+fn log_failure(result: Result<Result<(), StoreError>, tokio::task::JoinError>) {
+    match result {
+        Ok(Err(e)) => tracing::error!(error = %e, "could not record a webhook attempt"),
+        Err(e) => tracing::error!(error = %e, "webhook delivery task failed"),
+        Ok(Ok(())) => {}
+    }
+}
+
+/// Delivers the due events (at most `batch`) and waits for them; returns how many were
+/// attempted. For tests and tools; the worker ([`run`]) does not wait for a batch.
+#[tracing::instrument(skip_all)]
+pub async fn step(gateway: &Gateway, batch: u32) -> Result<usize, StoreError> {
+    let jobs = claim(gateway, batch, Vec::new()).await?;
     let count = jobs.len();
     let deliveries: Vec<_> = jobs.into_iter().map(|job| tokio::spawn(deliver(gateway.clone(), job))).collect();
     for d in deliveries {
-        match d.await {
-            Ok(Err(e)) => tracing::error!(error = %e, "could not record a webhook attempt"),
-            Err(e) => tracing::error!(error = %e, "webhook delivery task failed"),
-            Ok(Ok(())) => {}
-        }
+        log_failure(d.await);
     }
     Ok(count)
+}
+
+/// The worker's deliveries in flight, by endpoint (an event's own URL, `""` for the default).
+#[derive(Debug, Default)]
+struct InFlight {
+    by_endpoint: HashMap<String, u32>,
+    total: usize,
+}
+
+impl InFlight {
+    /// Endpoints with no slot free.
+    fn busy(&self) -> Vec<String> {
+        self.by_endpoint.iter().filter(|(_, n)| **n >= PER_ENDPOINT).map(|(e, _)| e.clone()).collect()
+    }
+
+    fn start(&mut self, endpoint: &str) {
+        *self.by_endpoint.entry(endpoint.to_owned()).or_default() += 1;
+        self.total += 1;
+    }
+
+    fn end(&mut self, endpoint: &str) {
+        if let Some(n) = self.by_endpoint.get_mut(endpoint) {
+            *n -= 1;
+            if *n == 0 {
+                self.by_endpoint.remove(endpoint);
+            }
+        }
+        self.total = self.total.saturating_sub(1);
+    }
 }
 
 async fn deliver(gateway: Gateway, job: WebhookJob) -> Result<(), StoreError> {
@@ -166,23 +217,55 @@ async fn excerpt(mut response: reqwest::Response) -> String {
     String::from_utf8_lossy(&body).chars().take(500).collect()
 }
 
-/// Runs [`step`] until `shutdown` is set, pausing when idle.
+/// Delivers due events until `shutdown` is set: claims what the free slots allow, starts
+/// each delivery on its own, and claims again as soon as one ends (or every half second),
+/// never waiting for a batch. On shutdown, lets the deliveries in flight finish.
 pub async fn run(gateway: Gateway, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let in_flight = Arc::new(Mutex::new(InFlight::default()));
+    let mut deliveries = tokio::task::JoinSet::new();
     loop {
-        let idle = match step(&gateway, 50).await {
-            Ok(n) => n == 0,
-            Err(e) => {
-                tracing::error!(error = %e, "webhook step failed");
-                true
+        let (free, busy) = {
+            let f = in_flight.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            (AT_ONCE.saturating_sub(f.total), f.busy())
+        };
+        let claimed = if free == 0 {
+            0
+        } else {
+            match claim(&gateway, u32::try_from(free.min(50)).unwrap_or(50), busy).await {
+                Ok(jobs) => {
+                    let count = jobs.len();
+                    for job in jobs {
+                        let endpoint = job.url.clone().unwrap_or_default();
+                        in_flight.lock().unwrap_or_else(std::sync::PoisonError::into_inner).start(&endpoint);
+                        let (gateway, in_flight) = (gateway.clone(), in_flight.clone());
+                        deliveries.spawn(async move {
+                            let result = deliver(gateway, job).await;
+                            in_flight.lock().unwrap_or_else(std::sync::PoisonError::into_inner).end(&endpoint);
+                            result
+                        });
+                    }
+                    count
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "could not claim webhook events");
+                    0
+                }
             }
         };
-        if idle {
+        if claimed == 0 {
             tokio::select! {
                 () = tokio::time::sleep(Duration::from_millis(500)) => {}
-                _ = shutdown.changed() => return,
+                Some(done) = deliveries.join_next(), if !deliveries.is_empty() => log_failure(done),
+                _ = shutdown.changed() => {}
             }
         }
+        while let Some(done) = deliveries.try_join_next() {
+            log_failure(done);
+        }
         if *shutdown.borrow() {
+            while let Some(done) = deliveries.join_next().await {
+                log_failure(done);
+            }
             return;
         }
     }

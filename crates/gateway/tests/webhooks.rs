@@ -223,3 +223,65 @@ async fn webhooks_to_internal_addresses_are_refused_unless_allowed() {
     assert!(attempt["error"].as_str().unwrap().contains("not a public address"), "{events}");
     assert!(attempt["status"].is_null(), "{attempt}");
 }
+
+/// One merchant's endpoint that accepts connections and never answers cannot delay another's
+/// events: the worker does not wait for a batch, and each endpoint has slots of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_endpoint_does_not_delay_another_endpoints_events() {
+    let app = spawn_app_with(SimConfig::default(), |s| s.webhooks.timeout = Duration::from_secs(60)).await;
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_url = format!("http://{}/hooks", silent.local_addr().unwrap());
+    let (reached, mut reached_rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+            let _ = reached.send(());
+        }
+    });
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(webhooks::run(app.gateway.clone(), stopped));
+
+    let slow = paid_payment(&app, &silent_url).await;
+    tokio::time::timeout(Duration::from_secs(20), reached_rx.recv()).await.expect("the silent endpoint was called");
+    let (url, rx) = receiver(&[]).await;
+    let fast = paid_payment(&app, &url).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while rx.got.lock().unwrap().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "the other endpoint's event never came");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let got = rx.got.lock().unwrap().clone();
+    assert!(got[0].1.contains(fast.as_str()), "{}", got[0].1);
+    let slow_events = app.gateway.store().webhook_events(&slow).await.unwrap();
+    assert!(slow_events[0].attempts.is_empty(), "the silent endpoint's attempt is still waiting for its answer");
+    let _ = stop.send(true);
+    worker.abort();
+}
+
+/// A claim takes at most so many events of one endpoint, and none of a busy one, so one
+/// endpoint's backlog cannot fill it.
+#[tokio::test]
+async fn a_claim_takes_a_few_events_of_each_endpoint_and_none_of_a_busy_one() {
+    let app = spawn_app_with(SimConfig::default(), |_| {}).await;
+    let (x, _) = receiver(&[]).await;
+    let (y, _) = receiver(&[]).await;
+    for url in [&x, &x, &x, &y] {
+        paid_payment(&app, url).await;
+    }
+    let store = app.gateway.store();
+    let now = app.gateway.now();
+    let lease = now + 60_000;
+    let endpoints = |jobs: &[lipa_gateway::store::WebhookJob]| {
+        let mut urls: Vec<String> = jobs.iter().map(|j| j.url.clone().unwrap_or_default()).collect();
+        urls.sort();
+        urls
+    };
+    let first = store.claim_due_webhooks(now, lease, 50, 2, vec![]).await.unwrap();
+    let mut expected = vec![x.clone(), x.clone(), y.clone()];
+    expected.sort();
+    assert_eq!(endpoints(&first), expected);
+    assert!(store.claim_due_webhooks(now, lease, 50, 2, vec![x.clone()]).await.unwrap().is_empty());
+    let last = store.claim_due_webhooks(now, lease, 50, 2, vec![]).await.unwrap();
+    assert_eq!(endpoints(&last), vec![x]);
+}

@@ -825,14 +825,19 @@ impl Store {
         delegate!(self.set_webhook_secret(id_or_name.to_owned(), secret.to_owned()))
     }
 
-    /// Leases up to `limit` webhook events due at `now` until `lease_until`.
+    /// Leases up to `limit` webhook events due at `now` until `lease_until`, oldest due first:
+    /// at most `per_endpoint` for one endpoint (an event's own URL, or `""` for the default
+    /// one), and none for the endpoints in `busy`. So one slow endpoint's backlog cannot fill a
+    /// claim and keep the others' events waiting behind it.
     pub async fn claim_due_webhooks(
         &self,
         now: i64,
         lease_until: i64,
         limit: u32,
+        per_endpoint: u32,
+        busy: Vec<String>,
     ) -> Result<Vec<WebhookJob>, StoreError> {
-        delegate!(self.claim_due_webhooks(now, lease_until, limit))
+        delegate!(self.claim_due_webhooks(now, lease_until, limit, per_endpoint, busy))
     }
 
     /// Records an attempt and what happens next, in one commit.

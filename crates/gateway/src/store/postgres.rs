@@ -793,18 +793,29 @@ impl PostgresStore {
         now: i64,
         lease_until: i64,
         limit: u32,
+        per_endpoint: u32,
+        busy: Vec<String>,
     ) -> Result<Vec<WebhookJob>, StoreError> {
+        // The due events of endpoints that are not busy, in due order (a few times the limit
+        // of them, skipping those another process holds), then at most `per_endpoint` of each.
         let rows = self
             .client()
             .await?
             .query(
                 "UPDATE webhook_events SET lease_until = $2
-                 WHERE id IN (SELECT id FROM webhook_events
+                 WHERE id IN (
+                    SELECT id FROM (
+                        SELECT id, next_attempt_at,
+                               ROW_NUMBER() OVER (PARTITION BY COALESCE(url, '') ORDER BY next_attempt_at) AS nth
+                        FROM (SELECT id, url, next_attempt_at FROM webhook_events
                               WHERE status = 'pending' AND next_attempt_at <= $1
                                 AND (lease_until IS NULL OR lease_until <= $1)
-                              ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED)
+                                AND COALESCE(url, '') <> ALL($5::TEXT[])
+                              ORDER BY next_attempt_at LIMIT $3::BIGINT * 4 FOR UPDATE SKIP LOCKED) due
+                    ) ranked
+                    WHERE nth <= $4::BIGINT ORDER BY next_attempt_at LIMIT $3::BIGINT)
                  RETURNING id, payment_id, api_key_id, type, url, payload, attempts, created_at",
-                &[&now, &lease_until, &i64::from(limit)],
+                &[&now, &lease_until, &i64::from(limit), &i64::from(per_endpoint), &busy],
             )
             .await
             .map_err(pg_error)?;

@@ -1315,20 +1315,31 @@ impl SqliteStore {
         now: i64,
         lease_until: i64,
         limit: u32,
+        per_endpoint: u32,
+        busy: Vec<String>,
     ) -> Result<Vec<WebhookJob>, StoreError> {
+        let busy = serde_json::Value::from(busy).to_string();
         self.write(move |c| {
+            // The due events of endpoints that are not busy, in due order (a few times the
+            // limit of them), then at most `per_endpoint` of each.
             let mut stmt = c
                 .prepare_cached(
                     "UPDATE webhook_events SET lease_until = ?2
-                     WHERE id IN (SELECT id FROM webhook_events
+                     WHERE id IN (
+                        SELECT id FROM (
+                            SELECT id, next_attempt_at,
+                                   ROW_NUMBER() OVER (PARTITION BY endpoint ORDER BY next_attempt_at) AS nth
+                            FROM (SELECT id, next_attempt_at, COALESCE(url, '') AS endpoint FROM webhook_events
                                   WHERE status = 'pending' AND next_attempt_at <= ?1
                                     AND (lease_until IS NULL OR lease_until <= ?1)
-                                  ORDER BY next_attempt_at LIMIT ?3)
+                                    AND COALESCE(url, '') NOT IN (SELECT value FROM json_each(?5))
+                                  ORDER BY next_attempt_at LIMIT ?3 * 4))
+                        WHERE nth <= ?4 ORDER BY next_attempt_at LIMIT ?3)
                      RETURNING id, payment_id, api_key_id, type, url, payload, attempts, created_at",
                 )
                 .map_err(sql_error)?;
             let rows = stmt
-                .query_map(params![now, lease_until, limit], |r| {
+                .query_map(params![now, lease_until, limit, per_endpoint, busy], |r| {
                     Ok(WebhookJob {
                         id: r.get(0)?,
                         payment_id: r.get(1)?,
