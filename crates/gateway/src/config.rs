@@ -115,6 +115,17 @@ pub struct MailSettings {
     pub max_age: Duration,
 }
 
+impl fmt::Debug for WebhookSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookSettings")
+            .field("default_url", &self.default_url.as_deref().map(redact_url))
+            .field("max_age", &self.max_age)
+            .field("timeout", &self.timeout)
+            .field("allow_private", &self.allow_private)
+            .finish()
+    }
+}
+
 impl fmt::Debug for MailSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MailSettings")
@@ -126,7 +137,7 @@ impl fmt::Debug for MailSettings {
 }
 
 /// Merchant webhooks.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct WebhookSettings {
     /// Where events go when a payment has no `webhook_url` (`LIPA_WEBHOOK_URL`).
     pub default_url: Option<String>,
@@ -190,18 +201,65 @@ impl fmt::Debug for Settings {
     }
 }
 
-/// A URL fit to show: its password (as in `postgres://user:password@host/db`) replaced by `***`.
-/// A connection string that is not a URL is hidden whole if it mentions a password.
+/// A URL fit to show, by the gateway's one rule ([`crate::redact::url`]).
 pub fn redact_url(raw: &str) -> String {
-    match url::Url::parse(raw) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            // Only fails for URLs that cannot have a password, which this one has.
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        Ok(_) => raw.to_owned(),
-        Err(_) if raw.to_ascii_lowercase().contains("password") => "<connection string with a password>".to_owned(),
-        Err(_) => raw.to_owned(),
+    crate::redact::url(raw)
+}
+
+impl Settings {
+    /// Every setting as it is in effect, for people to read: its environment variable (or, for
+    /// a setting only the file has, its place in `lipa.toml`) and its value, with URLs by the
+    /// one redaction rule and secrets only said to be set.
+    pub fn shown(&self) -> Vec<(&'static str, String)> {
+        let secret = |s: &Option<Secret>| if s.is_some() { "(set, hidden)" } else { "(not set)" }.to_owned();
+        let opt = |s: &Option<String>| s.clone().unwrap_or_else(|| "(not set)".to_owned());
+        let opt_url = |s: &Option<String>| s.as_deref().map_or_else(|| "(not set)".to_owned(), redact_url);
+        let secs = |d: Duration| format!("{} s", d.as_secs());
+        let yes = |b: bool| if b { "yes" } else { "no" }.to_owned();
+        let m = &self.mpesa;
+        let environment = match m.environment {
+            MpesaEnvironment::Sandbox => "sandbox",
+            MpesaEnvironment::Production => "production",
+            MpesaEnvironment::Simulator => "simulator",
+        };
+        let allowlist = if self.callbacks.allowlist.is_empty() {
+            "(any address)".to_owned()
+        } else {
+            self.callbacks.allowlist.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+        };
+        vec![
+            ("LIPA_LISTEN", self.listen.to_string()),
+            ("CALLBACK_BASE_URL", opt_url(&self.public_url)),
+            ("DATABASE_URL", redact_url(&self.database_url)),
+            ("LIPA_BUSINESS_NAME", self.business_name.clone()),
+            ("MPESA_ENVIRONMENT", environment.to_owned()),
+            ("MPESA_BASE_URL", opt_url(&m.base_url)),
+            ("MPESA_CONSUMER_KEY", secret(&m.consumer_key)),
+            ("MPESA_CONSUMER_SECRET", secret(&m.consumer_secret)),
+            ("MPESA_PASSKEY", secret(&m.passkey)),
+            ("MPESA_SHORTCODE", opt(&m.shortcode)),
+            ("MPESA_TILL_NUMBER", opt(&m.till_number)),
+            ("[mpesa] request_timeout_secs", secs(m.request_timeout)),
+            ("LIPA_MAX_AMOUNT", format!("KES {}", self.payments.max_amount)),
+            ("[payments] prompt_lifetime_secs", secs(self.payments.prompt_lifetime)),
+            ("[payments] pushes_per_phone_per_hour", self.payments.pushes_per_phone_per_hour.to_string()),
+            ("[payments] pushes_per_second", self.payments.pushes_per_second.to_string()),
+            ("[reconciliation] first_query_after_secs", secs(self.reconciliation.first_query_after)),
+            ("[reconciliation] query_interval_secs", secs(self.reconciliation.query_interval)),
+            ("[reconciliation] expire_after_secs", secs(self.reconciliation.expire_after)),
+            ("[reconciliation] queries_per_second", self.reconciliation.queries_per_second.to_string()),
+            ("LIPA_CALLBACK_ALLOWLIST", allowlist),
+            ("LIPA_CALLBACK_ALLOWLIST_ENFORCE", yes(self.callbacks.enforce_allowlist)),
+            ("LIPA_TRUSTED_PROXY_HEADER", opt(&self.callbacks.trusted_proxy_header)),
+            ("LIPA_WEBHOOK_URL", opt_url(&self.webhooks.default_url)),
+            ("LIPA_WEBHOOK_ALLOW_PRIVATE", yes(self.webhooks.allow_private)),
+            ("[webhooks] max_age_hours", format!("{} h", self.webhooks.max_age.as_secs() / 3600)),
+            ("[webhooks] timeout_secs", secs(self.webhooks.timeout)),
+            ("SMTP_URL", opt_url(&self.mail.smtp_url)),
+            ("MAIL_FROM", opt(&self.mail.from)),
+            ("LIPA_HEADER_TIMEOUT_SECS", secs(self.header_timeout)),
+            ("LIPA_LOG_FORMAT", if self.json_logs { "json" } else { "text" }.to_owned()),
+        ]
     }
 }
 

@@ -22,6 +22,7 @@ pub mod pages;
 pub mod payment;
 pub mod rate;
 pub mod reconciliation;
+pub mod redact;
 pub mod service;
 pub mod settlement;
 pub mod startup;

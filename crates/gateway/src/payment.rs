@@ -218,7 +218,9 @@ pub struct Payment {
     pub description: String,
     /// The merchant's own data, returned as given.
     pub metadata: serde_json::Value,
-    /// Where this payment's webhooks go (overrides the default).
+    /// Where this payment's webhooks go (overrides the default); shown by the one redaction
+    /// rule ([`crate::redact`]).
+    #[serde(serialize_with = "crate::redact::serialize_opt")]
     pub webhook_url: Option<String>,
     /// Where the receipt email goes.
     pub customer_email: Option<String>,

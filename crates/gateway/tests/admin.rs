@@ -407,4 +407,48 @@ async fn the_settings_page_shows_findings_and_no_secrets() {
     assert_eq!(status, 200);
     assert!(html.contains("MAIL_FROM"), "the check's finding is shown: {html}");
     assert!(!html.contains("smtp-pw-2718"));
+    assert!(html.contains("<table") && html.contains("DATABASE_URL"), "a table of settings: {html}");
+    assert!(!html.contains("Settings {"), "not a Debug dump: {html}");
+}
+
+/// Webhook URLs carry tokens (in their user info, their query, their fragment): wherever the
+/// gateway shows one (the settings page, the payment's page, the API), the one redaction rule
+/// hides them.
+#[tokio::test]
+async fn webhook_urls_are_shown_without_their_tokens() {
+    let app = spawn_app_with(SimConfig::default(), |s| {
+        s.webhooks.default_url = Some("https://hooks:hook-pw-1618@shop.example/lipa?token=tok-3141#sig-2718".into());
+    })
+    .await;
+    create_user(app.gateway.store(), "amina", PASSWORD, Role::Admin, app.gateway.now()).await.unwrap();
+    let mut body = common::payment_body("0712345678", 45);
+    body["webhook_url"] = "https://user:pay-pw-1414@merchant.example/hook?key=key-1732".into();
+    let (status, created) = app.post_payment(&body, None).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    app.settled(&id).await;
+    lipa_gateway::webhooks::step(&app.gateway, 10).await.unwrap();
+
+    let admin = login(&app, "amina", PASSWORD).await.1.unwrap();
+    let mut shown = vec![created.to_string()];
+    for path in ["/admin/settings".to_owned(), format!("/admin/payments/{id}")] {
+        let (status, html) = admin.get(&path).await;
+        assert_eq!(status, 200, "{path}");
+        shown.push(html);
+    }
+    for path in [format!("/v1/payments/{id}"), format!("/v1/payments/{id}/webhooks")] {
+        shown.push(app.get(&path).await.1.to_string());
+    }
+    let events = app.get(&format!("/v1/payments/{id}/webhooks")).await.1;
+    assert!(
+        events["events"][0]["attempts"][0]["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://user:***@merchant.example/hook")
+    );
+    for text in &shown {
+        for secret in ["hook-pw-1618", "tok-3141", "sig-2718", "pay-pw-1414", "key-1732"] {
+            assert!(!text.contains(secret), "{secret} shown in {text}");
+        }
+    }
 }

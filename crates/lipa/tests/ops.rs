@@ -39,6 +39,19 @@ fn push_in_simulator_mode_reports_paid_or_exits_3() {
     assert!(text(&bad).contains("--phone"), "{}", text(&bad));
 }
 
+/// `lipa config check` names the database it checks without its password, whether in the user
+/// info or the query.
+#[test]
+fn config_check_shows_the_database_without_its_password() {
+    let out = lipa(
+        &["config", "check"],
+        &[("DATABASE_URL", "postgres://lipa:db-pw-2718@127.0.0.1:9/lipa?password=qs-pw-3141")],
+    );
+    let said = text(&out);
+    assert!(said.contains("127.0.0.1:9"), "{said}");
+    assert!(!said.contains("db-pw-2718") && !said.contains("qs-pw-3141"), "{said}");
+}
+
 /// `serve` and `work` refuse a database that keeps nothing across a restart, before binding
 /// anything: every callback they acknowledged would be gone at the next start.
 #[test]

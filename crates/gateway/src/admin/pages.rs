@@ -6,7 +6,7 @@ use axum::extract::{ConnectInfo, Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use futures_util::StreamExt as _;
-use maud::{DOCTYPE, Markup, PreEscaped, html};
+use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
 
 use super::auth::{self, Staff};
@@ -662,7 +662,7 @@ pub(super) async fn payment(
                     summary { (w.event_type) " \u{2014} " span class=(format!("badge {}", w.status)) { (w.status) } " \u{2014} " (w.attempts.len()) " attempts" }
                     ul {
                         @for a in &w.attempts {
-                            li { (nairobi(a.at)) " " (a.url) " \u{2192} " (a.status.map_or_else(|| a.error.clone().unwrap_or_default(), |s| s.to_string())) " (" (a.latency_ms) " ms) " code { (a.response) } }
+                            li { (nairobi(a.at)) " " (crate::redact::url(&a.url)) " \u{2192} " (a.status.map_or_else(|| a.error.clone().unwrap_or_default(), |s| s.to_string())) " (" (a.latency_ms) " ms) " code { (a.response) } }
                         }
                     }
                     @if staff.is_admin() {
@@ -1064,8 +1064,7 @@ pub(super) async fn rotate_key(
 pub(super) async fn settings(State(gateway): State<Gateway>, staff: Staff) -> Response {
     let s = gateway.settings();
     let findings = s.check();
-    // The Debug form of the settings redacts every secret.
-    let effective = format!("{s:#?}");
+    let shown = s.shown();
     layout(
         Some(&staff),
         "Settings",
@@ -1075,8 +1074,14 @@ pub(super) async fn settings(State(gateway): State<Gateway>, staff: Staff) -> Re
             h2 { "Configuration check" }
             @if findings.is_empty() { p { "No findings." } }
             ul { @for f in &findings { li class=(if f.error { "error" } else { "warning" }) { (f.to_string()) } } }
-            h2 { "Effective configuration (secrets redacted)" }
-            pre class="raw" { (PreEscaped(maud::html! { (effective) }.into_string())) }
+            h2 { "In effect" }
+            p class="muted" { "Secrets are never shown; in addresses, passwords and the values after ? are replaced by ***." }
+            div class="scroll" {
+                table {
+                    thead { tr { th { "Setting" } th { "Value" } } }
+                    tbody { @for (name, value) in &shown { tr { td { code { (name) } } td { (value) } } } }
+                }
+            }
         },
     )
 }

@@ -435,7 +435,8 @@ pub struct WebhookAttempt {
     /// When.
     #[serde(serialize_with = "crate::time_fmt::millis")]
     pub at: i64,
-    /// Where.
+    /// Where (shown by the one redaction rule, [`crate::redact`]).
+    #[serde(serialize_with = "crate::redact::serialize")]
     pub url: String,
     /// HTTP status, if an answer came.
     pub status: Option<u16>,
@@ -504,7 +505,8 @@ pub struct CheckoutSession {
     pub phone: Option<String>,
     /// Receipt email address.
     pub customer_email: Option<String>,
-    /// Webhook URL for its payments.
+    /// Webhook URL for its payments (shown by the one redaction rule, [`crate::redact`]).
+    #[serde(serialize_with = "crate::redact::serialize_opt")]
     pub webhook_url: Option<String>,
     /// Merchant data, copied to its payments.
     pub metadata: serde_json::Value,
