@@ -101,10 +101,14 @@ async fn request_deadline(
     }
 }
 
+/// Connections served at once; further ones wait in the listen backlog until one closes, so a
+/// flood of connections costs bounded memory.
+pub const MAX_CONNECTIONS: usize = 2048;
+
 /// HTTP/1.1 over `listener` with the headers of every request due within `header_timeout`
 /// (hyper closes the connection otherwise, idle keep-alive connections included), and the
-/// client's address given to handlers as `ConnectInfo`. On `shutdown`, stops accepting and
-/// lets open connections finish their requests.
+/// client's address given to handlers as `ConnectInfo`; at most [`MAX_CONNECTIONS`] at once.
+/// On `shutdown`, stops accepting and lets open connections finish their requests.
 async fn serve(
     listener: TcpListener,
     app: axum::Router,
@@ -114,7 +118,15 @@ async fn serve(
     use hyper_util::rt::{TokioIo, TokioTimer};
     let (closing, closed) = tokio::sync::watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -134,6 +146,7 @@ async fn serve(
         });
         let mut closed = closed.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(header_timeout)

@@ -54,6 +54,10 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 64)]
         connections: usize,
     },
+    /// What outsiders with no key and no session can cost a running gateway: floods of the
+    /// sign-in form, of callbacks no payment takes and of bad API keys beside a legitimate
+    /// client (see `crate::hostile`).
+    Hostile(crate::hostile::HostileArgs),
     /// Callback ingest: durable settlement of one callback per payment.
     Ingest {
         /// Payments stored before the run (the run settles the last `--callbacks` of them).
@@ -85,6 +89,7 @@ pub async fn run(command: BenchCommand) -> Result<()> {
         }
         BenchCommand::Payments { payments, connections } => create_payments(payments, connections).await,
         BenchCommand::Admin { database_url, requests } => admin(&database_url, requests).await,
+        BenchCommand::Hostile(args) => crate::hostile::run(args).await,
         BenchCommand::Ingest { payments, callbacks, connections, serve, database_url, data_dir } => {
             let target = Target { serve, database_url, data_dir };
             ingest(payments, callbacks.min(payments), connections, target).await
@@ -92,11 +97,11 @@ pub async fn run(command: BenchCommand) -> Result<()> {
     }
 }
 
-fn token(i: usize) -> String {
+pub(crate) fn token(i: usize) -> String {
     format!("{i:032x}")
 }
 
-fn body(i: usize) -> Vec<u8> {
+pub(crate) fn body(i: usize) -> Vec<u8> {
     format!(
         r#"{{"Body":{{"stkCallback":{{"MerchantRequestID":"m-{i}","CheckoutRequestID":"ws_CO_bench{i}","ResultCode":0,"ResultDesc":"The service request is processed successfully.","CallbackMetadata":{{"Item":[{{"Name":"Amount","Value":10.00}},{{"Name":"MpesaReceiptNumber","Value":"UB{i:08}"}},{{"Name":"Balance"}},{{"Name":"TransactionDate","Value":20261122101010}},{{"Name":"PhoneNumber","Value":2547{i:08}}}]}}}}}}}}"#
     )

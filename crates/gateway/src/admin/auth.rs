@@ -33,9 +33,9 @@ pub const IDLE_TIMEOUT_MS: i64 = 30 * 60_000;
 pub const ABSOLUTE_TIMEOUT_MS: i64 = 12 * 3_600_000;
 /// Failed logins allowed per user (and, ×4, per address) in [`THROTTLE_WINDOW_MS`].
 pub const MAX_FAILURES: i64 = 5;
-/// Passwords checked at once (argon2 takes tens of milliseconds of CPU for each); the rest wait
-/// their turn, at most [`CHECK_WAIT`].
-pub const CHECKS_AT_ONCE: usize = 2;
+/// Passwords checked at once (argon2 takes tens of milliseconds of CPU and 19 MiB of memory
+/// for each); the rest wait their turn, at most [`CHECK_WAIT`].
+pub const CHECKS_AT_ONCE: usize = 1;
 /// How long a sign-in waits for its turn to have its password checked before it is told to
 /// try again.
 pub const CHECK_WAIT: Duration = Duration::from_secs(10);

@@ -47,6 +47,9 @@ use crate::payment::{FailureReason, Payment, PaymentId, SettledBy, Status};
 use crate::settlement::{self, Change, Decision};
 
 const MAX_BATCH: usize = 512;
+/// Reader connections at most, each with SQLite's default page cache (2 MB): reads beyond
+/// wait their turn. Twice the machine's cores and then some: lookups are short.
+const READERS: usize = 8;
 /// The WAL's size beyond which it is started over. Started over, the file is reused from its
 /// start; it is truncated only beyond four times this (after a long read held it up), since
 /// truncating and growing it again each time costs a commit about 15 ms.
@@ -169,6 +172,8 @@ pub struct SqliteStore {
     path: Arc<str>,
     /// Why the store stopped taking writes, once it has.
     lost: Arc<Lost>,
+    /// Turns to read, one per reader connection (see [`READERS`]).
+    reading: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -620,7 +625,8 @@ impl SqliteStore {
                 })
                 .map_err(unavailable)?;
         }
-        Ok(Self { writer, readers: Arc::new(Mutex::new(readers)), path: path.into(), lost })
+        let reading = Arc::new(tokio::sync::Semaphore::new(READERS));
+        Ok(Self { writer, readers: Arc::new(Mutex::new(readers)), path: path.into(), lost, reading })
     }
 
     /// Runs `f` inside the writer's transaction; answers once the commit is on disk.
@@ -664,7 +670,11 @@ impl SqliteStore {
         }
         let readers = self.readers.clone();
         let path = self.path.clone();
+        // At most READERS connections read at once (each keeps its own page cache): a flood
+        // of reads waits for one instead of opening connections without end.
+        let turn = self.reading.clone().acquire_owned().await.map_err(unavailable)?;
         tokio::task::spawn_blocking(move || {
+            let _turn = turn;
             let pooled = readers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop();
             let conn = match pooled {
                 Some(c) => c,
