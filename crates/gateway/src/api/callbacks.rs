@@ -49,17 +49,17 @@ enum Received {
 
 async fn receive(body: Body, headers: &HeaderMap) -> Result<Received, ApiError> {
     let limit = daraja::callback::MAX_CALLBACK_BYTES;
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
     let mut stream = body.into_data_stream();
-    let mut bytes = Vec::new();
+    let mut bytes = Vec::with_capacity(declared.unwrap_or(2048).min(limit + 1));
     while let Some(chunk) = stream.next().await {
         let chunk =
             chunk.map_err(|_| ApiError::bad_request("body_unreadable", "the request body could not be read"))?;
         bytes.extend_from_slice(&chunk);
         if bytes.len() > limit {
-            let declared = headers
-                .get(axum::http::header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<usize>().ok());
             let len = declared.unwrap_or(bytes.len()).max(bytes.len());
             bytes.truncate(OVERSIZE_EXCERPT_BYTES);
             return Ok(Received::TooLarge { first: bytes, len });

@@ -11,6 +11,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
+use axum::response::IntoResponse as _;
 use axum::routing::{get, post};
 
 /// The client's address, behind the trusted proxy if one is configured.
@@ -32,13 +33,25 @@ pub fn router(gateway: Gateway) -> Router {
         .route("/v1/webhook-events/{id}/redeliver", post(payments::redeliver))
         .route("/v1/checkout-sessions", post(checkout::create))
         .route("/v1/checkout-sessions/{id}", get(checkout::show))
-        .route("/callbacks/stk/{token}", post(callbacks::stk))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(|| async { axum::Json(openapi::document()) }))
         .layer(axum::middleware::map_response(error::envelope));
-    api.merge(crate::pages::router())
+    // The hot path, outside that layer: its handler answers every error in the envelope
+    // itself, and its only framework error is a wrong method.
+    let callbacks = Router::new().route(
+        "/callbacks/stk/{token}",
+        post(callbacks::stk).fallback(|| async {
+            let mut answer =
+                ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint takes POST only")
+                    .into_response();
+            answer.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+            answer
+        }),
+    );
+    api.merge(callbacks)
+        .merge(crate::pages::router())
         .merge(crate::admin::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .layer(DefaultBodyLimit::max(daraja::callback::MAX_CALLBACK_BYTES))
