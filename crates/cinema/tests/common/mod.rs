@@ -42,6 +42,8 @@ pub async fn world(sim_config: SimConfig) -> World {
     settings.listen = "127.0.0.1:0".parse().unwrap();
     settings.database_url = format!("sqlite:{}", dir.join("lipa.db").display());
     settings.business_name = "Lipa Cinema".into();
+    // The shop's webhook endpoint listens on loopback beside the gateway.
+    settings.webhooks.allow_private = true;
     let app = Application::build(settings, connection, Arc::new(daraja::SystemClock)).await.unwrap();
     let lipa = format!("http://{}", app.addr());
     let gateway = app.gateway().clone();
