@@ -68,6 +68,12 @@ pub async fn step(gateway: &Gateway, batch: u32) -> Result<Step, StoreError> {
                 if decision.change.is_some() {
                     report.settled += 1;
                     gateway.changed(&check.id);
+                } else if decision.outcome == crate::settlement::Outcome::Mismatch {
+                    // An answer about another transaction said nothing about this one: ask
+                    // again, as after a failed query (which also keeps it from expiring
+                    // meanwhile).
+                    let note = "the answer named another transaction; asking again".to_owned();
+                    store.reschedule_check(&check.id, note, now + backoff, true, now).await?;
                 }
             }
             Ok(QueryOutcome::Pending) => {

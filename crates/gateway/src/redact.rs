@@ -1,26 +1,26 @@
 //! One rule for showing a URL or a connection string anywhere the gateway shows one: the CLI,
-//! the dashboard, the API, webhooks' own bodies, logs. A URL keeps its scheme, host, port, path
-//! and user name; its password, every query value and its fragment become `***` (they are
-//! where tokens travel: `?token=…`, `#access_token=…`). A connection string that is not a URL
-//! (`host=db password=…`) has the value of every key naming a secret replaced.
+//! the dashboard, the API, webhooks' own bodies, logs. A URL keeps its scheme, host, port and
+//! path; its user info, every query value and its fragment become `***` (they are where tokens
+//! travel: `https://TOKEN@host`, `?token=…`, `#access_token=…`). A URL the parser refuses
+//! keeps only its scheme and hosts; a `key=value` connection string that names a secret is not
+//! shown at all.
 
 use serde::Serializer;
 
 /// `raw` fit to show (see the module's rule).
 pub fn url(raw: &str) -> String {
-    let Ok(mut parsed) = url::Url::parse(raw) else { return connection_string(raw) };
-    if parsed.password().is_some() {
-        // Only fails for URLs that cannot have a password, which this one has.
-        let _ = parsed.set_password(Some("***"));
+    let Ok(mut parsed) = url::Url::parse(raw) else { return unparsed(raw) };
+    // A user name alone can be the secret (`https://TOKEN@host/`): the whole user info goes.
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        // Only fails for URLs that cannot have user info, which this one has.
+        let _ = parsed.set_username("***");
+        let _ = parsed.set_password(None);
     }
     if parsed.query().is_some() {
-        let pairs: Vec<(String, bool)> = parsed.query_pairs().map(|(k, v)| (k.into_owned(), v.is_empty())).collect();
-        let query = pairs
+        let keys: Vec<String> = parsed.query_pairs().map(|(k, _)| k.into_owned()).collect();
+        let query = keys
             .iter()
-            .map(|(k, empty)| {
-                let k: String = url::form_urlencoded::byte_serialize(k.as_bytes()).collect();
-                if *empty { k } else { format!("{k}=***") }
-            })
+            .map(|k| format!("{}=***", url::form_urlencoded::byte_serialize(k.as_bytes()).collect::<String>()))
             .collect::<Vec<_>>()
             .join("&");
         parsed.set_query(Some(&query));
@@ -31,20 +31,23 @@ pub fn url(raw: &str) -> String {
     parsed.to_string()
 }
 
-/// A `key=value` connection string with the values of secret keys replaced.
-fn connection_string(raw: &str) -> String {
-    raw.split(' ')
-        .map(|part| match part.split_once('=') {
-            Some((key, _)) if names_a_secret(key) => format!("{key}=***"),
-            _ => part.to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+/// A string that is not a URL the parser takes: a URL-like one (`postgres://u:pw@h1,h2/db`)
+/// loses what stands between `://` and its last `@`, and everything after a `?` or `#`; a
+/// `key=value` connection string that names a secret anywhere is not shown at all.
+fn unparsed(raw: &str) -> String {
+    if let Some((scheme, rest)) = raw.split_once("://") {
+        let rest = rest.split(['?', '#']).next().unwrap_or_default();
+        let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+        let hidden = if rest.contains('@') { "***@" } else { "" };
+        let tail = if raw.len() > scheme.len() + 3 + rest.len() { "?***" } else { "" };
+        return format!("{scheme}://{hidden}{host}{tail}");
+    }
+    if names_a_secret(raw) { "(a connection string holding a secret; not shown)".to_owned() } else { raw.to_owned() }
 }
 
-fn names_a_secret(key: &str) -> bool {
-    let key = key.to_ascii_lowercase();
-    ["pass", "secret", "token", "key", "auth", "sig"].iter().any(|word| key.contains(word))
+fn names_a_secret(text: &str) -> bool {
+    let text = text.to_ascii_lowercase();
+    ["pass", "secret", "token", "key", "auth", "sig"].iter().any(|word| text.contains(word))
 }
 
 /// Serializes a URL by [`url`].
@@ -67,16 +70,19 @@ mod tests {
     #[test]
     fn passwords_query_values_and_fragments_are_hidden_and_the_rest_kept() {
         for (raw, shown) in [
-            ("postgres://lipa:s3cret@db.internal:5432/lipa", "postgres://lipa:***@db.internal:5432/lipa"),
+            ("postgres://lipa:s3cret@db.internal:5432/lipa", "postgres://***@db.internal:5432/lipa"),
             (
                 "postgres://lipa@db/lipa?password=s3cret&sslmode=require",
-                "postgres://lipa@db/lipa?password=***&sslmode=***",
+                "postgres://***@db/lipa?password=***&sslmode=***",
             ),
-            ("https://user:pw@shop.example/hook?token=abc#frag", "https://user:***@shop.example/hook?token=***#***"),
+            ("https://user:pw@shop.example/hook?token=abc#frag", "https://***@shop.example/hook?token=***#***"),
+            ("https://ghp_TOKEN@shop.example/hook?s3cretToken", "https://***@shop.example/hook?s3cretToken=***"),
             ("https://shop.example/lipa/webhook", "https://shop.example/lipa/webhook"),
             ("sqlite:lipa.db", "sqlite:lipa.db"),
-            ("smtp://mail:pw@smtp.example:587", "smtp://mail:***@smtp.example:587"),
-            ("host=db user=lipa password=s3cret", "host=db user=lipa password=***"),
+            ("smtp://mail:pw@smtp.example:587", "smtp://***@smtp.example:587"),
+            ("postgres://u:pw@h1:5432,h2:5432/db?x=1", "postgres://***@h1:5432,h2:5432/db?***"),
+            ("host=db user=lipa password = 's3 cret'", "(a connection string holding a secret; not shown)"),
+            ("host=db user=lipa", "host=db user=lipa"),
         ] {
             assert_eq!(url(raw), shown, "{raw}");
         }

@@ -116,6 +116,8 @@ struct Inner {
     unmatched_stored: crate::budget::PerMinute,
     /// Log lines about callbacks no payment took.
     unmatched_logged: crate::budget::LogBudget,
+    /// Log lines about callbacks from addresses outside the allowlist.
+    source_logged: crate::budget::LogBudget,
     key_last_used: std::sync::Mutex<std::collections::HashMap<String, i64>>,
     changes: tokio::sync::broadcast::Sender<crate::payment::PaymentId>,
 }
@@ -139,7 +141,8 @@ impl Gateway {
             .build()?;
         let mut webhook_client = reqwest::Client::builder();
         if !settings.webhooks.allow_private {
-            webhook_client = webhook_client.dns_resolver(std::sync::Arc::new(crate::outbound::PublicOnly));
+            // Through a proxy the resolver would only ever see the proxy's name.
+            webhook_client = webhook_client.dns_resolver(std::sync::Arc::new(crate::outbound::PublicOnly)).no_proxy();
         }
         let webhook_client = webhook_client
             .timeout(settings.webhooks.timeout)
@@ -172,6 +175,7 @@ impl Gateway {
                 admin_throttle: crate::admin::auth::Throttle::default(),
                 unmatched_stored: crate::budget::PerMinute::new(crate::budget::UNMATCHED_STORED_PER_MINUTE),
                 unmatched_logged: crate::budget::LogBudget::default(),
+                source_logged: crate::budget::LogBudget::default(),
                 key_last_used: std::sync::Mutex::default(),
                 webhook_client,
                 changes: tokio::sync::broadcast::channel(1024).0,
@@ -443,6 +447,12 @@ impl Gateway {
             Some(_) => Err(CreateError::IdempotencyKeyReused),
             None => Ok(None),
         }
+    }
+
+    /// Whether to log, now, that a callback came from an address outside the allowlist (an
+    /// outsider controls how often), and how many such lines were left out the minute before.
+    pub(crate) fn log_foreign_source(&self) -> (bool, u32) {
+        self.inner.source_logged.allow(self.now())
     }
 
     /// Stores a callback for `token` and applies it. Answers only after the commit.

@@ -74,10 +74,53 @@ impl Application {
     /// Serves until `shutdown` completes; in-flight requests (callbacks above all) finish first.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let limits = self.gateway.settings().header_timeout;
+        // Behind a proxy every connection comes from the proxy: its own limits apply.
+        let per_peer = self.gateway.settings().callbacks.trusted_proxy_header.is_none().then_some(MAX_PER_PEER);
         let app = crate::api::router(self.gateway)
             .layer(axum::middleware::from_fn_with_state(limits.saturating_mul(6), request_deadline));
-        serve(self.listener, app, limits, shutdown).await;
+        serve(self.listener, app, limits, per_peer, shutdown).await;
         Ok(())
+    }
+}
+
+type PeerCounts = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>;
+
+/// One connection counted against its address (an IPv6 address by its /64), given back when
+/// the connection ends.
+struct PeerSlot {
+    peers: PeerCounts,
+    key: std::net::IpAddr,
+}
+
+impl PeerSlot {
+    /// Counts a connection from `ip`; `None` when the address has `limit` open already.
+    fn take(peers: &PeerCounts, ip: std::net::IpAddr, limit: Option<usize>) -> Option<Self> {
+        let key = match ip {
+            std::net::IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+                let s = v6.segments();
+                std::net::IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+            other => other.to_canonical(),
+        };
+        let mut counts = peers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = counts.entry(key).or_default();
+        if limit.is_some_and(|limit| *count >= limit) {
+            return None;
+        }
+        *count += 1;
+        Some(Self { peers: peers.clone(), key })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut counts = self.peers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = counts.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.key);
+            }
+        }
     }
 }
 
@@ -105,20 +148,28 @@ async fn request_deadline(
 /// flood of connections costs bounded memory.
 pub const MAX_CONNECTIONS: usize = 2048;
 
+/// Connections served at once from one address (an IPv6 /64), when clients connect directly:
+/// further ones are closed at once, so one client cannot take every connection (Safaricom's
+/// callbacks included) with event streams or idle connections.
+pub const MAX_PER_PEER: usize = 256;
+
 /// HTTP/1.1 over `listener` with the headers of every request due within `header_timeout`
 /// (hyper closes the connection otherwise, idle keep-alive connections included), and the
-/// client's address given to handlers as `ConnectInfo`; at most [`MAX_CONNECTIONS`] at once.
-/// On `shutdown`, stops accepting and lets open connections finish their requests.
+/// client's address given to handlers as `ConnectInfo`; at most [`MAX_CONNECTIONS`] at once,
+/// and `per_peer` from one address. On `shutdown`, stops accepting and lets open connections
+/// finish their requests.
 async fn serve(
     listener: TcpListener,
     app: axum::Router,
     header_timeout: Duration,
+    per_peer: Option<usize>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     use hyper_util::rt::{TokioIo, TokioTimer};
     let (closing, closed) = tokio::sync::watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let peers: PeerCounts = std::sync::Arc::default();
     loop {
         let slot = tokio::select! {
             slot = slots.clone().acquire_owned() => match slot {
@@ -139,6 +190,10 @@ async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let Some(peer_slot) = PeerSlot::take(&peers, peer.ip(), per_peer) else {
+            drop(stream);
+            continue;
+        };
         let app = app.clone();
         let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
             request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
@@ -146,7 +201,7 @@ async fn serve(
         });
         let mut closed = closed.clone();
         tokio::spawn(async move {
-            let _slot = slot;
+            let _slots = (slot, peer_slot);
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(header_timeout)

@@ -235,13 +235,11 @@ pub async fn run(gateway: Gateway, mut shutdown: tokio::sync::watch::Receiver<bo
                 Ok(jobs) => {
                     let count = jobs.len();
                     for job in jobs {
-                        let endpoint = job.url.clone().unwrap_or_default();
-                        in_flight.lock().unwrap_or_else(std::sync::PoisonError::into_inner).start(&endpoint);
-                        let (gateway, in_flight) = (gateway.clone(), in_flight.clone());
+                        let slot = Slot::take(&in_flight, job.url.clone().unwrap_or_default());
+                        let gateway = gateway.clone();
                         deliveries.spawn(async move {
-                            let result = deliver(gateway, job).await;
-                            in_flight.lock().unwrap_or_else(std::sync::PoisonError::into_inner).end(&endpoint);
-                            result
+                            let _slot = slot;
+                            deliver(gateway, job).await
                         });
                     }
                     count
@@ -256,18 +254,42 @@ pub async fn run(gateway: Gateway, mut shutdown: tokio::sync::watch::Receiver<bo
             tokio::select! {
                 () = tokio::time::sleep(Duration::from_millis(500)) => {}
                 Some(done) = deliveries.join_next(), if !deliveries.is_empty() => log_failure(done),
-                _ = shutdown.changed() => {}
+                changed = shutdown.changed() => {
+                    // The sender is gone: nobody can stop this worker any more, so stop now.
+                    if changed.is_err() {
+                        break;
+                    }
+                }
             }
         }
         while let Some(done) = deliveries.try_join_next() {
             log_failure(done);
         }
         if *shutdown.borrow() {
-            while let Some(done) = deliveries.join_next().await {
-                log_failure(done);
-            }
-            return;
+            break;
         }
+    }
+    while let Some(done) = deliveries.join_next().await {
+        log_failure(done);
+    }
+}
+
+/// A delivery's slot with its endpoint, given back when the delivery ends, however it ends.
+struct Slot {
+    in_flight: Arc<Mutex<InFlight>>,
+    endpoint: String,
+}
+
+impl Slot {
+    fn take(in_flight: &Arc<Mutex<InFlight>>, endpoint: String) -> Self {
+        in_flight.lock().unwrap_or_else(std::sync::PoisonError::into_inner).start(&endpoint);
+        Self { in_flight: in_flight.clone(), endpoint }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.in_flight.lock().unwrap_or_else(std::sync::PoisonError::into_inner).end(&self.endpoint);
     }
 }
 

@@ -235,3 +235,34 @@ async fn injection_looking_text_is_data_in_every_field() {
     assert_eq!(app.gateway.store().count_by_status().await.unwrap(), [("pending".to_owned(), 1)]);
     no_payment_paid(&app).await;
 }
+
+/// One client cannot take every connection: past its share, its connections are closed at
+/// once, and others are still served.
+#[tokio::test]
+async fn one_address_cannot_take_every_connection() {
+    let app = app().await;
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let mut held = Vec::new();
+    for _ in 0..lipa_gateway::startup::MAX_PER_PEER {
+        held.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    let mut extra = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let _ = extra.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), extra.read_to_end(&mut answer)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "a connection past the share was served: {:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    drop(held);
+    // Given back as they close.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if app.http.get(format!("{}/healthz", app.base)).send().await.is_ok_and(|r| r.status().is_success()) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "connections were not given back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

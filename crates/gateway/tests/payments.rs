@@ -192,6 +192,12 @@ async fn a_query_answer_about_another_transaction_is_recorded_and_flagged_not_ap
         .unwrap_or_else(|| panic!("no query_mismatch in {timeline}"));
     let note = mismatch["detail"]["note"].as_str().unwrap();
     assert!(note.contains("ws_CO_SOMEONE_ELSE") && note.contains("not applied"), "{note}");
+    // Daraja is asked again, as after a failed query, and the payment is not written off
+    // meanwhile: the customer may have paid.
+    app.clock.advance(Duration::from_secs(200));
+    let step = app.reconcile().await;
+    assert_eq!((step.queried, step.settled, step.expired), (1, 0, 0));
+    assert_eq!(app.payment(&id).await["status"], "pending");
 }
 
 #[tokio::test]

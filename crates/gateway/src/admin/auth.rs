@@ -135,17 +135,23 @@ pub fn user_key(name: &str) -> String {
 }
 
 /// Sign-in attempts: reserved in the store before the password is checked, and the checks
-/// themselves, a few at a time off the request threads.
+/// themselves, one at a time off the request threads.
+///
+/// Three limits, each per [`THROTTLE_WINDOW_MS`]: [`MAX_FAILURES`] for a user from one
+/// address, 4 times that for an address whatever the user, and 10 times that for a user from
+/// everywhere. So one address cannot lock a user out for the others (a user's own limit needs
+/// ten addresses' worth of attempts), and many addresses cannot try more than 50 passwords on
+/// one user.
 #[derive(Debug)]
 pub struct Throttle {
     /// Address keys refused lately, and until when this process refuses them without a write.
     throttled: Mutex<HashMap<String, i64>>,
-    checks: tokio::sync::Semaphore,
+    checks: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl Default for Throttle {
     fn default() -> Self {
-        Self { throttled: Mutex::default(), checks: tokio::sync::Semaphore::new(CHECKS_AT_ONCE) }
+        Self { throttled: Mutex::default(), checks: std::sync::Arc::new(tokio::sync::Semaphore::new(CHECKS_AT_ONCE)) }
     }
 }
 
@@ -153,10 +159,16 @@ impl Default for Throttle {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Busy;
 
+/// The throttling keys of a user name from an address: this user from there, this user.
+fn user_keys(user: &str, address: &str) -> [String; 2] {
+    [format!("{}@{address}", user_key(user)), user_key(user)]
+}
+
 impl Throttle {
     /// Reserves an attempt from `address` (an [`address_key`]) and, if the name is valid, for
-    /// `user`: false when either has used up its attempts in the window. The address comes
-    /// first, so a throttled address reserves nothing for any user name it sends.
+    /// `user` from there and for `user`: false when any has used up its attempts in the
+    /// window (the reservations already made then stand: they were attempts). The address
+    /// comes first, so a throttled address reserves nothing for any user name it sends.
     pub async fn reserve(
         &self,
         store: &Store,
@@ -179,24 +191,42 @@ impl Throttle {
             throttled.insert(address.to_owned(), now + REMEMBER_MS);
             return Ok(false);
         }
-        match user {
-            Some(user) => store.reserve_login_attempt(&user_key(user), MAX_FAILURES, THROTTLE_WINDOW_MS, now).await,
-            None => Ok(true),
-        }
+        let Some(user) = user else { return Ok(true) };
+        let [from_here, anywhere] = user_keys(user, address);
+        Ok(store.reserve_login_attempt(&from_here, MAX_FAILURES, THROTTLE_WINDOW_MS, now).await?
+            && store.reserve_login_attempt(&anywhere, MAX_FAILURES * 10, THROTTLE_WINDOW_MS, now).await?)
     }
 
     /// After a successful sign-in: the user's attempts are forgotten and the address's
     /// reservation given back.
     pub async fn succeeded(&self, store: &Store, user: &str, address: &str) -> Result<(), StoreError> {
-        store.release_login_attempts(&user_key(user), address).await
+        store.release_login_attempts(&user_keys(user, address), &[address.to_owned()]).await
+    }
+
+    /// After an attempt whose password could not be checked (too busy, the store down): its
+    /// reservations are given back, as it tried nothing.
+    pub async fn not_tried(&self, store: &Store, user: Option<&str>, address: &str) -> Result<(), StoreError> {
+        let mut keys = vec![address.to_owned()];
+        if let Some(user) = user {
+            keys.extend(user_keys(user, address));
+        }
+        store.release_login_attempts(&[], &keys).await
     }
 
     /// Checks `password` against `hash` on the blocking pool, at most [`CHECKS_AT_ONCE`] at a
-    /// time, after waiting at most [`CHECK_WAIT`] for a turn.
+    /// time, after waiting at most [`CHECK_WAIT`] for a turn. The turn goes with the check:
+    /// a request dropped meanwhile does not free it while the check still runs.
     pub async fn check_password(&self, hash: String, password: String) -> Result<bool, Busy> {
-        let _turn =
-            tokio::time::timeout(CHECK_WAIT, self.checks.acquire()).await.map_err(|_| Busy)?.map_err(|_| Busy)?;
-        tokio::task::spawn_blocking(move || verify_password(&hash, &password)).await.map_err(|_| Busy)
+        let turn = tokio::time::timeout(CHECK_WAIT, self.checks.clone().acquire_owned())
+            .await
+            .map_err(|_| Busy)?
+            .map_err(|_| Busy)?;
+        tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            verify_password(&hash, &password)
+        })
+        .await
+        .map_err(|_| Busy)
     }
 }
 

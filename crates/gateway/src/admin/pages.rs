@@ -186,7 +186,10 @@ pub(super) async fn login(
     let user = match name {
         Some(name) => match gateway.store().admin_user(name).await {
             Ok(u) => u,
-            Err(e) => return store_down(&e),
+            Err(e) => {
+                let _ = throttle.not_tried(gateway.store(), Some(name), &address).await;
+                return store_down(&e);
+            }
         },
         None => None,
     };
@@ -197,6 +200,7 @@ pub(super) async fn login(
         Some(_) => match throttle.check_password(hash, form.password).await {
             Ok(matches) => matches,
             Err(auth::Busy) => {
+                let _ = throttle.not_tried(gateway.store(), name, &address).await;
                 return login_page(
                     &gateway,
                     Some("Too many people are signing in at once. Try again in a minute."),

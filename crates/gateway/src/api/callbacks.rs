@@ -83,8 +83,11 @@ pub(super) async fn stk(
     let ip = source(&gateway, &headers, peer);
     let allowlist = &gateway.settings().callbacks;
     if !allowlist.allowlist.is_empty() && !allowlist.allowlist.contains(&ip) {
+        let (log, left_out) = gateway.log_foreign_source();
         if allowlist.enforce_allowlist {
-            tracing::warn!(source = %ip, "callback refused: source address not in the allowlist");
+            if log {
+                tracing::warn!(source = %ip, left_out_last_minute = left_out, "callback refused: source address not in the allowlist");
+            }
             gateway.metrics().callback_refused();
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -92,7 +95,13 @@ pub(super) async fn stk(
                 "this address may not send callbacks",
             ));
         }
-        tracing::warn!(source = %ip, "callback from an address outside the allowlist (accepted: not enforced)");
+        if log {
+            tracing::warn!(
+                source = %ip,
+                left_out_last_minute = left_out,
+                "callback from an address outside the allowlist (accepted: not enforced)"
+            );
+        }
     }
     let received = receive(body, &headers).await?;
     let too_large = matches!(received, Received::TooLarge { .. });

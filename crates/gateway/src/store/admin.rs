@@ -353,18 +353,17 @@ impl Store {
         Ok(counts.get(1).is_some_and(|n| *n > 0))
     }
 
-    /// After a successful sign-in: forgets the user's attempts and gives the address back the
-    /// one it reserved (only failures count against an address).
-    pub async fn release_login_attempts(&self, user_key: &str, address_key: &str) -> Result<(), StoreError> {
-        self.execute_all(vec![
-            ("DELETE FROM login_attempts WHERE key = $1", vec![user_key.into()]),
+    /// Forgets the sign-in attempts under `forget` and gives back one reserved under each of
+    /// `give_back`, in one commit.
+    pub async fn release_login_attempts(&self, forget: &[String], give_back: &[String]) -> Result<(), StoreError> {
+        let forget = forget.iter().map(|key| ("DELETE FROM login_attempts WHERE key = $1", vec![key.as_str().into()]));
+        let give_back = give_back.iter().map(|key| {
             (
                 "UPDATE login_attempts SET attempts = attempts - 1 WHERE key = $1 AND attempts > 0",
-                vec![address_key.into()],
-            ),
-        ])
-        .await
-        .map(|_| ())
+                vec![key.as_str().into()],
+            )
+        });
+        self.execute_all(forget.chain(give_back).collect()).await.map(|_| ())
     }
 
     /// Marks a callback on the review list (no payment took it, or it was malformed) reviewed.

@@ -806,14 +806,14 @@ impl PostgresStore {
                  WHERE id IN (
                     SELECT id FROM (
                         SELECT id, next_attempt_at,
-                               ROW_NUMBER() OVER (PARTITION BY COALESCE(url, '') ORDER BY next_attempt_at) AS nth
+                               ROW_NUMBER() OVER (PARTITION BY COALESCE(url, '') ORDER BY next_attempt_at, id) AS nth
                         FROM (SELECT id, url, next_attempt_at FROM webhook_events
                               WHERE status = 'pending' AND next_attempt_at <= $1
                                 AND (lease_until IS NULL OR lease_until <= $1)
                                 AND COALESCE(url, '') <> ALL($5::TEXT[])
                               ORDER BY next_attempt_at LIMIT $3::BIGINT * 4 FOR UPDATE SKIP LOCKED) due
                     ) ranked
-                    WHERE nth <= $4::BIGINT ORDER BY next_attempt_at LIMIT $3::BIGINT)
+                    WHERE nth <= $4::BIGINT ORDER BY next_attempt_at, id LIMIT $3::BIGINT)
                  RETURNING id, payment_id, api_key_id, type, url, payload, attempts, created_at",
                 &[&now, &lease_until, &i64::from(limit), &i64::from(per_endpoint), &busy],
             )

@@ -1338,13 +1338,13 @@ impl SqliteStore {
                      WHERE id IN (
                         SELECT id FROM (
                             SELECT id, next_attempt_at,
-                                   ROW_NUMBER() OVER (PARTITION BY endpoint ORDER BY next_attempt_at) AS nth
+                                   ROW_NUMBER() OVER (PARTITION BY endpoint ORDER BY next_attempt_at, id) AS nth
                             FROM (SELECT id, next_attempt_at, COALESCE(url, '') AS endpoint FROM webhook_events
                                   WHERE status = 'pending' AND next_attempt_at <= ?1
                                     AND (lease_until IS NULL OR lease_until <= ?1)
                                     AND COALESCE(url, '') NOT IN (SELECT value FROM json_each(?5))
                                   ORDER BY next_attempt_at LIMIT ?3 * 4))
-                        WHERE nth <= ?4 ORDER BY next_attempt_at LIMIT ?3)
+                        WHERE nth <= ?4 ORDER BY next_attempt_at, id LIMIT ?3)
                      RETURNING id, payment_id, api_key_id, type, url, payload, attempts, created_at",
                 )
                 .map_err(sql_error)?;
