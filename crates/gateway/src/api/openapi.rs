@@ -78,7 +78,7 @@ pub fn document() -> Value {
                         "account_reference": reference,
                         "description": description,
                         "metadata": or_null(json!({"type": "object", "description": "Returned as given; at most 4 KiB"})),
-                        "webhook_url": or_null(json!({"type": "string", "format": "uri"})),
+                        "webhook_url": or_null(json!({"type": "string", "format": "uri", "description": "http(s); a public address unless the gateway allows private ones (LIPA_WEBHOOK_ALLOW_PRIVATE)"})),
                         "customer_email": or_null(json!({"type": "string", "format": "email"}))
                     }
                 },
@@ -95,7 +95,7 @@ pub fn document() -> Value {
                         "phone": or_null(phone.clone()),
                         "customer_email": or_null(json!({"type": "string", "format": "email"})),
                         "metadata": or_null(json!({"type": "object", "description": "Copied to the payments (with `checkout_session`)"})),
-                        "webhook_url": or_null(json!({"type": "string", "format": "uri"}))
+                        "webhook_url": or_null(json!({"type": "string", "format": "uri", "description": "http(s); a public address unless the gateway allows private ones (LIPA_WEBHOOK_ALLOW_PRIVATE)"}))
                     }
                 },
                 "CheckoutSession": {
