@@ -8,9 +8,10 @@
 //! leased, so several workers never send one attempt twice.
 //!
 //! One endpoint cannot hold up another's events: the worker never waits for a whole batch,
-//! each endpoint has its own slots ([`PER_ENDPOINT`] deliveries at once, each with its own
-//! timeout), and a claim takes at most that many events of one endpoint and none of an
-//! endpoint whose slots are all in use.
+//! each endpoint (a URL's origin, so one server's URLs share it whatever their path or query)
+//! has its own slots ([`PER_ENDPOINT`] deliveries at once, each with its own timeout), a claim
+//! takes at most that many events of one URL, and none of an endpoint whose slots are all in
+//! use.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -103,7 +104,16 @@ pub async fn step(gateway: &Gateway, batch: u32) -> Result<usize, StoreError> {
     Ok(count)
 }
 
-/// The worker's deliveries in flight, by endpoint (an event's own URL, `""` for the default).
+/// What a delivery counts against: its URL's origin (`https://host:port`), so that URLs of one
+/// server that differ in path or query (`?order=…`) share its slots; `""` for the default URL.
+fn endpoint(url: Option<&str>) -> String {
+    url.map_or_else(String::new, |raw| match url::Url::parse(raw).map(|u| u.origin()) {
+        Ok(origin @ url::Origin::Tuple(..)) => origin.ascii_serialization(),
+        _ => raw.to_owned(),
+    })
+}
+
+/// The worker's deliveries in flight, by endpoint (see [`endpoint`]).
 #[derive(Debug, Default)]
 struct InFlight {
     by_endpoint: HashMap<String, u32>,
@@ -235,7 +245,7 @@ pub async fn run(gateway: Gateway, mut shutdown: tokio::sync::watch::Receiver<bo
                 Ok(jobs) => {
                     let count = jobs.len();
                     for job in jobs {
-                        let slot = Slot::take(&in_flight, job.url.clone().unwrap_or_default());
+                        let slot = Slot::take(&in_flight, endpoint(job.url.as_deref()));
                         let gateway = gateway.clone();
                         deliveries.spawn(async move {
                             let _slot = slot;
@@ -308,6 +318,13 @@ mod tests {
         assert!(!verify("whsec_other", &header, "{\"id\":1}", 1_700_000_100, 300), "other secret");
         assert!(!verify("whsec_test", &header, "{\"id\":1}", 1_700_001_000, 300), "outside the replay window");
         assert!(!verify("whsec_test", "garbage", "{\"id\":1}", 1_700_000_000, 300));
+    }
+
+    #[test]
+    fn an_endpoint_is_a_urls_origin() {
+        assert_eq!(endpoint(Some("http://127.0.0.1:8000/hooks?order=1")), "http://127.0.0.1:8000");
+        assert_eq!(endpoint(Some("https://shop.example/lipa/webhook#x")), "https://shop.example");
+        assert_eq!(endpoint(None), "", "the default URL");
     }
 
     #[test]

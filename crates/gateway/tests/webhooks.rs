@@ -285,3 +285,21 @@ async fn a_claim_takes_a_few_events_of_each_endpoint_and_none_of_a_busy_one() {
     let last = store.claim_due_webhooks(now, lease, 50, 2, vec![]).await.unwrap();
     assert_eq!(endpoints(&last), vec![x]);
 }
+
+/// A busy endpoint is a server, not one URL: URLs that differ in path or query (one per order)
+/// are all left out of a claim while their server's slots are in use.
+#[tokio::test]
+async fn a_busy_endpoint_is_left_out_whatever_the_path_or_query() {
+    let app = spawn_app_with(SimConfig::default(), |_| {}).await;
+    let (x, _) = receiver(&[]).await;
+    let (y, _) = receiver(&[]).await;
+    let origin = x.trim_end_matches("/hooks").to_owned();
+    for url in [format!("{x}?order=1"), format!("{x}/deeper?order=2"), x.clone(), y.clone()] {
+        paid_payment(&app, &url).await;
+    }
+    let store = app.gateway.store();
+    let now = app.gateway.now();
+    let claimed = store.claim_due_webhooks(now, now + 60_000, 50, 4, vec![origin]).await.unwrap();
+    let urls: Vec<_> = claimed.iter().map(|j| j.url.clone().unwrap_or_default()).collect();
+    assert_eq!(urls, vec![y], "only the other server's event");
+}

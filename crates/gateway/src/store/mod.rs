@@ -828,9 +828,10 @@ impl Store {
     }
 
     /// Leases up to `limit` webhook events due at `now` until `lease_until`, oldest due first:
-    /// at most `per_endpoint` for one endpoint (an event's own URL, or `""` for the default
-    /// one), and none for the endpoints in `busy`. So one slow endpoint's backlog cannot fill a
-    /// claim and keep the others' events waiting behind it.
+    /// at most `per_endpoint` for one URL (an event's own, or `""` for the default one), and
+    /// none for the endpoints in `busy`: origins (`https://host:port`) whose URLs, whatever
+    /// their path or query, are all left out (and `""` for the default URL). So one slow
+    /// endpoint's backlog cannot fill a claim and keep the others' events waiting behind it.
     pub async fn claim_due_webhooks(
         &self,
         now: i64,

@@ -810,7 +810,9 @@ impl PostgresStore {
                         FROM (SELECT id, url, next_attempt_at FROM webhook_events
                               WHERE status = 'pending' AND next_attempt_at <= $1
                                 AND (lease_until IS NULL OR lease_until <= $1)
-                                AND COALESCE(url, '') <> ALL($5::TEXT[])
+                                AND NOT EXISTS (SELECT 1 FROM unnest($5::TEXT[]) AS b(busy)
+                                                WHERE COALESCE(url, '') = busy OR url LIKE busy || '/%'
+                                                   OR url LIKE busy || '?%' OR url LIKE busy || '#%')
                               ORDER BY next_attempt_at LIMIT $3::BIGINT * 4 FOR UPDATE SKIP LOCKED) due
                     ) ranked
                     WHERE nth <= $4::BIGINT ORDER BY next_attempt_at, id LIMIT $3::BIGINT)

@@ -1342,7 +1342,9 @@ impl SqliteStore {
                             FROM (SELECT id, next_attempt_at, COALESCE(url, '') AS endpoint FROM webhook_events
                                   WHERE status = 'pending' AND next_attempt_at <= ?1
                                     AND (lease_until IS NULL OR lease_until <= ?1)
-                                    AND COALESCE(url, '') NOT IN (SELECT value FROM json_each(?5))
+                                    AND NOT EXISTS (SELECT 1 FROM json_each(?5)
+                                                    WHERE COALESCE(url, '') = value OR url LIKE value || '/%'
+                                                       OR url LIKE value || '?%' OR url LIKE value || '#%')
                                   ORDER BY next_attempt_at LIMIT ?3 * 4))
                         WHERE nth <= ?4 ORDER BY next_attempt_at, id LIMIT ?3)
                      RETURNING id, payment_id, api_key_id, type, url, payload, attempts, created_at",
