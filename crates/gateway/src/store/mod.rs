@@ -342,9 +342,34 @@ fn unmatched_excerpt<'b>(body: &'b [u8], note: &mut String) -> &'b [u8] {
     &body[..UNMATCHED_EXCERPT_BYTES]
 }
 
-/// The minute (ms, its start) a callback counted instead of stored is tallied under.
-fn minute_of(at: i64) -> i64 {
-    at - at.rem_euclid(60_000)
+/// What a settlement keeps of a callback, decided here for every backend.
+enum Kept<'a> {
+    /// Its row: the decision's note and the body, cut to an excerpt when no payment took it.
+    Row { note: String, body: &'a [u8] },
+    /// Only a count: no payment took it, and the budget for storing such callbacks is spent.
+    Counted(Tally),
+}
+
+/// A callback counted instead of stored: tallied under its minute (ms, the minute's start).
+#[derive(Debug, Clone, Copy)]
+struct Tally {
+    minute: i64,
+    bytes: i64,
+    at: i64,
+}
+
+/// What to keep of `incoming`, given whether a payment took it and its decision's note.
+fn kept(incoming: &IncomingCallback, matched: bool, mut note: String) -> Kept<'_> {
+    if matched {
+        return Kept::Row { note, body: &incoming.body };
+    }
+    if !incoming.keep_if_unmatched {
+        let at = incoming.received_at;
+        let bytes = i64::try_from(incoming.body.len()).unwrap_or(i64::MAX);
+        return Kept::Counted(Tally { minute: at - at.rem_euclid(60_000), bytes, at });
+    }
+    let body = unmatched_excerpt(&incoming.body, &mut note);
+    Kept::Row { note, body }
 }
 
 /// What storing a callback did.

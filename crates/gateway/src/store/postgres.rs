@@ -20,10 +20,9 @@ use tokio_postgres::{NoTls, Row};
 use super::sql::{Arg, Cell, Rows, Statement};
 use super::{
     ASKABLE_NO_LONGER, ApiKey, CallbackStored, CheckoutSession, DueCheck, EmailJob, EmailNext, Event, IncomingCallback,
-    Inserted, NewCheckoutSession, NewPayment, PUSH_UNHEARD, PaymentFilter, PushResult, SessionInserted, Settling,
+    Inserted, Kept, NewCheckoutSession, NewPayment, PUSH_UNHEARD, PaymentFilter, PushResult, SessionInserted, Settling,
     StoreError, StoredCallback, WebhookAttempt, WebhookEvent, WebhookJob, WebhookNext, announcement, callback_decision,
-    current, expiry_note, minute_of, new_email_id, new_event_id, sends_receipt, settlement_event, unmatched_excerpt,
-    webhook_payload,
+    current, expiry_note, kept, new_email_id, new_event_id, sends_receipt, settlement_event, webhook_payload,
 };
 use crate::payment::{FailureReason, Payment, PaymentId, SettledBy, Status};
 use crate::settlement::{self, Change, Decision};
@@ -68,10 +67,6 @@ const COUNT_UNMATCHED: &str =
      ON CONFLICT (minute) DO UPDATE SET count = unmatched_callback_counts.count + excluded.count,
         bytes = unmatched_callback_counts.bytes + excluded.bytes,
         last_at = GREATEST(unmatched_callback_counts.last_at, excluded.last_at)";
-
-fn body_len(body: &[u8]) -> i64 {
-    i64::try_from(body.len()).unwrap_or(i64::MAX)
-}
 
 /// Run on every new connection: COMMIT waits for the server's WAL flush, whatever the server,
 /// role or database default.
@@ -466,14 +461,14 @@ impl PostgresStore {
             None => (decision, None),
         };
         let payment_id = found.map(|p| p.id);
-        if payment_id.is_none() && !incoming.keep_if_unmatched {
-            let (minute, bytes) = (minute_of(incoming.received_at), body_len(&incoming.body));
-            tx.execute(COUNT_UNMATCHED, &[&minute, &1_i64, &bytes, &incoming.received_at]).await.map_err(pg_error)?;
-            tx.commit().await.map_err(pg_error)?;
-            return Ok(CallbackStored { outcome: decision.outcome, stored: false, payment_id, status });
-        }
-        let mut note = decision.note;
-        let body = if payment_id.is_none() { unmatched_excerpt(&incoming.body, &mut note) } else { &incoming.body };
+        let (note, body) = match kept(&incoming, payment_id.is_some(), decision.note) {
+            Kept::Row { note, body } => (note, body),
+            Kept::Counted(t) => {
+                tx.execute(COUNT_UNMATCHED, &[&t.minute, &1_i64, &t.bytes, &t.at]).await.map_err(pg_error)?;
+                tx.commit().await.map_err(pg_error)?;
+                return Ok(CallbackStored { outcome: decision.outcome, stored: false, payment_id, status });
+            }
+        };
         let insert = tx
             .prepare_cached(
                 "INSERT INTO callbacks (received_at, payment_id, token_hash, source, checkout_request_id, outcome, note, body)

@@ -38,10 +38,9 @@ use tokio::sync::{mpsc, oneshot};
 use super::sql::{Arg, Cell, Rows, Statement, to_sqlite};
 use super::{
     ASKABLE_NO_LONGER, ApiKey, CallbackStored, CheckoutSession, DueCheck, EmailJob, EmailNext, Event, IncomingCallback,
-    Inserted, NewCheckoutSession, NewPayment, PUSH_UNHEARD, PaymentFilter, PushResult, SessionInserted, StoreError,
-    StoredCallback, WebhookAttempt, WebhookEvent, WebhookJob, WebhookNext, announcement, callback_decision, current,
-    expiry_note, minute_of, new_email_id, new_event_id, sends_receipt, settlement_event, unmatched_excerpt,
-    webhook_payload,
+    Inserted, Kept, NewCheckoutSession, NewPayment, PUSH_UNHEARD, PaymentFilter, PushResult, SessionInserted,
+    StoreError, StoredCallback, WebhookAttempt, WebhookEvent, WebhookJob, WebhookNext, announcement, callback_decision,
+    current, expiry_note, kept, new_email_id, new_event_id, sends_receipt, settlement_event, webhook_payload,
 };
 use crate::payment::{FailureReason, Payment, PaymentId, SettledBy, Status};
 use crate::settlement::{self, Change, Decision};
@@ -996,18 +995,13 @@ impl SqliteStore {
                 }
                 None => (decision, None),
             };
-            if payment_id.is_none() && !incoming.keep_if_unmatched {
-                let minute = minute_of(incoming.received_at);
-                exec(
-                    c,
-                    COUNT_UNMATCHED,
-                    params![minute, i64::try_from(incoming.body.len()).unwrap_or(i64::MAX), incoming.received_at],
-                )
-                .map_err(sql_error)?;
-                return Ok(CallbackStored { outcome: decision.outcome, stored: false, payment_id, status });
-            }
-            let mut note = decision.note;
-            let body = if payment_id.is_none() { unmatched_excerpt(&incoming.body, &mut note) } else { &incoming.body };
+            let (note, body) = match kept(&incoming, payment_id.is_some(), decision.note) {
+                Kept::Row { note, body } => (note, body),
+                Kept::Counted(t) => {
+                    exec(c, COUNT_UNMATCHED, params![t.minute, t.bytes, t.at]).map_err(sql_error)?;
+                    return Ok(CallbackStored { outcome: decision.outcome, stored: false, payment_id, status });
+                }
+            };
             exec(
                 c,
                 INSERT_CALLBACK,

@@ -21,13 +21,12 @@ use std::sync::Arc;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::{
-    COUNT_UNMATCHED, PAYMENT_COLUMNS, PostgresStore, body_len, payment_from_row, pg_error, pool_error,
-    settling_from_row,
+    COUNT_UNMATCHED, PAYMENT_COLUMNS, PostgresStore, payment_from_row, pg_error, pool_error, settling_from_row,
 };
 use crate::payment::{FailureReason, Payment};
 use crate::store::{
-    CallbackStored, IncomingCallback, Settling, StoreError, announcement, callback_decision, minute_of, new_email_id,
-    new_event_id, sends_receipt, settlement_event, unmatched_excerpt, webhook_payload,
+    CallbackStored, IncomingCallback, Kept, Settling, StoreError, Tally, announcement, callback_decision, kept,
+    new_email_id, new_event_id, sends_receipt, settlement_event, webhook_payload,
 };
 
 /// Most callbacks settled in one transaction.
@@ -148,8 +147,8 @@ struct Writes<'a> {
     cb_outcomes: Vec<&'static str>,
     cb_notes: Vec<String>,
     cb_bodies: Vec<&'a [u8]>,
-    /// Callbacks no payment took, beyond the storage budget: (minute, bytes, received at).
-    counted: Vec<(i64, i64, i64)>,
+    /// Callbacks no payment took, beyond the storage budget.
+    counted: Vec<Tally>,
 }
 
 async fn settle_together(store: &PostgresStore, callbacks: &[IncomingCallback]) -> Result<Vec<CallbackStored>, Failed> {
@@ -213,13 +212,14 @@ async fn settle_together(store: &PostgresStore, callbacks: &[IncomingCallback]) 
             None => None,
         };
         let payment_id = payment.map(|p| p.id.clone());
-        if payment.is_none() && !incoming.keep_if_unmatched {
-            w.counted.push((minute_of(now), body_len(&incoming.body), now));
-            results.push(CallbackStored { outcome: decision.outcome, stored: false, payment_id, status });
-            continue;
-        }
-        let mut note = decision.note;
-        let body = if payment.is_none() { unmatched_excerpt(&incoming.body, &mut note) } else { &incoming.body };
+        let (note, body) = match kept(incoming, payment.is_some(), decision.note) {
+            Kept::Row { note, body } => (note, body),
+            Kept::Counted(t) => {
+                w.counted.push(t);
+                results.push(CallbackStored { outcome: decision.outcome, stored: false, payment_id, status });
+                continue;
+            }
+        };
         w.cb_at.push(now);
         w.cb_payments.push(payment.map(|p| p.id.as_str()));
         w.cb_tokens.push(&incoming.token_hash);
@@ -348,9 +348,9 @@ async fn settle_together(store: &PostgresStore, callbacks: &[IncomingCallback]) 
     let counted = async {
         // One row per minute, whatever the batch held.
         let mut minutes: HashMap<i64, (i64, i64, i64)> = HashMap::new();
-        for &(minute, bytes, at) in &w.counted {
-            let tally = minutes.entry(minute).or_default();
-            *tally = (tally.0 + 1, tally.1.saturating_add(bytes), tally.2.max(at));
+        for t in &w.counted {
+            let tally = minutes.entry(t.minute).or_default();
+            *tally = (tally.0 + 1, tally.1.saturating_add(t.bytes), tally.2.max(t.at));
         }
         for (minute, (count, bytes, last_at)) in minutes {
             tx.execute(COUNT_UNMATCHED, &[&minute, &count, &bytes, &last_at]).await.map_err(pg_error)?;
