@@ -7,7 +7,7 @@
 //! costs at most one minute's budget per process.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 
 /// Callbacks no payment took, stored per minute (each at most
 /// [`crate::store::UNMATCHED_EXCERPT_BYTES`]); the rest are only counted.
@@ -22,26 +22,20 @@ pub struct PerMinute {
     limit: u32,
     /// The minute (ms / 60,000) and how many were taken in it.
     state: Mutex<(i64, u32)>,
-    /// The minute whose budget is used up, once one is: lets [`Self::has_room`], which runs
-    /// for every callback, answer without the lock.
+    /// The minute whose budget is used up (`i64::MIN`, no minute, until one is): lets
+    /// [`Self::has_room`], which runs for every callback, answer without the lock.
     full_in: AtomicI64,
-    used_up: AtomicBool,
 }
 
 impl PerMinute {
     /// `limit` per minute.
     pub fn new(limit: u32) -> Self {
-        Self {
-            limit,
-            state: Mutex::new((i64::MIN, 0)),
-            full_in: AtomicI64::new(i64::MIN),
-            used_up: AtomicBool::new(false),
-        }
+        Self { limit, state: Mutex::new((i64::MIN, 0)), full_in: AtomicI64::new(i64::MIN) }
     }
 
     /// Whether one more is allowed at `now` (ms), without taking it.
     pub fn has_room(&self, now: i64) -> bool {
-        !(self.used_up.load(Ordering::Relaxed) && self.full_in.load(Ordering::Relaxed) == now.div_euclid(60_000))
+        self.full_in.load(Ordering::Relaxed) != now.div_euclid(60_000)
     }
 
     /// Takes one at `now` (ms) if allowed. When the minute turns over, returns how many were
@@ -57,7 +51,6 @@ impl PerMinute {
         state.1 = state.1.saturating_add(1);
         if state.1 >= self.limit {
             self.full_in.store(minute, Ordering::Relaxed);
-            self.used_up.store(true, Ordering::Relaxed);
         }
         (state.1 <= self.limit, refused_before)
     }

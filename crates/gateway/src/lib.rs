@@ -27,5 +27,6 @@ pub mod service;
 pub mod settlement;
 pub mod startup;
 pub mod store;
+pub mod tally;
 pub mod time_fmt;
 pub mod webhooks;

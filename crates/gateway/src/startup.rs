@@ -83,47 +83,6 @@ impl Application {
     }
 }
 
-type PeerCounts = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>;
-
-/// One connection counted against its address (an IPv6 address by its /64), given back when
-/// the connection ends.
-struct PeerSlot {
-    peers: PeerCounts,
-    key: std::net::IpAddr,
-}
-
-impl PeerSlot {
-    /// Counts a connection from `ip`; `None` when the address has `limit` open already.
-    fn take(peers: &PeerCounts, ip: std::net::IpAddr, limit: Option<usize>) -> Option<Self> {
-        let key = match ip {
-            std::net::IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
-                let s = v6.segments();
-                std::net::IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-            }
-            other => other.to_canonical(),
-        };
-        let mut counts = peers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let count = counts.entry(key).or_default();
-        if limit.is_some_and(|limit| *count >= limit) {
-            return None;
-        }
-        *count += 1;
-        Some(Self { peers: peers.clone(), key })
-    }
-}
-
-impl Drop for PeerSlot {
-    fn drop(&mut self) {
-        let mut counts = self.peers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(count) = counts.get_mut(&self.key) {
-            *count -= 1;
-            if *count == 0 {
-                counts.remove(&self.key);
-            }
-        }
-    }
-}
-
 /// Cuts a request whose handler (reading the body included) takes longer than `deadline`:
 /// a client dripping its body cannot hold a connection. Response bodies (server-sent events,
 /// CSV exports) stream after this and are not cut.
@@ -169,7 +128,7 @@ async fn serve(
     let (closing, closed) = tokio::sync::watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    let peers: PeerCounts = std::sync::Arc::default();
+    let peers = crate::tally::Tally::default();
     loop {
         let slot = tokio::select! {
             slot = slots.clone().acquire_owned() => match slot {
@@ -190,7 +149,7 @@ async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let Some(peer_slot) = PeerSlot::take(&peers, peer.ip(), per_peer) else {
+        let Some(peer_slot) = peers.take(crate::api::client_network(peer.ip()), per_peer) else {
             drop(stream);
             continue;
         };

@@ -13,8 +13,6 @@
 //! takes at most that many events of one URL, and none of an endpoint whose slots are all in
 //! use.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
@@ -113,35 +111,6 @@ fn endpoint(url: Option<&str>) -> String {
     })
 }
 
-/// The worker's deliveries in flight, by endpoint (see [`endpoint`]).
-#[derive(Debug, Default)]
-struct InFlight {
-    by_endpoint: HashMap<String, u32>,
-    total: usize,
-}
-
-impl InFlight {
-    /// Endpoints with no slot free.
-    fn busy(&self) -> Vec<String> {
-        self.by_endpoint.iter().filter(|(_, n)| **n >= PER_ENDPOINT).map(|(e, _)| e.clone()).collect()
-    }
-
-    fn start(&mut self, endpoint: &str) {
-        *self.by_endpoint.entry(endpoint.to_owned()).or_default() += 1;
-        self.total += 1;
-    }
-
-    fn end(&mut self, endpoint: &str) {
-        if let Some(n) = self.by_endpoint.get_mut(endpoint) {
-            *n -= 1;
-            if *n == 0 {
-                self.by_endpoint.remove(endpoint);
-            }
-        }
-        self.total = self.total.saturating_sub(1);
-    }
-}
-
 async fn deliver(gateway: Gateway, job: WebhookJob) -> Result<(), StoreError> {
     let store = gateway.store();
     let settings = &gateway.settings().webhooks;
@@ -231,13 +200,12 @@ async fn excerpt(mut response: reqwest::Response) -> String {
 /// each delivery on its own, and claims again as soon as one ends (or every half second),
 /// never waiting for a batch. On shutdown, lets the deliveries in flight finish.
 pub async fn run(gateway: Gateway, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-    let in_flight = Arc::new(Mutex::new(InFlight::default()));
+    // Deliveries in flight, by endpoint (see `endpoint`).
+    let in_flight = crate::tally::Tally::default();
     let mut deliveries = tokio::task::JoinSet::new();
     loop {
-        let (free, busy) = {
-            let f = in_flight.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            (AT_ONCE.saturating_sub(f.total), f.busy())
-        };
+        let free = AT_ONCE.saturating_sub(in_flight.total());
+        let busy = in_flight.holding_at_least(PER_ENDPOINT as usize);
         let claimed = if free == 0 {
             0
         } else {
@@ -245,7 +213,7 @@ pub async fn run(gateway: Gateway, mut shutdown: tokio::sync::watch::Receiver<bo
                 Ok(jobs) => {
                     let count = jobs.len();
                     for job in jobs {
-                        let slot = Slot::take(&in_flight, endpoint(job.url.as_deref()));
+                        let slot = in_flight.take(endpoint(job.url.as_deref()), None);
                         let gateway = gateway.clone();
                         deliveries.spawn(async move {
                             let _slot = slot;
@@ -281,25 +249,6 @@ pub async fn run(gateway: Gateway, mut shutdown: tokio::sync::watch::Receiver<bo
     }
     while let Some(done) = deliveries.join_next().await {
         log_failure(done);
-    }
-}
-
-/// A delivery's slot with its endpoint, given back when the delivery ends, however it ends.
-struct Slot {
-    in_flight: Arc<Mutex<InFlight>>,
-    endpoint: String,
-}
-
-impl Slot {
-    fn take(in_flight: &Arc<Mutex<InFlight>>, endpoint: String) -> Self {
-        in_flight.lock().unwrap_or_else(std::sync::PoisonError::into_inner).start(&endpoint);
-        Self { in_flight: in_flight.clone(), endpoint }
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.in_flight.lock().unwrap_or_else(std::sync::PoisonError::into_inner).end(&self.endpoint);
     }
 }
 

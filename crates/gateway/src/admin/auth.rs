@@ -116,17 +116,10 @@ pub async fn create_user(store: &Store, name: &str, password: &str, role: Role, 
     Ok(())
 }
 
-/// The throttling key of a client address: the address, or for IPv6 its /64 network (one
-/// subscriber's, who can choose any address in it).
+/// The throttling key of a client address: its network (for IPv6 its /64, see
+/// [`crate::api::client_network`]).
 pub fn address_key(ip: std::net::IpAddr) -> String {
-    match ip {
-        std::net::IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
-            let s = v6.segments();
-            format!("addr:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-        }
-        std::net::IpAddr::V6(v6) => format!("addr:{}", v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4)),
-        std::net::IpAddr::V4(_) => format!("addr:{ip}"),
-    }
+    format!("addr:{}", crate::api::client_network(ip))
 }
 
 /// The throttling key of a (valid) user name.

@@ -18,13 +18,25 @@ use crate::service::Gateway;
 use crate::settlement::Outcome;
 use crate::store::StoreError;
 
+/// The network a client's address stands for: the address, or for IPv6 its /64 (one
+/// subscriber's, who can choose any address in it). Limits per client count by it.
+pub(crate) fn client_network(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        other => other.to_canonical(),
+    }
+}
+
 /// The sender's address: the TCP peer, or the right-most address in the trusted proxy's header
 /// (the one that proxy appended; entries left of it are whatever the sender claimed). A
 /// header sent on several lines is one list in their order (RFC 9110), so the right-most
 /// value is the last line's: a sender's own line comes first, and the proxy appends after it.
 /// A last value that is not an address means the proxy is not doing its job: the peer's
 /// address is used, which the allowlist then judges.
-pub(crate) fn source(gateway: &Gateway, headers: &HeaderMap, peer: SocketAddr) -> IpAddr {
+pub(crate) fn client_address(gateway: &Gateway, headers: &HeaderMap, peer: SocketAddr) -> IpAddr {
     gateway
         .settings()
         .callbacks
@@ -80,7 +92,7 @@ pub(super) async fn stk(
         gateway.metrics().callback_refused();
         return Err(ApiError::not_found("callback endpoint"));
     }
-    let ip = source(&gateway, &headers, peer);
+    let ip = client_address(&gateway, &headers, peer);
     let allowlist = &gateway.settings().callbacks;
     if !allowlist.allowlist.is_empty() && !allowlist.allowlist.contains(&ip) {
         let (log, left_out) = gateway.log_foreign_source();

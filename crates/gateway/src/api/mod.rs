@@ -14,8 +14,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse as _;
 use axum::routing::{get, post};
 
-/// The client's address, behind the trusted proxy if one is configured.
-pub(crate) use callbacks::source as client_address;
+pub(crate) use callbacks::{client_address, client_network};
 pub use error::ApiError;
 
 use crate::service::Gateway;
