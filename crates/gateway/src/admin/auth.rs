@@ -233,20 +233,31 @@ pub async fn start_session(gateway: &Gateway, user: &AdminUser) -> Result<String
 
 /// A `Set-Cookie` value for the session cookie (`max_age` 0 deletes it).
 pub fn cookie(gateway: &Gateway, value: &str, max_age: Option<i64>) -> String {
-    let secure = if gateway.public_url().starts_with("https://") { "; Secure" } else { "" };
-    let age = max_age.map(|a| format!("; Max-Age={a}")).unwrap_or_default();
-    format!("{COOKIE}={value}; Path=/admin; HttpOnly; SameSite=Strict{secure}{age}")
+    set_cookie(gateway, COOKIE, value, "/admin", max_age)
 }
 
-fn session_token(parts: &Parts) -> Option<String> {
-    parts
-        .headers
+/// A `Set-Cookie` value for one of the dashboard's cookies: HttpOnly, SameSite=Strict, and
+/// Secure when the gateway is served over https.
+pub(crate) fn set_cookie(gateway: &Gateway, name: &str, value: &str, path: &str, max_age: Option<i64>) -> String {
+    let secure = if gateway.public_url().starts_with("https://") { "; Secure" } else { "" };
+    let age = max_age.map(|a| format!("; Max-Age={a}")).unwrap_or_default();
+    format!("{name}={value}; Path={path}; HttpOnly; SameSite=Strict{secure}{age}")
+}
+
+/// The value of the cookie `name` the request carries, if any.
+pub(crate) fn cookie_value<'h>(headers: &'h axum::http::HeaderMap, name: &str) -> Option<&'h str> {
+    headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .find_map(|c| c.trim().strip_prefix(&format!("{COOKIE}=")).map(str::to_owned))
+        .find_map(|c| c.trim().strip_prefix(name)?.strip_prefix('='))
+}
+
+fn session_token(parts: &Parts) -> Option<String> {
+    cookie_value(&parts.headers, COOKIE)
         .filter(|t| t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(str::to_owned)
 }
 
 /// A signed-in staff member: the extractor every admin page and action uses. Without a valid

@@ -126,10 +126,9 @@ fn login_page(gateway: &Gateway, message: Option<&str>, status: StatusCode) -> R
         },
     );
     *response.status_mut() = status;
-    let secure = if gateway.public_url().starts_with("https://") { "; Secure" } else { "" };
-    if let Ok(cookie) = header::HeaderValue::from_str(&format!(
-        "{LOGIN_COOKIE}={token}; Path=/admin/login; HttpOnly; SameSite=Strict{secure}"
-    )) {
+    if let Ok(cookie) =
+        header::HeaderValue::from_str(&auth::set_cookie(gateway, LOGIN_COOKIE, &token, "/admin/login", None))
+    {
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
     response
@@ -141,13 +140,8 @@ pub(super) async fn login_form(State(gateway): State<Gateway>) -> Response {
 
 /// Whether the sign-in form came with the token of the `lipa_login` cookie.
 fn login_form_token_ok(headers: &HeaderMap, sent: &str) -> bool {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().strip_prefix(LOGIN_COOKIE)?.strip_prefix('='))
-        .any(|cookie| cookie.len() == 32 && crate::ids::constant_time_eq(cookie, sent))
+    auth::cookie_value(headers, LOGIN_COOKIE)
+        .is_some_and(|cookie| cookie.len() == 32 && crate::ids::constant_time_eq(cookie, sent))
 }
 
 /// Signs a staff member in. Anyone can send this form, so it does bounded work: a body of at
@@ -561,10 +555,7 @@ fn pretty(raw: &str) -> String {
 }
 
 fn flash(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get(header::COOKIE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').find_map(|c| c.trim().strip_prefix("lipa_flash=")))
+    auth::cookie_value(headers, "lipa_flash")
         .map(|v| url::form_urlencoded::parse(format!("m={v}").as_bytes()).map(|(_, v)| v.into_owned()).collect())
 }
 
