@@ -13,6 +13,8 @@ use std::time::Duration;
 use daraja::Secret;
 use serde::Deserialize;
 
+use crate::redact;
+
 /// Which Daraja the gateway talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MpesaEnvironment {
@@ -22,6 +24,17 @@ pub enum MpesaEnvironment {
     Production,
     /// The built-in simulator, started in-process (the default with no credentials).
     Simulator,
+}
+
+impl MpesaEnvironment {
+    /// Its `MPESA_ENVIRONMENT` spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sandbox => "sandbox",
+            Self::Production => "production",
+            Self::Simulator => "simulator",
+        }
+    }
 }
 
 /// Daraja credentials and account.
@@ -118,7 +131,7 @@ pub struct MailSettings {
 impl fmt::Debug for WebhookSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WebhookSettings")
-            .field("default_url", &self.default_url.as_deref().map(redact_url))
+            .field("default_url", &self.default_url.as_deref().map(redact::url))
             .field("max_age", &self.max_age)
             .field("timeout", &self.timeout)
             .field("allow_private", &self.allow_private)
@@ -129,7 +142,7 @@ impl fmt::Debug for WebhookSettings {
 impl fmt::Debug for MailSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MailSettings")
-            .field("smtp_url", &self.smtp_url.as_deref().map(redact_url))
+            .field("smtp_url", &self.smtp_url.as_deref().map(redact::url))
             .field("from", &self.from)
             .field("max_age", &self.max_age)
             .finish()
@@ -187,7 +200,7 @@ impl fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("listen", &self.listen)
             .field("public_url", &self.public_url)
-            .field("database_url", &redact_url(&self.database_url))
+            .field("database_url", &redact::url(&self.database_url))
             .field("business_name", &self.business_name)
             .field("mpesa", &self.mpesa)
             .field("payments", &self.payments)
@@ -201,11 +214,6 @@ impl fmt::Debug for Settings {
     }
 }
 
-/// A URL fit to show, by the gateway's one rule ([`crate::redact::url`]).
-pub fn redact_url(raw: &str) -> String {
-    crate::redact::url(raw)
-}
-
 impl Settings {
     /// Every setting as it is in effect, for people to read: its environment variable (or, for
     /// a setting only the file has, its place in `lipa.toml`) and its value, with URLs by the
@@ -213,15 +221,10 @@ impl Settings {
     pub fn shown(&self) -> Vec<(&'static str, String)> {
         let secret = |s: &Option<Secret>| if s.is_some() { "(set, hidden)" } else { "(not set)" }.to_owned();
         let opt = |s: &Option<String>| s.clone().unwrap_or_else(|| "(not set)".to_owned());
-        let opt_url = |s: &Option<String>| s.as_deref().map_or_else(|| "(not set)".to_owned(), redact_url);
+        let opt_url = |s: &Option<String>| s.as_deref().map_or_else(|| "(not set)".to_owned(), redact::url);
         let secs = |d: Duration| format!("{} s", d.as_secs());
         let yes = |b: bool| if b { "yes" } else { "no" }.to_owned();
         let m = &self.mpesa;
-        let environment = match m.environment {
-            MpesaEnvironment::Sandbox => "sandbox",
-            MpesaEnvironment::Production => "production",
-            MpesaEnvironment::Simulator => "simulator",
-        };
         let allowlist = if self.callbacks.allowlist.is_empty() {
             "(any address)".to_owned()
         } else {
@@ -230,9 +233,9 @@ impl Settings {
         vec![
             ("LIPA_LISTEN", self.listen.to_string()),
             ("CALLBACK_BASE_URL", opt_url(&self.public_url)),
-            ("DATABASE_URL", redact_url(&self.database_url)),
+            ("DATABASE_URL", redact::url(&self.database_url)),
             ("LIPA_BUSINESS_NAME", self.business_name.clone()),
-            ("MPESA_ENVIRONMENT", environment.to_owned()),
+            ("MPESA_ENVIRONMENT", m.environment.as_str().to_owned()),
             ("MPESA_BASE_URL", opt_url(&m.base_url)),
             ("MPESA_CONSUMER_KEY", secret(&m.consumer_key)),
             ("MPESA_CONSUMER_SECRET", secret(&m.consumer_secret)),
@@ -400,6 +403,12 @@ struct FileReconciliation {
 /// The commented example `lipa config print` shows.
 pub const EXAMPLE: &str = include_str!("lipa.example.toml");
 
+/// A yes/no setting: the environment's `1`, `true` or `yes` (anything else is no), else the
+/// file's, else no.
+fn flag(env: Option<String>, file: Option<bool>) -> bool {
+    env.map(|v| matches!(v.trim(), "1" | "true" | "yes")).or(file).unwrap_or(false)
+}
+
 fn number<T: std::str::FromStr>(setting: &'static str, value: Option<String>) -> Result<Option<T>, ConfigError> {
     value
         .map(|v| {
@@ -487,20 +496,14 @@ impl Settings {
                         .or(f.callbacks.allowlist)
                         .unwrap_or_default(),
                 )?,
-                enforce_allowlist: env("LIPA_CALLBACK_ALLOWLIST_ENFORCE")
-                    .map(|v| matches!(v.trim(), "1" | "true" | "yes"))
-                    .or(f.callbacks.enforce_allowlist)
-                    .unwrap_or(false),
+                enforce_allowlist: flag(env("LIPA_CALLBACK_ALLOWLIST_ENFORCE"), f.callbacks.enforce_allowlist),
                 trusted_proxy_header: pick("LIPA_TRUSTED_PROXY_HEADER", f.callbacks.trusted_proxy_header),
             },
             webhooks: WebhookSettings {
                 default_url: pick("LIPA_WEBHOOK_URL", f.webhooks.default_url),
                 max_age: Duration::from_secs(f.webhooks.max_age_hours.unwrap_or(72).saturating_mul(3600)),
                 timeout: secs(f.webhooks.timeout_secs, 10),
-                allow_private: env("LIPA_WEBHOOK_ALLOW_PRIVATE")
-                    .map(|v| matches!(v.trim(), "1" | "true" | "yes"))
-                    .or(f.webhooks.allow_private)
-                    .unwrap_or(false),
+                allow_private: flag(env("LIPA_WEBHOOK_ALLOW_PRIVATE"), f.webhooks.allow_private),
             },
             mail: MailSettings {
                 smtp_url: pick("SMTP_URL", f.mail.smtp_url),
@@ -628,7 +631,7 @@ impl Settings {
                 _ => out.push(Finding {
                     error: true,
                     setting: "LIPA_WEBHOOK_URL",
-                    message: format!("{} is not an absolute http(s) URL", redact_url(url)),
+                    message: format!("{} is not an absolute http(s) URL", redact::url(url)),
                 }),
             }
         }

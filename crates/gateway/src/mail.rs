@@ -22,7 +22,7 @@ use crate::time_fmt::{kes, nairobi};
 ///
 /// The error says what is wrong with the URL, without its password.
 pub fn transport(raw: &str) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
-    let shown = crate::config::redact_url(raw);
+    let shown = crate::redact::url(raw);
     let url =
         url::Url::parse(raw).map_err(|e| format!("{shown:?} is not a URL ({e}); use smtp://user:password@host:587"))?;
     let host = url.host_str().filter(|h| !h.is_empty()).ok_or_else(|| format!("{shown:?} has no host"))?;

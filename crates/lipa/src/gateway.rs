@@ -334,14 +334,10 @@ pub async fn config(command: ConfigCommand) -> Result<()> {
                     message: e.to_string(),
                 });
             }
-            let environment = match settings.mpesa.environment {
-                MpesaEnvironment::Sandbox => "sandbox",
-                MpesaEnvironment::Production => "production",
-                MpesaEnvironment::Simulator => "simulator",
-            };
             println!(
-                "Environment: {environment}; database: {}",
-                lipa_gateway::config::redact_url(&settings.database_url)
+                "Environment: {}; database: {}",
+                settings.mpesa.environment.as_str(),
+                lipa_gateway::redact::url(&settings.database_url)
             );
             for f in &findings {
                 println!("{f}");
