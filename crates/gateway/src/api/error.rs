@@ -43,6 +43,18 @@ impl ApiError {
         )
     }
 
+    /// 413 for a body over the limit every endpoint has.
+    pub fn payload_too_large() -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!(
+                "the body is larger than {} KiB; send less (metadata is limited to 4 KiB)",
+                daraja::callback::MAX_CALLBACK_BYTES / 1024
+            ),
+        )
+    }
+
     /// 422 naming the field.
     pub fn invalid_field(field: &'static str, message: impl Into<String>) -> Self {
         Self { field: Some(field), ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message) }
@@ -112,11 +124,13 @@ pub(crate) async fn envelope(response: Response) -> Response {
     if !(status.is_client_error() || status.is_server_error()) || is_json {
         return response;
     }
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::payload_too_large().into_response();
+    }
     let (parts, body) = response.into_parts();
     let text = axum::body::to_bytes(body, 4096).await.map(|b| String::from_utf8_lossy(&b).trim().to_owned());
     let code = match status {
         StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
-        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
         StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
         StatusCode::UNPROCESSABLE_ENTITY => "invalid_request",
         s if s.is_server_error() => "internal",
@@ -129,10 +143,6 @@ pub(crate) async fn envelope(response: Response) -> Response {
                 None => "this endpoint does not take this method".to_owned(),
             }
         }
-        (StatusCode::PAYLOAD_TOO_LARGE, _) => format!(
-            "the body is larger than {} KiB; send less (metadata is limited to 4 KiB)",
-            daraja::callback::MAX_CALLBACK_BYTES / 1024
-        ),
         (StatusCode::UNSUPPORTED_MEDIA_TYPE, _) => {
             "send the body as JSON with `Content-Type: application/json`".to_owned()
         }

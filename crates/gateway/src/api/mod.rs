@@ -94,11 +94,7 @@ async fn ready(State(gateway): State<Gateway>) -> Result<&'static str, ApiError>
 /// parser's words on what is wrong.
 pub(crate) fn json_rejection(e: axum::extract::rejection::JsonRejection) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        return ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            "the body is larger than 64 KiB; send less (metadata is limited to 4 KiB)",
-        );
+        return ApiError::payload_too_large();
     }
     ApiError::bad_request("invalid_json", e.body_text())
 }
