@@ -15,8 +15,8 @@
 //! WAL before copying it and the database file after, as always. A failed flush, of the WAL or
 //! of the database file, is final (see [`Lost`]): the store takes no more writes, runs no more
 //! checkpoints, reports itself down, and never checkpoints on close, so that after a restart
-//! SQLite's recovery decides what is on disk. Readers on other connections may see a commit for the few milliseconds
-//! before its flush ends: a power cut then can undo what they saw (never what was
+//! SQLite's recovery decides what is on disk. Readers on other connections may see a commit
+//! for the few milliseconds before its flush ends: a power cut then can undo what they saw (never what was
 //! acknowledged; an idempotent replay, which confirms a payment, waits for a flush first); a
 //! crashed process cannot, as the data is then in the operating system's hands.
 //!
@@ -319,21 +319,29 @@ fn run_checkpoints(
     let path = conn.path().unwrap_or_default().to_owned();
     let db = std::fs::File::open(&path).ok();
     let mut flushed = 0;
-    // The WAL's length in frames when the pass started (its file may be longer: it is reused);
-    // `None` once nothing may be copied any more.
+    /// How a pass went.
+    enum Pass {
+        /// Done; the WAL's length in frames when it started (its file may be longer: it is
+        /// reused).
+        Copied(i64),
+        /// Busy, say: the next pass tries again.
+        Skipped,
+        /// Something is lost: nothing may be copied any more.
+        Stopped,
+    }
     let mut pass = || {
         if lost.get().is_some() {
-            return None;
+            return Pass::Stopped;
         }
         let (frames, copied) = match checkpoint(&conn) {
             Ok(done) => done,
             Err(e) if is_io_error(&e) => {
                 lost.set(format!("a checkpoint of {path} failed: {e}; restart the gateway to recover"));
-                return None;
+                return Pass::Stopped;
             }
             Err(e) => {
                 tracing::debug!(error = %e, "checkpoint skipped");
-                return Some(None);
+                return Pass::Skipped;
             }
         };
         if copied != flushed
@@ -341,32 +349,32 @@ fn run_checkpoints(
         {
             // Lost while this pass copied: what it copied may come from beyond a gap.
             if lost.get().is_some() {
-                return None;
+                return Pass::Stopped;
             }
             if let Err(e) = flush(db) {
                 lost.set(format!(
                     "cannot flush the database file {path} after a checkpoint: {e}; restart the gateway to recover"
                 ));
-                return None;
+                return Pass::Stopped;
             }
             flushed = copied;
         }
-        Some(Some(frames))
+        Pass::Copied(frames)
     };
     let frame_bytes = conn.query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0)).map_or(4096, |size| size + 24);
     while alive.upgrade().is_some() {
         std::thread::sleep(every);
         let mut frames = match pass() {
-            Some(Some(frames)) => frames,
-            Some(None) => continue,
-            None => break,
+            Pass::Copied(frames) => frames,
+            Pass::Skipped => continue,
+            Pass::Stopped => break,
         };
         if u64::try_from(frames.saturating_mul(frame_bytes)).unwrap_or(0) <= limit || finish.load(Ordering::Acquire) {
             continue;
         }
         for _ in 0..8 {
             match pass() {
-                Some(Some(now)) if now - frames > SHORT_TAIL_FRAMES => frames = now,
+                Pass::Copied(now) if now - frames > SHORT_TAIL_FRAMES => frames = now,
                 _ => break,
             }
         }
