@@ -189,9 +189,8 @@ pub(super) async fn login(
     };
     // A valid name's hash is checked even when nobody has it, so timing does not tell which
     // names exist; a name against the rule cannot exist, and is refused without a check.
-    let hash = user.as_ref().map_or_else(|| auth::dummy_hash().to_owned(), |u| u.password_hash.clone());
     let matches = match name {
-        Some(_) => match throttle.check_password(hash, form.password).await {
+        Some(_) => match throttle.check_password(user.as_ref().map(|u| u.password_hash.clone()), form.password).await {
             Ok(matches) => matches,
             Err(auth::Busy) => {
                 let _ = throttle.not_tried(gateway.store(), name, &address).await;
