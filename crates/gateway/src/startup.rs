@@ -75,7 +75,11 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let limits = self.gateway.settings().header_timeout;
         // Behind a proxy every connection comes from the proxy: its own limits apply.
-        let per_peer = self.gateway.settings().callbacks.trusted_proxy_header.is_none().then_some(MAX_PER_PEER);
+        let callbacks = &self.gateway.settings().callbacks;
+        let per_peer = callbacks
+            .trusted_proxy_header
+            .is_none()
+            .then(|| PerPeer { limit: MAX_PER_PEER, exempt: callbacks.allowlist.clone() });
         let app = crate::api::router(self.gateway)
             .layer(axum::middleware::from_fn_with_state(limits.saturating_mul(6), request_deadline));
         serve(self.listener, app, limits, per_peer, shutdown).await;
@@ -109,19 +113,32 @@ pub const MAX_CONNECTIONS: usize = 2048;
 
 /// Connections served at once from one address (an IPv6 /64), when clients connect directly:
 /// further ones are closed at once, so one client cannot take every connection (Safaricom's
-/// callbacks included) with event streams or idle connections.
+/// callbacks included) with event streams or idle connections. The callback allowlist's
+/// addresses are exempt: a burst of Safaricom's callbacks is never cut.
 pub const MAX_PER_PEER: usize = 256;
+
+/// The share of connections one client may hold, and the addresses without a share.
+struct PerPeer {
+    limit: usize,
+    exempt: Vec<std::net::IpAddr>,
+}
+
+impl PerPeer {
+    fn limit_for(&self, peer: std::net::IpAddr) -> Option<usize> {
+        (!self.exempt.contains(&peer.to_canonical())).then_some(self.limit)
+    }
+}
 
 /// HTTP/1.1 over `listener` with the headers of every request due within `header_timeout`
 /// (hyper closes the connection otherwise, idle keep-alive connections included), and the
 /// client's address given to handlers as `ConnectInfo`; at most [`MAX_CONNECTIONS`] at once,
-/// and `per_peer` from one address. On `shutdown`, stops accepting and lets open connections
+/// and `per_peer`'s share from one address. On `shutdown`, stops accepting and lets open connections
 /// finish their requests.
 async fn serve(
     listener: TcpListener,
     app: axum::Router,
     header_timeout: Duration,
-    per_peer: Option<usize>,
+    per_peer: Option<PerPeer>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     use hyper_util::rt::{TokioIo, TokioTimer};
@@ -149,7 +166,8 @@ async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let Some(peer_slot) = peers.take(crate::api::client_network(peer.ip()), per_peer) else {
+        let limit = per_peer.as_ref().and_then(|p| p.limit_for(peer.ip()));
+        let Some(peer_slot) = peers.take(crate::api::client_network(peer.ip()), limit) else {
             drop(stream);
             continue;
         };

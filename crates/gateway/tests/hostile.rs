@@ -236,6 +236,27 @@ async fn injection_looking_text_is_data_in_every_field() {
     no_payment_paid(&app).await;
 }
 
+/// Safaricom's addresses (the callback allowlist) have no share: a burst of callbacks past
+/// it is still served.
+#[tokio::test]
+async fn the_callback_allowlist_has_no_share_of_connections() {
+    let app = spawn_app_with(SimConfig::interactive(), |s| {
+        s.header_timeout = Duration::from_secs(1);
+        s.callbacks.allowlist = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let mut held = Vec::new();
+    for _ in 0..lipa_gateway::startup::MAX_PER_PEER {
+        held.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    let mut extra = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    extra.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), extra.read_to_end(&mut answer)).await.unwrap().unwrap();
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{:?}", String::from_utf8_lossy(&answer));
+}
+
 /// One client cannot take every connection: past its share, its connections are closed at
 /// once, and others are still served.
 #[tokio::test]
