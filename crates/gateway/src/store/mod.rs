@@ -5,10 +5,44 @@
 //! Unique constraints enforce what must be unique: idempotency key per API key,
 //! CheckoutRequestID, receipt number, callback token.
 
+/// The columns a payment is read with, in the order the row readers take them.
+macro_rules! payment_columns {
+    () => {
+        "id, status, amount, phone, account_reference, description, metadata, webhook_url, customer_email, \
+         merchant_request_id, checkout_request_id, receipt, transaction_date, failure_reason, result_code, \
+         result_desc, settled_by, needs_review, created_at, updated_at, settled_at, callback_token_hash, api_key_id"
+    };
+}
+
+/// The columns a checkout session is read with.
+macro_rules! session_columns {
+    () => {
+        "id, api_key_id, amount, account_reference, description, success_url, cancel_url, phone, customer_email, \
+         webhook_url, metadata, created_at, expires_at, payment_id, attempts"
+    };
+}
+
+/// The columns a stored callback is read with.
+macro_rules! callback_columns {
+    () => {
+        "id, received_at, payment_id, outcome, note, source, body"
+    };
+}
+
 pub mod admin;
+mod jobs;
+mod keys;
 mod postgres;
+mod reads;
 pub mod sql;
 mod sqlite;
+mod tx;
+mod writes;
+
+/// [`payment_columns!`] as a constant, for the backends' hot-path statements.
+const PAYMENT_COLUMNS: &str = payment_columns!();
+/// How many columns [`PAYMENT_COLUMNS`] names.
+const PAYMENT_COLUMN_COUNT: usize = 23;
 
 use crate::payment::{Payment, PaymentId, Status};
 use crate::settlement::{Current, Decision, Outcome};
@@ -44,6 +78,28 @@ struct Settling {
 }
 
 impl Settling {
+    /// From `SELECT id, status, amount, phone, checkout_request_id, receipt, result_code,
+    /// settled_by`.
+    fn from_cells(row: &[sql::Cell]) -> Result<Self, StoreError> {
+        let corrupt = |what: &str| StoreError::Corrupt(what.to_owned());
+        let [id, status, amount, phone, checkout_request_id, receipt, result_code, settled_by] = row else {
+            return Err(corrupt("a settling row has the wrong columns"));
+        };
+        Ok(Self {
+            id: PaymentId::from_db(id.text()),
+            status: Status::parse(&status.text()).ok_or_else(|| corrupt("unknown status"))?,
+            amount: u32::try_from(amount.int()).map_err(|_| corrupt("amount out of range"))?,
+            phone: phone.text(),
+            checkout_request_id: checkout_request_id.opt_text(),
+            receipt: receipt.opt_text(),
+            result_code: result_code.opt_text(),
+            settled_by: settled_by
+                .opt_text()
+                .map(|s| crate::payment::SettledBy::parse(&s).ok_or_else(|| corrupt("unknown settled_by")))
+                .transpose()?,
+        })
+    }
+
     fn current(&self) -> Current<'_> {
         Current {
             status: self.status,
@@ -59,28 +115,15 @@ impl Settling {
     }
 }
 
+/// A payment that cannot be written as JSON (for its webhook) is not what this version stored.
+fn unserialisable(e: serde_json::Error) -> StoreError {
+    StoreError::Corrupt(format!("a payment cannot be serialised: {e}"))
+}
+
 /// Whether a text holds a NUL character, which PostgreSQL cannot store or compare: a lookup
 /// by such a text finds nothing, on either backend, rather than failing.
 pub(crate) fn has_nul(s: &str) -> bool {
     s.contains('\0')
-}
-
-/// The webhook event a settlement decision announces, if any: a new state, a receipt added
-/// later, or something staff must review.
-fn announcement(outcome: Outcome, before: Status, after: Status) -> Option<&'static str> {
-    if after != before {
-        return Some(match after {
-            Status::Paid => "payment.paid",
-            Status::Failed => "payment.failed",
-            Status::Expired => "payment.expired",
-            Status::Pending => return None,
-        });
-    }
-    match outcome {
-        Outcome::ReceiptAdded => Some("payment.receipt_added"),
-        o if o.needs_review() => Some("payment.needs_review"),
-        _ => None,
-    }
 }
 
 /// What a callback is, before anything is written: malformed, an orphan (no payment has its
@@ -98,27 +141,6 @@ fn callback_decision(
     }
 }
 
-/// A settlement's timeline entry: its kind (`callback_applied`, `query_duplicate`, …) and detail.
-fn settlement_event(source: &str, decision: &Decision, status: Status) -> (String, serde_json::Value) {
-    (
-        format!("{source}_{}", decision.outcome.as_str()),
-        serde_json::json!({"note": decision.note, "status": status.as_str()}),
-    )
-}
-
-/// The timeline note of an expiry. When the push's answer never came (the request timed out,
-/// or the process died while sending it) Daraja may still have prompted the customer, and
-/// without its CheckoutRequestID it cannot be asked: such a payment is also flagged for review.
-fn expiry_note(push_unheard: bool) -> serde_json::Value {
-    let note = if push_unheard {
-        "no conclusive answer in time; the push's answer was lost, so Daraja may have prompted the customer \
-         and cannot be asked: check the M-Pesa statement for this phone and amount"
-    } else {
-        "no conclusive answer in time"
-    };
-    serde_json::json!({"note": note, "needs_review": push_unheard})
-}
-
 /// Each schema version's SQL and what it brought, in order. Versions 1, 2 and 6 differ by
 /// backend (6 is a no-op on PostgreSQL); the others are one text for both. Every version has
 /// a text for each backend, so one cannot be applied to one backend only.
@@ -132,73 +154,6 @@ fn migrations(v1: &'static str, v2: &'static str, v6: &'static str) -> [(&'stati
         (v6, "CHECK constraints SQLite evaluates without a temporary table"),
         (include_str!("schema_v7.sql"), "review index, unmatched callback counts, sign-in attempts"),
     ]
-}
-
-/// A pending payment may expire once Daraja has been asked about it (or cannot be: no
-/// CheckoutRequestID) and its last query did not fail: one never queried, say behind a busy
-/// reconciler, or one whose queries fail, may have been paid.
-const ASKABLE_NO_LONGER: &str = "(query_failed_at IS NULL AND (checkout_request_id IS NULL OR check_attempts > 0))";
-
-/// Payments in these push states may have reached Daraja without Lipa hearing its answer.
-const PUSH_UNHEARD: &str = "push_state IN ('sending', 'unknown')";
-
-/// A new webhook event's id. Ids begin with their creation time, so the events a burst of
-/// callbacks writes share index pages (see [`crate::ids::time_ordered_hex`]).
-fn new_event_id() -> String {
-    format!("evt_{}", crate::ids::time_ordered_hex())
-}
-
-/// A new receipt email's id, time-ordered like [`new_event_id`].
-fn new_email_id() -> String {
-    format!("eml_{}", crate::ids::time_ordered_hex())
-}
-
-/// Whether an announcement sends the customer a receipt email.
-fn sends_receipt(event_type: &str, payment: &Payment) -> bool {
-    event_type == "payment.paid" && payment.customer_email.is_some()
-}
-
-/// The emails row for an attempt's outcome: status, next attempt, error, attempts added.
-pub(super) fn email_columns(next: &EmailNext) -> (&'static str, Option<i64>, Option<&str>, i32) {
-    match next {
-        EmailNext::Sent => ("sent", None, None, 1),
-        EmailNext::RetryAt(at, error) => ("pending", Some(*at), Some(error), 1),
-        EmailNext::Dead(error) => ("dead", None, Some(error), 1),
-        EmailNext::Skipped(reason) => ("skipped", None, Some(reason), 0),
-    }
-}
-
-/// The timeline entry for an email attempt.
-fn email_event(job: &EmailJob, next: &EmailNext) -> (&'static str, serde_json::Value) {
-    let to = &job.recipient;
-    match next {
-        EmailNext::Sent => ("email_sent", serde_json::json!({"to": to, "attempt": job.attempts + 1})),
-        EmailNext::RetryAt(at, error) => (
-            "email_failed",
-            serde_json::json!({"to": to, "attempt": job.attempts + 1, "error": error, "retry_at": crate::time_fmt::rfc3339(*at)}),
-        ),
-        EmailNext::Dead(error) => {
-            ("email_dead", serde_json::json!({"to": to, "attempt": job.attempts + 1, "error": error}))
-        }
-        EmailNext::Skipped(reason) => ("email_skipped", serde_json::json!({"to": to, "reason": reason})),
-    }
-}
-
-/// The webhook body for a payment: `{id, type, created_at, data}`; fixed when written.
-fn webhook_payload(event_id: &str, event_type: &str, now: i64, payment: &Payment) -> Result<String, StoreError> {
-    /// The envelope every webhook event has; the payment as the API shows it is its `data`.
-    #[derive(serde::Serialize)]
-    struct Envelope<'a> {
-        id: &'a str,
-        #[serde(rename = "type")]
-        event_type: &'a str,
-        #[serde(serialize_with = "crate::time_fmt::millis")]
-        created_at: i64,
-        data: &'a Payment,
-    }
-    let envelope = Envelope { id: event_id, event_type, created_at: now, data: payment };
-    serde_json::to_string(&envelope)
-        .map_err(|e| StoreError::Corrupt(format!("payment {} cannot be serialised: {e}", payment.id)))
 }
 
 /// What the settlement rules look at, from a whole payment.
@@ -344,10 +299,23 @@ fn unmatched_excerpt<'b>(body: &'b [u8], note: &mut String) -> &'b [u8] {
 
 /// What a settlement keeps of a callback, decided here for every backend.
 enum Kept<'a> {
-    /// Its row: the decision's note and the body, cut to an excerpt when no payment took it.
-    Row { note: String, body: &'a [u8] },
+    /// Its row.
+    Row(CallbackRow<'a>),
     /// Only a count: no payment took it, and the budget for storing such callbacks is spent.
     Counted(Tally),
+}
+
+/// A callback's row: the body (cut to an excerpt when no payment took it), its outcome and
+/// the decision's note.
+struct CallbackRow<'a> {
+    received_at: i64,
+    payment_id: Option<&'a str>,
+    token_hash: &'a str,
+    source: Option<&'a str>,
+    checkout_request_id: Option<&'a str>,
+    outcome: &'static str,
+    note: String,
+    body: &'a [u8],
 }
 
 /// A callback counted instead of stored: tallied under its minute (ms, the minute's start).
@@ -358,18 +326,35 @@ struct Tally {
     at: i64,
 }
 
-/// What to keep of `incoming`, given whether a payment took it and its decision's note.
-fn kept(incoming: &IncomingCallback, matched: bool, mut note: String) -> Kept<'_> {
-    if matched {
-        return Kept::Row { note, body: &incoming.body };
-    }
-    if !incoming.keep_if_unmatched {
+/// What to keep of `incoming`, given the payment that took it (if any), its outcome and its
+/// decision's note.
+fn kept<'a>(
+    incoming: &'a IncomingCallback,
+    payment_id: Option<&'a PaymentId>,
+    outcome: Outcome,
+    note: String,
+) -> Kept<'a> {
+    let (note, body) = if payment_id.is_some() {
+        (note, incoming.body.as_slice())
+    } else if incoming.keep_if_unmatched {
+        let mut note = note;
+        let body = unmatched_excerpt(&incoming.body, &mut note);
+        (note, body)
+    } else {
         let at = incoming.received_at;
         let bytes = i64::try_from(incoming.body.len()).unwrap_or(i64::MAX);
         return Kept::Counted(Tally { minute: at - at.rem_euclid(60_000), bytes, at });
-    }
-    let body = unmatched_excerpt(&incoming.body, &mut note);
-    Kept::Row { note, body }
+    };
+    Kept::Row(CallbackRow {
+        received_at: incoming.received_at,
+        payment_id: payment_id.map(PaymentId::as_str),
+        token_hash: &incoming.token_hash,
+        source: incoming.source.as_deref(),
+        checkout_request_id: incoming.parsed.as_ref().ok().map(|cb| cb.checkout_request_id.as_str()),
+        outcome: outcome.as_str(),
+        note,
+        body,
+    })
 }
 
 /// What storing a callback did.
@@ -696,41 +681,9 @@ impl Store {
         }
     }
 
-    /// Stores a new API key's hash.
-    pub async fn insert_api_key(&self, key: ApiKey, key_hash: String) -> Result<(), StoreError> {
-        delegate!(self.insert_api_key(key, key_hash))
-    }
-
-    /// The live (not revoked) key with this hash.
-    pub async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKey>, StoreError> {
-        delegate!(self.api_key_by_hash(key_hash.to_owned()))
-    }
-
-    /// Revokes a key by id or name; false if none was live.
-    pub async fn revoke_api_key(&self, id_or_name: &str, now: i64) -> Result<bool, StoreError> {
-        if has_nul(id_or_name) {
-            return Ok(false);
-        }
-        delegate!(self.revoke_api_key(id_or_name.to_owned(), now))
-    }
-
-    /// All keys.
-    pub async fn api_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
-        delegate!(self.api_keys())
-    }
-
     /// Inserts a pending payment, or returns the one with the same idempotency key.
     pub async fn insert_payment(&self, new: NewPayment) -> Result<Inserted, StoreError> {
         delegate!(self.insert_payment(new))
-    }
-
-    /// The payment an API key created with an idempotency key, and its request hash.
-    pub async fn payment_by_idempotency_key(
-        &self,
-        api_key_id: &str,
-        idempotency_key: &str,
-    ) -> Result<Option<(Payment, String)>, StoreError> {
-        delegate!(self.payment_by_idempotency_key(api_key_id.to_owned(), idempotency_key.to_owned()))
     }
 
     /// Records how the push went.
@@ -738,33 +691,9 @@ impl Store {
         delegate!(self.record_push(id.clone(), result, now))
     }
 
-    /// One payment (optionally only if it belongs to `api_key_id`).
-    pub async fn payment(&self, id: &PaymentId, api_key_id: Option<&str>) -> Result<Option<Payment>, StoreError> {
-        delegate!(self.payment(id.clone(), api_key_id.map(str::to_owned)))
-    }
-
-    /// Payments matching `filter`, newest first.
-    pub async fn payments(&self, filter: PaymentFilter) -> Result<Vec<Payment>, StoreError> {
-        let texts = [&filter.phone, &filter.reference, &filter.receipt, &filter.id];
-        if texts.iter().any(|t| t.as_deref().is_some_and(has_nul)) {
-            return Ok(Vec::new());
-        }
-        delegate!(self.payments(filter))
-    }
-
-    /// How many payments are in each status.
-    pub async fn count_by_status(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        delegate!(self.count_by_status())
-    }
-
     /// Stores a callback and applies it, in one commit.
     pub async fn settle_from_callback(&self, incoming: IncomingCallback) -> Result<CallbackStored, StoreError> {
         delegate!(self.settle_from_callback(incoming))
-    }
-
-    /// Leases up to `limit` pending payments due for a query until `lease_until`.
-    pub async fn claim_due_checks(&self, now: i64, lease_until: i64, limit: u32) -> Result<Vec<DueCheck>, StoreError> {
-        delegate!(self.claim_due_checks(now, lease_until, limit))
     }
 
     /// Applies a query's final answer.
@@ -775,18 +704,6 @@ impl Store {
         now: i64,
     ) -> Result<Decision, StoreError> {
         delegate!(self.settle_from_query(id.clone(), result, now))
-    }
-
-    /// Records a query that gave no final answer and when to ask again.
-    pub async fn reschedule_check(
-        &self,
-        id: &PaymentId,
-        note: String,
-        next_at: i64,
-        query_failed: bool,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        delegate!(self.reschedule_check(id.clone(), note, next_at, query_failed.then_some(now), now))
     }
 
     /// Expires pending payments created before `created_before`, except those with a
@@ -806,50 +723,33 @@ impl Store {
         delegate!(self.insert_checkout_session(new))
     }
 
-    /// A checkout session by id.
-    pub async fn checkout_session(&self, id: &str) -> Result<Option<CheckoutSession>, StoreError> {
-        if has_nul(id) {
-            return Ok(None);
-        }
-        delegate!(self.checkout_session(id.to_owned()))
-    }
-
-    /// Leases up to `limit` receipt emails due at `now` until `lease_until`.
-    pub async fn claim_due_emails(&self, now: i64, lease_until: i64, limit: u32) -> Result<Vec<EmailJob>, StoreError> {
-        delegate!(self.claim_due_emails(now, lease_until, limit))
-    }
-
-    /// Records an email attempt's outcome, and puts it on the payment's timeline.
-    pub async fn finish_email(&self, job: &EmailJob, next: EmailNext, now: i64) -> Result<(), StoreError> {
-        delegate!(self.finish_email(job.clone(), next, now))
-    }
-
     /// Runs a read-only statement (`$1` placeholders) and returns its rows.
-    pub async fn query(&self, sql: &'static str, args: Vec<sql::Arg>) -> Result<sql::Rows, StoreError> {
-        delegate!(self.query(sql, args))
+    pub async fn query(
+        &self,
+        sql: impl Into<std::borrow::Cow<'static, str>>,
+        args: Vec<sql::Arg>,
+    ) -> Result<sql::Rows, StoreError> {
+        delegate!(self.query(sql.into(), args))
+    }
+
+    /// Runs one writing statement (`UPDATE … RETURNING`, see [`sql`]) in its own transaction
+    /// and returns its rows.
+    pub async fn execute_returning(&self, sql: &'static str, args: Vec<sql::Arg>) -> Result<sql::Rows, StoreError> {
+        delegate!(self.execute_returning(sql, args))
+    }
+
+    /// Completes once everything committed so far is durable. A SQLite reader may see a
+    /// commit before its flush ends; PostgreSQL shows only what is durable already.
+    pub async fn wait_until_durable(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.wait_until_durable().await,
+            Store::Postgres(_) => Ok(()),
+        }
     }
 
     /// Runs statements in one transaction; returns the rows each changed.
     pub async fn execute_all(&self, statements: Vec<sql::Statement>) -> Result<Vec<u64>, StoreError> {
         delegate!(self.execute_all(statements))
-    }
-
-    /// The webhook signing secret of an API key, if it has one.
-    pub async fn webhook_secret(&self, api_key_id: &str) -> Result<Option<String>, StoreError> {
-        delegate!(self.webhook_secret(api_key_id.to_owned()))
-    }
-
-    /// Gives an API key `secret` as its webhook secret unless it already has one (then kept).
-    pub async fn init_webhook_secret(&self, api_key_id: &str, secret: &str) -> Result<(), StoreError> {
-        delegate!(self.init_webhook_secret(api_key_id.to_owned(), secret.to_owned()))
-    }
-
-    /// Sets (or rotates) an API key's webhook secret, by key id or name; false if no live key.
-    pub async fn set_webhook_secret(&self, id_or_name: &str, secret: &str) -> Result<bool, StoreError> {
-        if has_nul(id_or_name) {
-            return Ok(false);
-        }
-        delegate!(self.set_webhook_secret(id_or_name.to_owned(), secret.to_owned()))
     }
 
     /// Leases up to `limit` webhook events due at `now` until `lease_until`, oldest due first:
@@ -866,48 +766,5 @@ impl Store {
         busy: Vec<String>,
     ) -> Result<Vec<WebhookJob>, StoreError> {
         delegate!(self.claim_due_webhooks(now, lease_until, limit, per_endpoint, busy))
-    }
-
-    /// Records an attempt and what happens next, in one commit.
-    pub async fn finish_webhook_attempt(
-        &self,
-        attempt: Option<WebhookAttempt>,
-        event_id: &str,
-        next: WebhookNext,
-    ) -> Result<(), StoreError> {
-        delegate!(self.finish_webhook_attempt(attempt, event_id.to_owned(), next))
-    }
-
-    /// Queues an event for delivery again now (optionally only if it belongs to `api_key_id`).
-    pub async fn redeliver_webhook(
-        &self,
-        event_id: &str,
-        api_key_id: Option<&str>,
-        now: i64,
-    ) -> Result<bool, StoreError> {
-        if has_nul(event_id) {
-            return Ok(false);
-        }
-        delegate!(self.redeliver_webhook(event_id.to_owned(), api_key_id.map(str::to_owned), now))
-    }
-
-    /// A payment's webhook events with their attempts.
-    pub async fn webhook_events(&self, id: &PaymentId) -> Result<Vec<WebhookEvent>, StoreError> {
-        delegate!(self.webhook_events(id.clone()))
-    }
-
-    /// A payment's timeline, oldest first.
-    pub async fn events(&self, id: &PaymentId) -> Result<Vec<Event>, StoreError> {
-        delegate!(self.events(id.clone()))
-    }
-
-    /// Callbacks stored for a payment, oldest first.
-    pub async fn callbacks_for(&self, id: &PaymentId) -> Result<Vec<StoredCallback>, StoreError> {
-        delegate!(self.callbacks_for(id.clone()))
-    }
-
-    /// Callbacks that matched no payment or could not be parsed, for review.
-    pub async fn unmatched_callbacks(&self) -> Result<Vec<StoredCallback>, StoreError> {
-        delegate!(self.unmatched_callbacks())
     }
 }

@@ -13,19 +13,34 @@
 //! reports itself not ready) on a connection where it is still off. Concurrent commits from
 //! the pool share WAL flushes.
 
+use std::borrow::Cow;
+
 use deadpool_postgres::{GenericClient, Hook, HookError, Pool, Runtime};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
 use super::sql::{Arg, Cell, Rows, Statement};
+use super::tx::{ROW_LOCKS, Tx};
 use super::{
-    ASKABLE_NO_LONGER, ApiKey, CallbackStored, CheckoutSession, DueCheck, EmailJob, EmailNext, Event, IncomingCallback,
-    Inserted, Kept, NewCheckoutSession, NewPayment, PUSH_UNHEARD, PaymentFilter, PushResult, SessionInserted, Settling,
-    StoreError, StoredCallback, WebhookAttempt, WebhookEvent, WebhookJob, WebhookNext, announcement, callback_decision,
-    current, expiry_note, kept, new_email_id, new_event_id, sends_receipt, settlement_event, webhook_payload,
+    CallbackStored, IncomingCallback, Inserted, NewCheckoutSession, NewPayment, PushResult, SessionInserted, Settling,
+    StoreError, WebhookJob, writes,
 };
 use crate::payment::{FailureReason, Payment, PaymentId, SettledBy, Status};
-use crate::settlement::{self, Change, Decision};
+use crate::settlement::Decision;
+
+/// Runs a write of [`super::writes`] in one transaction, committed if it succeeds.
+macro_rules! in_transaction {
+    ($store:expr, |$tx:ident| $write:expr) => {{
+        let mut client = $store.client().await?;
+        let transaction = client.transaction().await.map_err(pg_error)?;
+        let done = {
+            let $tx = &mut PgTx(&transaction);
+            $write.await?
+        };
+        transaction.commit().await.map_err(pg_error)?;
+        Ok(done)
+    }};
+}
 
 mod ingest;
 
@@ -153,274 +168,14 @@ impl PostgresStore {
 
     // ---- API keys ----
 
-    pub(super) async fn insert_api_key(&self, key: ApiKey, key_hash: String) -> Result<(), StoreError> {
-        self.client()
-            .await?
-            .execute(
-                "INSERT INTO api_keys (id, name, key_hash, prefix, created_at) VALUES ($1, $2, $3, $4, $5)",
-                &[&key.id, &key.name, &key_hash, &key.prefix, &key.created_at],
-            )
-            .await
-            .map_err(pg_error)
-            .map(|_| ())
-    }
-
-    pub(super) async fn api_key_by_hash(&self, key_hash: String) -> Result<Option<ApiKey>, StoreError> {
-        let row = self
-            .client()
-            .await?
-            .query_opt(
-                "SELECT id, name, prefix, created_at, revoked_at FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
-                &[&key_hash],
-            )
-            .await
-            .map_err(pg_error)?;
-        Ok(row.as_ref().map(api_key_from_row))
-    }
-
-    pub(super) async fn revoke_api_key(&self, id_or_name: String, now: i64) -> Result<bool, StoreError> {
-        let n = self
-            .client()
-            .await?
-            .execute(
-                "UPDATE api_keys SET revoked_at = $2 WHERE (id = $1 OR name = $1) AND revoked_at IS NULL",
-                &[&id_or_name, &now],
-            )
-            .await
-            .map_err(pg_error)?;
-        Ok(n > 0)
-    }
-
-    pub(super) async fn api_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
-        let rows = self
-            .client()
-            .await?
-            .query("SELECT id, name, prefix, created_at, revoked_at FROM api_keys ORDER BY created_at", &[])
-            .await
-            .map_err(pg_error)?;
-        Ok(rows.iter().map(api_key_from_row).collect())
-    }
-
     // ---- payments ----
 
-    pub(super) async fn payment_by_idempotency_key(
-        &self,
-        api_key_id: String,
-        key: String,
-    ) -> Result<Option<(Payment, String)>, StoreError> {
-        by_idempotency_key(&self.client().await?, &api_key_id, &key).await
-    }
-
     pub(super) async fn insert_payment(&self, new: NewPayment) -> Result<Inserted, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_error)?;
-        // One phone at a time across every replica: the live-prompt check and the insert must
-        // not interleave with another request for the same phone.
-        tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&new.phone]).await.map_err(pg_error)?;
-        if let Some(key) = &new.idempotency_key
-            && let Some((payment, hash)) = by_idempotency_key(&tx, &new.api_key_id, key).await?
-        {
-            return Ok(Inserted::Existing(payment, hash));
-        }
-        let row = tx
-            .query_one(
-                "SELECT count(*) FILTER (WHERE status = 'pending' AND push_state IN ('sending', 'accepted', 'unknown')
-                                          AND created_at >= $2),
-                        count(*)
-                 FROM payments WHERE phone = $1 AND created_at >= $3",
-                &[&new.phone, &new.live_prompt_since, &new.per_phone_since],
-            )
-            .await
-            .map_err(pg_error)?;
-        let (live, count): (i64, i64) = (row.get(0), row.get(1));
-        if live > 0 {
-            return Ok(Inserted::PhoneBusy);
-        }
-        if count >= i64::from(new.per_phone_limit) {
-            return Ok(Inserted::TooManyForPhone(u32::try_from(count).unwrap_or(u32::MAX)));
-        }
-        let inserted = tx
-            .execute(
-                "INSERT INTO payments (id, api_key_id, idempotency_key, request_hash, amount, phone, account_reference,
-                    description, metadata, webhook_url, customer_email, status, callback_token_hash, push_state,
-                    created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending', $12, 'sending', $13, $13)",
-                &[
-                    &new.id.as_str(),
-                    &new.api_key_id,
-                    &new.idempotency_key,
-                    &new.request_hash,
-                    &i64::from(new.amount),
-                    &new.phone,
-                    &new.account_reference,
-                    &new.description,
-                    &new.metadata.to_string(),
-                    &new.webhook_url,
-                    &new.customer_email,
-                    &new.callback_token_hash,
-                    &new.now,
-                ],
-            )
-            .await;
-        match inserted.map_err(pg_error) {
-            Ok(_) => {}
-            // Another replica inserted the same idempotency key for a different phone first.
-            Err(StoreError::Conflict(_)) if new.idempotency_key.is_some() => {
-                drop(tx);
-                let key = new.idempotency_key.clone().unwrap_or_default();
-                let client = self.client().await?;
-                return match by_idempotency_key(&client, &new.api_key_id, &key).await? {
-                    Some((payment, hash)) => Ok(Inserted::Existing(payment, hash)),
-                    None => Err(StoreError::Conflict("idempotency key race".into())),
-                };
-            }
-            Err(e) => return Err(e),
-        }
-        event(&tx, &new.id, new.now, "created", &serde_json::json!({"amount": new.amount, "phone": new.phone})).await?;
-        if let Some(a) = &new.checkout {
-            // Only the attempt after the session's last one is taken.
-            let attempt = i32::try_from(a.attempt).map_err(|_| corrupt("attempt out of range"))?;
-            tx.execute(
-                "UPDATE checkout_sessions SET payment_id = $2, attempts = $3 WHERE id = $1 AND attempts = $3 - 1",
-                &[&a.session_id, &new.id.as_str(), &attempt],
-            )
-            .await
-            .map_err(pg_error)?;
-        }
-        let payment = load(&tx, &new.id).await?;
-        tx.commit().await.map_err(pg_error)?;
-        Ok(Inserted::Created(payment))
+        in_transaction!(self, |tx| writes::insert_payment(tx, &new))
     }
 
     pub(super) async fn record_push(&self, id: PaymentId, result: PushResult, now: i64) -> Result<Payment, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_error)?;
-        match &result {
-            PushResult::Accepted { merchant_request_id, checkout_request_id, first_check_at } => {
-                tx.execute(
-                    "UPDATE payments SET push_state = 'accepted', merchant_request_id = $2,
-                        checkout_request_id = COALESCE(checkout_request_id, $3),
-                        next_check_at = CASE WHEN status = 'pending' THEN $4::BIGINT END, updated_at = GREATEST(updated_at, $5)
-                     WHERE id = $1",
-                    &[&id.as_str(), merchant_request_id, checkout_request_id, first_check_at, &now],
-                )
-                .await
-                .map_err(pg_error)?;
-                let detail = serde_json::json!({"merchant_request_id": merchant_request_id, "checkout_request_id": checkout_request_id});
-                event(&tx, &id, now, "push_accepted", &detail).await?;
-            }
-            PushResult::Refused { code, message } => {
-                // Fails the payment only if nothing settled it meanwhile (a callback can race
-                // the push's answer); only that move is announced.
-                let failed = tx
-                    .execute(
-                        "UPDATE payments SET push_state = 'refused', status = 'failed', failure_reason = $2,
-                            result_code = $3, result_desc = $4, settled_by = 'push', settled_at = $5, updated_at = $5
-                         WHERE id = $1 AND status = 'pending'",
-                        &[&id.as_str(), &FailureReason::RejectedByDaraja.as_str(), code, message, &now],
-                    )
-                    .await
-                    .map_err(pg_error)?;
-                if failed == 0 {
-                    tx.execute(
-                        "UPDATE payments SET push_state = 'refused', updated_at = GREATEST(updated_at, $2) WHERE id = $1",
-                        &[&id.as_str(), &now],
-                    )
-                    .await
-                    .map_err(pg_error)?;
-                }
-                event(&tx, &id, now, "push_refused", &serde_json::json!({"code": code, "message": message})).await?;
-                if failed > 0 {
-                    announce(&tx, &id, "payment.failed", now).await?;
-                }
-            }
-            PushResult::Unknown { error, first_check_at } => {
-                tx.execute(
-                    "UPDATE payments SET push_state = 'unknown', next_check_at = $2, updated_at = GREATEST(updated_at, $3) WHERE id = $1",
-                    &[&id.as_str(), first_check_at, &now],
-                )
-                .await
-                .map_err(pg_error)?;
-                event(&tx, &id, now, "push_unknown", &serde_json::json!({"error": error})).await?;
-            }
-        }
-        let payment = load(&tx, &id).await?;
-        tx.commit().await.map_err(pg_error)?;
-        Ok(payment)
-    }
-
-    pub(super) async fn payment(
-        &self,
-        id: PaymentId,
-        api_key_id: Option<String>,
-    ) -> Result<Option<Payment>, StoreError> {
-        let client = self.client().await?;
-        let row = client
-            .query_opt(&format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1"), &[&id.as_str()])
-            .await
-            .map_err(pg_error)?;
-        let payment = row.as_ref().map(payment_from_row).transpose()?;
-        Ok(payment.filter(|p| api_key_id.as_ref().is_none_or(|k| &p.api_key_id == k)))
-    }
-
-    pub(super) async fn payments(&self, f: PaymentFilter) -> Result<Vec<Payment>, StoreError> {
-        let mut sql = format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE TRUE");
-        let mut args: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
-        let mut push = |clause: &str, value: Box<dyn ToSql + Sync + Send>| {
-            args.push(value);
-            sql.push_str(&clause.replace('?', &format!("${}", args.len())));
-        };
-        if let Some(k) = f.api_key_id {
-            push(" AND api_key_id = ?", Box::new(k));
-        }
-        if let Some(s) = f.status {
-            push(" AND status = ?", Box::new(s.as_str()));
-        }
-        if let Some(p) = f.phone {
-            push(" AND phone = ?", Box::new(p));
-        }
-        if let Some(r) = f.reference {
-            push(" AND account_reference = ?", Box::new(r));
-        }
-        if let Some(r) = f.receipt {
-            push(" AND receipt = ?", Box::new(r));
-        }
-        if let Some(t) = f.created_from {
-            push(" AND created_at >= ?", Box::new(t));
-        }
-        if let Some(t) = f.created_to {
-            push(" AND created_at < ?", Box::new(t));
-        }
-        if let Some(id) = f.id {
-            push(" AND id = ?", Box::new(id));
-        }
-        if let Some(a) = f.min_amount {
-            push(" AND amount >= ?", Box::new(i64::from(a)));
-        }
-        if let Some(a) = f.max_amount {
-            push(" AND amount <= ?", Box::new(i64::from(a)));
-        }
-        if let Some(flagged) = f.needs_review {
-            push(" AND needs_review = ?", Box::new(flagged));
-        }
-        if let Some((at, id)) = f.after {
-            push(" AND (created_at, id) < (?", Box::new(at));
-            push(", ?)", Box::new(id));
-        }
-        sql.push_str(&format!(" ORDER BY created_at DESC, id DESC LIMIT {}", f.limit.clamp(1, 1000)));
-        let refs: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| &**a as &(dyn ToSql + Sync)).collect();
-        let rows = self.client().await?.query(&sql, &refs).await.map_err(pg_error)?;
-        rows.iter().map(payment_from_row).collect()
-    }
-
-    pub(super) async fn count_by_status(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        let rows = self
-            .client()
-            .await?
-            .query("SELECT status, count(*) FROM payments GROUP BY status ORDER BY status", &[])
-            .await
-            .map_err(pg_error)?;
-        Ok(rows.iter().map(|r| (r.get(0), u64::try_from(r.get::<_, i64>(1)).unwrap_or(0))).collect())
+        in_transaction!(self, |tx| writes::record_push(tx, &id, &result, now))
     }
 
     // ---- callbacks and queries ----
@@ -437,93 +192,7 @@ impl PostgresStore {
 
     /// Settles one callback in its own transaction.
     async fn settle_one(&self, incoming: IncomingCallback) -> Result<CallbackStored, StoreError> {
-        let mut client = self.client().await?;
-        let mut tx = client.transaction().await.map_err(pg_error)?;
-        let select = tx
-            .prepare_cached(
-                "SELECT id, status, amount, phone, checkout_request_id, receipt, result_code, settled_by
-                 FROM payments WHERE callback_token_hash = $1 FOR UPDATE",
-            )
-            .await
-            .map_err(pg_error)?;
-        let found = tx.query_opt(&select, &[&incoming.token_hash]).await.map_err(pg_error)?;
-        let found = found.as_ref().map(settling_from_row).transpose()?;
-        let checkout_id = incoming.parsed.as_ref().ok().map(|cb| cb.checkout_request_id.as_str().to_owned());
-        let decision = callback_decision(&incoming.parsed, found.as_ref().map(Settling::current));
-        // A malformed body with a known token still belongs to that payment: flagged for review,
-        // with its reason on the payment's timeline.
-        let (decision, status) = match &found {
-            Some(p) => {
-                let (decision, status) =
-                    apply(&mut tx, &p.id, p.status, decision, "callback", incoming.received_at).await?;
-                (decision, Some(status))
-            }
-            None => (decision, None),
-        };
-        let payment_id = found.map(|p| p.id);
-        let (note, body) = match kept(&incoming, payment_id.is_some(), decision.note) {
-            Kept::Row { note, body } => (note, body),
-            Kept::Counted(t) => {
-                tx.execute(COUNT_UNMATCHED, &[&t.minute, &1_i64, &t.bytes, &t.at]).await.map_err(pg_error)?;
-                tx.commit().await.map_err(pg_error)?;
-                return Ok(CallbackStored { outcome: decision.outcome, stored: false, payment_id, status });
-            }
-        };
-        let insert = tx
-            .prepare_cached(
-                "INSERT INTO callbacks (received_at, payment_id, token_hash, source, checkout_request_id, outcome, note, body)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .await
-            .map_err(pg_error)?;
-        tx.execute(
-            &insert,
-            &[
-                &incoming.received_at,
-                &payment_id.as_ref().map(PaymentId::as_str),
-                &incoming.token_hash,
-                &incoming.source,
-                &checkout_id,
-                &decision.outcome.as_str(),
-                &note,
-                &body,
-            ],
-        )
-        .await
-        .map_err(pg_error)?;
-        tx.commit().await.map_err(pg_error)?;
-        Ok(CallbackStored { outcome: decision.outcome, stored: true, payment_id, status })
-    }
-
-    pub(super) async fn claim_due_checks(
-        &self,
-        now: i64,
-        lease_until: i64,
-        limit: u32,
-    ) -> Result<Vec<DueCheck>, StoreError> {
-        let rows = self
-            .client()
-            .await?
-            .query(
-                "UPDATE payments SET lease_until = $2
-                 WHERE id IN (SELECT id FROM payments
-                              WHERE status = 'pending' AND next_check_at IS NOT NULL AND next_check_at <= $1
-                                AND checkout_request_id IS NOT NULL AND (lease_until IS NULL OR lease_until <= $1)
-                              ORDER BY next_check_at LIMIT $3 FOR UPDATE SKIP LOCKED)
-                 RETURNING id, checkout_request_id, check_attempts, created_at",
-                &[&now, &lease_until, &i64::from(limit)],
-            )
-            .await
-            .map_err(pg_error)?;
-        Ok(rows
-            .iter()
-            .map(|r| DueCheck {
-                id: PaymentId::from_db(r.get(0)),
-                checkout_request_id: r.get(1),
-                attempts: u32::try_from(r.get::<_, i32>(2)).unwrap_or(0),
-                created_at: r.get(3),
-            })
-            .collect())
+        in_transaction!(self, |tx| writes::settle_callback_alone(tx, &incoming))
     }
 
     pub(super) async fn settle_from_query(
@@ -532,45 +201,7 @@ impl PostgresStore {
         result: daraja::QueryResult,
         now: i64,
     ) -> Result<Decision, StoreError> {
-        let mut client = self.client().await?;
-        let mut tx = client.transaction().await.map_err(pg_error)?;
-        let row = tx
-            .query_one(&format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1 FOR UPDATE"), &[&id.as_str()])
-            .await
-            .map_err(pg_error)?;
-        let payment = payment_from_row(&row)?;
-        let decision = settlement::on_query(&current(&payment), &result);
-        tx.execute(
-            "UPDATE payments SET check_attempts = check_attempts + 1, lease_until = NULL, next_check_at = NULL WHERE id = $1",
-            &[&id.as_str()],
-        )
-        .await
-        .map_err(pg_error)?;
-        let (decision, _) = apply(&mut tx, &payment.id, payment.status, decision, "query", now).await?;
-        tx.commit().await.map_err(pg_error)?;
-        Ok(decision)
-    }
-
-    pub(super) async fn reschedule_check(
-        &self,
-        id: PaymentId,
-        note: String,
-        next_at: i64,
-        failed_at: Option<i64>,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_error)?;
-        tx.execute(
-            "UPDATE payments SET check_attempts = check_attempts + 1, lease_until = NULL,
-                next_check_at = CASE WHEN status = 'pending' THEN $2::BIGINT END, query_failed_at = $3
-             WHERE id = $1",
-            &[&id.as_str(), &next_at, &failed_at],
-        )
-        .await
-        .map_err(pg_error)?;
-        event(&tx, &id, now, "query", &serde_json::json!({"answer": note})).await?;
-        tx.commit().await.map_err(pg_error)
+        in_transaction!(self, |tx| writes::settle_from_query(tx, &id, &result, now))
     }
 
     pub(super) async fn expire_overdue(
@@ -579,40 +210,17 @@ impl PostgresStore {
         failing_before: i64,
         now: i64,
     ) -> Result<Vec<PaymentId>, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_error)?;
-        let rows = tx
-            .query(
-                &format!(
-                    "UPDATE payments SET status = 'expired', settled_by = 'expiry', settled_at = $2, updated_at = $2,
-                        next_check_at = NULL, lease_until = NULL, needs_review = needs_review OR {PUSH_UNHEARD}
-                     WHERE id IN (SELECT id FROM payments WHERE status = 'pending' AND created_at < $1
-                         AND (lease_until IS NULL OR lease_until <= $2)
-                         AND ({ASKABLE_NO_LONGER} OR created_at < $3) FOR UPDATE SKIP LOCKED)
-                     RETURNING id, {PUSH_UNHEARD}"
-                ),
-                &[&created_before, &now, &failing_before],
-            )
-            .await
-            .map_err(pg_error)?;
-        let mut ids = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let id = PaymentId::from_db(r.get(0));
-            event(&tx, &id, now, "expired", &expiry_note(r.get(1))).await?;
-            announce(&tx, &id, "payment.expired", now).await?;
-            ids.push(id);
-        }
-        tx.commit().await.map_err(pg_error)?;
-        Ok(ids)
+        in_transaction!(self, |tx| writes::expire_overdue(tx, created_before, failing_before, now))
     }
 
     // ---- plain SQL (see `sql.rs`) ----
 
-    pub(super) async fn query(&self, sql: &'static str, args: Vec<Arg>) -> Result<Rows, StoreError> {
-        let args: Vec<Box<dyn ToSql + Sync + Send>> = args.iter().map(pg_arg).collect();
-        let refs: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| &**a as &(dyn ToSql + Sync)).collect();
-        let rows = self.client().await?.query(sql, &refs).await.map_err(pg_error)?;
-        rows.iter().map(|r| (0..r.len()).map(|i| pg_cell(r, i)).collect()).collect()
+    pub(super) async fn query(&self, sql: Cow<'static, str>, args: Vec<Arg>) -> Result<Rows, StoreError> {
+        rows_of(&*self.client().await?, &sql, &args).await
+    }
+
+    pub(super) async fn execute_returning(&self, sql: &'static str, args: Vec<Arg>) -> Result<Rows, StoreError> {
+        rows_of(&*self.client().await?, sql, &args).await
     }
 
     pub(super) async fn execute_all(&self, statements: Vec<Statement>) -> Result<Vec<u64>, StoreError> {
@@ -620,9 +228,9 @@ impl PostgresStore {
         let tx = client.transaction().await.map_err(pg_error)?;
         let mut counts = Vec::with_capacity(statements.len());
         for (sql, args) in &statements {
-            let args: Vec<Box<dyn ToSql + Sync + Send>> = args.iter().map(pg_arg).collect();
-            let refs: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| &**a as &(dyn ToSql + Sync)).collect();
-            counts.push(tx.execute(*sql, &refs).await.map_err(pg_error)?);
+            let args: Vec<&(dyn ToSql + Sync)> = args.iter().map(pg_arg).collect();
+            let statement = tx.prepare_cached(sql).await.map_err(pg_error)?;
+            counts.push(tx.execute(&statement, &args).await.map_err(pg_error)?);
         }
         tx.commit().await.map_err(pg_error)?;
         Ok(counts)
@@ -631,157 +239,12 @@ impl PostgresStore {
     // ---- checkout sessions ----
 
     pub(super) async fn insert_checkout_session(&self, new: NewCheckoutSession) -> Result<SessionInserted, StoreError> {
-        let client = self.client().await?;
-        let find = async |key: &str| -> Result<Option<SessionInserted>, StoreError> {
-            let row = client
-                .query_opt(
-                    &format!(
-                        "SELECT {SESSION_COLUMNS}, request_hash FROM checkout_sessions
-                         WHERE api_key_id = $1 AND idempotency_key = $2"
-                    ),
-                    &[&new.session.api_key_id, &key],
-                )
-                .await
-                .map_err(pg_error)?;
-            row.map(|r| Ok(SessionInserted::Existing(session_from_row(&r)?, r.get(SESSION_COLUMN_COUNT)))).transpose()
-        };
-        if let Some(key) = &new.idempotency_key
-            && let Some(existing) = find(key).await?
-        {
-            return Ok(existing);
-        }
-        let s = &new.session;
-        let inserted = client
-            .execute(
-                "INSERT INTO checkout_sessions (id, api_key_id, idempotency_key, request_hash, amount, account_reference,
-                    description, success_url, cancel_url, phone, customer_email, webhook_url, metadata, created_at,
-                    expires_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
-                 ON CONFLICT (api_key_id, idempotency_key) DO NOTHING",
-                &[
-                    &s.id,
-                    &s.api_key_id,
-                    &new.idempotency_key,
-                    &new.request_hash,
-                    &i32::try_from(s.amount).map_err(|_| corrupt("amount out of range"))?,
-                    &s.account_reference,
-                    &s.description,
-                    &s.success_url,
-                    &s.cancel_url,
-                    &s.phone,
-                    &s.customer_email,
-                    &s.webhook_url,
-                    &s.metadata.to_string(),
-                    &s.created_at,
-                    &s.expires_at,
-                ],
-            )
-            .await
-            .map_err(pg_error)?;
-        // Zero rows: a concurrent request with the same key won the insert; answer with its session.
-        match (inserted, &new.idempotency_key) {
-            (0, Some(key)) => find(key).await?.ok_or_else(|| StoreError::Conflict("checkout session vanished".into())),
-            _ => Ok(SessionInserted::Created(new.session.clone())),
-        }
-    }
-
-    pub(super) async fn checkout_session(&self, id: String) -> Result<Option<CheckoutSession>, StoreError> {
-        self.client()
-            .await?
-            .query_opt(&format!("SELECT {SESSION_COLUMNS} FROM checkout_sessions WHERE id = $1"), &[&id])
-            .await
-            .map_err(pg_error)?
-            .map(|r| session_from_row(&r))
-            .transpose()
+        in_transaction!(self, |tx| writes::insert_checkout_session(tx, new))
     }
 
     // ---- emails ----
 
-    pub(super) async fn claim_due_emails(
-        &self,
-        now: i64,
-        lease_until: i64,
-        limit: u32,
-    ) -> Result<Vec<EmailJob>, StoreError> {
-        let rows = self
-            .client()
-            .await?
-            .query(
-                "UPDATE emails SET lease_until = $2
-                 WHERE id IN (SELECT id FROM emails
-                              WHERE status = 'pending' AND next_attempt_at <= $1
-                                AND (lease_until IS NULL OR lease_until <= $1)
-                              ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED)
-                 RETURNING id, payment_id, recipient, attempts, created_at",
-                &[&now, &lease_until, &i64::from(limit)],
-            )
-            .await
-            .map_err(pg_error)?;
-        Ok(rows
-            .iter()
-            .map(|r| EmailJob {
-                id: r.get(0),
-                payment_id: PaymentId::from_db(r.get(1)),
-                recipient: r.get(2),
-                attempts: u32::try_from(r.get::<_, i32>(3)).unwrap_or(0),
-                created_at: r.get(4),
-            })
-            .collect())
-    }
-
-    pub(super) async fn finish_email(&self, job: EmailJob, next: EmailNext, now: i64) -> Result<(), StoreError> {
-        let (status, next_at, error, tried) = super::email_columns(&next);
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_error)?;
-        tx.execute(
-            "UPDATE emails SET status = $2, next_attempt_at = $3, last_error = $4, attempts = attempts + $5,
-                sent_at = CASE WHEN $2 = 'sent' THEN $6::BIGINT END, lease_until = NULL
-             WHERE id = $1",
-            &[&job.id, &status, &next_at, &error, &tried, &now],
-        )
-        .await
-        .map_err(pg_error)?;
-        let (kind, detail) = super::email_event(&job, &next);
-        event(&tx, &job.payment_id, now, kind, &detail).await?;
-        tx.commit().await.map_err(pg_error)
-    }
-
     // ---- webhooks ----
-
-    pub(super) async fn webhook_secret(&self, api_key_id: String) -> Result<Option<String>, StoreError> {
-        let row = self
-            .client()
-            .await?
-            .query_opt("SELECT webhook_secret FROM api_keys WHERE id = $1", &[&api_key_id])
-            .await
-            .map_err(pg_error)?;
-        Ok(row.and_then(|r| r.get(0)))
-    }
-
-    pub(super) async fn set_webhook_secret(&self, id_or_name: String, secret: String) -> Result<bool, StoreError> {
-        let n = self
-            .client()
-            .await?
-            .execute(
-                "UPDATE api_keys SET webhook_secret = $2 WHERE (id = $1 OR name = $1) AND revoked_at IS NULL",
-                &[&id_or_name, &secret],
-            )
-            .await
-            .map_err(pg_error)?;
-        Ok(n > 0)
-    }
-
-    pub(super) async fn init_webhook_secret(&self, api_key_id: String, secret: String) -> Result<(), StoreError> {
-        self.client()
-            .await?
-            .execute(
-                "UPDATE api_keys SET webhook_secret = $2 WHERE id = $1 AND webhook_secret IS NULL",
-                &[&api_key_id, &secret],
-            )
-            .await
-            .map(drop)
-            .map_err(pg_error)
-    }
 
     pub(super) async fn claim_due_webhooks(
         &self,
@@ -830,315 +293,6 @@ impl PostgresStore {
             })
             .collect())
     }
-
-    pub(super) async fn finish_webhook_attempt(
-        &self,
-        attempt: Option<WebhookAttempt>,
-        event_id: String,
-        next: WebhookNext,
-    ) -> Result<(), StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_error)?;
-        if let Some(a) = &attempt {
-            tx.execute(
-                "INSERT INTO webhook_attempts (event_id, at, url, status, latency_ms, error, response)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                &[&a.event_id, &a.at, &a.url, &a.status.map(i32::from), &a.latency_ms, &a.error, &a.response],
-            )
-            .await
-            .map_err(pg_error)?;
-        }
-        let tried = i32::from(attempt.is_some());
-        let at = attempt.as_ref().map(|a| a.at);
-        let (status, next_at, delivered) = match next {
-            WebhookNext::Delivered => ("delivered", None, at),
-            WebhookNext::RetryAt(t) => ("pending", Some(t), None),
-            WebhookNext::Dead => ("dead", None, None),
-            WebhookNext::NoEndpoint => ("no_endpoint", None, None),
-        };
-        tx.execute(
-            "UPDATE webhook_events SET status = $2, next_attempt_at = $3, delivered_at = COALESCE($4, delivered_at),
-                attempts = attempts + $5, lease_until = NULL
-             WHERE id = $1",
-            &[&event_id, &status, &next_at, &delivered, &tried],
-        )
-        .await
-        .map_err(pg_error)?;
-        tx.commit().await.map_err(pg_error)
-    }
-
-    pub(super) async fn redeliver_webhook(
-        &self,
-        event_id: String,
-        api_key_id: Option<String>,
-        now: i64,
-    ) -> Result<bool, StoreError> {
-        let n = self
-            .client()
-            .await?
-            .execute(
-                "UPDATE webhook_events SET status = 'pending', next_attempt_at = $2,
-                    lease_until = CASE WHEN lease_until > $2 THEN lease_until END
-                 WHERE id = $1 AND ($3::TEXT IS NULL OR api_key_id = $3)",
-                &[&event_id, &now, &api_key_id],
-            )
-            .await
-            .map_err(pg_error)?;
-        Ok(n > 0)
-    }
-
-    pub(super) async fn webhook_events(&self, id: PaymentId) -> Result<Vec<WebhookEvent>, StoreError> {
-        let client = self.client().await?;
-        let rows = client
-            .query(
-                "SELECT id, payment_id, type, status, created_at, delivered_at FROM webhook_events
-                 WHERE payment_id = $1 ORDER BY created_at, id",
-                &[&id.as_str()],
-            )
-            .await
-            .map_err(pg_error)?;
-        let mut events = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let event_id: String = r.get(0);
-            let attempts = client
-                .query(
-                    "SELECT event_id, at, url, status, latency_ms, error, response FROM webhook_attempts
-                     WHERE event_id = $1 ORDER BY id",
-                    &[&event_id],
-                )
-                .await
-                .map_err(pg_error)?
-                .iter()
-                .map(|a| WebhookAttempt {
-                    event_id: a.get(0),
-                    at: a.get(1),
-                    url: a.get(2),
-                    status: a.get::<_, Option<i32>>(3).and_then(|s| u16::try_from(s).ok()),
-                    latency_ms: a.get(4),
-                    error: a.get(5),
-                    response: a.get(6),
-                })
-                .collect();
-            events.push(WebhookEvent {
-                id: event_id,
-                payment_id: r.get(1),
-                event_type: r.get(2),
-                status: r.get(3),
-                created_at: r.get(4),
-                delivered_at: r.get(5),
-                attempts,
-            });
-        }
-        Ok(events)
-    }
-
-    pub(super) async fn events(&self, id: PaymentId) -> Result<Vec<Event>, StoreError> {
-        let rows = self
-            .client()
-            .await?
-            .query("SELECT at, kind, detail FROM events WHERE payment_id = $1 ORDER BY id", &[&id.as_str()])
-            .await
-            .map_err(pg_error)?;
-        Ok(rows
-            .iter()
-            .map(|r| Event {
-                at: r.get(0),
-                kind: r.get(1),
-                detail: serde_json::from_str(r.get::<_, &str>(2)).unwrap_or_default(),
-            })
-            .collect())
-    }
-
-    pub(super) async fn callbacks_for(&self, id: PaymentId) -> Result<Vec<StoredCallback>, StoreError> {
-        let client = self.client().await?;
-        stored_callbacks(&client, "WHERE payment_id = $1 ORDER BY id", &[&id.as_str()]).await
-    }
-
-    pub(super) async fn unmatched_callbacks(&self) -> Result<Vec<StoredCallback>, StoreError> {
-        let client = self.client().await?;
-        stored_callbacks(&client, "WHERE payment_id IS NULL ORDER BY id", &[]).await
-    }
-}
-
-async fn stored_callbacks(
-    c: &impl GenericClient,
-    clause: &str,
-    args: &[&(dyn ToSql + Sync)],
-) -> Result<Vec<StoredCallback>, StoreError> {
-    let rows = c
-        .query(
-            &format!("SELECT id, received_at, payment_id, outcome, note, source, body FROM callbacks {clause}"),
-            args,
-        )
-        .await
-        .map_err(pg_error)?;
-    Ok(rows
-        .iter()
-        .map(|r| StoredCallback {
-            id: r.get(0),
-            received_at: r.get(1),
-            payment_id: r.get(2),
-            outcome: r.get(3),
-            note: r.get(4),
-            source: r.get(5),
-            body: String::from_utf8_lossy(r.get::<_, &[u8]>(6)).into_owned(),
-        })
-        .collect())
-}
-
-/// Writes a decision's change and its timeline event (see the SQLite store's `apply`).
-async fn apply(
-    tx: &mut deadpool_postgres::Transaction<'_>,
-    id: &PaymentId,
-    status: Status,
-    decision: Decision,
-    source: &str,
-    now: i64,
-) -> Result<(Decision, Status), StoreError> {
-    let mut decision = decision;
-    let mut new_status = status;
-    if let Some(change) = decision.change.clone() {
-        if write_change(tx, id, &change, decision.outcome.needs_review(), now).await? {
-            new_status = change.status;
-        } else {
-            // The receipt or CheckoutRequestID already belongs to another payment.
-            let receipt = change.receipt.clone().unwrap_or_default();
-            let other = tx
-                .query_opt("SELECT id FROM payments WHERE receipt = $1", &[&receipt])
-                .await
-                .map_err(pg_error)?
-                .map(|r| r.get::<_, String>(0));
-            decision = settlement::already_used(&receipt, other.as_deref());
-        }
-    }
-    if decision.change.is_none() && decision.outcome.needs_review() {
-        tx.execute("UPDATE payments SET needs_review = TRUE, updated_at = $2 WHERE id = $1", &[&id.as_str(), &now])
-            .await
-            .map_err(pg_error)?;
-    }
-    let (kind, detail) = settlement_event(source, &decision, new_status);
-    event(&*tx, id, now, &kind, &detail).await?;
-    if let Some(event_type) = announcement(decision.outcome, status, new_status) {
-        announce(&*tx, id, event_type, now).await?;
-    }
-    Ok((decision, new_status))
-}
-
-/// Writes the change unless its receipt or CheckoutRequestID belongs to another payment
-/// (then returns false and writes nothing). Two concurrent settlements of different payments
-/// with one receipt are still stopped by the unique index (the loser is not acknowledged and
-/// its retry finds the conflict here).
-async fn write_change(
-    tx: &deadpool_postgres::Transaction<'_>,
-    id: &PaymentId,
-    ch: &Change,
-    review: bool,
-    now: i64,
-) -> Result<bool, StoreError> {
-    let stmt = tx
-        .prepare_cached(
-            "UPDATE payments SET status = $2, failure_reason = $3, result_code = $4, result_desc = $5,
-                receipt = COALESCE($6, receipt), transaction_date = COALESCE($7, transaction_date),
-                checkout_request_id = COALESCE(checkout_request_id, $8), settled_by = $9,
-                settled_at = COALESCE(settled_at, $10), needs_review = needs_review OR $11, updated_at = $10,
-                next_check_at = NULL, lease_until = NULL
-             WHERE id = $1
-               AND NOT EXISTS (SELECT 1 FROM payments o WHERE o.id <> $1
-                               AND (o.receipt = $6 OR ($8::TEXT IS NOT NULL AND o.checkout_request_id = $8)))",
-        )
-        .await
-        .map_err(pg_error)?;
-    let n = tx
-        .execute(
-            &stmt,
-            &[
-                &id.as_str(),
-                &ch.status.as_str(),
-                &ch.failure_reason.map(FailureReason::as_str),
-                &ch.result_code,
-                &ch.result_desc,
-                &ch.receipt,
-                &ch.transaction_date,
-                &ch.checkout_request_id,
-                &ch.settled_by.as_str(),
-                &now,
-                &review,
-            ],
-        )
-        .await
-        .map_err(pg_error)?;
-    Ok(n == 1)
-}
-
-/// Writes a webhook event for the payment as it now is, in the caller's transaction.
-async fn announce(c: &impl GenericClient, id: &PaymentId, event_type: &str, now: i64) -> Result<(), StoreError> {
-    let payment = load(c, id).await?;
-    let event_id = new_event_id();
-    let payload = webhook_payload(&event_id, event_type, now, &payment)?;
-    let stmt = c
-        .prepare_cached(
-            "INSERT INTO webhook_events (id, payment_id, api_key_id, type, url, payload, status, created_at, next_attempt_at)
-             VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $7)",
-        )
-        .await
-        .map_err(pg_error)?;
-    c.execute(
-        &stmt,
-        &[&event_id, &id.as_str(), &payment.api_key_id, &event_type, &payment.webhook_url, &payload, &now],
-    )
-    .await
-    .map_err(pg_error)?;
-    if sends_receipt(event_type, &payment) {
-        c.execute(
-            "INSERT INTO emails (id, payment_id, recipient, status, created_at, next_attempt_at)
-             VALUES ($1, $2, $3, 'pending', $4, $4)",
-            &[&new_email_id(), &id.as_str(), &payment.customer_email, &now],
-        )
-        .await
-        .map_err(pg_error)?;
-    }
-    Ok(())
-}
-
-async fn event(
-    c: &impl GenericClient,
-    id: &PaymentId,
-    at: i64,
-    kind: &str,
-    detail: &serde_json::Value,
-) -> Result<(), StoreError> {
-    c.execute(
-        "INSERT INTO events (payment_id, at, kind, detail) VALUES ($1, $2, $3, $4)",
-        &[&id.as_str(), &at, &kind, &detail.to_string()],
-    )
-    .await
-    .map_err(pg_error)
-    .map(|_| ())
-}
-
-async fn by_idempotency_key(
-    c: &impl GenericClient,
-    api_key_id: &str,
-    key: &str,
-) -> Result<Option<(Payment, String)>, StoreError> {
-    let row = c
-        .query_opt(
-            &format!(
-                "SELECT {PAYMENT_COLUMNS}, request_hash FROM payments WHERE api_key_id = $1 AND idempotency_key = $2"
-            ),
-            &[&api_key_id, &key],
-        )
-        .await
-        .map_err(pg_error)?;
-    row.map(|r| Ok((payment_from_row(&r)?, r.get::<_, String>(PAYMENT_COLUMN_COUNT)))).transpose()
-}
-
-async fn load(c: &impl GenericClient, id: &PaymentId) -> Result<Payment, StoreError> {
-    let row = c
-        .query_one(&format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1"), &[&id.as_str()])
-        .await
-        .map_err(pg_error)?;
-    payment_from_row(&row)
 }
 
 fn corrupt(what: &str) -> StoreError {
@@ -1161,13 +315,54 @@ fn settling_from_row(r: &Row) -> Result<Settling, StoreError> {
     })
 }
 
-fn pg_arg(a: &Arg) -> Box<dyn ToSql + Sync + Send> {
+/// The rows of a statement written for both backends (see [`super::sql`]).
+async fn rows_of(c: &deadpool_postgres::ClientWrapper, sql: &str, args: &[Arg]) -> Result<Rows, StoreError> {
+    let args: Vec<&(dyn ToSql + Sync)> = args.iter().map(pg_arg).collect();
+    let statement = c.prepare_cached(&pg_sql(sql)).await.map_err(pg_error)?;
+    let rows = c.query(&statement, &args).await.map_err(pg_error)?;
+    rows.iter().map(|r| (0..r.len()).map(|i| pg_cell(r, i)).collect()).collect()
+}
+
+fn pg_arg(a: &Arg) -> &(dyn ToSql + Sync) {
+    const NULL_INT: Option<i64> = None;
+    const NULL_TEXT: Option<&str> = None;
     match a {
-        Arg::Int(v) => Box::new(*v),
-        Arg::Text(t) => Box::new(t.clone()),
-        Arg::Bool(b) => Box::new(*b),
-        Arg::NullInt => Box::new(None::<i64>),
-        Arg::NullText => Box::new(None::<String>),
+        Arg::Int(v) => v,
+        Arg::Text(t) => t,
+        Arg::Bool(b) => b,
+        Arg::Bytes(b) => b,
+        Arg::NullInt => &NULL_INT,
+        Arg::NullText => &NULL_TEXT,
+    }
+}
+
+/// A statement written for both backends as PostgreSQL runs it (see [`super::tx`]).
+fn pg_sql(sql: &str) -> Cow<'_, str> {
+    if !sql.contains("/*") {
+        return Cow::Borrowed(sql);
+    }
+    Cow::Owned(ROW_LOCKS.iter().fold(sql.to_owned(), |sql, (marker, lock)| sql.replace(marker, lock)))
+}
+
+/// A transaction for the writes written once for both backends ([`super::writes`]).
+struct PgTx<'a, 't>(&'a deadpool_postgres::Transaction<'t>);
+
+impl Tx for PgTx<'_, '_> {
+    async fn rows(&mut self, sql: &str, args: Vec<Arg>) -> Result<Rows, StoreError> {
+        let statement = self.0.prepare_cached(&pg_sql(sql)).await.map_err(pg_error)?;
+        let args: Vec<&(dyn ToSql + Sync)> = args.iter().map(pg_arg).collect();
+        let rows = self.0.query(&statement, &args).await.map_err(pg_error)?;
+        rows.iter().map(|r| (0..r.len()).map(|i| pg_cell(r, i)).collect()).collect()
+    }
+
+    async fn execute(&mut self, sql: &str, args: Vec<Arg>) -> Result<u64, StoreError> {
+        let statement = self.0.prepare_cached(&pg_sql(sql)).await.map_err(pg_error)?;
+        let args: Vec<&(dyn ToSql + Sync)> = args.iter().map(pg_arg).collect();
+        self.0.execute(&statement, &args).await.map_err(pg_error)
+    }
+
+    async fn lock(&mut self, key: &str) -> Result<(), StoreError> {
+        self.0.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&key]).await.map_err(pg_error).map(drop)
     }
 }
 
@@ -1188,35 +383,6 @@ fn pg_cell(r: &Row, i: usize) -> Result<Cell, StoreError> {
     };
     cell.map_err(|e| corrupt(&format!("column {i}: {e}")))
 }
-
-const SESSION_COLUMNS: &str = "id, api_key_id, amount, account_reference, description, success_url, cancel_url, phone,
-    customer_email, webhook_url, metadata, created_at, expires_at, payment_id, attempts";
-const SESSION_COLUMN_COUNT: usize = 15;
-
-fn session_from_row(r: &Row) -> Result<CheckoutSession, StoreError> {
-    Ok(CheckoutSession {
-        id: r.get(0),
-        api_key_id: r.get(1),
-        amount: u32::try_from(r.get::<_, i32>(2)).map_err(|_| corrupt("amount out of range"))?,
-        account_reference: r.get(3),
-        description: r.get(4),
-        success_url: r.get(5),
-        cancel_url: r.get(6),
-        phone: r.get(7),
-        customer_email: r.get(8),
-        webhook_url: r.get(9),
-        metadata: serde_json::from_str(r.get::<_, &str>(10)).map_err(|_| corrupt("session metadata is not JSON"))?,
-        created_at: r.get(11),
-        expires_at: r.get(12),
-        payment_id: r.get(13),
-        attempts: u32::try_from(r.get::<_, i32>(14)).map_err(|_| corrupt("attempts out of range"))?,
-    })
-}
-
-const PAYMENT_COLUMNS: &str = "id, status, amount, phone, account_reference, description, metadata, webhook_url,
-    customer_email, merchant_request_id, checkout_request_id, receipt, transaction_date, failure_reason, result_code,
-    result_desc, settled_by, needs_review, created_at, updated_at, settled_at, callback_token_hash, api_key_id";
-const PAYMENT_COLUMN_COUNT: usize = 23;
 
 fn payment_from_row(r: &Row) -> Result<Payment, StoreError> {
     Ok(Payment {
@@ -1250,10 +416,6 @@ fn payment_from_row(r: &Row) -> Result<Payment, StoreError> {
         callback_token_hash: r.get(21),
         api_key_id: r.get(22),
     })
-}
-
-fn api_key_from_row(r: &Row) -> ApiKey {
-    ApiKey { id: r.get(0), name: r.get(1), prefix: r.get(2), created_at: r.get(3), revoked_at: r.get(4) }
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
-//! Plain SQL run the same way on both backends, for the admin side's simple reads and writes:
-//! statements are written with PostgreSQL's `$1` placeholders (turned into `?1` for SQLite),
-//! arguments and cells are a few plain types. The payment hot paths keep their own
-//! backend-tuned code.
+//! Plain SQL run the same way on both backends: statements are written with PostgreSQL's `$1`
+//! placeholders (turned into `?1` for SQLite) in SQL both accept (`CAST(… AS BIGINT)`, not
+//! `::`; `CASE`, not `GREATEST`), arguments and cells are a few plain types. Row locks only
+//! PostgreSQL takes are written as markers (see [`super::tx`]). The callback hot paths keep
+//! their own backend-tuned code.
 
 /// A statement argument.
 #[derive(Debug, Clone, PartialEq)]
@@ -12,6 +13,8 @@ pub enum Arg {
     Text(String),
     /// A boolean (BOOLEAN on PostgreSQL, 0/1 on SQLite).
     Bool(bool),
+    /// Bytes (BLOB on SQLite, BYTEA on PostgreSQL).
+    Bytes(Vec<u8>),
     /// NULL for an integer column.
     NullInt,
     /// NULL for a text column.

@@ -27,6 +27,7 @@
 //! few milliseconds: only the pages it copies itself are left to flush), and the WAL starts
 //! over.
 
+use std::borrow::Cow;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -36,13 +37,14 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::sql::{Arg, Cell, Rows, Statement, to_sqlite};
+use super::tx::{Tx, at_once};
 use super::{
-    ASKABLE_NO_LONGER, ApiKey, CallbackStored, CheckoutSession, DueCheck, EmailJob, EmailNext, Event, IncomingCallback,
-    Inserted, Kept, NewCheckoutSession, NewPayment, PUSH_UNHEARD, PaymentFilter, PushResult, SessionInserted,
-    StoreError, StoredCallback, WebhookAttempt, WebhookEvent, WebhookJob, WebhookNext, announcement, callback_decision,
-    current, expiry_note, kept, new_email_id, new_event_id, sends_receipt, settlement_event, webhook_payload,
+    CallbackStored, IncomingCallback, Inserted, Kept, NewCheckoutSession, NewPayment, PAYMENT_COLUMN_COUNT,
+    PAYMENT_COLUMNS, PushResult, SessionInserted, StoreError, WebhookJob, callback_decision, current, kept,
+    unserialisable, writes,
 };
 use crate::payment::{FailureReason, Payment, PaymentId, SettledBy, Status};
+use crate::settlement::plan::{self, Outbox, Plan};
 use crate::settlement::{self, Change, Decision};
 
 const MAX_BATCH: usize = 512;
@@ -713,273 +715,14 @@ impl SqliteStore {
 
     // ---- API keys ----
 
-    pub(super) async fn insert_api_key(&self, key: ApiKey, key_hash: String) -> Result<(), StoreError> {
-        self.write(move |c| {
-            exec(
-                c,
-                "INSERT INTO api_keys (id, name, key_hash, prefix, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![key.id, key.name, key_hash, key.prefix, key.created_at],
-            )
-            .map_err(sql_error)?;
-            Ok(())
-        })
-        .await
-    }
-
-    pub(super) async fn api_key_by_hash(&self, key_hash: String) -> Result<Option<ApiKey>, StoreError> {
-        self.read(move |c| {
-            row(c,                 "SELECT id, name, prefix, created_at, revoked_at FROM api_keys WHERE key_hash = ?1 AND revoked_at IS NULL",
-                [key_hash],
-                api_key_from_row,
-            )
-            .optional()
-            .map_err(sql_error)
-        })
-        .await
-    }
-
-    pub(super) async fn revoke_api_key(&self, id_or_name: String, now: i64) -> Result<bool, StoreError> {
-        self.write(move |c| {
-            let n = exec(
-                c,
-                "UPDATE api_keys SET revoked_at = ?2 WHERE (id = ?1 OR name = ?1) AND revoked_at IS NULL",
-                params![id_or_name, now],
-            )
-            .map_err(sql_error)?;
-            Ok(n > 0)
-        })
-        .await
-    }
-
-    pub(super) async fn api_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
-        self.read(|c| {
-            let mut stmt = c
-                .prepare_cached("SELECT id, name, prefix, created_at, revoked_at FROM api_keys ORDER BY created_at")
-                .map_err(sql_error)?;
-            let rows = stmt.query_map([], api_key_from_row).map_err(sql_error)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(sql_error)
-        })
-        .await
-    }
-
     // ---- payments ----
 
-    pub(super) async fn payment_by_idempotency_key(
-        &self,
-        api_key_id: String,
-        key: String,
-    ) -> Result<Option<(Payment, String)>, StoreError> {
-        let found = self.read(move |c| by_idempotency_key(c, &api_key_id, &key)).await?;
-        if found.is_some() {
-            // A reader may see a commit before its flush ends; a replay confirms the payment,
-            // so it waits for a flush covering everything committed so far (an empty write).
-            self.write(|_| Ok(())).await?;
-        }
-        Ok(found)
-    }
-
     pub(super) async fn insert_payment(&self, new: NewPayment) -> Result<Inserted, StoreError> {
-        self.write(move |c| {
-            if let Some(key) = &new.idempotency_key
-                && let Some((payment, hash)) = by_idempotency_key(c, &new.api_key_id, key)?
-            {
-                return Ok(Inserted::Existing(payment, hash));
-            }
-            // Checked in the same transaction as the insert, so two requests for one phone
-            // cannot both pass.
-            let (live, count): (i64, u32) = row(
-                c,
-                "SELECT COALESCE(SUM(status = 'pending' AND push_state IN ('sending', 'accepted', 'unknown')
-                                         AND created_at >= ?2), 0),
-                            COUNT(*)
-                     FROM payments WHERE phone = ?1 AND created_at >= ?3",
-                params![new.phone, new.live_prompt_since, new.per_phone_since],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .map_err(sql_error)?;
-            if live > 0 {
-                return Ok(Inserted::PhoneBusy);
-            }
-            if count >= new.per_phone_limit {
-                return Ok(Inserted::TooManyForPhone(count));
-            }
-            exec(
-                c,
-                "INSERT INTO payments (id, api_key_id, idempotency_key, request_hash, amount, phone, account_reference,
-                    description, metadata, webhook_url, customer_email, status, callback_token_hash, push_state,
-                    created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'pending', ?12, 'sending', ?13, ?13)",
-                params![
-                    new.id.as_str(),
-                    new.api_key_id,
-                    new.idempotency_key,
-                    new.request_hash,
-                    new.amount,
-                    new.phone,
-                    new.account_reference,
-                    new.description,
-                    new.metadata.to_string(),
-                    new.webhook_url,
-                    new.customer_email,
-                    new.callback_token_hash,
-                    new.now,
-                ],
-            )
-            .map_err(sql_error)?;
-            event(c, &new.id, new.now, "created", &serde_json::json!({"amount": new.amount, "phone": new.phone}))?;
-            if let Some(a) = &new.checkout {
-                // Only the attempt after the session's last one is taken.
-                exec(
-                    c,
-                    "UPDATE checkout_sessions SET payment_id = ?2, attempts = ?3 WHERE id = ?1 AND attempts = ?3 - 1",
-                    params![a.session_id, new.id.as_str(), a.attempt],
-                )
-                .map_err(sql_error)?;
-            }
-            Ok(Inserted::Created(load(c, &new.id)?))
-        })
-        .await
+        self.write(move |c| at_once(writes::insert_payment(&mut SqliteTx(c), &new))).await
     }
 
     pub(super) async fn record_push(&self, id: PaymentId, result: PushResult, now: i64) -> Result<Payment, StoreError> {
-        self.write(move |c| {
-            match &result {
-                PushResult::Accepted { merchant_request_id, checkout_request_id, first_check_at } => {
-                    // A callback may have arrived first and set the CheckoutRequestID already.
-                    exec(c,
-                        "UPDATE payments SET push_state = 'accepted', merchant_request_id = ?2,
-                            checkout_request_id = COALESCE(checkout_request_id, ?3),
-                            next_check_at = CASE WHEN status = 'pending' THEN ?4 END, updated_at = MAX(updated_at, ?5)
-                         WHERE id = ?1",
-                        params![id.as_str(), merchant_request_id, checkout_request_id, first_check_at, now],
-                    )
-                    .map_err(sql_error)?;
-                    event(
-                        c,
-                        &id,
-                        now,
-                        "push_accepted",
-                        &serde_json::json!({"merchant_request_id": merchant_request_id, "checkout_request_id": checkout_request_id}),
-                    )?;
-                }
-                PushResult::Refused { code, message } => {
-                    // Fails the payment only if nothing settled it meanwhile (a callback can race
-                    // the push's answer); only that move is announced.
-                    let failed = exec(c,
-                        "UPDATE payments SET push_state = 'refused', status = 'failed', failure_reason = ?2,
-                            result_code = ?3, result_desc = ?4, settled_by = 'push', settled_at = ?5, updated_at = ?5
-                         WHERE id = ?1 AND status = 'pending'",
-                        params![id.as_str(), FailureReason::RejectedByDaraja.as_str(), code, message, now],
-                    )
-                    .map_err(sql_error)?;
-                    if failed == 0 {
-                        exec(c, "UPDATE payments SET push_state = 'refused', updated_at = MAX(updated_at, ?2) WHERE id = ?1", params![id.as_str(), now])
-                            .map_err(sql_error)?;
-                    }
-                    event(c, &id, now, "push_refused", &serde_json::json!({"code": code, "message": message}))?;
-                    if failed > 0 {
-                        announce(c, &load(c, &id)?, "payment.failed", now)?;
-                    }
-                }
-                PushResult::Unknown { error, first_check_at } => {
-                    exec(c,
-                        "UPDATE payments SET push_state = 'unknown', next_check_at = ?2, updated_at = MAX(updated_at, ?3) WHERE id = ?1",
-                        params![id.as_str(), first_check_at, now],
-                    )
-                    .map_err(sql_error)?;
-                    event(c, &id, now, "push_unknown", &serde_json::json!({"error": error}))?;
-                }
-            }
-            load(c, &id)
-        })
-        .await
-    }
-
-    pub(super) async fn payment(
-        &self,
-        id: PaymentId,
-        api_key_id: Option<String>,
-    ) -> Result<Option<Payment>, StoreError> {
-        self.read(move |c| {
-            let payment = row(
-                c,
-                &format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = ?1"),
-                [id.as_str()],
-                payment_from_row,
-            )
-            .optional()
-            .map_err(sql_error)?;
-            Ok(payment.filter(|p| api_key_id.as_ref().is_none_or(|k| &p.api_key_id == k)))
-        })
-        .await
-    }
-
-    pub(super) async fn payments(&self, f: PaymentFilter) -> Result<Vec<Payment>, StoreError> {
-        self.read(move |c| {
-            let mut sql = format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE 1 = 1");
-            let mut args: Vec<rusqlite::types::Value> = Vec::new();
-            let mut push = |clause: &str, value: rusqlite::types::Value| {
-                args.push(value);
-                sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
-            };
-            use rusqlite::types::Value as V;
-            if let Some(k) = f.api_key_id {
-                push(" AND api_key_id = ?", V::Text(k));
-            }
-            if let Some(s) = f.status {
-                push(" AND status = ?", V::Text(s.as_str().into()));
-            }
-            if let Some(p) = f.phone {
-                push(" AND phone = ?", V::Text(p));
-            }
-            if let Some(r) = f.reference {
-                push(" AND account_reference = ?", V::Text(r));
-            }
-            if let Some(r) = f.receipt {
-                push(" AND receipt = ?", V::Text(r));
-            }
-            if let Some(t) = f.created_from {
-                push(" AND created_at >= ?", V::Integer(t));
-            }
-            if let Some(t) = f.created_to {
-                push(" AND created_at < ?", V::Integer(t));
-            }
-            if let Some(id) = f.id {
-                push(" AND id = ?", V::Text(id));
-            }
-            if let Some(a) = f.min_amount {
-                push(" AND amount >= ?", V::Integer(a.into()));
-            }
-            if let Some(a) = f.max_amount {
-                push(" AND amount <= ?", V::Integer(a.into()));
-            }
-            if let Some(flagged) = f.needs_review {
-                push(" AND needs_review = ?", V::Integer(flagged.into()));
-            }
-            if let Some((at, id)) = f.after {
-                push(" AND (created_at < ?", V::Integer(at));
-                let n = args.len();
-                args.push(V::Text(id));
-                sql.push_str(&format!(" OR (created_at = ?{n} AND id < ?{}))", n + 1));
-            }
-            sql.push_str(&format!(" ORDER BY created_at DESC, id DESC LIMIT {}", f.limit.clamp(1, 1000)));
-            let mut stmt = c.prepare_cached(&sql).map_err(sql_error)?;
-            let rows = stmt.query_map(rusqlite::params_from_iter(args), payment_from_row).map_err(sql_error)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(sql_error)
-        })
-        .await
-    }
-
-    pub(super) async fn count_by_status(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        self.read(|c| {
-            let mut stmt =
-                c.prepare_cached("SELECT status, COUNT(*) FROM payments GROUP BY status").map_err(sql_error)?;
-            let rows = stmt
-                .query_map([], |r| Ok((r.get(0)?, u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0))))
-                .map_err(sql_error)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(sql_error)
-        })
-        .await
+        self.write(move |c| at_once(writes::record_push(&mut SqliteTx(c), &id, &result, now))).await
     }
 
     // ---- callbacks and queries ----
@@ -991,74 +734,37 @@ impl SqliteStore {
                 format!("SELECT {PAYMENT_COLUMNS}, rowid FROM payments WHERE callback_token_hash = ?1")
             });
             let found = row(c, &BY_TOKEN, [&incoming.token_hash], payment_and_rowid).optional().map_err(sql_error)?;
-            let checkout_id = incoming.parsed.as_ref().ok().map(|cb| cb.checkout_request_id.as_str().to_owned());
             let decision = callback_decision(&incoming.parsed, found.as_ref().map(|(p, _)| current(p)));
             let payment_id = found.as_ref().map(|(p, _)| p.id.clone());
             // A malformed body with a known token still belongs to that payment: flagged for
             // review, with its reason on the payment's timeline.
-            let (decision, status) = match found {
+            let (outcome, note, status) = match found {
                 Some((payment, rowid)) => {
-                    let (decision, status) = apply(c, rowid, payment, decision, "callback", incoming.received_at)?;
-                    (decision, Some(status))
+                    let before = payment.status;
+                    let plan = apply(c, rowid, payment, Plan::of("callback", decision, before), incoming.received_at)?;
+                    (plan.outcome, plan.note, Some(plan.after))
                 }
-                None => (decision, None),
+                None => (decision.outcome, decision.note, None),
             };
-            let (note, body) = match kept(&incoming, payment_id.is_some(), decision.note) {
-                Kept::Row { note, body } => (note, body),
-                Kept::Counted(t) => {
-                    exec(c, COUNT_UNMATCHED, params![t.minute, t.bytes, t.at]).map_err(sql_error)?;
-                    return Ok(CallbackStored { outcome: decision.outcome, stored: false, payment_id, status });
-                }
+            let stored = match kept(&incoming, payment_id.as_ref(), outcome, note) {
+                Kept::Row(r) => exec(
+                    c,
+                    INSERT_CALLBACK,
+                    params![
+                        r.received_at,
+                        r.payment_id,
+                        r.token_hash,
+                        r.source,
+                        r.checkout_request_id,
+                        r.outcome,
+                        r.note,
+                        r.body
+                    ],
+                ),
+                Kept::Counted(t) => exec(c, COUNT_UNMATCHED, params![t.minute, t.bytes, t.at]).map(|_| 0),
             };
-            exec(
-                c,
-                INSERT_CALLBACK,
-                params![
-                    incoming.received_at,
-                    payment_id.as_ref().map(PaymentId::as_str),
-                    incoming.token_hash,
-                    incoming.source,
-                    checkout_id,
-                    decision.outcome.as_str(),
-                    note,
-                    body,
-                ],
-            )
-            .map_err(sql_error)?;
-            Ok(CallbackStored { outcome: decision.outcome, stored: true, payment_id, status })
-        })
-        .await
-    }
-
-    pub(super) async fn claim_due_checks(
-        &self,
-        now: i64,
-        lease_until: i64,
-        limit: u32,
-    ) -> Result<Vec<DueCheck>, StoreError> {
-        self.write(move |c| {
-            let mut stmt = c
-                .prepare_cached(
-                    "UPDATE payments SET lease_until = ?2
-                     WHERE id IN (SELECT id FROM payments
-                                  WHERE status = 'pending' AND next_check_at IS NOT NULL AND next_check_at <= ?1
-                                    AND checkout_request_id IS NOT NULL
-                                    AND (lease_until IS NULL OR lease_until <= ?1)
-                                  ORDER BY next_check_at LIMIT ?3)
-                     RETURNING id, checkout_request_id, check_attempts, created_at",
-                )
-                .map_err(sql_error)?;
-            let rows = stmt
-                .query_map(params![now, lease_until, limit], |r| {
-                    Ok(DueCheck {
-                        id: PaymentId::from_db(r.get(0)?),
-                        checkout_request_id: r.get(1)?,
-                        attempts: r.get(2)?,
-                        created_at: r.get(3)?,
-                    })
-                })
-                .map_err(sql_error)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(sql_error)
+            let stored = stored.map_err(sql_error)? > 0;
+            Ok(CallbackStored { outcome, stored, payment_id, status })
         })
         .await
     }
@@ -1069,42 +775,7 @@ impl SqliteStore {
         result: daraja::QueryResult,
         now: i64,
     ) -> Result<Decision, StoreError> {
-        self.write(move |c| {
-            let (payment, rowid) =
-                row(c, &format!("SELECT {PAYMENT_COLUMNS}, rowid FROM payments WHERE id = ?1"), [id.as_str()], payment_and_rowid)
-                    .map_err(sql_error)?;
-            let decision = settlement::on_query(&current(&payment), &result);
-            exec(c,
-                "UPDATE payments SET check_attempts = check_attempts + 1, lease_until = NULL, next_check_at = NULL WHERE rowid = ?1",
-                [rowid],
-            )
-            .map_err(sql_error)?;
-            let (decision, _) = apply(c, rowid, payment, decision, "query", now)?;
-            Ok(decision)
-        })
-        .await
-    }
-
-    pub(super) async fn reschedule_check(
-        &self,
-        id: PaymentId,
-        note: String,
-        next_at: i64,
-        failed_at: Option<i64>,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        self.write(move |c| {
-            exec(
-                c,
-                "UPDATE payments SET check_attempts = check_attempts + 1, lease_until = NULL,
-                    next_check_at = CASE WHEN status = 'pending' THEN ?2 END, query_failed_at = ?3
-                 WHERE id = ?1",
-                params![id.as_str(), next_at, failed_at],
-            )
-            .map_err(sql_error)?;
-            event(c, &id, now, "query", &serde_json::json!({"answer": note}))
-        })
-        .await
+        self.write(move |c| at_once(writes::settle_from_query(&mut SqliteTx(c), &id, &result, now))).await
     }
 
     pub(super) async fn expire_overdue(
@@ -1113,46 +784,23 @@ impl SqliteStore {
         failing_before: i64,
         now: i64,
     ) -> Result<Vec<PaymentId>, StoreError> {
-        self.write(move |c| {
-            let mut stmt = c
-                .prepare_cached(&format!(
-                    "UPDATE payments SET status = 'expired', settled_by = 'expiry', settled_at = ?2, updated_at = ?2,
-                        next_check_at = NULL, lease_until = NULL, needs_review = needs_review OR {PUSH_UNHEARD}
-                     WHERE status = 'pending' AND created_at < ?1 AND (lease_until IS NULL OR lease_until <= ?2)
-                       AND ({ASKABLE_NO_LONGER} OR created_at < ?3)
-                     RETURNING id, {PUSH_UNHEARD}"
-                ))
-                .map_err(sql_error)?;
-            let expired = stmt
-                .query_map(params![created_before, now, failing_before], |r| {
-                    Ok((PaymentId::from_db(r.get::<_, String>(0)?), r.get::<_, bool>(1)?))
-                })
-                .map_err(sql_error)?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(sql_error)?;
-            for (id, unheard) in &expired {
-                event(c, id, now, "expired", &expiry_note(*unheard))?;
-                announce(c, &load(c, id)?, "payment.expired", now)?;
-            }
-            Ok(expired.into_iter().map(|(id, _)| id).collect())
-        })
-        .await
+        self.write(move |c| at_once(writes::expire_overdue(&mut SqliteTx(c), created_before, failing_before, now)))
+            .await
     }
 
     // ---- plain SQL (see `sql.rs`) ----
 
-    pub(super) async fn query(&self, sql: &'static str, args: Vec<Arg>) -> Result<Rows, StoreError> {
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached(&to_sqlite(sql)).map_err(sql_error)?;
-            let n = stmt.column_count();
-            let rows = stmt
-                .query_map(rusqlite::params_from_iter(args.iter().map(sqlite_arg)), |r| {
-                    (0..n).map(|i| r.get_ref(i).map(sqlite_cell)).collect::<Result<Vec<_>, _>>()
-                })
-                .map_err(sql_error)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(sql_error)
-        })
-        .await
+    pub(super) async fn query(&self, sql: Cow<'static, str>, args: Vec<Arg>) -> Result<Rows, StoreError> {
+        self.read(move |c| rows_of(c, &sql, &args)).await
+    }
+
+    pub(super) async fn execute_returning(&self, sql: &'static str, args: Vec<Arg>) -> Result<Rows, StoreError> {
+        self.write(move |c| rows_of(c, sql, &args)).await
+    }
+
+    /// Completes once everything committed so far is flushed (an empty write).
+    pub(super) async fn wait_until_durable(&self) -> Result<(), StoreError> {
+        self.write(|_| Ok(())).await
     }
 
     pub(super) async fn execute_all(&self, statements: Vec<Statement>) -> Result<Vec<u64>, StoreError> {
@@ -1160,9 +808,7 @@ impl SqliteStore {
             statements
                 .iter()
                 .map(|(sql, args)| {
-                    exec(c, &to_sqlite(sql), rusqlite::params_from_iter(args.iter().map(sqlite_arg)))
-                        .map(|n| n as u64)
-                        .map_err(sql_error)
+                    exec(c, &to_sqlite(sql), rusqlite::params_from_iter(args)).map(|n| n as u64).map_err(sql_error)
                 })
                 .collect()
         })
@@ -1172,155 +818,12 @@ impl SqliteStore {
     // ---- checkout sessions ----
 
     pub(super) async fn insert_checkout_session(&self, new: NewCheckoutSession) -> Result<SessionInserted, StoreError> {
-        self.write(move |c| {
-            if let Some(key) = &new.idempotency_key {
-                let existing = row(
-                    c,
-                    &format!(
-                        "SELECT {SESSION_COLUMNS}, request_hash FROM checkout_sessions
-                         WHERE api_key_id = ?1 AND idempotency_key = ?2"
-                    ),
-                    params![new.session.api_key_id, key],
-                    |r| Ok((session_from_row(r), r.get::<_, String>(SESSION_COLUMN_COUNT)?)),
-                )
-                .optional()
-                .map_err(sql_error)?;
-                if let Some((session, hash)) = existing {
-                    return Ok(SessionInserted::Existing(session?, hash));
-                }
-            }
-            let s = &new.session;
-            exec(
-                c,
-                "INSERT INTO checkout_sessions (id, api_key_id, idempotency_key, request_hash, amount, account_reference,
-                    description, success_url, cancel_url, phone, customer_email, webhook_url, metadata, created_at,
-                    expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-                params![
-                    s.id,
-                    s.api_key_id,
-                    new.idempotency_key,
-                    new.request_hash,
-                    s.amount,
-                    s.account_reference,
-                    s.description,
-                    s.success_url,
-                    s.cancel_url,
-                    s.phone,
-                    s.customer_email,
-                    s.webhook_url,
-                    s.metadata.to_string(),
-                    s.created_at,
-                    s.expires_at
-                ],
-            )
-            .map_err(sql_error)?;
-            Ok(SessionInserted::Created(new.session))
-        })
-        .await
-    }
-
-    pub(super) async fn checkout_session(&self, id: String) -> Result<Option<CheckoutSession>, StoreError> {
-        self.read(move |c| {
-            row(c, &format!("SELECT {SESSION_COLUMNS} FROM checkout_sessions WHERE id = ?1"), [id], |r| {
-                Ok(session_from_row(r))
-            })
-            .optional()
-            .map_err(sql_error)?
-            .transpose()
-        })
-        .await
+        self.write(move |c| at_once(writes::insert_checkout_session(&mut SqliteTx(c), new))).await
     }
 
     // ---- emails ----
 
-    pub(super) async fn claim_due_emails(
-        &self,
-        now: i64,
-        lease_until: i64,
-        limit: u32,
-    ) -> Result<Vec<EmailJob>, StoreError> {
-        self.write(move |c| {
-            let mut stmt = c
-                .prepare_cached(
-                    "UPDATE emails SET lease_until = ?2
-                     WHERE id IN (SELECT id FROM emails
-                                  WHERE status = 'pending' AND next_attempt_at <= ?1
-                                    AND (lease_until IS NULL OR lease_until <= ?1)
-                                  ORDER BY next_attempt_at LIMIT ?3)
-                     RETURNING id, payment_id, recipient, attempts, created_at",
-                )
-                .map_err(sql_error)?;
-            let rows = stmt
-                .query_map(params![now, lease_until, limit], |r| {
-                    Ok(EmailJob {
-                        id: r.get(0)?,
-                        payment_id: PaymentId::from_db(r.get(1)?),
-                        recipient: r.get(2)?,
-                        attempts: r.get(3)?,
-                        created_at: r.get(4)?,
-                    })
-                })
-                .map_err(sql_error)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(sql_error)
-        })
-        .await
-    }
-
-    pub(super) async fn finish_email(&self, job: EmailJob, next: EmailNext, now: i64) -> Result<(), StoreError> {
-        self.write(move |c| {
-            let (status, next_at, error, tried) = super::email_columns(&next);
-            exec(
-                c,
-                "UPDATE emails SET status = ?2, next_attempt_at = ?3, last_error = ?4, attempts = attempts + ?5,
-                    sent_at = CASE WHEN ?2 = 'sent' THEN ?6 END, lease_until = NULL
-                 WHERE id = ?1",
-                params![job.id, status, next_at, error, tried, now],
-            )
-            .map_err(sql_error)?;
-            let (kind, detail) = super::email_event(&job, &next);
-            event(c, &job.payment_id, now, kind, &detail)
-        })
-        .await
-    }
-
     // ---- webhooks ----
-
-    pub(super) async fn webhook_secret(&self, api_key_id: String) -> Result<Option<String>, StoreError> {
-        self.read(move |c| {
-            row(c, "SELECT webhook_secret FROM api_keys WHERE id = ?1", [api_key_id], |r| r.get(0))
-                .optional()
-                .map(Option::flatten)
-                .map_err(sql_error)
-        })
-        .await
-    }
-
-    pub(super) async fn set_webhook_secret(&self, id_or_name: String, secret: String) -> Result<bool, StoreError> {
-        self.write(move |c| {
-            exec(
-                c,
-                "UPDATE api_keys SET webhook_secret = ?2 WHERE (id = ?1 OR name = ?1) AND revoked_at IS NULL",
-                params![id_or_name, secret],
-            )
-            .map(|n| n > 0)
-            .map_err(sql_error)
-        })
-        .await
-    }
-
-    pub(super) async fn init_webhook_secret(&self, api_key_id: String, secret: String) -> Result<(), StoreError> {
-        self.write(move |c| {
-            exec(
-                c,
-                "UPDATE api_keys SET webhook_secret = ?2 WHERE id = ?1 AND webhook_secret IS NULL",
-                params![api_key_id, secret],
-            )
-            .map(drop)
-            .map_err(sql_error)
-        })
-        .await
-    }
 
     pub(super) async fn claim_due_webhooks(
         &self,
@@ -1370,142 +873,6 @@ impl SqliteStore {
         })
         .await
     }
-
-    pub(super) async fn finish_webhook_attempt(
-        &self,
-        attempt: Option<WebhookAttempt>,
-        event_id: String,
-        next: WebhookNext,
-    ) -> Result<(), StoreError> {
-        self.write(move |c| {
-            if let Some(a) = &attempt {
-                exec(
-                    c,
-                    "INSERT INTO webhook_attempts (event_id, at, url, status, latency_ms, error, response)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                    params![a.event_id, a.at, a.url, a.status, a.latency_ms, a.error, a.response],
-                )
-                .map_err(sql_error)?;
-            }
-            let tried = i64::from(attempt.is_some());
-            let at = attempt.as_ref().map(|a| a.at);
-            let (status, next_at, delivered) = match next {
-                WebhookNext::Delivered => ("delivered", None, at),
-                WebhookNext::RetryAt(t) => ("pending", Some(t), None),
-                WebhookNext::Dead => ("dead", None, None),
-                WebhookNext::NoEndpoint => ("no_endpoint", None, None),
-            };
-            exec(
-                c,
-                "UPDATE webhook_events SET status = ?2, next_attempt_at = ?3, delivered_at = COALESCE(?4, delivered_at),
-                    attempts = attempts + ?5, lease_until = NULL
-                 WHERE id = ?1",
-                params![event_id, status, next_at, delivered, tried],
-            )
-            .map_err(sql_error)?;
-            Ok(())
-        })
-        .await
-    }
-
-    pub(super) async fn redeliver_webhook(
-        &self,
-        event_id: String,
-        api_key_id: Option<String>,
-        now: i64,
-    ) -> Result<bool, StoreError> {
-        self.write(move |c| {
-            exec(
-                c,
-                "UPDATE webhook_events SET status = 'pending', next_attempt_at = ?2,
-                    lease_until = CASE WHEN lease_until > ?2 THEN lease_until END
-                 WHERE id = ?1 AND (?3 IS NULL OR api_key_id = ?3)",
-                params![event_id, now, api_key_id],
-            )
-            .map(|n| n > 0)
-            .map_err(sql_error)
-        })
-        .await
-    }
-
-    pub(super) async fn webhook_events(&self, id: PaymentId) -> Result<Vec<WebhookEvent>, StoreError> {
-        self.read(move |c| {
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT id, payment_id, type, status, created_at, delivered_at FROM webhook_events
-                     WHERE payment_id = ?1 ORDER BY created_at, id",
-                )
-                .map_err(sql_error)?;
-            let mut events = stmt
-                .query_map([id.as_str()], |r| {
-                    Ok(WebhookEvent {
-                        id: r.get(0)?,
-                        payment_id: r.get(1)?,
-                        event_type: r.get(2)?,
-                        status: r.get(3)?,
-                        created_at: r.get(4)?,
-                        delivered_at: r.get(5)?,
-                        attempts: Vec::new(),
-                    })
-                })
-                .map_err(sql_error)?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(sql_error)?;
-            let mut attempts = c
-                .prepare_cached(
-                    "SELECT event_id, at, url, status, latency_ms, error, response FROM webhook_attempts
-                     WHERE event_id = ?1 ORDER BY id",
-                )
-                .map_err(sql_error)?;
-            for e in &mut events {
-                e.attempts = attempts
-                    .query_map([&e.id], |r| {
-                        Ok(WebhookAttempt {
-                            event_id: r.get(0)?,
-                            at: r.get(1)?,
-                            url: r.get(2)?,
-                            status: r.get(3)?,
-                            latency_ms: r.get(4)?,
-                            error: r.get(5)?,
-                            response: r.get(6)?,
-                        })
-                    })
-                    .map_err(sql_error)?
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(sql_error)?;
-            }
-            Ok(events)
-        })
-        .await
-    }
-
-    pub(super) async fn events(&self, id: PaymentId) -> Result<Vec<Event>, StoreError> {
-        self.read(move |c| {
-            let mut stmt = c
-                .prepare_cached("SELECT at, kind, detail FROM events WHERE payment_id = ?1 ORDER BY id")
-                .map_err(sql_error)?;
-            let rows = stmt
-                .query_map([id.as_str()], |r| {
-                    let detail: String = r.get(2)?;
-                    Ok(Event {
-                        at: r.get(0)?,
-                        kind: r.get(1)?,
-                        detail: serde_json::from_str(&detail).unwrap_or_default(),
-                    })
-                })
-                .map_err(sql_error)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(sql_error)
-        })
-        .await
-    }
-
-    pub(super) async fn callbacks_for(&self, id: PaymentId) -> Result<Vec<StoredCallback>, StoreError> {
-        self.read(move |c| stored_callbacks(c, "WHERE payment_id = ?1 ORDER BY id", params![id.as_str()])).await
-    }
-
-    pub(super) async fn unmatched_callbacks(&self) -> Result<Vec<StoredCallback>, StoreError> {
-        self.read(|c| stored_callbacks(c, "WHERE payment_id IS NULL ORDER BY id", params![])).await
-    }
 }
 
 /// Runs a statement from the connection's statement cache.
@@ -1523,49 +890,13 @@ fn row<T>(
     c.prepare_cached(sql)?.query_row(args, f)
 }
 
-fn stored_callbacks(
-    c: &Connection,
-    clause: &str,
-    args: &[&dyn rusqlite::ToSql],
-) -> Result<Vec<StoredCallback>, StoreError> {
-    let mut stmt = c
-        .prepare(&format!("SELECT id, received_at, payment_id, outcome, note, source, body FROM callbacks {clause}"))
-        .map_err(sql_error)?;
-    let rows = stmt
-        .query_map(args, |r| {
-            let body: Vec<u8> = r.get(6)?;
-            Ok(StoredCallback {
-                id: r.get(0)?,
-                received_at: r.get(1)?,
-                payment_id: r.get(2)?,
-                outcome: r.get(3)?,
-                note: r.get(4)?,
-                source: r.get(5)?,
-                body: String::from_utf8_lossy(&body).into_owned(),
-            })
-        })
-        .map_err(sql_error)?;
-    rows.collect::<Result<Vec<_>, _>>().map_err(sql_error)
-}
-
-/// Writes a decision's change and its timeline event; returns the decision as applied (a
-/// receipt that already paid another payment turns it into a conflict) and the new status.
-fn apply(
-    c: &Connection,
-    rowid: i64,
-    payment: Payment,
-    decision: Decision,
-    source: &str,
-    now: i64,
-) -> Result<(Decision, Status), StoreError> {
-    let mut decision = decision;
-    let status = payment.status;
-    // The payment as this leaves it.
-    let mut payment = payment;
-    if let Some(change) = &decision.change {
-        let review = decision.outcome.needs_review();
-        match write_change(c, rowid, change, review, now) {
-            Ok(()) => payment = changed(payment, change, review, now),
+/// Executes a settlement plan on the payment in row `rowid`; returns the plan as carried out
+/// (a receipt that already paid another payment turns it into a conflict's).
+fn apply(c: &Connection, rowid: i64, payment: Payment, plan: Plan, now: i64) -> Result<Plan, StoreError> {
+    let mut plan = plan;
+    if let Some(change) = &plan.change {
+        match write_change(c, rowid, change, plan.review, now) {
+            Ok(()) => {}
             // A unique index refused it (the receipt or CheckoutRequestID belongs to another
             // payment): one M-Pesa transaction cannot settle two payments.
             Err(StoreError::Conflict(_)) => {
@@ -1574,24 +905,38 @@ fn apply(
                     row(c, "SELECT id FROM payments WHERE receipt = ?1", [&receipt], |r| r.get(0))
                         .optional()
                         .map_err(sql_error)?;
-                decision = settlement::already_used(&receipt, other.as_deref());
+                plan = plan.replanned(settlement::already_used(&receipt, other.as_deref()));
             }
             Err(e) => return Err(e),
         }
     }
-    if decision.change.is_none() && decision.outcome.needs_review() {
+    if plan.flags_only() {
         exec(c, "UPDATE payments SET needs_review = 1, updated_at = ?2 WHERE rowid = ?1", params![rowid, now])
             .map_err(sql_error)?;
-        payment.needs_review = true;
-        payment.updated_at = now;
     }
-    let (kind, detail) = settlement_event(source, &decision, payment.status);
-    event(c, &payment.id, now, &kind, &detail)?;
-    if let Some(event_type) = announcement(decision.outcome, status, payment.status) {
-        debug_assert_eq!(Some(&payment), load(c, &payment.id).ok().as_ref(), "the settled payment as written");
-        announce(c, &payment, event_type, now)?;
+    let payment = plan.applied_to(payment, now);
+    debug_assert_eq!(Some(&payment), load(c, &payment.id).ok().as_ref(), "the settled payment as written");
+    record(c, &payment, &plan, now)?;
+    Ok(plan)
+}
+
+/// Writes a plan's timeline event and announcement, for `payment` as the plan left it.
+fn record(c: &Connection, payment: &Payment, plan: &Plan, now: i64) -> Result<(), StoreError> {
+    let event = &plan.event;
+    exec(c, INSERT_EVENT, params![payment.id.as_str(), now, event.kind, event.detail.to_string()])
+        .map_err(sql_error)?;
+    let Some(event_type) = plan.announce else { return Ok(()) };
+    let Outbox { webhook: w, email } = plan::outbox(payment, event_type, now).map_err(unserialisable)?;
+    exec(
+        c,
+        INSERT_WEBHOOK_EVENT,
+        params![w.id, w.payment_id.as_str(), w.api_key_id, w.event_type, w.url, w.payload, w.at],
+    )
+    .map_err(sql_error)?;
+    if let Some(e) = email {
+        exec(c, INSERT_EMAIL, params![e.id, e.payment_id.as_str(), e.recipient, e.at]).map_err(sql_error)?;
     }
-    Ok((decision, payment.status))
+    Ok(())
 }
 
 /// The UPDATE that settles a payment, naming only the columns the change brings (bit 1: the
@@ -1630,29 +975,6 @@ const INSERT_WEBHOOK_EVENT: &str =
 const INSERT_EMAIL: &str = "INSERT INTO emails (id, payment_id, recipient, status, created_at, next_attempt_at)
      VALUES (?1, ?2, ?3, 'pending', ?4, ?4)";
 
-/// The payment as a settlement's UPDATE leaves it ([`SETTLE`]), so it need
-/// not be read back for its webhook; debug builds compare it with the row.
-fn changed(mut p: Payment, ch: &Change, review: bool, now: i64) -> Payment {
-    p.status = ch.status;
-    p.failure_reason = ch.failure_reason;
-    p.result_code = Some(ch.result_code.clone());
-    p.result_desc = Some(ch.result_desc.clone());
-    if let Some(receipt) = &ch.receipt {
-        p.receipt = Some(receipt.clone());
-    }
-    if let Some(at) = ch.transaction_date {
-        p.transaction_date = Some(at);
-    }
-    if p.checkout_request_id.is_none() {
-        p.checkout_request_id.clone_from(&ch.checkout_request_id);
-    }
-    p.settled_by = Some(ch.settled_by);
-    p.settled_at = p.settled_at.or(Some(now));
-    p.needs_review |= review;
-    p.updated_at = now;
-    p
-}
-
 /// Writes a change to the payment in row `rowid`.
 fn write_change(c: &Connection, rowid: i64, ch: &Change, review: bool, now: i64) -> Result<(), StoreError> {
     let brings = usize::from(ch.receipt.is_some())
@@ -1682,39 +1004,6 @@ fn write_change(c: &Connection, rowid: i64, ch: &Change, review: bool, now: i64)
     }
 }
 
-/// Writes a webhook event for the payment as it now is, in the caller's transaction.
-fn announce(c: &Connection, payment: &Payment, event_type: &str, now: i64) -> Result<(), StoreError> {
-    let id = &payment.id;
-    let event_id = new_event_id();
-    let payload = webhook_payload(&event_id, event_type, now, payment)?;
-    exec(
-        c,
-        INSERT_WEBHOOK_EVENT,
-        params![event_id, id.as_str(), payment.api_key_id, event_type, payment.webhook_url, payload, now],
-    )
-    .map_err(sql_error)?;
-    if sends_receipt(event_type, payment) {
-        exec(c, INSERT_EMAIL, params![new_email_id(), id.as_str(), payment.customer_email, now]).map_err(sql_error)?;
-    }
-    Ok(())
-}
-
-fn event(c: &Connection, id: &PaymentId, at: i64, kind: &str, detail: &serde_json::Value) -> Result<(), StoreError> {
-    exec(c, INSERT_EVENT, params![id.as_str(), at, kind, detail.to_string()]).map_err(sql_error)?;
-    Ok(())
-}
-
-fn by_idempotency_key(c: &Connection, api_key_id: &str, key: &str) -> Result<Option<(Payment, String)>, StoreError> {
-    row(
-        c,
-        &format!("SELECT {PAYMENT_COLUMNS}, request_hash FROM payments WHERE api_key_id = ?1 AND idempotency_key = ?2"),
-        params![api_key_id, key],
-        |row| Ok((payment_from_row(row)?, row.get::<_, String>(PAYMENT_COLUMN_COUNT)?)),
-    )
-    .optional()
-    .map_err(sql_error)
-}
-
 fn load(c: &Connection, id: &PaymentId) -> Result<Payment, StoreError> {
     row(c, &format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = ?1"), [id.as_str()], payment_from_row)
         .map_err(sql_error)
@@ -1726,13 +1015,47 @@ fn payment_and_rowid(r: &Row<'_>) -> rusqlite::Result<(Payment, i64)> {
     Ok((payment_from_row(r)?, r.get(PAYMENT_COLUMN_COUNT)?))
 }
 
-fn sqlite_arg(a: &Arg) -> rusqlite::types::Value {
-    use rusqlite::types::Value;
-    match a {
-        Arg::Int(v) => Value::Integer(*v),
-        Arg::Text(t) => Value::Text(t.clone()),
-        Arg::Bool(b) => Value::Integer(i64::from(*b)),
-        Arg::NullInt | Arg::NullText => Value::Null,
+/// The rows of a statement written for both backends (see [`super::sql`]).
+fn rows_of(c: &Connection, sql: &str, args: &[Arg]) -> Result<Rows, StoreError> {
+    let mut stmt = c.prepare_cached(&to_sqlite(sql)).map_err(sql_error)?;
+    let n = stmt.column_count();
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(args), |r| {
+            (0..n).map(|i| r.get_ref(i).map(sqlite_cell)).collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(sql_error)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(sql_error)
+}
+
+impl rusqlite::ToSql for Arg {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, Value, ValueRef};
+        Ok(match self {
+            Arg::Int(v) => ToSqlOutput::Owned(Value::Integer(*v)),
+            Arg::Text(t) => ToSqlOutput::Borrowed(ValueRef::Text(t.as_bytes())),
+            Arg::Bool(b) => ToSqlOutput::Owned(Value::Integer(i64::from(*b))),
+            Arg::Bytes(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
+            Arg::NullInt | Arg::NullText => ToSqlOutput::Owned(Value::Null),
+        })
+    }
+}
+
+/// A transaction for the writes written once for both backends ([`super::writes`]): the
+/// writer's connection, inside its batch.
+struct SqliteTx<'c>(&'c Connection);
+
+impl Tx for SqliteTx<'_> {
+    async fn rows(&mut self, sql: &str, args: Vec<Arg>) -> Result<Rows, StoreError> {
+        rows_of(self.0, sql, &args)
+    }
+
+    async fn execute(&mut self, sql: &str, args: Vec<Arg>) -> Result<u64, StoreError> {
+        let changed = exec(self.0, &to_sqlite(sql), rusqlite::params_from_iter(&args)).map_err(sql_error)?;
+        Ok(changed as u64)
+    }
+
+    async fn lock(&mut self, _key: &str) -> Result<(), StoreError> {
+        Ok(())
     }
 }
 
@@ -1747,37 +1070,6 @@ fn sqlite_cell(v: rusqlite::types::ValueRef<'_>) -> Cell {
         ValueRef::Text(t) | ValueRef::Blob(t) => Cell::Text(String::from_utf8_lossy(t).into_owned()),
     }
 }
-
-const SESSION_COLUMNS: &str = "id, api_key_id, amount, account_reference, description, success_url, cancel_url, phone,
-    customer_email, webhook_url, metadata, created_at, expires_at, payment_id, attempts";
-const SESSION_COLUMN_COUNT: usize = 15;
-
-fn session_from_row(r: &Row<'_>) -> Result<CheckoutSession, StoreError> {
-    let get = |e: rusqlite::Error| sql_error(e);
-    Ok(CheckoutSession {
-        id: r.get(0).map_err(get)?,
-        api_key_id: r.get(1).map_err(get)?,
-        amount: r.get(2).map_err(get)?,
-        account_reference: r.get(3).map_err(get)?,
-        description: r.get(4).map_err(get)?,
-        success_url: r.get(5).map_err(get)?,
-        cancel_url: r.get(6).map_err(get)?,
-        phone: r.get(7).map_err(get)?,
-        customer_email: r.get(8).map_err(get)?,
-        webhook_url: r.get(9).map_err(get)?,
-        metadata: serde_json::from_str(&r.get::<_, String>(10).map_err(get)?)
-            .map_err(|_| StoreError::Corrupt("session metadata is not JSON".into()))?,
-        created_at: r.get(11).map_err(get)?,
-        expires_at: r.get(12).map_err(get)?,
-        payment_id: r.get(13).map_err(get)?,
-        attempts: r.get(14).map_err(get)?,
-    })
-}
-
-const PAYMENT_COLUMNS: &str = "id, status, amount, phone, account_reference, description, metadata, webhook_url,
-    customer_email, merchant_request_id, checkout_request_id, receipt, transaction_date, failure_reason, result_code,
-    result_desc, settled_by, needs_review, created_at, updated_at, settled_at, callback_token_hash, api_key_id";
-const PAYMENT_COLUMN_COUNT: usize = 23;
 
 fn bad(col: usize, what: &str) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(col, rusqlite::types::Type::Text, what.to_owned().into())
@@ -1819,10 +1111,6 @@ fn payment_from_row(r: &Row<'_>) -> rusqlite::Result<Payment> {
         callback_token_hash: r.get(21)?,
         api_key_id: r.get(22)?,
     })
-}
-
-fn api_key_from_row(r: &Row<'_>) -> rusqlite::Result<ApiKey> {
-    Ok(ApiKey { id: r.get(0)?, name: r.get(1)?, prefix: r.get(2)?, created_at: r.get(3)?, revoked_at: r.get(4)? })
 }
 
 #[cfg(test)]
@@ -2178,9 +1466,15 @@ mod tests {
         use std::sync::atomic::AtomicUsize;
         static DB_FLUSHES: AtomicUsize = AtomicUsize::new(0);
         static WAL_FLUSHES: AtomicUsize = AtomicUsize::new(0);
+        // Flushes of the database file fail once armed, after the first rows are in: however
+        // slowly they are written, a checkpoint between them cannot end the store early.
+        static ARMED: AtomicBool = AtomicBool::new(false);
         fn failing_for_the_database(file: &std::fs::File) -> std::io::Result<()> {
             if is_wal(file) {
                 WAL_FLUSHES.fetch_add(1, Ordering::SeqCst);
+                return file.sync_data();
+            }
+            if !ARMED.load(Ordering::SeqCst) {
                 return file.sync_data();
             }
             DB_FLUSHES.fetch_add(1, Ordering::SeqCst);
@@ -2197,6 +1491,9 @@ mod tests {
             async move { store.durability_lost().await }
         });
         fill(&store, 10).await;
+        ARMED.store(true, Ordering::SeqCst);
+        // One more, acknowledged once in the WAL; the checkpoint that copies it fails.
+        fill(&store, 1).await;
         wait_until("a flush of the database file", || DB_FLUSHES.load(Ordering::SeqCst) > 0).await;
 
         let why = tokio::time::timeout(Duration::from_secs(10), lost).await.expect("the loss is announced").unwrap();
@@ -2218,7 +1515,7 @@ mod tests {
         assert!(wal_len > 0, "the connections checkpointed and removed the WAL on close");
         let conn = Connection::open(&path).unwrap();
         let rows: i64 = conn.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
-        assert_eq!(rows, 10, "every acknowledged write is there after recovery");
+        assert_eq!(rows, 11, "every acknowledged write is there after recovery");
         drop(conn);
         let _ = std::fs::remove_dir_all(dir);
     }

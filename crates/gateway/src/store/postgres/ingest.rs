@@ -20,13 +20,12 @@ use std::sync::Arc;
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use super::{
-    COUNT_UNMATCHED, PAYMENT_COLUMNS, PostgresStore, payment_from_row, pg_error, pool_error, settling_from_row,
-};
+use super::{COUNT_UNMATCHED, PostgresStore, payment_from_row, pg_error, pool_error, settling_from_row};
 use crate::payment::{FailureReason, Payment};
+use crate::settlement::plan::{self, Plan};
 use crate::store::{
-    CallbackStored, IncomingCallback, Kept, Settling, StoreError, Tally, announcement, callback_decision, kept,
-    new_email_id, new_event_id, sends_receipt, settlement_event, webhook_payload,
+    CallbackStored, IncomingCallback, Kept, PAYMENT_COLUMNS, Settling, StoreError, Tally, callback_decision, kept,
+    unserialisable,
 };
 
 /// Most callbacks settled in one transaction.
@@ -174,16 +173,15 @@ async fn settle_together(store: &PostgresStore, callbacks: &[IncomingCallback]) 
     for incoming in callbacks {
         let payment = found.get(&incoming.token_hash);
         let now = incoming.received_at;
-        let mut decision = callback_decision(&incoming.parsed, payment.map(Settling::current));
+        let decision = callback_decision(&incoming.parsed, payment.map(Settling::current));
         // A malformed body with a known token still belongs to that payment: flagged for review,
         // with its reason on the payment's timeline.
-        let status = match payment {
+        let (outcome, note, status) = match payment {
             Some(p) => {
                 let id = p.id.as_str();
-                let review = decision.outcome.needs_review();
-                let mut status = p.status;
-                if let Some(ch) = decision.change.take() {
-                    status = ch.status;
+                let Plan { outcome, change, review, after, event, announce, note, .. } =
+                    Plan::of("callback", decision, p.status);
+                if let Some(ch) = change {
                     w.ids.push(id);
                     w.statuses.push(ch.status.as_str());
                     w.reasons.push(ch.failure_reason.map(FailureReason::as_str));
@@ -199,36 +197,36 @@ async fn settle_together(store: &PostgresStore, callbacks: &[IncomingCallback]) 
                     w.flagged.push(id);
                     w.flagged_at.push(now);
                 }
-                let (kind, detail) = settlement_event("callback", &decision, status);
                 w.event_payments.push(id);
                 w.event_at.push(now);
-                w.event_kinds.push(kind);
-                w.event_details.push(detail.to_string());
-                if let Some(event_type) = announcement(decision.outcome, p.status, status) {
+                w.event_kinds.push(event.kind);
+                w.event_details.push(event.detail.to_string());
+                if let Some(event_type) = announce {
                     w.announce.push((id, event_type, now));
                 }
-                Some(status)
+                (outcome, note, Some(after))
             }
-            None => None,
+            None => (decision.outcome, decision.note, None),
         };
         let payment_id = payment.map(|p| p.id.clone());
-        let (note, body) = match kept(incoming, payment.is_some(), decision.note) {
-            Kept::Row { note, body } => (note, body),
+        let stored = match kept(incoming, payment.map(|p| &p.id), outcome, note) {
+            Kept::Row(r) => {
+                w.cb_at.push(r.received_at);
+                w.cb_payments.push(r.payment_id);
+                w.cb_tokens.push(r.token_hash);
+                w.cb_sources.push(r.source);
+                w.cb_checkout_ids.push(r.checkout_request_id);
+                w.cb_outcomes.push(r.outcome);
+                w.cb_notes.push(r.note);
+                w.cb_bodies.push(r.body);
+                true
+            }
             Kept::Counted(t) => {
                 w.counted.push(t);
-                results.push(CallbackStored { outcome: decision.outcome, stored: false, payment_id, status });
-                continue;
+                false
             }
         };
-        w.cb_at.push(now);
-        w.cb_payments.push(payment.map(|p| p.id.as_str()));
-        w.cb_tokens.push(&incoming.token_hash);
-        w.cb_sources.push(incoming.source.as_deref());
-        w.cb_checkout_ids.push(incoming.parsed.as_ref().ok().map(|cb| cb.checkout_request_id.as_str()));
-        w.cb_outcomes.push(decision.outcome.as_str());
-        w.cb_notes.push(note);
-        w.cb_bodies.push(body);
-        results.push(CallbackStored { outcome: decision.outcome, stored: true, payment_id, status });
+        results.push(CallbackStored { outcome, stored, payment_id, status });
     }
 
     // The changed payments as they now are (for their announcements).
@@ -385,21 +383,19 @@ async fn announce_all(
     let (mut email_ids, mut email_payments, mut recipients, mut email_at) = (vec![], vec![], vec![], vec![]);
     for (id, event_type, now) in announce {
         let payment = payments.get(*id).ok_or_else(|| StoreError::Corrupt(format!("payment {id} vanished")))?;
-        let event_id = new_event_id();
-        payloads.push(webhook_payload(&event_id, event_type, *now, payment)?);
-        event_ids.push(event_id);
+        let plan::Outbox { webhook: w, email } = plan::outbox(payment, event_type, *now).map_err(unserialisable)?;
+        event_ids.push(w.id);
         payment_ids.push(*id);
-        keys.push(payment.api_key_id.as_str());
-        types.push(*event_type);
-        urls.push(payment.webhook_url.as_deref());
-        at.push(*now);
-        if sends_receipt(event_type, payment)
-            && let Some(recipient) = &payment.customer_email
-        {
-            email_ids.push(new_email_id());
+        keys.push(w.api_key_id);
+        types.push(w.event_type);
+        urls.push(w.url);
+        payloads.push(w.payload);
+        at.push(w.at);
+        if let Some(e) = email {
+            email_ids.push(e.id);
             email_payments.push(*id);
-            recipients.push(recipient.as_str());
-            email_at.push(*now);
+            recipients.push(e.recipient);
+            email_at.push(e.at);
         }
     }
     let insert = tx

@@ -11,6 +11,8 @@
 //! - A query settles only a `pending` payment and never overrides a callback; a later callback
 //!   may add the receipt to a payment a query settled.
 
+pub mod plan;
+
 use daraja::{QueryResult, StkCallback};
 
 use crate::payment::{FailureReason, SettledBy, Status};
