@@ -644,7 +644,7 @@ impl Settings {
                     message: format!("{from:?} is not a sender address; use e.g. \"Shop <receipts@shop.example>\""),
                 });
             }
-            if let Err(e) = crate::mail::transport(self.mail.smtp_url.as_deref().unwrap_or_default()) {
+            if let Err(e) = crate::smtp::parse(self.mail.smtp_url.as_deref().unwrap_or_default()) {
                 out.push(Finding { error: true, setting: "SMTP_URL", message: e });
             }
         }

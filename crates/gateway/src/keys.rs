@@ -5,6 +5,11 @@
 use crate::ids;
 use crate::store::{ApiKey, Store, StoreError};
 
+/// A new webhook signing secret: `whsec_` and 48 hex characters.
+pub fn new_secret() -> String {
+    format!("whsec_{}", ids::random_hex(24))
+}
+
 /// Creates a key named `name` with a webhook signing secret; returns the stored record and the
 /// key itself (show it once). The webhook secret is read with [`webhook_secret`].
 pub async fn create(store: &Store, name: &str, now: i64) -> Result<(ApiKey, String), StoreError> {
@@ -17,7 +22,7 @@ pub async fn create(store: &Store, name: &str, now: i64) -> Result<(ApiKey, Stri
         revoked_at: None,
     };
     store.insert_api_key(key.clone(), ids::sha256_hex(secret.as_bytes())).await?;
-    store.set_webhook_secret(&key.id, &crate::webhooks::new_secret()).await?;
+    store.set_webhook_secret(&key.id, &new_secret()).await?;
     Ok((key, secret))
 }
 
@@ -32,7 +37,7 @@ pub(crate) async fn webhook_secret_of(store: &Store, key_id: &str) -> Result<Str
     if let Some(secret) = store.webhook_secret(key_id).await? {
         return Ok(secret);
     }
-    store.init_webhook_secret(key_id, &crate::webhooks::new_secret()).await?;
+    store.init_webhook_secret(key_id, &new_secret()).await?;
     store
         .webhook_secret(key_id)
         .await?

@@ -15,38 +15,21 @@ use crate::store::{EmailJob, EmailNext, StoreError};
 use crate::time_fmt::ms;
 use crate::time_fmt::{kes, nairobi};
 
-/// An SMTP transport from `SMTP_URL`:
-/// - `smtps://user:password@host:465`: TLS from the first byte;
-/// - `smtp://user:password@host:587`: STARTTLS, required (no credentials ever sent in clear);
-/// - `smtp://host:port?tls=none`: no encryption, for a relay on this machine or network.
-///
-/// The error says what is wrong with the URL, without its password.
-pub fn transport(raw: &str) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
-    let shown = crate::redact::url(raw);
-    let url =
-        url::Url::parse(raw).map_err(|e| format!("{shown:?} is not a URL ({e}); use smtp://user:password@host:587"))?;
-    let host = url.host_str().filter(|h| !h.is_empty()).ok_or_else(|| format!("{shown:?} has no host"))?;
-    let plain = url.query_pairs().any(|(k, v)| k == "tls" && v == "none");
-    let builder = match (url.scheme(), plain) {
-        ("smtps", _) => AsyncSmtpTransport::<Tokio1Executor>::relay(host).map(|b| b.port(url.port().unwrap_or(465))),
-        ("smtp", false) => {
-            AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host).map(|b| b.port(url.port().unwrap_or(587)))
-        }
-        ("smtp", true) => {
-            Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host).port(url.port().unwrap_or(25)))
-        }
-        (other, _) => return Err(format!("{shown:?}: scheme {other:?} is not smtp or smtps")),
+/// A transport to `server` (see [`crate::smtp`]).
+pub fn transport(server: &crate::smtp::Server) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
+    use crate::smtp::Security;
+    let host = server.host.as_str();
+    let builder = match server.security {
+        Security::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(host),
+        Security::StartTls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host),
+        Security::None => Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)),
     }
-    .map_err(|e| format!("{shown:?}: {e}"))?;
-    let builder = builder.timeout(Some(Duration::from_secs(15)));
-    let builder = if url.username().is_empty() {
-        builder
-    } else {
-        let decode =
-            |s: &str| url::form_urlencoded::parse(format!("x={s}").as_bytes()).map(|(_, v)| v.into_owned()).next();
-        let user = decode(url.username()).unwrap_or_default();
-        let password = decode(url.password().unwrap_or_default()).unwrap_or_default();
-        builder.credentials(Credentials::new(user, password))
+    .map_err(|e| format!("SMTP server {host:?}: {e}"))?
+    .port(server.port)
+    .timeout(Some(Duration::from_secs(15)));
+    let builder = match &server.credentials {
+        Some((user, password)) => builder.credentials(Credentials::new(user.clone(), password.clone())),
+        None => builder,
     };
     Ok(builder.build())
 }
@@ -70,7 +53,7 @@ impl Mailer {
         let Some(url) = &settings.smtp_url else { return Ok(None) };
         let from = settings.from.as_deref().unwrap_or_default();
         let from = from.parse::<Mailbox>().map_err(|e| format!("MAIL_FROM {from:?} is not an address: {e}"))?;
-        Ok(Some(Self { transport: transport(url)?, from }))
+        Ok(Some(Self { transport: transport(&crate::smtp::parse(url)?)?, from }))
     }
 }
 
@@ -122,13 +105,43 @@ pub fn receipt(business: &str, payment: &Payment) -> (String, String, String) {
     (subject, text, html)
 }
 
-/// Sends the due emails (at most `batch`); returns how many were handled.
-pub async fn step(gateway: &Gateway, batch: u32) -> Result<usize, StoreError> {
+/// The receipt-email worker: the gateway, and the sender its settings describe.
+#[derive(Debug)]
+pub struct Worker {
+    gateway: Gateway,
+    /// `Ok(None)`: no SMTP server configured; `Err`: the mail settings are not usable.
+    mailer: Result<Option<Mailer>, String>,
+}
+
+impl Worker {
+    /// The worker for `gateway`'s mail settings.
+    pub fn new(gateway: Gateway) -> Self {
+        let mailer = Mailer::from_settings(&gateway.settings().mail).inspect_err(|e| {
+            tracing::error!(error = %e, "receipt emails are off: the mail settings are not usable");
+        });
+        Self { gateway, mailer }
+    }
+
+    /// Sends the due emails (at most `batch`); returns how many were handled.
+    pub async fn step(&self, batch: u32) -> Result<usize, StoreError> {
+        step(&self.gateway, self.mailer.as_ref().map(Option::as_ref), batch).await
+    }
+
+    /// Runs [`Self::step`] until `shutdown` is set, pausing when idle.
+    pub async fn run(self, shutdown: tokio::sync::watch::Receiver<bool>) {
+        crate::worker::repeat("email", Duration::from_millis(500), shutdown, || async {
+            self.step(20).await.map(|n| n > 0)
+        })
+        .await;
+    }
+}
+
+async fn step(gateway: &Gateway, mailer: Result<Option<&Mailer>, &String>, batch: u32) -> Result<usize, StoreError> {
     let now = gateway.now();
     let jobs = gateway.store().claim_due_emails(now, now + 120_000, batch).await?;
     let count = jobs.len();
     for job in jobs {
-        let next = send(gateway, &job).await?;
+        let next = send(gateway, mailer, &job).await?;
         match &next {
             EmailNext::Sent => tracing::info!(payment_id = %job.payment_id, "receipt email sent"),
             EmailNext::Skipped(reason) => {
@@ -143,11 +156,15 @@ pub async fn step(gateway: &Gateway, batch: u32) -> Result<usize, StoreError> {
     Ok(count)
 }
 
-async fn send(gateway: &Gateway, job: &EmailJob) -> Result<EmailNext, StoreError> {
-    let mailer = match gateway.mailer() {
+async fn send(
+    gateway: &Gateway,
+    mailer: Result<Option<&Mailer>, &String>,
+    job: &EmailJob,
+) -> Result<EmailNext, StoreError> {
+    let mailer = match mailer {
         Ok(Some(mailer)) => mailer,
         Ok(None) => return Ok(EmailNext::Skipped("no SMTP server configured (SMTP_URL)".into())),
-        Err(reason) => return Ok(EmailNext::Skipped(reason.to_owned())),
+        Err(reason) => return Ok(EmailNext::Skipped(reason.clone())),
     };
     let Some(payment) = gateway.store().payment(&job.payment_id, None).await? else {
         return Ok(EmailNext::Dead("the payment is gone".into()));
@@ -157,7 +174,7 @@ async fn send(gateway: &Gateway, job: &EmailJob) -> Result<EmailNext, StoreError
         if now - job.created_at >= ms(gateway.settings().mail.max_age) {
             EmailNext::Dead(error)
         } else {
-            EmailNext::RetryAt(now + ms(crate::webhooks::backoff(job.attempts)), error)
+            EmailNext::RetryAt(now + ms(crate::worker::backoff(job.attempts)), error)
         }
     };
     let to = match job.recipient.parse::<Mailbox>() {
@@ -178,26 +195,4 @@ async fn send(gateway: &Gateway, job: &EmailJob) -> Result<EmailNext, StoreError
         Ok(_) => EmailNext::Sent,
         Err(e) => failed(e.to_string()),
     })
-}
-
-/// Runs [`step`] until `shutdown` is set, pausing when idle.
-pub async fn run(gateway: Gateway, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-    loop {
-        let idle = match step(&gateway, 20).await {
-            Ok(n) => n == 0,
-            Err(e) => {
-                tracing::error!(error = %e, "email step failed");
-                true
-            }
-        };
-        if idle {
-            tokio::select! {
-                _ = shutdown.changed() => {}
-                () = tokio::time::sleep(Duration::from_millis(500)) => {}
-            }
-        }
-        if *shutdown.borrow() {
-            return;
-        }
-    }
 }

@@ -107,25 +107,10 @@ pub async fn step(gateway: &Gateway, batch: u32) -> Result<Step, StoreError> {
 
 /// Runs [`step`] until `shutdown` completes, pausing when idle.
 pub async fn run(gateway: Gateway, shutdown: tokio::sync::watch::Receiver<bool>) {
-    let mut shutdown = shutdown;
-    loop {
-        let idle = match step(&gateway, 50).await {
-            Ok(report) => !report.did_work(),
-            Err(e) => {
-                tracing::error!(error = %e, "reconciliation step failed");
-                true
-            }
-        };
-        if idle {
-            tokio::select! {
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                _ = shutdown.changed() => return,
-            }
-        }
-        if *shutdown.borrow() {
-            return;
-        }
-    }
+    crate::worker::repeat("reconciliation", Duration::from_secs(1), shutdown, || async {
+        step(&gateway, 50).await.map(|report| report.did_work())
+    })
+    .await;
 }
 
 /// Queries Daraja about one payment now (an admin's "query now"), applies a final answer by

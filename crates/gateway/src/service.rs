@@ -110,8 +110,6 @@ struct Inner {
     query_limit: RateLimiter,
     metrics: crate::metrics::Metrics,
     webhook_client: reqwest::Client,
-    mailer: Result<Option<crate::mail::Mailer>, String>,
-    admin_throttle: crate::admin::auth::Throttle,
     /// Callbacks no payment took, stored per minute.
     unmatched_stored: crate::budget::PerMinute,
     /// Log lines about callbacks no payment took.
@@ -157,9 +155,6 @@ impl Gateway {
                 timed_out: false,
                 source,
             })?;
-        let mailer = crate::mail::Mailer::from_settings(&settings.mail).inspect_err(|e| {
-            tracing::error!(error = %e, "receipt emails are off: the mail settings are not usable");
-        });
         Ok(Self {
             inner: Arc::new(Inner {
                 push_limit: RateLimiter::per_second(settings.payments.pushes_per_second),
@@ -171,8 +166,6 @@ impl Gateway {
                 public_url: public_url.trim_end_matches('/').to_owned(),
                 clock,
                 metrics: crate::metrics::Metrics::default(),
-                mailer,
-                admin_throttle: crate::admin::auth::Throttle::default(),
                 unmatched_stored: crate::budget::PerMinute::new(crate::budget::UNMATCHED_STORED_PER_MINUTE),
                 unmatched_logged: crate::budget::LogBudget::default(),
                 source_logged: crate::budget::LogBudget::default(),
@@ -235,14 +228,6 @@ impl Gateway {
                 tracing::debug!(error = %e, "could not record an API key's last use");
             }
         });
-    }
-
-    pub(crate) fn admin_throttle(&self) -> &crate::admin::auth::Throttle {
-        &self.inner.admin_throttle
-    }
-
-    pub(crate) fn mailer(&self) -> Result<Option<&crate::mail::Mailer>, &str> {
-        self.inner.mailer.as_ref().map(Option::as_ref).map_err(String::as_str)
     }
 
     pub(crate) fn webhook_client(&self) -> &reqwest::Client {

@@ -80,11 +80,44 @@ impl Application {
             .trusted_proxy_header
             .is_none()
             .then(|| PerPeer { limit: MAX_PER_PEER, exempt: callbacks.allowlist.clone() });
-        let app = crate::api::router(self.gateway)
-            .layer(axum::middleware::from_fn_with_state(limits.saturating_mul(6), request_deadline));
+        let app =
+            app(self.gateway).layer(axum::middleware::from_fn_with_state(limits.saturating_mul(6), request_deadline));
         serve(self.listener, app, limits, per_peer, shutdown).await;
         Ok(())
     }
+}
+
+/// What the handlers share, each part taken by those that need it (axum's `FromRef`): the
+/// gateway by all, the sign-in throttle by the dashboard's sign-in alone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    gateway: Gateway,
+    sign_in: std::sync::Arc<crate::admin::auth::Throttle>,
+}
+
+impl axum::extract::FromRef<AppState> for Gateway {
+    fn from_ref(state: &AppState) -> Self {
+        state.gateway.clone()
+    }
+}
+
+impl axum::extract::FromRef<AppState> for std::sync::Arc<crate::admin::auth::Throttle> {
+    fn from_ref(state: &AppState) -> Self {
+        state.sign_in.clone()
+    }
+}
+
+/// Every route of the gateway: the API and callbacks, the checkout pages and the dashboard,
+/// each request in its span, bodies no larger than the largest callback.
+pub fn app(gateway: Gateway) -> axum::Router {
+    let state = AppState { gateway, sign_in: std::sync::Arc::default() };
+    crate::api::routes()
+        .merge(crate::pages::router())
+        .merge(crate::admin::router())
+        .fallback(crate::api::not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(daraja::callback::MAX_CALLBACK_BYTES))
+        .layer(axum::middleware::from_fn(crate::api::request_span))
+        .with_state(state)
 }
 
 /// Cuts a request whose handler (reading the body included) takes longer than `deadline`:

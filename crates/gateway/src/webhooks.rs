@@ -55,18 +55,6 @@ pub fn verify(secret: &str, header: &str, body: &str, now: i64, tolerance: i64) 
     v1.iter().any(|candidate| ids::constant_time_eq(candidate, &expected))
 }
 
-/// A new webhook secret: `whsec_` and 48 hex characters.
-pub fn new_secret() -> String {
-    format!("whsec_{}", ids::random_hex(24))
-}
-
-/// Exponential backoff from 10 s, doubling per attempt, capped at 6 h, with ±20 % jitter.
-pub(crate) fn backoff(attempts: u32) -> Duration {
-    let base = 10u64.saturating_mul(1u64 << attempts.min(16)).min(6 * 3600);
-    let jitter = u64::from_str_radix(&ids::random_hex(2), 16).unwrap_or(0) % 41; // 0..=40
-    Duration::from_millis(base * 1000 * (80 + jitter) / 100)
-}
-
 /// Deliveries to one endpoint at once.
 pub const PER_ENDPOINT: u32 = 4;
 /// Deliveries at once in one worker, all endpoints together.
@@ -160,7 +148,7 @@ async fn deliver(gateway: Gateway, job: WebhookJob) -> Result<(), StoreError> {
         tracing::warn!(event_id = %job.id, "webhook dead-lettered after its maximum age");
         WebhookNext::Dead
     } else {
-        WebhookNext::RetryAt(now + ms(backoff(job.attempts)))
+        WebhookNext::RetryAt(now + ms(crate::worker::backoff(job.attempts)))
     };
     gateway.metrics().webhook(if delivered { "delivered" } else { "failed" });
     store.finish_webhook_attempt(Some(attempt), &job.id, next).await
@@ -274,13 +262,5 @@ mod tests {
         assert_eq!(endpoint(Some("http://127.0.0.1:8000/hooks?order=1")), "http://127.0.0.1:8000");
         assert_eq!(endpoint(Some("https://shop.example/lipa/webhook#x")), "https://shop.example");
         assert_eq!(endpoint(None), "", "the default URL");
-    }
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        let first = backoff(0);
-        assert!(first >= Duration::from_secs(8) && first <= Duration::from_secs(12), "{first:?}");
-        assert!(backoff(3) > backoff(0));
-        assert!(backoff(40) <= Duration::from_secs(6 * 3600 * 12 / 10));
     }
 }

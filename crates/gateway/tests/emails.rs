@@ -34,7 +34,7 @@ async fn paid_with_email(app: &TestApp, email: Option<&str>) -> serde_json::Valu
 }
 
 async fn step(app: &TestApp) -> usize {
-    mail::step(&app.gateway, 10).await.unwrap()
+    mail::Worker::new(app.gateway.clone()).step(10).await.unwrap()
 }
 
 #[tokio::test]

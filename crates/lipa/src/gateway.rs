@@ -120,7 +120,7 @@ pub fn spawn_workers(
     vec![
         tokio::spawn(lipa_gateway::reconciliation::run(gateway.clone(), stopped.clone())),
         tokio::spawn(lipa_gateway::webhooks::run(gateway.clone(), stopped.clone())),
-        tokio::spawn(lipa_gateway::mail::run(gateway.clone(), stopped.clone())),
+        tokio::spawn(lipa_gateway::mail::Worker::new(gateway.clone()).run(stopped.clone())),
         tokio::spawn(lipa_gateway::admin::rollups::run(gateway, stopped)),
     ]
 }
@@ -273,7 +273,7 @@ pub async fn keys(command: KeysCommand) -> Result<()> {
         }
         KeysCommand::RotateWebhookSecret { key, common } => {
             let store = Store::open(&common.settings()?.database_url).await?;
-            let secret = lipa_gateway::webhooks::new_secret();
+            let secret = lipa_gateway::keys::new_secret();
             if !store.set_webhook_secret(&key, &secret).await? {
                 return Err(format!("no live API key with id or name {key:?} (see `lipa keys list`)").into());
             }

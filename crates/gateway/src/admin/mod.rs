@@ -14,8 +14,14 @@ use axum::routing::{get, post};
 
 use crate::service::Gateway;
 
-/// The dashboard's routes.
-pub fn router() -> Router<Gateway> {
+/// The dashboard's routes, on any state the gateway and the sign-in throttle can be taken
+/// from (see [`crate::startup::AppState`]).
+pub fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Gateway: axum::extract::FromRef<S>,
+    std::sync::Arc<auth::Throttle>: axum::extract::FromRef<S>,
+{
     Router::new()
         .route("/admin", get(pages::overview))
         // Anyone can send the sign-in form: its body is small or refused.

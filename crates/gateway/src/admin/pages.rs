@@ -151,6 +151,7 @@ fn login_form_token_ok(headers: &HeaderMap, sent: &str) -> bool {
 /// attempts that passed the throttle, with the name only if it is a valid one.
 pub(super) async fn login(
     State(gateway): State<Gateway>,
+    State(throttle): State<std::sync::Arc<auth::Throttle>>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     headers: HeaderMap,
     form: Result<Form<LoginForm>, FormRejection>,
@@ -165,7 +166,6 @@ pub(super) async fn login(
     let ip = crate::api::client_address(&gateway, &headers, peer);
     let address = auth::address_key(ip);
     let name = auth::valid_name(&form.name).then_some(form.name.as_str());
-    let throttle = gateway.admin_throttle();
     match throttle.reserve(gateway.store(), name, &address, now).await {
         Ok(true) => {}
         Ok(false) => {
@@ -228,15 +228,18 @@ pub(super) struct Action {
     note: String,
 }
 
-impl axum::extract::FromRequest<Gateway> for Action {
+impl<S: Send + Sync> axum::extract::FromRequest<S> for Action
+where
+    Gateway: axum::extract::FromRef<S>,
+{
     type Rejection = Response;
 
-    async fn from_request(request: axum::extract::Request, gateway: &Gateway) -> Result<Self, Response> {
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Response> {
         use axum::extract::FromRequestParts as _;
         let (mut parts, body) = request.into_parts();
-        let staff = Staff::from_request_parts(&mut parts, gateway).await?;
+        let staff = Staff::from_request_parts(&mut parts, state).await?;
         let request = axum::extract::Request::from_parts(parts, body);
-        let form = Form::<CsrfForm>::from_request(request, gateway).await.map(|Form(f)| f).unwrap_or_default();
+        let form = Form::<CsrfForm>::from_request(request, state).await.map(|Form(f)| f).unwrap_or_default();
         staff.may_act(&form.csrf).map_err(IntoResponse::into_response)?;
         Ok(Self { staff, note: form.note })
     }
@@ -1034,7 +1037,7 @@ pub(super) async fn rotate_key(
     headers: HeaderMap,
     Action { staff, .. }: Action,
 ) -> Response {
-    let secret = crate::webhooks::new_secret();
+    let secret = crate::keys::new_secret();
     let store = gateway.store();
     match store.set_webhook_secret(&id, &secret).await {
         Ok(true) => {

@@ -22,28 +22,24 @@ pub async fn fill(gateway: &Gateway) -> Result<(), StoreError> {
 }
 
 /// Runs until `shutdown` is set.
-pub async fn run(gateway: Gateway, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+pub async fn run(gateway: Gateway, shutdown: tokio::sync::watch::Receiver<bool>) {
     if let Err(e) = fill(&gateway).await {
         tracing::warn!(error = %e, "could not compute the overview's rollups");
     }
-    let mut older = gateway.now().div_euclid(HOUR) - KEPT_HOURS;
-    loop {
-        tokio::select! {
-            _ = shutdown.changed() => {}
-            () = tokio::time::sleep(Duration::from_secs(10)) => {}
-        }
-        if *shutdown.borrow() {
-            return;
-        }
+    // The current hour, the one before, and one older hour in turn, every 10 s.
+    use std::sync::atomic::Ordering::Relaxed;
+    let older = std::sync::atomic::AtomicI64::new(gateway.now().div_euclid(HOUR) - KEPT_HOURS);
+    let (get, set) = (|| older.load(Relaxed), |hour| older.store(hour, Relaxed));
+    crate::worker::repeat("rollups", Duration::from_secs(10), shutdown, || async {
         let current = gateway.now().div_euclid(HOUR);
-        if older >= current - 1 || older < current - KEPT_HOURS {
-            older = current - KEPT_HOURS;
+        if get() >= current - 1 || get() < current - KEPT_HOURS {
+            set(current - KEPT_HOURS);
         }
-        for hour in [current, current - 1, older] {
-            if let Err(e) = gateway.store().recompute_hour(hour).await {
-                tracing::warn!(error = %e, hour, "could not recompute an overview rollup");
-            }
+        for hour in [current, current - 1, get()] {
+            gateway.store().recompute_hour(hour).await?;
         }
-        older += 1;
-    }
+        set(get() + 1);
+        Ok(false)
+    })
+    .await;
 }

@@ -8,7 +8,7 @@ pub mod openapi;
 mod payments;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
+use axum::extract::{FromRef, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse as _;
@@ -20,8 +20,12 @@ pub use error::ApiError;
 use crate::service::Gateway;
 use crate::store::ApiKey;
 
-/// The gateway's routes.
-pub fn router(gateway: Gateway) -> Router {
+/// The merchant API and Daraja's callbacks, on any state the gateway can be taken from.
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Gateway: FromRef<S>,
+{
     // The API's errors, the HTTP framework's own included, are all in the JSON envelope.
     let api = Router::new()
         .route("/v1/payments", post(payments::create).get(payments::list))
@@ -50,18 +54,17 @@ pub fn router(gateway: Gateway) -> Router {
         }),
     );
     api.merge(callbacks)
-        .merge(crate::pages::router())
-        .merge(crate::admin::router())
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
-        .layer(DefaultBodyLimit::max(daraja::callback::MAX_CALLBACK_BYTES))
-        .layer(axum::middleware::from_fn(request_span))
-        .with_state(gateway)
+}
+
+/// The answer to a path no route takes.
+pub async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
 }
 
 /// Gives every request an id (the caller's `X-Request-Id` if it is sane, else a new one),
 /// runs it inside a span with the method and the matched route (never the raw path: callback
 /// paths hold secret tokens), and returns the id in `X-Request-Id`.
-async fn request_span(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+pub async fn request_span(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
     use tracing::Instrument as _;
     let id = request
         .headers()
@@ -103,10 +106,14 @@ pub(crate) fn json_rejection(e: axum::extract::rejection::JsonRejection) -> ApiE
 #[derive(Debug, Clone)]
 pub struct Merchant(pub ApiKey);
 
-impl FromRequestParts<Gateway> for Merchant {
+impl<S: Send + Sync> FromRequestParts<S> for Merchant
+where
+    Gateway: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, gateway: &Gateway) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let gateway = Gateway::from_ref(state);
         // The scheme is case-insensitive (RFC 9110 §11.1), spaces may follow it.
         let bearer = parts
             .headers

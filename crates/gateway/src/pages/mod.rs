@@ -18,7 +18,11 @@ const CSS: &str = include_str!("assets/lipa.css");
 const JS: &str = include_str!("assets/checkout.js");
 
 /// The pages' routes.
-pub fn router() -> Router<Gateway> {
+pub fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Gateway: axum::extract::FromRef<S>,
+{
     Router::new()
         .route("/checkout/{id}", get(checkout::show).post(checkout::start))
         .route("/checkout/{id}/events", get(checkout::events))
