@@ -41,7 +41,7 @@ pub(crate) async fn webhook_secret_of(store: &Store, key_id: &str) -> Result<Str
     store
         .webhook_secret(key_id)
         .await?
-        .ok_or_else(|| StoreError::Conflict(format!("API key {key_id} has no webhook secret")))
+        .ok_or_else(|| StoreError::Conflict(format!("API key {key_id} has no webhook secret").into()))
 }
 
 /// The live key a bearer token belongs to.

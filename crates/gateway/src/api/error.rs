@@ -66,11 +66,25 @@ impl ApiError {
     }
 }
 
+/// An error and its causes in one line, each said once: logged once, at the edge.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let said = cause.to_string();
+        if !text.ends_with(&said) {
+            text = format!("{text}: {said}");
+        }
+        next = cause.source();
+    }
+    text
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable(cause) => {
-                tracing::error!(error = %cause, "storage unavailable");
+                tracing::error!(error = %chain(&cause), "storage unavailable");
                 Self {
                     retry_after: Some(1),
                     ..Self::new(
@@ -81,11 +95,11 @@ impl From<StoreError> for ApiError {
                 }
             }
             StoreError::Conflict(cause) => {
-                tracing::warn!(error = %cause, "uniqueness conflict");
+                tracing::warn!(error = %chain(&cause), "uniqueness conflict");
                 Self::new(StatusCode::CONFLICT, "conflict", "the request conflicts with stored data; retry it")
             }
             StoreError::Corrupt(cause) => {
-                tracing::error!(error = %cause, "unreadable stored data");
+                tracing::error!(error = %chain(&cause), "unreadable stored data");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
             }
         }

@@ -24,7 +24,7 @@ impl Settling {
     /// From `SELECT id, status, amount, phone, checkout_request_id, receipt, result_code,
     /// settled_by`.
     pub(super) fn from_cells(row: &[sql::Cell]) -> Result<Self, StoreError> {
-        let corrupt = |what: &str| StoreError::Corrupt(what.to_owned());
+        let corrupt = |what: &str| StoreError::Corrupt(what.to_owned().into());
         let [id, status, amount, phone, checkout_request_id, receipt, result_code, settled_by] = row else {
             return Err(corrupt("a settling row has the wrong columns"));
         };

@@ -54,23 +54,67 @@ pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use types::*;
 
-/// Storage failures.
+/// Storage failures: what went wrong in words, and the database's own error behind it, if
+/// any ([`std::error::Error::source`]), so that logs keep the whole chain.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database cannot be reached or written (disk full, locked, gone). Retry later.
     #[error("the database is unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Detail),
     /// A uniqueness rule was broken.
     #[error("{0}")]
-    Conflict(String),
+    Conflict(#[source] Detail),
     /// The database holds something this version cannot read.
     #[error("unexpected data in the database: {0}")]
-    Corrupt(String),
+    Corrupt(#[source] Detail),
+}
+
+/// What a [`StoreError`] says, and the error that caused it.
+#[derive(Debug)]
+pub struct Detail {
+    message: String,
+    cause: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl Detail {
+    /// `message`, caused by `cause`.
+    pub fn caused_by(message: impl Into<String>, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self { message: message.into(), cause: Some(Box::new(cause)) }
+    }
+
+    /// Whether the message says `text`.
+    pub fn contains(&self, text: &str) -> bool {
+        self.message.contains(text)
+    }
+}
+
+impl std::fmt::Display for Detail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Detail {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause.as_deref().map(|c| c as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<String> for Detail {
+    fn from(message: String) -> Self {
+        Self { message, cause: None }
+    }
+}
+
+impl From<&str> for Detail {
+    fn from(message: &str) -> Self {
+        message.to_owned().into()
+    }
 }
 
 /// A payment that cannot be written as JSON (for its webhook) is not what this version stored.
 fn unserialisable(e: serde_json::Error) -> StoreError {
-    StoreError::Corrupt(format!("a payment cannot be serialised: {e}"))
+    StoreError::Corrupt(format!("a payment cannot be serialised: {e}").into())
 }
 
 /// Whether a text holds a NUL character, which PostgreSQL cannot store or compare: a lookup
@@ -127,7 +171,7 @@ impl Store {
         let scheme = url.split(':').next().unwrap_or("");
         Err(StoreError::Unavailable(format!(
             "DATABASE_URL with scheme {scheme:?} is not supported; use sqlite:<file> (e.g. sqlite:lipa.db) or postgres://…"
-        )))
+        ).into()))
     }
 
     /// Whether the database answers.

@@ -22,8 +22,8 @@ use tokio_postgres::{NoTls, Row};
 use super::sql::{Arg, Cell, Rows, Statement};
 use super::tx::{ROW_LOCKS, Tx};
 use super::{
-    CallbackStored, IncomingCallback, Inserted, NewCheckoutSession, NewPayment, PushResult, SessionInserted, Settling,
-    StoreError, WebhookJob, writes,
+    CallbackStored, Detail, IncomingCallback, Inserted, NewCheckoutSession, NewPayment, PushResult, SessionInserted,
+    Settling, StoreError, WebhookJob, writes,
 };
 use crate::payment::{FailureReason, Payment, PaymentId, SettledBy, Status};
 use crate::settlement::Decision;
@@ -63,15 +63,16 @@ impl std::fmt::Debug for PostgresStore {
 fn pg_error(e: tokio_postgres::Error) -> StoreError {
     // The server's own message ("db error" alone says nothing).
     let text = e.as_db_error().map_or_else(|| e.to_string(), |db| format!("{} ({})", db.message(), db.code().code()));
-    match e.code() {
-        Some(c) if *c == tokio_postgres::error::SqlState::UNIQUE_VIOLATION => StoreError::Conflict(text),
-        Some(c) if c.code().starts_with("22") => StoreError::Corrupt(text),
-        _ => StoreError::Unavailable(text),
-    }
+    let kind: fn(Detail) -> StoreError = match e.code() {
+        Some(c) if *c == tokio_postgres::error::SqlState::UNIQUE_VIOLATION => StoreError::Conflict,
+        Some(c) if c.code().starts_with("22") => StoreError::Corrupt,
+        _ => StoreError::Unavailable,
+    };
+    kind(Detail::caused_by(text, e))
 }
 
 fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
-    StoreError::Unavailable(format!("no database connection: {e}"))
+    StoreError::Unavailable(Detail::caused_by(format!("no database connection: {e}"), e))
 }
 
 type Client = deadpool_postgres::Object;
@@ -117,7 +118,8 @@ impl PostgresStore {
             timeouts: deadpool_postgres::Timeouts { wait, create: wait, recycle: wait },
             ..deadpool_postgres::PoolConfig::default()
         });
-        let unusable = |e: &dyn std::fmt::Display| StoreError::Unavailable(format!("DATABASE_URL is not usable: {e}"));
+        let unusable =
+            |e: &dyn std::fmt::Display| StoreError::Unavailable(format!("DATABASE_URL is not usable: {e}").into());
         let pool = config
             .builder(NoTls)
             .map_err(|e| unusable(&e))?
@@ -296,7 +298,7 @@ impl PostgresStore {
 }
 
 fn corrupt(what: &str) -> StoreError {
-    StoreError::Corrupt(what.to_owned())
+    StoreError::Corrupt(what.to_owned().into())
 }
 
 fn settling_from_row(r: &Row) -> Result<Settling, StoreError> {

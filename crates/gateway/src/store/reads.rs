@@ -12,7 +12,7 @@ use super::{
 use crate::payment::{FailureReason, Payment, PaymentId, SettledBy, Status};
 
 fn corrupt(what: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(what.to_string())
+    StoreError::Corrupt(what.to_string().into())
 }
 
 /// A non-negative count or amount stored as an integer.

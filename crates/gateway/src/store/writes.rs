@@ -30,7 +30,7 @@ async fn load(tx: &mut impl Tx, id: &PaymentId) -> Result<Payment, StoreError> {
     let rows = tx
         .rows(concat!("SELECT ", payment_columns!(), " FROM payments WHERE id = $1"), vec![id.as_str().into()])
         .await?;
-    let row = rows.first().ok_or_else(|| StoreError::Corrupt(format!("payment {id} vanished")))?;
+    let row = rows.first().ok_or_else(|| StoreError::Corrupt(format!("payment {id} vanished").into()))?;
     payment_from(row)
 }
 
@@ -317,7 +317,8 @@ pub(super) async fn settle_from_query(
 ) -> Result<Decision, StoreError> {
     let sql = concat!("SELECT ", payment_columns!(), " FROM payments WHERE id = $1 /*for_update*/");
     let rows = tx.rows(sql, vec![id.as_str().into()]).await?;
-    let payment = payment_from(rows.first().ok_or_else(|| StoreError::Corrupt(format!("payment {id} vanished")))?)?;
+    let payment =
+        payment_from(rows.first().ok_or_else(|| StoreError::Corrupt(format!("payment {id} vanished").into()))?)?;
     let plan = Plan::of("query", settlement::on_query(&current(&payment), result), payment.status);
     tx.execute(
         "UPDATE payments SET check_attempts = check_attempts + 1, lease_until = NULL, next_check_at = NULL WHERE id = $1",

@@ -36,7 +36,7 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::exec;
-use crate::store::StoreError;
+use crate::store::{Detail, StoreError};
 
 pub(super) const MAX_BATCH: usize = 512;
 /// Reader connections at most, each with SQLite's default page cache (2 MB): reads beyond
@@ -175,22 +175,21 @@ impl std::fmt::Debug for SqliteStore {
 }
 
 pub(super) fn unavailable(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(e.to_string())
+    StoreError::Unavailable(e.to_string().into())
 }
 
 pub(super) fn sql_error(e: rusqlite::Error) -> StoreError {
-    match &e {
+    let kind: fn(Detail) -> StoreError = match &e {
         rusqlite::Error::SqliteFailure(f, _)
             if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
                 || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
         {
-            StoreError::Conflict(e.to_string())
+            StoreError::Conflict
         }
-        rusqlite::Error::FromSqlConversionFailure(..) | rusqlite::Error::InvalidColumnType(..) => {
-            StoreError::Corrupt(e.to_string())
-        }
-        _ => StoreError::Unavailable(e.to_string()),
-    }
+        rusqlite::Error::FromSqlConversionFailure(..) | rusqlite::Error::InvalidColumnType(..) => StoreError::Corrupt,
+        _ => StoreError::Unavailable,
+    };
+    kind(Detail::caused_by(e.to_string(), e))
 }
 
 /// Opens a connection. It never checkpoints on close (see [`Lost`]): only the writer's may,
@@ -274,10 +273,13 @@ pub(super) fn rewritten_in_place(conn: &Connection) -> Result<(), StoreError> {
         .map_err(sql_error)?;
     match left {
         None => Ok(()),
-        Some(tables) => Err(StoreError::Corrupt(format!(
-            "schema version 6 could not rewrite the definition of {tables}: it is not the one Lipa created; \
+        Some(tables) => Err(StoreError::Corrupt(
+            format!(
+                "schema version 6 could not rewrite the definition of {tables}: it is not the one Lipa created; \
              compare it with crates/gateway/src/store/schema_sqlite.sql"
-        ))),
+            )
+            .into(),
+        )),
     }
 }
 
@@ -440,7 +442,7 @@ pub(super) fn run_syncer(wal: &Path, flush: Flush, batches: &std::sync::mpsc::Re
             }
         };
         for job in waiting.into_iter().flatten() {
-            job.answer(flushed.clone().map_err(StoreError::Unavailable));
+            job.answer(flushed.clone().map_err(|why| StoreError::Unavailable(why.into())));
         }
     }
 }
@@ -492,7 +494,7 @@ pub(super) fn run_writer(
             }
         }
         for job in done {
-            job.answer(committed.clone().map_err(StoreError::Unavailable));
+            job.answer(committed.clone().map_err(|why| StoreError::Unavailable(why.into())));
         }
         if finish_checkpoint_wanted.swap(false, Ordering::AcqRel) {
             finish_checkpoint(&conn, lost);

@@ -490,3 +490,23 @@ async fn the_wal_starts_over_under_writes_that_never_pause() {
     assert!(largest < through / 2, "the WAL grew to {largest} bytes of the {through} that went through it");
     eprintln!("WAL at most {largest} bytes; {through} bytes went through it");
 }
+
+/// A store error says what went wrong and keeps the database's own error behind it.
+#[tokio::test]
+async fn a_store_error_keeps_the_database_error_behind_it() {
+    use std::error::Error as _;
+    let store = crate::store::Store::open("sqlite::memory:").await.unwrap();
+    let key = |id: &str| crate::store::ApiKey {
+        id: id.into(),
+        name: "same".into(),
+        prefix: "lipa_sk_0000".into(),
+        created_at: 1,
+        revoked_at: None,
+    };
+    store.insert_api_key(key("key_1"), "hash".into()).await.unwrap();
+    let err = store.insert_api_key(key("key_2"), "hash".into()).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    let cause = err.source().and_then(|detail| detail.source()).expect("the database's error is kept");
+    assert!(cause.downcast_ref::<rusqlite::Error>().is_some(), "{cause:?}");
+    assert!(err.to_string().contains("UNIQUE"), "{err}");
+}
