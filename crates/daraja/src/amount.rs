@@ -96,6 +96,13 @@ impl fmt::Debug for Amount {
     }
 }
 
+/// As a JSON number of shillings.
+impl serde::Serialize for Amount {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u32(self.0)
+    }
+}
+
 impl TryFrom<u64> for Amount {
     type Error = InvalidField;
     fn try_from(value: u64) -> Result<Self, Self::Error> {
@@ -106,6 +113,11 @@ impl TryFrom<u64> for Amount {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn serialises_as_a_number_of_shillings() {
+        assert_eq!(serde_json::to_string(&Amount::new(250).unwrap()).unwrap(), "250");
+    }
     use proptest::prelude::*;
 
     #[test]

@@ -105,6 +105,13 @@ impl fmt::Debug for Msisdn {
     }
 }
 
+/// As the string of its 12 digits (`"254712345678"`), the form Lipa's API and stores use.
+impl serde::Serialize for Msisdn {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
 impl FromStr for Msisdn {
     type Err = InvalidField;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -122,6 +129,12 @@ impl TryFrom<u64> for Msisdn {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn serialises_as_its_twelve_digits() {
+        let phone = Msisdn::parse("0712 345 678").unwrap();
+        assert_eq!(serde_json::to_string(&phone).unwrap(), "\"254712345678\"");
+    }
     use proptest::prelude::*;
 
     #[test]

@@ -117,12 +117,12 @@ impl Gateway {
         let valid = self.validate_payment(probe)?;
         absolute_url("success_url", &req.success_url)?;
         absolute_url("cancel_url", &req.cancel_url)?;
-        let phone = req.phone.as_ref().map(|_| valid.phone.clone());
+        let phone = req.phone.as_ref().map(|_| valid.phone.to_string());
         let request_hash = ids::sha256_hex(
             serde_json::to_string(&ValidSession {
-                amount: valid.amount,
-                account_reference: &valid.account_reference,
-                description: &valid.description,
+                amount: valid.amount.shillings(),
+                account_reference: valid.account_reference.as_str(),
+                description: valid.description.as_str(),
                 success_url: &req.success_url,
                 cancel_url: &req.cancel_url,
                 phone: phone.as_deref(),
@@ -137,9 +137,9 @@ impl Gateway {
         let session = CheckoutSession {
             id: format!("cs_{}", ids::random_hex(16)),
             api_key_id: key.id.clone(),
-            amount: valid.amount,
-            account_reference: valid.account_reference,
-            description: valid.description,
+            amount: valid.amount.shillings(),
+            account_reference: valid.account_reference.as_str().to_owned(),
+            description: valid.description.as_str().to_owned(),
             success_url: req.success_url,
             cancel_url: req.cancel_url,
             phone,

@@ -32,7 +32,7 @@ pub fn csv(store: Store, filter: PaymentFilter) -> impl Stream<Item = Result<Str
                             p.id,
                             rfc3339(p.created_at),
                             p.status.as_str(),
-                            p.amount,
+                            p.amount.shillings(),
                             p.phone,
                             field(&p.account_reference),
                             p.receipt.as_deref().unwrap_or(""),

@@ -59,7 +59,7 @@ impl Mailer {
 
 /// The receipt for a paid payment: subject, plain text, HTML.
 pub fn receipt(business: &str, payment: &Payment) -> (String, String, String) {
-    let amount = kes(payment.amount);
+    let amount = kes(payment.amount.shillings());
     let when = nairobi(payment.transaction_date.or(payment.settled_at).unwrap_or(payment.updated_at));
     let receipt = payment.receipt.as_deref().unwrap_or("sent to you by M-PESA SMS");
     let subject = format!("Receipt: {amount} paid to {business}");

@@ -209,9 +209,9 @@ pub struct Payment {
     /// Current state.
     pub status: Status,
     /// Whole shillings.
-    pub amount: u32,
-    /// The paying phone, 12 digits.
-    pub phone: String,
+    pub amount: daraja::Amount,
+    /// The paying phone.
+    pub phone: daraja::Msisdn,
     /// `AccountReference` sent to Daraja.
     pub account_reference: String,
     /// `TransactionDesc` sent to Daraja.

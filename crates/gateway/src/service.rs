@@ -46,13 +46,24 @@ pub struct CreatePayment {
 /// A request that passed validation, in canonical form (its JSON is hashed for idempotency).
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Valid {
-    pub(crate) amount: u32,
-    pub(crate) phone: String,
-    pub(crate) account_reference: String,
-    pub(crate) description: String,
+    pub(crate) amount: Amount,
+    pub(crate) phone: Msisdn,
+    #[serde(serialize_with = "reference_text")]
+    pub(crate) account_reference: AccountReference,
+    #[serde(serialize_with = "description_text")]
+    pub(crate) description: TransactionDesc,
     pub(crate) metadata: serde_json::Value,
     pub(crate) webhook_url: Option<String>,
     pub(crate) customer_email: Option<String>,
+}
+
+// The hash of a request is of its JSON as it has always been written: both fields as text.
+fn reference_text<S: serde::Serializer>(v: &AccountReference, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(v.as_str())
+}
+
+fn description_text<S: serde::Serializer>(v: &TransactionDesc, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(v.as_str())
 }
 
 /// Why a payment could not be created.
@@ -243,10 +254,7 @@ impl Gateway {
         &self.inner.query_limit
     }
 
-    fn validate(
-        &self,
-        req: CreatePayment,
-    ) -> Result<(Valid, Msisdn, Amount, AccountReference, TransactionDesc), CreateError> {
+    fn validate(&self, req: CreatePayment) -> Result<Valid, CreateError> {
         let max = self.inner.settings.payments.max_amount;
         let amount = match &req.amount {
             // 100 and 100.0 are the same number (JSON has one number type); 100.5 is refused.
@@ -285,21 +293,20 @@ impl Gateway {
                 return Err(invalid("customer_email", format!("{email:?} is not an email address")));
             }
         }
-        let valid = Valid {
-            amount: amount.shillings(),
-            phone: phone.to_string(),
-            account_reference: reference.as_str().to_owned(),
-            description: description.as_str().to_owned(),
+        Ok(Valid {
+            amount,
+            phone,
+            account_reference: reference,
+            description,
             metadata,
             webhook_url: req.webhook_url,
             customer_email: req.customer_email,
-        };
-        Ok((valid, phone, amount, reference, description))
+        })
     }
 
     /// Checks a payment request as `create_payment` does, without creating anything.
     pub(crate) fn validate_payment(&self, req: CreatePayment) -> Result<Valid, CreateError> {
-        self.validate(req).map(|(valid, ..)| valid)
+        self.validate(req)
     }
 
     /// Creates a payment and sends the STK push.
@@ -321,7 +328,7 @@ impl Gateway {
         req: CreatePayment,
         checkout: Option<CheckoutAttempt>,
     ) -> Result<Created, CreateError> {
-        let (valid, phone, amount, reference, description) = self.validate(req)?;
+        let valid = self.validate(req)?;
         let request_hash = ids::sha256_hex(serde_json::to_string(&valid).unwrap_or_default().as_bytes());
         let now = self.now();
 
@@ -338,10 +345,10 @@ impl Gateway {
 
         let token = ids::random_hex(16);
         let push = StkPush {
-            phone,
-            amount,
-            account_reference: reference,
-            description,
+            phone: valid.phone,
+            amount: valid.amount,
+            account_reference: valid.account_reference.clone(),
+            description: valid.description.clone(),
             callback_url: CallbackUrl::parse(&format!("{}/callbacks/stk/{token}", self.inner.public_url))
                 .map_err(|e| invalid("callback_url", e.reason))?,
         };
@@ -354,8 +361,8 @@ impl Gateway {
             request_hash: request_hash.clone(),
             amount: valid.amount,
             phone: valid.phone,
-            account_reference: valid.account_reference,
-            description: valid.description,
+            account_reference: valid.account_reference.as_str().to_owned(),
+            description: valid.description.as_str().to_owned(),
             metadata: valid.metadata,
             webhook_url: valid.webhook_url,
             customer_email: valid.customer_email,
@@ -513,5 +520,29 @@ fn push_failure(e: &daraja::Error, first_check_at: i64) -> PushResult {
         daraja::Error::Transport { .. } | daraja::Error::Decode { .. } => {
             PushResult::Unknown { error: e.to_string(), first_check_at }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The idempotency hash of a request is of this JSON: payments stored by earlier versions
+    /// must still match their retries, so its form never changes with the types behind it.
+    #[test]
+    fn a_valid_request_is_hashed_in_the_form_it_always_had() {
+        let valid = Valid {
+            amount: Amount::new(100).unwrap(),
+            phone: Msisdn::parse("0712345678").unwrap(),
+            account_reference: AccountReference::parse("INV-1").unwrap(),
+            description: TransactionDesc::parse("Tickets").unwrap(),
+            metadata: serde_json::json!({"seat": "A1"}),
+            webhook_url: None,
+            customer_email: Some("a@example.com".into()),
+        };
+        assert_eq!(
+            serde_json::to_string(&valid).unwrap(),
+            r#"{"amount":100,"phone":"254712345678","account_reference":"INV-1","description":"Tickets","metadata":{"seat":"A1"},"webhook_url":null,"customer_email":"a@example.com"}"#
+        );
     }
 }

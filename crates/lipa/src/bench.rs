@@ -119,9 +119,9 @@ async fn seed(store: &Store, n: usize) -> Result<()> {
                 api_key_id: "key_bench".into(),
                 idempotency_key: None,
                 request_hash: String::new(),
-                amount: 10,
+                amount: daraja::Amount::new(10)?,
                 // A phone each, as real traffic has: PostgreSQL serialises inserts per phone.
-                phone: format!("2547{i:08}"),
+                phone: daraja::Msisdn::parse(&format!("2547{i:08}"))?,
                 account_reference: "BENCH".into(),
                 description: "bench".into(),
                 metadata: serde_json::json!({}),

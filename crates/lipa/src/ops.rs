@@ -219,7 +219,7 @@ impl Filters {
             None => None,
         };
         let phone = match &self.phone {
-            Some(p) => Some(daraja::Msisdn::parse(p).map_err(|e| format!("--phone: {}", e.reason))?.to_string()),
+            Some(p) => Some(daraja::Msisdn::parse(p).map_err(|e| format!("--phone: {}", e.reason))?),
             None => None,
         };
         Ok(PaymentFilter {
@@ -269,7 +269,7 @@ fn row(p: &Payment) -> String {
         p.id,
         lipa_gateway::time_fmt::nairobi(p.created_at),
         p.status.as_str(),
-        p.amount,
+        p.amount.shillings(),
         p.phone,
         p.account_reference,
         p.receipt.as_deref().unwrap_or("")

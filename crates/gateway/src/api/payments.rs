@@ -159,9 +159,7 @@ pub(super) async fn list(
     let phone = q
         .phone
         .map(|p| {
-            daraja::Msisdn::parse(&p)
-                .map(|m| m.to_string())
-                .map_err(|e| ApiError::invalid_field("phone", format!("phone: {}", e.reason)))
+            daraja::Msisdn::parse(&p).map_err(|e| ApiError::invalid_field("phone", format!("phone: {}", e.reason)))
         })
         .transpose()?;
     let after = q

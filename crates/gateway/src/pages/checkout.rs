@@ -159,8 +159,8 @@ fn render(
             let message = fill(
                 t.check_phone,
                 &[
-                    ("phone", html! { strong { (masked(&body.phone)) } }),
-                    ("amount", html! { strong { (kes(body.amount)) } }),
+                    ("phone", html! { strong { (masked(&body.phone.to_string())) } }),
+                    ("amount", html! { strong { (kes(body.amount.shillings())) } }),
                     ("business", html! { (business) }),
                 ],
             );
@@ -183,10 +183,10 @@ fn render(
         }
         Status::Paid => page(t.paid_title, None).render(html! {
             h1 { (t.paid_title) }
-            p class="status" role="status" { (kes(body.amount)) " \u{2192} " (business) }
+            p class="status" role="status" { (kes(body.amount.shillings())) " \u{2192} " (business) }
             dl class="summary" {
                 dt { (t.receipt) } dd { (body.receipt.as_deref().unwrap_or("\u{2014}")) }
-                dt { (t.amount) } dd { (kes(body.amount)) }
+                dt { (t.amount) } dd { (kes(body.amount.shillings())) }
                 dt { (t.date) } dd { (nairobi(body.transaction_date.or(body.settled_at).unwrap_or(body.updated_at))) }
                 dt { (t.reference) } dd { (body.account_reference) }
             }
@@ -198,7 +198,7 @@ fn render(
                 h1 { (t.failed_title) }
                 p class="status bad" role="status" { (reason) }
                 form method="post" action=(format!("/checkout/{}", session.id)) {
-                    input type="hidden" name="phone" value=(local_phone(&body.phone));
+                    input type="hidden" name="phone" value=(local_phone(&body.phone.to_string()));
                     @if let Some((_, refusal)) = refused { p class="error" role="alert" { (refusal) } }
                     button type="submit" { (t.send_again) }
                 }

@@ -25,7 +25,7 @@ pub struct Current<'a> {
     /// Amount requested.
     pub amount: u32,
     /// Phone prompted (12 digits).
-    pub phone: &'a str,
+    pub phone: daraja::Msisdn,
     /// The CheckoutRequestID Daraja gave the push, if its answer was stored.
     pub checkout_request_id: Option<&'a str>,
     /// The MerchantRequestID Daraja gave the push, if its answer was stored.
@@ -172,7 +172,7 @@ pub fn on_callback(current: &Current<'_>, cb: &StkCallback) -> Decision {
         };
     };
 
-    if paid.amount != u64::from(current.amount) || paid.phone.to_string() != current.phone {
+    if paid.amount != u64::from(current.amount) || paid.phone != current.phone {
         return Decision::record(
             Outcome::Mismatch,
             format!(
@@ -307,7 +307,7 @@ mod tests {
         Current {
             status,
             amount: 45,
-            phone: "254712345678",
+            phone: daraja::Msisdn::parse("254712345678").unwrap(),
             checkout_request_id: Some("ws_CO_1"),
             merchant_request_id: Some("m"),
             receipt: None,

@@ -274,8 +274,8 @@ mod tests {
         Payment {
             id: PaymentId::generate(),
             status: Status::Pending,
-            amount: 100,
-            phone: "254712345678".into(),
+            amount: daraja::Amount::new(100).unwrap(),
+            phone: daraja::Msisdn::parse("254712345678").unwrap(),
             account_reference: "ref".into(),
             description: "desc".into(),
             metadata: serde_json::json!({"order": 7}),

@@ -13,7 +13,7 @@ pub(super) struct Settling {
     pub(super) id: PaymentId,
     pub(super) status: Status,
     pub(super) amount: u32,
-    pub(super) phone: String,
+    pub(super) phone: daraja::Msisdn,
     pub(super) checkout_request_id: Option<String>,
     pub(super) receipt: Option<String>,
     pub(super) result_code: Option<String>,
@@ -32,7 +32,7 @@ impl Settling {
             id: PaymentId::from_db(id.text()),
             status: Status::parse(&status.text()).ok_or_else(|| corrupt("unknown status"))?,
             amount: u32::try_from(amount.int()).map_err(|_| corrupt("amount out of range"))?,
-            phone: phone.text(),
+            phone: daraja::Msisdn::parse(&phone.text()).map_err(|_| corrupt("a phone is not a Kenyan MSISDN"))?,
             checkout_request_id: checkout_request_id.opt_text(),
             receipt: receipt.opt_text(),
             result_code: result_code.opt_text(),
@@ -47,7 +47,7 @@ impl Settling {
         Current {
             status: self.status,
             amount: self.amount,
-            phone: &self.phone,
+            phone: self.phone,
             checkout_request_id: self.checkout_request_id.as_deref(),
             // Callbacks are matched by CheckoutRequestID alone.
             merchant_request_id: None,
@@ -77,8 +77,8 @@ pub(super) fn callback_decision(
 pub(super) fn current(p: &Payment) -> Current<'_> {
     Current {
         status: p.status,
-        amount: p.amount,
-        phone: &p.phone,
+        amount: p.amount.shillings(),
+        phone: p.phone,
         checkout_request_id: p.checkout_request_id.as_deref(),
         merchant_request_id: p.merchant_request_id.as_deref(),
         receipt: p.receipt.as_deref(),

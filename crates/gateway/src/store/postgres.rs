@@ -306,7 +306,7 @@ fn settling_from_row(r: &Row) -> Result<Settling, StoreError> {
         id: PaymentId::from_db(r.get(0)),
         status: Status::parse(r.get(1)).ok_or_else(|| corrupt("unknown status"))?,
         amount: u32::try_from(r.get::<_, i64>(2)).map_err(|_| corrupt("amount out of range"))?,
-        phone: r.get(3),
+        phone: daraja::Msisdn::parse(r.get(3)).map_err(|_| corrupt("a phone is not a Kenyan MSISDN"))?,
         checkout_request_id: r.get(4),
         receipt: r.get(5),
         result_code: r.get(6),
@@ -390,8 +390,11 @@ fn payment_from_row(r: &Row) -> Result<Payment, StoreError> {
     Ok(Payment {
         id: PaymentId::from_db(r.get(0)),
         status: Status::parse(r.get(1)).ok_or_else(|| corrupt("unknown status"))?,
-        amount: u32::try_from(r.get::<_, i64>(2)).map_err(|_| corrupt("amount out of range"))?,
-        phone: r.get(3),
+        amount: u64::try_from(r.get::<_, i64>(2))
+            .ok()
+            .and_then(|a| daraja::Amount::new(a).ok())
+            .ok_or_else(|| corrupt("amount out of range"))?,
+        phone: daraja::Msisdn::parse(r.get(3)).map_err(|_| corrupt("a phone is not a Kenyan MSISDN"))?,
         account_reference: r.get(4),
         description: r.get(5),
         metadata: serde_json::from_str(r.get::<_, &str>(6)).map_err(|_| corrupt("metadata is not JSON"))?,

@@ -57,8 +57,9 @@ pub(super) fn payment_from(row: &[Cell]) -> Result<Payment, StoreError> {
     Ok(Payment {
         id: PaymentId::from_db(id.text()),
         status: Status::parse(&status.text()).ok_or_else(|| corrupt("unknown status"))?,
-        amount: small(amount, "amount")?,
-        phone: phone.text(),
+        amount: daraja::Amount::new(amount.int().try_into().unwrap_or(0))
+            .map_err(|e| corrupt(format_args!("amount: {}", e.reason)))?,
+        phone: daraja::Msisdn::parse(&phone.text()).map_err(|e| corrupt(format_args!("phone: {}", e.reason)))?,
         account_reference: account_reference.text(),
         description: description.text(),
         metadata: json(metadata, "metadata")?,
@@ -139,7 +140,7 @@ fn payments_query(f: PaymentFilter) -> (String, Vec<Arg>) {
     let conditions = [
         (" AND api_key_id = ?", f.api_key_id.map(Arg::Text)),
         (" AND status = ?", f.status.map(|s| Arg::Text(s.as_str().into()))),
-        (" AND phone = ?", f.phone.map(Arg::Text)),
+        (" AND phone = ?", f.phone.map(|p| Arg::Text(p.to_string()))),
         (" AND account_reference = ?", f.reference.map(Arg::Text)),
         (" AND receipt = ?", f.receipt.map(Arg::Text)),
         (" AND created_at >= ?", f.created_from.map(Arg::Int)),
@@ -194,7 +195,7 @@ impl Store {
 
     /// Payments matching `filter`, newest first.
     pub async fn payments(&self, filter: PaymentFilter) -> Result<Vec<Payment>, StoreError> {
-        let texts = [&filter.phone, &filter.reference, &filter.receipt, &filter.id];
+        let texts = [&filter.reference, &filter.receipt, &filter.id];
         if texts.iter().any(|t| t.as_deref().is_some_and(has_nul)) {
             return Ok(Vec::new());
         }

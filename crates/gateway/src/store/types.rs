@@ -18,9 +18,9 @@ pub struct NewPayment {
     /// SHA-256 of the validated request, to tell a retry from a different request.
     pub request_hash: String,
     /// Shillings.
-    pub amount: u32,
-    /// 12 digits.
-    pub phone: String,
+    pub amount: daraja::Amount,
+    /// The phone to prompt.
+    pub phone: daraja::Msisdn,
     /// AccountReference.
     pub account_reference: String,
     /// TransactionDesc.
@@ -349,8 +349,8 @@ pub struct PaymentFilter {
     pub api_key_id: Option<String>,
     /// Status.
     pub status: Option<Status>,
-    /// Phone (12 digits).
-    pub phone: Option<String>,
+    /// Phone.
+    pub phone: Option<daraja::Msisdn>,
     /// Account reference.
     pub reference: Option<String>,
     /// Receipt.

@@ -167,7 +167,7 @@ async fn by_idempotency_key(
 /// The phone's live-prompt check and hourly count run in the same transaction as the insert,
 /// under the phone's lock, so two requests for one phone cannot both pass.
 pub(super) async fn insert_payment(tx: &mut impl Tx, new: &NewPayment) -> Result<Inserted, StoreError> {
-    tx.lock(&new.phone).await?;
+    tx.lock(&new.phone.to_string()).await?;
     if let Some(key) = &new.idempotency_key
         && let Some((payment, hash)) = by_idempotency_key(tx, &new.api_key_id, key).await?
     {
@@ -179,7 +179,7 @@ pub(super) async fn insert_payment(tx: &mut impl Tx, new: &NewPayment) -> Result
                                       AND created_at >= $2 THEN 1 ELSE 0 END), 0),
                     COUNT(*)
              FROM payments WHERE phone = $1 AND created_at >= $3",
-            vec![new.phone.as_str().into(), new.live_prompt_since.into(), new.per_phone_since.into()],
+            vec![new.phone.to_string().into(), new.live_prompt_since.into(), new.per_phone_since.into()],
         )
         .await?;
     let (live, count) = counts.first().map_or((0, 0), |r| (r[0].int(), r[1].int()));
@@ -201,8 +201,8 @@ pub(super) async fn insert_payment(tx: &mut impl Tx, new: &NewPayment) -> Result
                 new.api_key_id.as_str().into(),
                 new.idempotency_key.clone().into(),
                 new.request_hash.as_str().into(),
-                i64::from(new.amount).into(),
-                new.phone.as_str().into(),
+                i64::from(new.amount.shillings()).into(),
+                new.phone.to_string().into(),
                 new.account_reference.as_str().into(),
                 new.description.as_str().into(),
                 new.metadata.to_string().into(),

@@ -58,7 +58,7 @@ pub(in crate::admin) async fn payment(
         "/admin/payments",
         html! {
             (flash_markup(&headers))
-            h1 { (kes(p.amount)) " from " (local_phone(&p.phone)) " " (status_badge(&p)) }
+            h1 { (kes(p.amount.shillings())) " from " (local_phone(&p.phone.to_string())) " " (status_badge(&p)) }
             dl class="facts" {
                 dt { "Payment" } dd { code { (p.id) } }
                 dt { "Created" } dd { (nairobi(p.created_at)) }

@@ -31,7 +31,7 @@ pub(in crate::admin) fn filter_from(q: &PaymentQuery, limit: u32) -> PaymentFilt
         if text.starts_with("pay_") {
             f.id = Some(text.to_owned());
         } else if let Ok(phone) = daraja::Msisdn::parse(text) {
-            f.phone = Some(phone.to_string());
+            f.phone = Some(phone);
         } else if text.len() == 10 && text.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()) {
             f.receipt = Some(text.to_owned());
         } else {
@@ -119,8 +119,8 @@ pub(in crate::admin) async fn payments(
                             @for p in &rows {
                                 tr {
                                     td { a href=(format!("/admin/payments/{}", p.id)) { (nairobi(p.created_at)) } }
-                                    td { (local_phone(&p.phone)) }
-                                    td class="num" { (kes(p.amount)) }
+                                    td { (local_phone(&p.phone.to_string())) }
+                                    td class="num" { (kes(p.amount.shillings())) }
                                     td { (status_badge(p)) }
                                     td { (p.receipt.as_deref().unwrap_or("")) }
                                     td { (p.account_reference) }

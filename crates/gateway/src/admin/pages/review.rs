@@ -42,7 +42,7 @@ pub(in crate::admin) async fn review(
             @if flagged.is_empty() { p { "Nothing to review." } }
             ul class="queue" {
                 @for p in &flagged {
-                    li { a href=(format!("/admin/payments/{}", p.id)) { (nairobi(p.created_at)) " \u{2014} " (kes(p.amount)) " from " (local_phone(&p.phone)) } " " (status_badge(p)) }
+                    li { a href=(format!("/admin/payments/{}", p.id)) { (nairobi(p.created_at)) " \u{2014} " (kes(p.amount.shillings())) " from " (local_phone(&p.phone.to_string())) } " " (status_badge(p)) }
                 }
             }
             h2 { "Callbacks to check" }

@@ -403,8 +403,9 @@ fn payment_from_row(r: &Row<'_>) -> rusqlite::Result<Payment> {
     Ok(Payment {
         id: PaymentId::from_db(r.get(0)?),
         status: Status::parse(&status).ok_or_else(|| bad(1, "unknown status"))?,
-        amount: r.get(2)?,
-        phone: r.get(3)?,
+        amount: daraja::Amount::new(r.get::<_, i64>(2)?.try_into().unwrap_or(0))
+            .map_err(|_| bad(2, "amount out of range"))?,
+        phone: daraja::Msisdn::parse(&r.get::<_, String>(3)?).map_err(|_| bad(3, "not a Kenyan MSISDN"))?,
         account_reference: r.get(4)?,
         description: r.get(5)?,
         metadata: serde_json::from_str(&metadata).map_err(|_| bad(6, "metadata is not JSON"))?,
