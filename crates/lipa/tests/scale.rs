@@ -134,17 +134,146 @@ enum Trouble {
     DarajaFaults,
 }
 
+/// The size and shape of a run.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    payments: usize,
+    phones: usize,
+    per_phone: usize,
+    replicas: usize,
+    trouble: Trouble,
+}
+
+impl Plan {
+    fn new(replicas: usize, trouble: Trouble) -> Self {
+        let (payments, phones) = (size("LIPA_SCALE_PAYMENTS", 10_000), size("LIPA_SCALE_PHONES", 2_000));
+        // Under kills or Daraja faults a fifth of the load: a killed process's leases run out,
+        // and failing queries back off, before the work goes on; that sets the pace, not the load.
+        let (payments, phones) = if trouble == Trouble::None { (payments, phones) } else { (payments / 5, phones / 5) };
+        Self { payments, phones, per_phone: payments.div_ceil(phones), replicas, trouble }
+    }
+
+    fn chaos(self) -> bool {
+        self.trouble == Trouble::Kills
+    }
+}
+
+/// Processes, each with the arguments that restart it (a replica on its first port).
+type Procs = Arc<Mutex<Vec<(Option<Proc>, Vec<String>)>>>;
+
+/// Everything a run sets up: the simulator, the gateway's processes, its store, an API key
+/// and the merchant's webhook receiver.
+struct Deployment {
+    sim: daraja_sim::SimHandle,
+    store: Store,
+    key: String,
+    apis: Vec<String>,
+    procs: Procs,
+    env: Vec<(String, String)>,
+    deliveries: Deliveries,
+    dir: std::path::PathBuf,
+}
+
+/// What driving the load counted.
+struct Driven {
+    created: Vec<String>,
+    took: Duration,
+    kills: usize,
+    injected: usize,
+    delayed: usize,
+}
+
 async fn scenario(database_url: String, replicas: usize, trouble: Trouble) {
-    let (chaos, daraja_faults) = (trouble == Trouble::Kills, trouble == Trouble::DarajaFaults);
-    let (payments, phones) = (size("LIPA_SCALE_PAYMENTS", 10_000), size("LIPA_SCALE_PHONES", 2_000));
-    // Under kills or Daraja faults a fifth of the load: a killed process's leases run out, and
-    // failing queries back off, before the work goes on; that sets the pace, not the load.
-    let (payments, phones) = if trouble == Trouble::None { (payments, phones) } else { (payments / 5, phones / 5) };
+    let plan = Plan::new(replicas, trouble);
+    let deployment = arrange(plan, &database_url).await;
+    let started = Instant::now();
+    let driven = drive(plan, &deployment).await;
+    assert_eq!(driven.created.len(), plan.payments, "every payment created");
+    wait_until_final_and_announced(plan, &deployment).await;
+    let settled = started.elapsed();
+
+    let attempts = deployment.sim.sim().callback_attempts();
+    if !plan.chaos() {
+        every_callback_delivery_was_acknowledged(&attempts);
+    }
+    let acked = acknowledged_per_checkout(&attempts);
+    let checked = each_payment_ends_as_the_simulator_decided(&deployment, &driven.created, &acked).await;
+    let doubled = each_outcome_is_announced_once(plan, &deployment.deliveries);
+
+    let dropped = if plan.chaos() { 0 } else { plan.payments / 10 };
+    let expired =
+        deployment.store.count_by_status().await.unwrap().iter().find(|(s, _)| s == "expired").map_or(0, |(_, n)| *n);
+    let (payments, phones) = (plan.payments, plan.phones);
+    println!(
+        "scale{}: {payments} payments, {phones} phones, {replicas} serve replica(s){}; created in {:.1?}, all settled and announced in {settled:.1?}; \
+         Daraja errors injected {}, answers held past the timeout {}, pushes refused (payment failed at once) {}, \
+         push answers lost with no callback (expired, flagged for review) {}; \
+         {} callback deliveries ({} acknowledged), ~{dropped} callbacks dropped (settled by query), {} webhook events \
+         ({doubled} delivered more than once); kill -9 {}, expired (Daraja never answered the push, or its process died sending it) {expired}; \
+         settled twice 0, state mismatches 0, lost 0",
+        match trouble {
+            Trouble::None => "",
+            Trouble::Kills => " with kills",
+            Trouble::DarajaFaults => " with Daraja faults",
+        },
+        if replicas > 1 { " + 1 work" } else { "" },
+        driven.took,
+        driven.injected,
+        driven.delayed,
+        checked.refused_pushes,
+        checked.answers_lost,
+        attempts.len(),
+        acked.values().sum::<usize>(),
+        deployment.deliveries.lock().unwrap().len(),
+        driven.kills,
+    );
+    drop(deployment.procs);
+    let _ = std::fs::remove_dir_all(deployment.dir);
+}
+
+// ---------- arrange ----------
+
+/// Starts the simulator with each phone's answers scripted, the gateway's processes behind a
+/// proxy for callbacks, and the webhook receiver.
+async fn arrange(plan: Plan, database_url: &str) -> Deployment {
     let dir = std::env::temp_dir().join(format!("lipa-scale-{}", lipa_gateway::ids::random_hex(6)));
     std::fs::create_dir_all(&dir).unwrap();
+    let sim = simulator(plan).await;
+    let (hooks, deliveries) = webhook_receiver().await;
+    let config_file = dir.join("lipa.toml");
+    std::fs::write(&config_file, gateway_config(plan, &hooks)).unwrap();
+    // Callbacks go through the proxy, which listens first: the replicas need its address.
+    let proxy_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy = format!("http://{}", proxy_listener.local_addr().unwrap());
+    let replica_urls: Arc<std::sync::OnceLock<Vec<String>>> = Arc::default();
+    round_robin(proxy_listener, replica_urls.clone());
+    let env = vec![
+        ("LIPA_CONFIG".to_owned(), config_file.display().to_string()),
+        ("DATABASE_URL".to_owned(), database_url.to_owned()),
+        ("MPESA_ENVIRONMENT".to_owned(), "simulator".to_owned()),
+        ("MPESA_BASE_URL".to_owned(), sim.base_url().to_owned()),
+        ("CALLBACK_BASE_URL".to_owned(), proxy),
+    ];
+    let mut procs = Vec::new();
+    let mut apis = Vec::new();
+    for _ in 0..plan.replicas {
+        let (p, api) = start(&["serve", "--listen", "127.0.0.1:0"], &env, "Lipa gateway listening");
+        let listen = api.trim_start_matches("http://").to_owned();
+        procs.push((Some(p), vec!["serve".into(), "--listen".into(), listen]));
+        apis.push(api);
+    }
+    if plan.replicas > 1 {
+        procs.push((Some(start(&["work"], &env, "Lipa workers running").0), vec!["work".into()]));
+    }
+    replica_urls.set(apis.clone()).unwrap();
+    let store = Store::open(database_url).await.unwrap();
+    let (_, key) = lipa_gateway::keys::create(&store, "scale", 0).await.unwrap();
+    Deployment { sim, store, key, apis, procs: Arc::new(Mutex::new(procs)), env, deliveries, dir }
+}
 
-    // The simulator: every callback twice at once, up to 300 ms late and so out of order,
-    // retried when not acknowledged; a tenth of the phones' prompts get no callback at all.
+/// The simulator: every callback twice at once, up to 300 ms late and so out of order,
+/// retried when not acknowledged; a tenth of the phones' prompts get no callback at all.
+async fn simulator(plan: Plan) -> daraja_sim::SimHandle {
     let config = SimConfig {
         push_rate_limit: 1_000_000,
         query_rate_limit: 1_000_000,
@@ -159,95 +288,62 @@ async fn scenario(database_url: String, replicas: usize, trouble: Trouble) {
         ..SimConfig::default()
     };
     let sim = daraja_sim::spawn(config).await.unwrap();
-    let per_phone = payments.div_ceil(phones);
-    for p in 0..phones {
+    for p in 0..plan.phones {
         let msisdn = 254_711_000_000 + p as u64;
-        for k in 0..per_phone {
+        for k in 0..plan.per_phone {
             let (result, drop) = match (p + k) % 10 {
                 0 => (Answer::Fail("1032".into()), false),
                 1 => (Answer::Fail("1037".into()), false),
-                2 => (Answer::Approve, !chaos),
+                2 => (Answer::Approve, !plan.chaos()),
                 _ => (Answer::Approve, false),
             };
             let faults = drop.then(|| Faults { drop: true, ..Faults::default() });
             sim.sim().script(msisdn, Scripted { result, after_ms: Some(0), faults });
         }
     }
+    sim
+}
 
-    let (hooks, deliveries) = webhook_receiver().await;
-    let config_file = dir.join("lipa.toml");
-    std::fs::write(
-        &config_file,
-        format!(
-            "[mpesa]\nrequest_timeout_secs = {timeout}\n\
-             [payments]\npushes_per_second = 100000\npushes_per_phone_per_hour = 1000\n\
-             [reconciliation]\nfirst_query_after_secs = 2\nquery_interval_secs = 1\nexpire_after_secs = {expire}\nqueries_per_second = 500\n\
-             [webhooks]\ndefault_url = \"{hooks}\"\nallow_private = true\n\
-             [callbacks]\nallowlist = [\"127.0.0.1\"]\n",
-            // The simulator, on loopback, stands for Safaricom's addresses: its bursts of
-            // callbacks are not held to one client's share of connections.
-            // Under chaos a push can die with its process before Daraja hears of it: such a
-            // payment expires, and the test waits for that.
-            // The same under Daraja faults: a push whose answer is lost is left to expire
-            // unless its callback comes.
-            expire = if trouble == Trouble::None { 600 } else { 20 },
-            timeout = if daraja_faults { 2 } else { 20 },
-        ),
+/// The gateway's settings file.
+fn gateway_config(plan: Plan, hooks: &str) -> String {
+    format!(
+        "[mpesa]\nrequest_timeout_secs = {timeout}\n\
+         [payments]\npushes_per_second = 100000\npushes_per_phone_per_hour = 1000\n\
+         [reconciliation]\nfirst_query_after_secs = 2\nquery_interval_secs = 1\nexpire_after_secs = {expire}\nqueries_per_second = 500\n\
+         [webhooks]\ndefault_url = \"{hooks}\"\nallow_private = true\n\
+         [callbacks]\nallowlist = [\"127.0.0.1\"]\n",
+        // The simulator, on loopback, stands for Safaricom's addresses: its bursts of
+        // callbacks are not held to one client's share of connections.
+        // Under chaos a push can die with its process before Daraja hears of it: such a
+        // payment expires, and the test waits for that.
+        // The same under Daraja faults: a push whose answer is lost is left to expire
+        // unless its callback comes.
+        expire = if plan.trouble == Trouble::None { 600 } else { 20 },
+        timeout = if plan.trouble == Trouble::DarajaFaults { 2 } else { 20 },
     )
-    .unwrap();
-    // Callbacks go through the proxy, which listens first: the replicas need its address.
-    let proxy_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let proxy = format!("http://{}", proxy_listener.local_addr().unwrap());
-    let replica_urls: Arc<std::sync::OnceLock<Vec<String>>> = Arc::default();
-    round_robin(proxy_listener, replica_urls.clone());
-    let env = |extra: &[(&str, String)]| -> Vec<(String, String)> {
-        let mut env = vec![
-            ("LIPA_CONFIG".to_owned(), config_file.display().to_string()),
-            ("DATABASE_URL".to_owned(), database_url.clone()),
-            ("MPESA_ENVIRONMENT".to_owned(), "simulator".to_owned()),
-            ("MPESA_BASE_URL".to_owned(), sim.base_url().to_owned()),
-            ("CALLBACK_BASE_URL".to_owned(), proxy.clone()),
-        ];
-        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
-        env
-    };
-    // Each process with the arguments that restart it (a replica on its first port).
-    let mut procs: Vec<(Option<Proc>, Vec<String>)> = Vec::new();
-    let mut apis = Vec::new();
-    for _ in 0..replicas {
-        let (p, line) = start(&["serve", "--listen", "127.0.0.1:0"], &env(&[]), "Lipa gateway listening");
-        let api = line;
-        let listen = api.trim_start_matches("http://").to_owned();
-        procs.push((Some(p), vec!["serve".into(), "--listen".into(), listen]));
-        apis.push(api);
-    }
-    if replicas > 1 {
-        procs.push((Some(start(&["work"], &env(&[]), "Lipa workers running").0), vec!["work".into()]));
-    }
-    replica_urls.set(apis.clone()).unwrap();
-    let procs = Arc::new(Mutex::new(procs));
-    let env_all = env(&[]);
+}
 
-    let store = Store::open(&database_url).await.unwrap();
-    let (_, key) = lipa_gateway::keys::create(&store, "scale", 0).await.unwrap();
+// ---------- drive ----------
 
-    // Drive: each phone's payments one after another (a second prompt to a busy phone is
-    // refused, as it should be), 256 phones at a time, alternating replicas.
+/// Creates every payment: each phone's one after another (a second prompt to a busy phone is
+/// refused, as it should be), 256 phones at a time, alternating replicas; meanwhile the
+/// trouble of the plan.
+async fn drive(plan: Plan, d: &Deployment) -> Driven {
     let started = Instant::now();
     let created: Arc<Mutex<Vec<String>>> = Arc::default();
     let next_phone = Arc::new(AtomicUsize::new(0));
     let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
     let workers: Vec<_> = (0..256)
         .map(|w| {
-            let (http, created, next_phone, apis, key) = (http.clone(), created.clone(), next_phone.clone(), apis.clone(), key.clone());
+            let (http, created, next_phone, apis, key) = (http.clone(), created.clone(), next_phone.clone(), d.apis.clone(), d.key.clone());
             tokio::spawn(async move {
                 loop {
                     let p = next_phone.fetch_add(1, Ordering::Relaxed);
-                    if p >= phones {
+                    if p >= plan.phones {
                         return;
                     }
-                    for k in 0..per_phone {
-                        if p * per_phone + k >= payments {
+                    for k in 0..plan.per_phone {
+                        if p * plan.per_phone + k >= plan.payments {
                             break;
                         }
                         let body = serde_json::json!({"amount": 10, "phone": format!("0711{p:06}"), "account_reference": "SCALE", "description": "scale"});
@@ -275,73 +371,14 @@ async fn scenario(database_url: String, replicas: usize, trouble: Trouble) {
             })
         })
         .collect();
-    // Chaos: every 4 s, kill -9 the next process (replicas and the worker in turn) and start
-    // it again a second later on the same port.
-    let kills = Arc::new(AtomicUsize::new(0));
     let driving = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let chaos_task = chaos.then(|| {
-        let (procs, kills, driving, env_all) = (procs.clone(), kills.clone(), driving.clone(), env_all.clone());
-        tokio::spawn(async move {
-            let mut victim = 0;
-            while driving.load(Ordering::Relaxed) {
-                tokio::time::sleep(Duration::from_secs(4)).await;
-                let args = {
-                    let mut procs = procs.lock().unwrap();
-                    let n = procs.len();
-                    let (proc, args) = &mut procs[victim % n];
-                    drop(proc.take());
-                    args.clone()
-                };
-                kills.fetch_add(1, Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                let ready = if args[0] == "work" { "Lipa workers running" } else { "Lipa gateway listening" };
-                let env_all = env_all.clone();
-                let restarted = tokio::task::spawn_blocking(move || {
-                    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-                    start(&argv, &env_all, ready).0
-                })
-                .await
-                .unwrap();
-                let n = procs.lock().unwrap().len();
-                procs.lock().unwrap()[victim % n].0 = Some(restarted);
-                victim += 1;
-            }
-        })
-    });
-    // Daraja faults: every second the next pushes and queries fail (spike arrest, 5xx, system
-    // busy), and every 5 s the access tokens expire.
-    let injected = Arc::new(AtomicUsize::new(0));
-    let delayed = Arc::new(AtomicUsize::new(0));
-    let fault_task = daraja_faults.then(|| {
-        let (sim, driving, injected, delayed) = (sim.sim().clone(), driving.clone(), injected.clone(), delayed.clone());
-        tokio::spawn(async move {
-            let errors = ["spike_arrest", "internal", "system_busy"];
-            let mut tick = 0usize;
-            while driving.load(Ordering::Relaxed) {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                let error = daraja_sim::DarajaError::by_name(errors[tick % errors.len()]).unwrap();
-                sim.inject_error(daraja_sim::Endpoint::StkPush, error.clone(), 2);
-                sim.inject_error(daraja_sim::Endpoint::StkQuery, error, 2);
-                injected.fetch_add(4, Ordering::Relaxed);
-                // Answers that come after the gateway stopped waiting (its timeout is 2 s): a push
-                // every 3 s, a query every 6 s (queries run one after another, so each costs the
-                // reconciler its 2 s).
-                let late = Duration::from_secs(3);
-                if tick % 3 == 2 {
-                    sim.inject_delay(daraja_sim::Endpoint::StkPush, late, 1);
-                    delayed.fetch_add(1, Ordering::Relaxed);
-                }
-                if tick % 6 == 5 {
-                    sim.inject_delay(daraja_sim::Endpoint::StkQuery, late, 1);
-                    delayed.fetch_add(1, Ordering::Relaxed);
-                }
-                if tick % 5 == 4 {
-                    sim.expire_tokens();
-                }
-                tick += 1;
-            }
-        })
-    });
+    let kills = Arc::new(AtomicUsize::new(0));
+    let chaos_task = plan
+        .chaos()
+        .then(|| tokio::spawn(kill_in_turn(d.procs.clone(), d.env.clone(), driving.clone(), kills.clone())));
+    let (injected, delayed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let fault_task = (plan.trouble == Trouble::DarajaFaults)
+        .then(|| tokio::spawn(fail_daraja(d.sim.sim().clone(), driving.clone(), injected.clone(), delayed.clone())));
     for w in workers {
         w.await.unwrap();
     }
@@ -349,7 +386,7 @@ async fn scenario(database_url: String, replicas: usize, trouble: Trouble) {
     if let Some(task) = fault_task {
         task.await.unwrap();
         // Daraja recovers: the errors not yet used are dropped, and reconciliation catches up.
-        sim.sim().clear_injected();
+        d.sim.sim().clear_injected();
     }
     if let Some(task) = chaos_task {
         task.await.unwrap();
@@ -357,16 +394,93 @@ async fn scenario(database_url: String, replicas: usize, trouble: Trouble) {
     let mut created: Vec<String> = created.lock().unwrap().clone();
     created.sort();
     created.dedup();
-    let drive = started.elapsed();
-    assert_eq!(created.len(), payments, "every payment created");
+    Driven {
+        created,
+        took: started.elapsed(),
+        kills: kills.load(Ordering::Relaxed),
+        injected: injected.load(Ordering::Relaxed),
+        delayed: delayed.load(Ordering::Relaxed),
+    }
+}
 
-    // Wait until every payment is final and every event delivered.
+/// Chaos: every 4 s, kill -9 the next process (replicas and the worker in turn) and start it
+/// again a second later on the same port.
+async fn kill_in_turn(
+    procs: Procs,
+    env: Vec<(String, String)>,
+    driving: Arc<std::sync::atomic::AtomicBool>,
+    kills: Arc<AtomicUsize>,
+) {
+    let mut victim = 0;
+    while driving.load(Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let args = {
+            let mut procs = procs.lock().unwrap();
+            let n = procs.len();
+            let (proc, args) = &mut procs[victim % n];
+            drop(proc.take());
+            args.clone()
+        };
+        kills.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let ready = if args[0] == "work" { "Lipa workers running" } else { "Lipa gateway listening" };
+        let env = env.clone();
+        let restarted = tokio::task::spawn_blocking(move || {
+            let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+            start(&argv, &env, ready).0
+        })
+        .await
+        .unwrap();
+        let n = procs.lock().unwrap().len();
+        procs.lock().unwrap()[victim % n].0 = Some(restarted);
+        victim += 1;
+    }
+}
+
+/// Daraja faults: every second the next pushes and queries fail (spike arrest, 5xx, system
+/// busy), and every 5 s the access tokens expire.
+async fn fail_daraja(
+    sim: daraja_sim::Sim,
+    driving: Arc<std::sync::atomic::AtomicBool>,
+    injected: Arc<AtomicUsize>,
+    delayed: Arc<AtomicUsize>,
+) {
+    let errors = ["spike_arrest", "internal", "system_busy"];
+    let mut tick = 0usize;
+    while driving.load(Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let error = daraja_sim::DarajaError::by_name(errors[tick % errors.len()]).unwrap();
+        sim.inject_error(daraja_sim::Endpoint::StkPush, error.clone(), 2);
+        sim.inject_error(daraja_sim::Endpoint::StkQuery, error, 2);
+        injected.fetch_add(4, Ordering::Relaxed);
+        // Answers that come after the gateway stopped waiting (its timeout is 2 s): a push
+        // every 3 s, a query every 6 s (queries run one after another, so each costs the
+        // reconciler its 2 s).
+        let late = Duration::from_secs(3);
+        if tick % 3 == 2 {
+            sim.inject_delay(daraja_sim::Endpoint::StkPush, late, 1);
+            delayed.fetch_add(1, Ordering::Relaxed);
+        }
+        if tick % 6 == 5 {
+            sim.inject_delay(daraja_sim::Endpoint::StkQuery, late, 1);
+            delayed.fetch_add(1, Ordering::Relaxed);
+        }
+        if tick % 5 == 4 {
+            sim.expire_tokens();
+        }
+        tick += 1;
+    }
+}
+
+/// Waits until every payment is final and every outcome delivered to the merchant.
+async fn wait_until_final_and_announced(plan: Plan, d: &Deployment) {
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
-        let counts = store.count_by_status().await.unwrap();
+        let counts = d.store.count_by_status().await.unwrap();
         let pending = counts.iter().find(|(s, _)| s == "pending").map_or(0, |(_, n)| *n);
         let finals = counts.iter().filter(|(s, _)| s != "pending").map(|(_, n)| *n).sum::<u64>() as usize;
-        let delivered: std::collections::HashSet<String> = deliveries
+        let delivered: std::collections::HashSet<String> = d
+            .deliveries
             .lock()
             .unwrap()
             .values()
@@ -374,68 +488,89 @@ async fn scenario(database_url: String, replicas: usize, trouble: Trouble) {
             .map(|(p, _, _)| p.clone())
             .collect();
         let delivered = delivered.len();
-        if pending == 0 && finals == payments && delivered >= payments {
-            break;
+        if pending == 0 && finals == plan.payments && delivered >= plan.payments {
+            return;
         }
         if Instant::now() >= deadline {
-            let stuck = store.payments(lipa_gateway::store::PaymentFilter {
+            let stuck = d.store.payments(lipa_gateway::store::PaymentFilter {
                 status: Some(Status::Pending),
                 limit: 5,
                 ..Default::default()
             });
             for p in stuck.await.unwrap() {
-                eprintln!("still pending: {} {:?}", p.id, store.events(&p.id).await.unwrap());
+                eprintln!("still pending: {} {:?}", p.id, d.store.events(&p.id).await.unwrap());
             }
             panic!("not settled in time: {counts:?}, {delivered} final events delivered");
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let settled = started.elapsed();
+}
 
-    // The invariants.
-    let transactions: HashMap<String, daraja_sim::Transaction> =
-        sim.sim().transactions().into_iter().map(|t| (t.checkout_request_id.clone(), t)).collect();
-    let attempts = sim.sim().callback_attempts();
-    // Without kills every delivery is answered 200 in time (the simulator waits 10 s).
-    if !chaos && attempts.iter().any(|a| a.status != Some(200)) {
-        let mut answers = std::collections::BTreeMap::<String, usize>::new();
-        for a in &attempts {
-            let answer = match a.status {
-                Some(s) => format!("{s} {}", a.response_body.chars().take(60).collect::<String>()),
-                None => format!("no answer: {}", a.error.as_deref().unwrap_or("")),
-            };
-            *answers.entry(answer).or_default() += 1;
-        }
-        panic!("callback deliveries not all acknowledged, by answer: {answers:?}");
+// ---------- invariants ----------
+
+/// Without kills every delivery is answered 200 in time (the simulator waits 10 s).
+fn every_callback_delivery_was_acknowledged(attempts: &[daraja_sim::CallbackAttempt]) {
+    if attempts.iter().all(|a| a.status == Some(200)) {
+        return;
     }
+    let mut answers = std::collections::BTreeMap::<String, usize>::new();
+    for a in attempts {
+        let answer = match a.status {
+            Some(s) => format!("{s} {}", a.response_body.chars().take(60).collect::<String>()),
+            None => format!("no answer: {}", a.error.as_deref().unwrap_or("")),
+        };
+        *answers.entry(answer).or_default() += 1;
+    }
+    panic!("callback deliveries not all acknowledged, by answer: {answers:?}");
+}
+
+/// How many deliveries of each CheckoutRequestID's callback were acknowledged.
+fn acknowledged_per_checkout(attempts: &[daraja_sim::CallbackAttempt]) -> HashMap<String, usize> {
     let mut acked: HashMap<String, usize> = HashMap::new();
-    for a in &attempts {
-        if a.status == Some(200) {
-            *acked.entry(a.checkout_request_id.clone()).or_default() += 1;
-        }
+    for a in attempts.iter().filter(|a| a.status == Some(200)) {
+        *acked.entry(a.checkout_request_id.clone()).or_default() += 1;
     }
+    acked
+}
+
+/// What the per-payment check counted besides failures.
+struct Checked {
+    refused_pushes: usize,
+    answers_lost: usize,
+}
+
+/// Every payment was pushed at most once, ends in the state the simulator decided (or
+/// expired and flagged when its push answer was lost), was settled exactly once, and kept
+/// every callback it acknowledged.
+async fn each_payment_ends_as_the_simulator_decided(
+    d: &Deployment,
+    created: &[String],
+    acked: &HashMap<String, usize>,
+) -> Checked {
     // Each Daraja transaction belongs to the payment whose callback token its CallBackURL holds.
-    let token_hashes = store
+    let token_hashes = d
+        .store
         .query("SELECT callback_token_hash, id FROM payments", vec![])
         .await
         .unwrap()
         .into_iter()
         .map(|row| (row[0].text(), row[1].text()))
         .collect::<HashMap<String, String>>();
+    let transactions = d.sim.sim().transactions();
     let mut transactions_of: HashMap<String, Vec<&daraja_sim::Transaction>> = HashMap::new();
-    for t in transactions.values() {
+    for t in &transactions {
         let token = t.callback_url.rsplit('/').next().unwrap();
         let payment = token_hashes.get(&lipa_gateway::ids::sha256_hex(token.as_bytes()));
         let payment = payment.unwrap_or_else(|| panic!("a Daraja transaction no payment sent: {t:?}"));
         transactions_of.entry(payment.clone()).or_default().push(t);
     }
     let mut mismatched = 0;
-    let (mut refused_pushes, mut answers_lost) = (0usize, 0usize);
-    for id in &created {
+    let mut checked = Checked { refused_pushes: 0, answers_lost: 0 };
+    for id in created {
         let txns = transactions_of.get(id).map_or(&[][..], Vec::as_slice);
         assert!(txns.len() <= 1, "{id} was pushed {} times", txns.len());
         let id = PaymentId::parse(id).unwrap();
-        let p = store.payment(&id, None).await.unwrap().unwrap();
+        let p = d.store.payment(&id, None).await.unwrap().unwrap();
         let checkout = p.checkout_request_id.clone().unwrap_or_default();
         let refused = p.settled_by == Some(lipa_gateway::payment::SettledBy::Push);
         // A push Daraja refused fails at once; one Daraja never heard of (its process killed
@@ -447,7 +582,7 @@ async fn scenario(database_url: String, replicas: usize, trouble: Trouble) {
             None => Status::Expired,
         };
         if refused {
-            refused_pushes += 1;
+            checked.refused_pushes += 1;
             assert!(txns.is_empty(), "{id}: refused but pushed");
         }
         // A push whose answer was lost (timed out, or its process died sending it) and whose
@@ -455,22 +590,29 @@ async fn scenario(database_url: String, replicas: usize, trouble: Trouble) {
         let lost = p.status == Status::Expired && expected != Status::Expired && checkout.is_empty();
         if lost {
             assert!(p.needs_review, "{id}: expired with its push answer lost, but not flagged for review");
-            answers_lost += 1;
+            checked.answers_lost += 1;
         } else if p.status != expected {
             mismatched += 1;
             eprintln!("{id}: {:?}, the simulator says {expected:?}", p.status);
         }
-        let events = store.events(&id).await.unwrap();
+        let events = d.store.events(&id).await.unwrap();
         let applied = events.iter().filter(|e| e.kind == "callback_applied" || e.kind == "query_applied").count();
         let expected_applied = usize::from(expected != Status::Expired && !refused && !lost);
         assert_eq!(applied, expected_applied, "{id} settled {applied} times: {events:?}");
-        let stored = store.callbacks_for(&id).await.unwrap().len();
+        let stored = d.store.callbacks_for(&id).await.unwrap().len();
         assert!(stored >= acked.get(&checkout).copied().unwrap_or(0), "{id}: an acknowledged callback is missing");
     }
     assert_eq!(mismatched, 0, "payments whose state differs from the simulator's decision");
+    checked
+}
+
+/// Every payment's outcome reached the merchant once (a webhook event delivered twice is
+/// allowed only when a process was killed between sending and recording it); returns how
+/// many events were delivered more than once.
+fn each_outcome_is_announced_once(plan: Plan, deliveries: &Deliveries) -> usize {
     let got = deliveries.lock().unwrap().clone();
     let doubled = got.values().filter(|(_, _, n)| *n > 1).count();
-    if !chaos {
+    if !plan.chaos() {
         assert_eq!(doubled, 0, "webhook events delivered more than once");
     }
     let mut finals_per_payment: HashMap<&str, usize> = HashMap::new();
@@ -479,33 +621,9 @@ async fn scenario(database_url: String, replicas: usize, trouble: Trouble) {
             *finals_per_payment.entry(payment.as_str()).or_default() += 1;
         }
     }
-    assert_eq!(finals_per_payment.len(), payments, "every payment's outcome announced");
+    assert_eq!(finals_per_payment.len(), plan.payments, "every payment's outcome announced");
     assert!(finals_per_payment.values().all(|n| *n == 1), "one outcome event per payment");
-
-    let dropped = if chaos { 0 } else { payments / 10 };
-    let copies = attempts.len();
-    let expired = store.count_by_status().await.unwrap().iter().find(|(s, _)| s == "expired").map_or(0, |(_, n)| *n);
-    println!(
-        "scale{}: {payments} payments, {phones} phones, {replicas} serve replica(s){}; created in {drive:.1?}, all settled and announced in {settled:.1?}; \
-         Daraja errors injected {}, answers held past the timeout {}, pushes refused (payment failed at once) {refused_pushes}, \
-         push answers lost with no callback (expired, flagged for review) {answers_lost}; \
-         {copies} callback deliveries ({} acknowledged), ~{dropped} callbacks dropped (settled by query), {} webhook events \
-         ({doubled} delivered more than once); kill -9 {}, expired (Daraja never answered the push, or its process died sending it) {expired}; \
-         settled twice 0, state mismatches 0, lost 0",
-        match trouble {
-            Trouble::None => "",
-            Trouble::Kills => " with kills",
-            Trouble::DarajaFaults => " with Daraja faults",
-        },
-        if replicas > 1 { " + 1 work" } else { "" },
-        injected.load(Ordering::Relaxed),
-        delayed.load(Ordering::Relaxed),
-        acked.values().sum::<usize>(),
-        got.len(),
-        kills.load(Ordering::Relaxed),
-    );
-    drop(procs);
-    let _ = std::fs::remove_dir_all(dir);
+    doubled
 }
 
 async fn on_sqlite(trouble: Trouble) {
