@@ -2,11 +2,10 @@
 //! how an attempt went (a query with no final answer, an email, a webhook delivery). Written
 //! once for both databases; a lease is one `UPDATE … RETURNING` whose `/*skip_locked*/`
 //! PostgreSQL runs as `FOR UPDATE SKIP LOCKED` (see [`super::sql`]), so concurrent workers of
-//! several processes never take the same row. Webhook claims, which group events by endpoint
-//! with each database's own JSON or array functions, stay with each backend.
+//! several processes never take the same row.
 
 use super::sql::{Arg, Statement};
-use super::{DueCheck, EmailJob, EmailNext, Store, StoreError, WebhookAttempt, WebhookNext, has_nul};
+use super::{DueCheck, EmailJob, EmailNext, Store, StoreError, WebhookAttempt, WebhookJob, WebhookNext, has_nul};
 use crate::payment::PaymentId;
 
 fn attempts(cell: &super::sql::Cell) -> u32 {
@@ -145,6 +144,62 @@ impl Store {
         ])
         .await
         .map(drop)
+    }
+
+    /// Leases up to `limit` webhook events due at `now` until `lease_until`, oldest due first:
+    /// at most `per_endpoint` for one URL (an event's own, or `""` for the default one), and
+    /// none for the endpoints in `busy`: origins (`https://host:port`) whose URLs, whatever
+    /// their path or query, are all left out (and `""` for the default URL). So one slow
+    /// endpoint's backlog cannot fill a claim and keep the others' events waiting behind it.
+    pub async fn claim_due_webhooks(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+        per_endpoint: u32,
+        busy: Vec<String>,
+    ) -> Result<Vec<WebhookJob>, StoreError> {
+        // The due events of endpoints that are not busy, in due order (a few times the limit
+        // of them, skipping those another process holds), then at most `per_endpoint` of each.
+        let rows = self
+            .execute_returning(
+                "UPDATE webhook_events SET lease_until = $2
+                 WHERE id IN (
+                    SELECT id FROM (
+                        SELECT id, next_attempt_at,
+                               ROW_NUMBER() OVER (PARTITION BY endpoint ORDER BY next_attempt_at, id) AS nth
+                        FROM (SELECT id, next_attempt_at, COALESCE(url, '') AS endpoint FROM webhook_events
+                              WHERE status = 'pending' AND next_attempt_at <= $1
+                                AND (lease_until IS NULL OR lease_until <= $1)
+                                AND NOT EXISTS (SELECT 1 FROM json_each($5) AS busy
+                                                WHERE COALESCE(url, '') = busy.value OR url LIKE busy.value || '/%'
+                                                   OR url LIKE busy.value || '?%' OR url LIKE busy.value || '#%')
+                              ORDER BY next_attempt_at LIMIT CAST($3 AS BIGINT) * 4 /*skip_locked*/) due
+                    ) ranked
+                    WHERE nth <= CAST($4 AS BIGINT) ORDER BY next_attempt_at, id LIMIT CAST($3 AS BIGINT))
+                 RETURNING id, payment_id, api_key_id, type, url, payload, attempts, created_at",
+                vec![
+                    now.into(),
+                    lease_until.into(),
+                    i64::from(limit).into(),
+                    i64::from(per_endpoint).into(),
+                    serde_json::Value::from(busy).to_string().into(),
+                ],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| WebhookJob {
+                id: r[0].text(),
+                payment_id: r[1].text(),
+                api_key_id: r[2].text(),
+                event_type: r[3].text(),
+                url: r[4].opt_text(),
+                payload: r[5].text(),
+                attempts: attempts(&r[6]),
+                created_at: r[7].int(),
+            })
+            .collect())
     }
 
     /// Records a webhook delivery attempt and what happens next, in one commit.

@@ -261,20 +261,4 @@ impl Store {
     pub async fn execute_all(&self, statements: Vec<sql::Statement>) -> Result<Vec<u64>, StoreError> {
         delegate!(self.execute_all(statements))
     }
-
-    /// Leases up to `limit` webhook events due at `now` until `lease_until`, oldest due first:
-    /// at most `per_endpoint` for one URL (an event's own, or `""` for the default one), and
-    /// none for the endpoints in `busy`: origins (`https://host:port`) whose URLs, whatever
-    /// their path or query, are all left out (and `""` for the default URL). So one slow
-    /// endpoint's backlog cannot fill a claim and keep the others' events waiting behind it.
-    pub async fn claim_due_webhooks(
-        &self,
-        now: i64,
-        lease_until: i64,
-        limit: u32,
-        per_endpoint: u32,
-        busy: Vec<String>,
-    ) -> Result<Vec<WebhookJob>, StoreError> {
-        delegate!(self.claim_due_webhooks(now, lease_until, limit, per_endpoint, busy))
-    }
 }

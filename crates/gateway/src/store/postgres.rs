@@ -20,10 +20,10 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
 use super::sql::{Arg, Cell, Rows, Statement};
-use super::tx::{ROW_LOCKS, Tx};
+use super::tx::{POSTGRES_WORDS, Tx};
 use super::{
     CallbackStored, Detail, IncomingCallback, Inserted, NewCheckoutSession, NewPayment, PushResult, SessionInserted,
-    Settling, StoreError, WebhookJob, writes,
+    Settling, StoreError, writes,
 };
 use crate::payment::{FailureReason, Payment, PaymentId, SettledBy, Status};
 use crate::settlement::Decision;
@@ -245,56 +245,6 @@ impl PostgresStore {
     }
 
     // ---- emails ----
-
-    // ---- webhooks ----
-
-    pub(super) async fn claim_due_webhooks(
-        &self,
-        now: i64,
-        lease_until: i64,
-        limit: u32,
-        per_endpoint: u32,
-        busy: Vec<String>,
-    ) -> Result<Vec<WebhookJob>, StoreError> {
-        // The due events of endpoints that are not busy, in due order (a few times the limit
-        // of them, skipping those another process holds), then at most `per_endpoint` of each.
-        let rows = self
-            .client()
-            .await?
-            .query(
-                "UPDATE webhook_events SET lease_until = $2
-                 WHERE id IN (
-                    SELECT id FROM (
-                        SELECT id, next_attempt_at,
-                               ROW_NUMBER() OVER (PARTITION BY COALESCE(url, '') ORDER BY next_attempt_at, id) AS nth
-                        FROM (SELECT id, url, next_attempt_at FROM webhook_events
-                              WHERE status = 'pending' AND next_attempt_at <= $1
-                                AND (lease_until IS NULL OR lease_until <= $1)
-                                AND NOT EXISTS (SELECT 1 FROM unnest($5::TEXT[]) AS b(busy)
-                                                WHERE COALESCE(url, '') = busy OR url LIKE busy || '/%'
-                                                   OR url LIKE busy || '?%' OR url LIKE busy || '#%')
-                              ORDER BY next_attempt_at LIMIT $3::BIGINT * 4 FOR UPDATE SKIP LOCKED) due
-                    ) ranked
-                    WHERE nth <= $4::BIGINT ORDER BY next_attempt_at, id LIMIT $3::BIGINT)
-                 RETURNING id, payment_id, api_key_id, type, url, payload, attempts, created_at",
-                &[&now, &lease_until, &i64::from(limit), &i64::from(per_endpoint), &busy],
-            )
-            .await
-            .map_err(pg_error)?;
-        Ok(rows
-            .iter()
-            .map(|r| WebhookJob {
-                id: r.get(0),
-                payment_id: r.get(1),
-                api_key_id: r.get(2),
-                event_type: r.get(3),
-                url: r.get(4),
-                payload: r.get(5),
-                attempts: u32::try_from(r.get::<_, i32>(6)).unwrap_or(0),
-                created_at: r.get(7),
-            })
-            .collect())
-    }
 }
 
 fn corrupt(what: &str) -> StoreError {
@@ -340,10 +290,10 @@ fn pg_arg(a: &Arg) -> &(dyn ToSql + Sync) {
 
 /// A statement written for both backends as PostgreSQL runs it (see [`super::tx`]).
 fn pg_sql(sql: &str) -> Cow<'_, str> {
-    if !sql.contains("/*") {
+    if !POSTGRES_WORDS.iter().any(|(words, _)| sql.contains(words)) {
         return Cow::Borrowed(sql);
     }
-    Cow::Owned(ROW_LOCKS.iter().fold(sql.to_owned(), |sql, (marker, lock)| sql.replace(marker, lock)))
+    Cow::Owned(POSTGRES_WORDS.iter().fold(sql.to_owned(), |sql, (words, own)| sql.replace(words, own)))
 }
 
 /// A transaction for the writes written once for both backends ([`super::writes`]).

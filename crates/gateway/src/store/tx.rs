@@ -5,7 +5,8 @@
 //! writer thread, where a statement never waits: [`at_once`] polls the whole write once and
 //! it completes in that one poll. Statements use `$1` placeholders and SQL both databases
 //! accept; `/*for_update*/` and `/*skip_locked*/` are row locks only PostgreSQL takes (its
-//! `FOR UPDATE` and `FOR UPDATE SKIP LOCKED`; SQLite's one writer needs none).
+//! `FOR UPDATE` and `FOR UPDATE SKIP LOCKED`; SQLite's one writer needs none), and the few
+//! other words PostgreSQL spells differently are in [`POSTGRES_WORDS`].
 
 use std::future::Future;
 use std::task::{Context, Poll, Waker};
@@ -26,9 +27,13 @@ pub(super) trait Tx {
     async fn lock(&mut self, key: &str) -> Result<(), StoreError>;
 }
 
-/// The markers of row locks in shared statements, with what PostgreSQL runs for them.
-pub(super) const ROW_LOCKS: [(&str, &str); 2] =
-    [("/*for_update*/", "FOR UPDATE"), ("/*skip_locked*/", "FOR UPDATE SKIP LOCKED")];
+/// What PostgreSQL runs in place of these words of shared statements: the row-lock markers,
+/// and SQLite's table function over a JSON array (the busy endpoints of a webhook claim).
+pub(super) const POSTGRES_WORDS: [(&str, &str); 3] = [
+    ("/*for_update*/", "FOR UPDATE"),
+    ("/*skip_locked*/", "FOR UPDATE SKIP LOCKED"),
+    ("json_each($5) AS busy", "json_array_elements_text(CAST(CAST($5 AS TEXT) AS json)) AS busy(value)"),
+];
 
 /// Runs a write over a SQLite transaction, whose statements never wait, to its end.
 pub(super) fn at_once<T>(write: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {

@@ -11,8 +11,7 @@ use super::sql::{Arg, Cell, Rows, Statement, to_sqlite};
 use super::tx::{Tx, at_once};
 use super::{
     CallbackStored, IncomingCallback, Inserted, Kept, NewCheckoutSession, NewPayment, PAYMENT_COLUMN_COUNT,
-    PAYMENT_COLUMNS, PushResult, SessionInserted, StoreError, WebhookJob, callback_decision, current, kept,
-    unserialisable, writes,
+    PAYMENT_COLUMNS, PushResult, SessionInserted, StoreError, callback_decision, current, kept, unserialisable, writes,
 };
 use crate::payment::{FailureReason, Payment, PaymentId, SettledBy, Status};
 use crate::settlement::plan::{self, Outbox, Plan};
@@ -140,57 +139,6 @@ impl SqliteStore {
     }
 
     // ---- emails ----
-
-    // ---- webhooks ----
-
-    pub(super) async fn claim_due_webhooks(
-        &self,
-        now: i64,
-        lease_until: i64,
-        limit: u32,
-        per_endpoint: u32,
-        busy: Vec<String>,
-    ) -> Result<Vec<WebhookJob>, StoreError> {
-        let busy = serde_json::Value::from(busy).to_string();
-        self.write(move |c| {
-            // The due events of endpoints that are not busy, in due order (a few times the
-            // limit of them), then at most `per_endpoint` of each.
-            let mut stmt = c
-                .prepare_cached(
-                    "UPDATE webhook_events SET lease_until = ?2
-                     WHERE id IN (
-                        SELECT id FROM (
-                            SELECT id, next_attempt_at,
-                                   ROW_NUMBER() OVER (PARTITION BY endpoint ORDER BY next_attempt_at, id) AS nth
-                            FROM (SELECT id, next_attempt_at, COALESCE(url, '') AS endpoint FROM webhook_events
-                                  WHERE status = 'pending' AND next_attempt_at <= ?1
-                                    AND (lease_until IS NULL OR lease_until <= ?1)
-                                    AND NOT EXISTS (SELECT 1 FROM json_each(?5)
-                                                    WHERE COALESCE(url, '') = value OR url LIKE value || '/%'
-                                                       OR url LIKE value || '?%' OR url LIKE value || '#%')
-                                  ORDER BY next_attempt_at LIMIT ?3 * 4))
-                        WHERE nth <= ?4 ORDER BY next_attempt_at, id LIMIT ?3)
-                     RETURNING id, payment_id, api_key_id, type, url, payload, attempts, created_at",
-                )
-                .map_err(sql_error)?;
-            let rows = stmt
-                .query_map(params![now, lease_until, limit, per_endpoint, busy], |r| {
-                    Ok(WebhookJob {
-                        id: r.get(0)?,
-                        payment_id: r.get(1)?,
-                        api_key_id: r.get(2)?,
-                        event_type: r.get(3)?,
-                        url: r.get(4)?,
-                        payload: r.get(5)?,
-                        attempts: r.get(6)?,
-                        created_at: r.get(7)?,
-                    })
-                })
-                .map_err(sql_error)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(sql_error)
-        })
-        .await
-    }
 }
 
 /// Runs a statement from the connection's statement cache.
