@@ -35,6 +35,7 @@ mod jobs;
 mod keys;
 mod postgres;
 mod reads;
+mod settle;
 pub mod sql;
 mod sqlite;
 mod tx;

@@ -23,7 +23,7 @@ use super::sql::{Arg, Cell, Rows, Statement};
 use super::tx::{POSTGRES_WORDS, Tx};
 use super::{
     CallbackStored, Detail, IncomingCallback, Inserted, NewCheckoutSession, NewPayment, PushResult, SessionInserted,
-    Settling, StoreError, writes,
+    Settling, StoreError, settle, writes,
 };
 use crate::payment::{FailureReason, Payment, PaymentId, SettledBy, Status};
 use crate::settlement::Decision;
@@ -194,7 +194,7 @@ impl PostgresStore {
 
     /// Settles one callback in its own transaction.
     async fn settle_one(&self, incoming: IncomingCallback) -> Result<CallbackStored, StoreError> {
-        in_transaction!(self, |tx| writes::settle_callback_alone(tx, &incoming))
+        in_transaction!(self, |tx| settle::settle_callback_alone(tx, &incoming))
     }
 
     pub(super) async fn settle_from_query(
@@ -203,7 +203,7 @@ impl PostgresStore {
         result: daraja::QueryResult,
         now: i64,
     ) -> Result<Decision, StoreError> {
-        in_transaction!(self, |tx| writes::settle_from_query(tx, &id, &result, now))
+        in_transaction!(self, |tx| settle::settle_from_query(tx, &id, &result, now))
     }
 
     pub(super) async fn expire_overdue(
@@ -212,7 +212,7 @@ impl PostgresStore {
         failing_before: i64,
         now: i64,
     ) -> Result<Vec<PaymentId>, StoreError> {
-        in_transaction!(self, |tx| writes::expire_overdue(tx, created_before, failing_before, now))
+        in_transaction!(self, |tx| settle::expire_overdue(tx, created_before, failing_before, now))
     }
 
     // ---- plain SQL (see `sql.rs`) ----

@@ -11,7 +11,8 @@ use super::sql::{Arg, Cell, Rows, Statement, to_sqlite};
 use super::tx::{Tx, at_once};
 use super::{
     CallbackStored, IncomingCallback, Inserted, Kept, NewCheckoutSession, NewPayment, PAYMENT_COLUMN_COUNT,
-    PAYMENT_COLUMNS, PushResult, SessionInserted, StoreError, callback_decision, current, kept, unserialisable, writes,
+    PAYMENT_COLUMNS, PushResult, SessionInserted, StoreError, callback_decision, current, kept, settle, unserialisable,
+    writes,
 };
 use crate::payment::{FailureReason, Payment, PaymentId, SettledBy, Status};
 use crate::settlement::plan::{self, Outbox, Plan};
@@ -92,7 +93,7 @@ impl SqliteStore {
         result: daraja::QueryResult,
         now: i64,
     ) -> Result<Decision, StoreError> {
-        self.write(move |c| at_once(writes::settle_from_query(&mut SqliteTx(c), &id, &result, now))).await
+        self.write(move |c| at_once(settle::settle_from_query(&mut SqliteTx(c), &id, &result, now))).await
     }
 
     pub(super) async fn expire_overdue(
@@ -101,7 +102,7 @@ impl SqliteStore {
         failing_before: i64,
         now: i64,
     ) -> Result<Vec<PaymentId>, StoreError> {
-        self.write(move |c| at_once(writes::expire_overdue(&mut SqliteTx(c), created_before, failing_before, now)))
+        self.write(move |c| at_once(settle::expire_overdue(&mut SqliteTx(c), created_before, failing_before, now)))
             .await
     }
 
