@@ -46,10 +46,6 @@ fn email_event(job: &EmailJob, next: &EmailNext) -> (&'static str, serde_json::V
     }
 }
 
-fn opt_int(v: Option<i64>) -> Arg {
-    v.map_or(Arg::NullInt, Arg::Int)
-}
-
 impl Store {
     /// Leases up to `limit` pending payments due for a query until `lease_until`.
     pub async fn claim_due_checks(&self, now: i64, lease_until: i64, limit: u32) -> Result<Vec<DueCheck>, StoreError> {
@@ -89,7 +85,7 @@ impl Store {
                 "UPDATE payments SET check_attempts = check_attempts + 1, lease_until = NULL,
                     next_check_at = CASE WHEN status = 'pending' THEN CAST($2 AS BIGINT) END, query_failed_at = $3
                  WHERE id = $1",
-                vec![id.as_str().into(), next_at.into(), opt_int(query_failed.then_some(now))],
+                vec![id.as_str().into(), next_at.into(), Arg::from(query_failed.then_some(now))],
             ),
             event(id, now, "query", &serde_json::json!({"answer": note})),
         ])
@@ -134,8 +130,8 @@ impl Store {
                 vec![
                     job.id.as_str().into(),
                     status.into(),
-                    opt_int(next_at),
-                    error.map_or(Arg::NullText, Arg::from),
+                    Arg::from(next_at),
+                    Arg::from(error),
                     tried.into(),
                     now.into(),
                 ],
@@ -226,7 +222,7 @@ impl Store {
                     a.event_id.into(),
                     a.at.into(),
                     a.url.into(),
-                    opt_int(a.status.map(i64::from)),
+                    Arg::from(a.status.map(i64::from)),
                     a.latency_ms.into(),
                     a.error.into(),
                     a.response.into(),
@@ -237,7 +233,7 @@ impl Store {
             "UPDATE webhook_events SET status = $2, next_attempt_at = $3, delivered_at = COALESCE($4, delivered_at),
                 attempts = attempts + CAST($5 AS BIGINT), lease_until = NULL
              WHERE id = $1",
-            vec![event_id.into(), status.into(), opt_int(next_at), opt_int(delivered), tried.into()],
+            vec![event_id.into(), status.into(), Arg::from(next_at), Arg::from(delivered), tried.into()],
         ));
         self.execute_all(statements).await.map(drop)
     }

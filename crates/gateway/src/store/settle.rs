@@ -14,14 +14,6 @@ use crate::payment::{FailureReason, Payment, PaymentId};
 use crate::settlement::plan::{self, Outbox, Plan};
 use crate::settlement::{self, Change, Decision};
 
-pub(super) fn opt_text(v: Option<&str>) -> Arg {
-    v.map_or(Arg::NullText, |s| Arg::Text(s.to_owned()))
-}
-
-pub(super) fn opt_int(v: Option<i64>) -> Arg {
-    v.map_or(Arg::NullInt, Arg::Int)
-}
-
 /// A payment, read again in the transaction.
 pub(super) async fn load(tx: &mut impl Tx, id: &PaymentId) -> Result<Payment, StoreError> {
     let rows = tx
@@ -101,11 +93,11 @@ async fn write_change(
             vec![
                 id.as_str().into(),
                 ch.status.as_str().into(),
-                opt_text(ch.failure_reason.map(FailureReason::as_str)),
+                Arg::from(ch.failure_reason.map(FailureReason::as_str)),
                 ch.result_code.as_str().into(),
                 ch.result_desc.as_str().into(),
                 ch.receipt.clone().into(),
-                opt_int(ch.transaction_date),
+                Arg::from(ch.transaction_date),
                 ch.checkout_request_id.clone().into(),
                 ch.settled_by.as_str().into(),
                 now.into(),
@@ -229,10 +221,10 @@ pub(super) async fn settle_callback_alone(
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 vec![
                     r.received_at.into(),
-                    opt_text(r.payment_id),
+                    Arg::from(r.payment_id),
                     r.token_hash.into(),
-                    opt_text(r.source),
-                    opt_text(r.checkout_request_id),
+                    Arg::from(r.source),
+                    Arg::from(r.checkout_request_id),
                     r.outcome.into(),
                     r.note.into(),
                     Arg::Bytes(r.body.to_vec()),

@@ -39,6 +39,18 @@ impl From<String> for Arg {
     }
 }
 
+impl From<Option<i64>> for Arg {
+    fn from(v: Option<i64>) -> Self {
+        v.map_or(Self::NullInt, Self::Int)
+    }
+}
+
+impl From<Option<&str>> for Arg {
+    fn from(v: Option<&str>) -> Self {
+        v.map_or(Self::NullText, Self::from)
+    }
+}
+
 impl From<Option<String>> for Arg {
     fn from(v: Option<String>) -> Self {
         v.map_or(Self::NullText, Self::Text)
