@@ -132,7 +132,7 @@ pub(super) async fn stk(
             // Not stored, so not acknowledged: whatever went wrong, Safaricom should retry.
             gateway.metrics().callback_refused();
             tracing::error!(error = %e, "callback not stored");
-            return Err(ApiError::from(StoreError::Unavailable(e.to_string().into())));
+            return Err(ApiError::from(StoreError::unavailable(e)));
         }
     };
     if too_large {

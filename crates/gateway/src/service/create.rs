@@ -217,7 +217,7 @@ impl Gateway {
         let this = self.clone();
         tokio::spawn(async move { this.insert_and_push(new, request_hash, push).await }.in_current_span())
             .await
-            .map_err(|e| StoreError::Unavailable(format!("the payment task stopped: {e}").into()))?
+            .map_err(|e| StoreError::unavailable(format_args!("the payment task stopped: {e}")))?
     }
 
     /// Stores a new payment (with its checkout session told in the same commit), then sends

@@ -24,21 +24,21 @@ impl Settling {
     /// From `SELECT id, status, amount, phone, checkout_request_id, receipt, result_code,
     /// settled_by`.
     pub(super) fn from_cells(row: &[sql::Cell]) -> Result<Self, StoreError> {
-        let corrupt = |what: &str| StoreError::Corrupt(what.to_owned().into());
         let [id, status, amount, phone, checkout_request_id, receipt, result_code, settled_by] = row else {
-            return Err(corrupt("a settling row has the wrong columns"));
+            return Err(StoreError::corrupt("a settling row has the wrong columns"));
         };
         Ok(Self {
             id: PaymentId::from_db(id.text()),
-            status: Status::parse(&status.text()).ok_or_else(|| corrupt("unknown status"))?,
-            amount: u32::try_from(amount.int()).map_err(|_| corrupt("amount out of range"))?,
-            phone: daraja::Msisdn::parse(&phone.text()).map_err(|_| corrupt("a phone is not a Kenyan MSISDN"))?,
+            status: Status::parse(&status.text()).ok_or_else(|| StoreError::corrupt("unknown status"))?,
+            amount: u32::try_from(amount.int()).map_err(|_| StoreError::corrupt("amount out of range"))?,
+            phone: daraja::Msisdn::parse(&phone.text())
+                .map_err(|_| StoreError::corrupt("a phone is not a Kenyan MSISDN"))?,
             checkout_request_id: checkout_request_id.opt_text(),
             receipt: receipt.opt_text(),
             result_code: result_code.opt_text(),
             settled_by: settled_by
                 .opt_text()
-                .map(|s| crate::payment::SettledBy::parse(&s).ok_or_else(|| corrupt("unknown settled_by")))
+                .map(|s| crate::payment::SettledBy::parse(&s).ok_or_else(|| StoreError::corrupt("unknown settled_by")))
                 .transpose()?,
         })
     }

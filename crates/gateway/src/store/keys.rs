@@ -19,7 +19,7 @@ fn key_from(row: &[Cell]) -> Result<ApiKey, StoreError> {
             created_at: created_at.int(),
             revoked_at: revoked_at.opt_int(),
         }),
-        _ => Err(StoreError::Corrupt(format!("an API key row has {} columns", row.len()).into())),
+        _ => Err(StoreError::corrupt(format_args!("an API key row has {} columns", row.len()))),
     }
 }
 

@@ -70,6 +70,18 @@ pub enum StoreError {
     Corrupt(#[source] Detail),
 }
 
+impl StoreError {
+    /// The database is unavailable, for the reason given.
+    pub(crate) fn unavailable(why: impl std::fmt::Display) -> Self {
+        Self::Unavailable(why.to_string().into())
+    }
+
+    /// The database holds something this version cannot read, as said.
+    pub(crate) fn corrupt(what: impl std::fmt::Display) -> Self {
+        Self::Corrupt(what.to_string().into())
+    }
+}
+
 /// What a [`StoreError`] says, and the error that caused it.
 #[derive(Debug)]
 pub struct Detail {
@@ -115,7 +127,7 @@ impl From<&str> for Detail {
 
 /// A payment that cannot be written as JSON (for its webhook) is not what this version stored.
 fn unserialisable(e: serde_json::Error) -> StoreError {
-    StoreError::Corrupt(format!("a payment cannot be serialised: {e}").into())
+    StoreError::corrupt(format_args!("a payment cannot be serialised: {e}"))
 }
 
 /// Whether a text holds a NUL character, which PostgreSQL cannot store or compare: a lookup

@@ -119,7 +119,7 @@ impl PostgresStore {
             ..deadpool_postgres::PoolConfig::default()
         });
         let unusable =
-            |e: &dyn std::fmt::Display| StoreError::Unavailable(format!("DATABASE_URL is not usable: {e}").into());
+            |e: &dyn std::fmt::Display| StoreError::unavailable(format_args!("DATABASE_URL is not usable: {e}"));
         let pool = config
             .builder(NoTls)
             .map_err(|e| unusable(&e))?
@@ -247,22 +247,18 @@ impl PostgresStore {
     // ---- emails ----
 }
 
-fn corrupt(what: &str) -> StoreError {
-    StoreError::Corrupt(what.to_owned().into())
-}
-
 fn settling_from_row(r: &Row) -> Result<Settling, StoreError> {
     Ok(Settling {
         id: PaymentId::from_db(r.get(0)),
-        status: Status::parse(r.get(1)).ok_or_else(|| corrupt("unknown status"))?,
-        amount: u32::try_from(r.get::<_, i64>(2)).map_err(|_| corrupt("amount out of range"))?,
-        phone: daraja::Msisdn::parse(r.get(3)).map_err(|_| corrupt("a phone is not a Kenyan MSISDN"))?,
+        status: Status::parse(r.get(1)).ok_or_else(|| StoreError::corrupt("unknown status"))?,
+        amount: u32::try_from(r.get::<_, i64>(2)).map_err(|_| StoreError::corrupt("amount out of range"))?,
+        phone: daraja::Msisdn::parse(r.get(3)).map_err(|_| StoreError::corrupt("a phone is not a Kenyan MSISDN"))?,
         checkout_request_id: r.get(4),
         receipt: r.get(5),
         result_code: r.get(6),
         settled_by: r
             .get::<_, Option<&str>>(7)
-            .map(|s| SettledBy::parse(s).ok_or_else(|| corrupt("unknown settled_by")))
+            .map(|s| SettledBy::parse(s).ok_or_else(|| StoreError::corrupt("unknown settled_by")))
             .transpose()?,
     })
 }
@@ -320,7 +316,7 @@ impl Tx for PgTx<'_, '_> {
 
 fn pg_cell(r: &Row, i: usize) -> Result<Cell, StoreError> {
     use tokio_postgres::types::Type;
-    let ty = r.columns().get(i).map(|c| c.type_().clone()).ok_or_else(|| corrupt("no such column"))?;
+    let ty = r.columns().get(i).map(|c| c.type_().clone()).ok_or_else(|| StoreError::corrupt("no such column"))?;
     let cell = match ty {
         Type::INT8 => r.try_get::<_, Option<i64>>(i).map(|v| v.map_or(Cell::Null, Cell::Int)),
         Type::INT4 => r.try_get::<_, Option<i32>>(i).map(|v| v.map_or(Cell::Null, |v| Cell::Int(v.into()))),
@@ -333,21 +329,21 @@ fn pg_cell(r: &Row, i: usize) -> Result<Cell, StoreError> {
             .map(|v| v.map_or(Cell::Null, |v| Cell::Text(String::from_utf8_lossy(&v).into_owned()))),
         _ => r.try_get::<_, Option<String>>(i).map(|v| v.map_or(Cell::Null, Cell::Text)),
     };
-    cell.map_err(|e| corrupt(&format!("column {i}: {e}")))
+    cell.map_err(|e| StoreError::corrupt(format_args!("column {i}: {e}")))
 }
 
 fn payment_from_row(r: &Row) -> Result<Payment, StoreError> {
     Ok(Payment {
         id: PaymentId::from_db(r.get(0)),
-        status: Status::parse(r.get(1)).ok_or_else(|| corrupt("unknown status"))?,
+        status: Status::parse(r.get(1)).ok_or_else(|| StoreError::corrupt("unknown status"))?,
         amount: u64::try_from(r.get::<_, i64>(2))
             .ok()
             .and_then(|a| daraja::Amount::new(a).ok())
-            .ok_or_else(|| corrupt("amount out of range"))?,
-        phone: daraja::Msisdn::parse(r.get(3)).map_err(|_| corrupt("a phone is not a Kenyan MSISDN"))?,
+            .ok_or_else(|| StoreError::corrupt("amount out of range"))?,
+        phone: daraja::Msisdn::parse(r.get(3)).map_err(|_| StoreError::corrupt("a phone is not a Kenyan MSISDN"))?,
         account_reference: r.get(4),
         description: r.get(5),
-        metadata: serde_json::from_str(r.get::<_, &str>(6)).map_err(|_| corrupt("metadata is not JSON"))?,
+        metadata: serde_json::from_str(r.get::<_, &str>(6)).map_err(|_| StoreError::corrupt("metadata is not JSON"))?,
         webhook_url: r.get(7),
         customer_email: r.get(8),
         merchant_request_id: r.get(9),
@@ -356,13 +352,13 @@ fn payment_from_row(r: &Row) -> Result<Payment, StoreError> {
         transaction_date: r.get(12),
         failure_reason: r
             .get::<_, Option<&str>>(13)
-            .map(|s| FailureReason::parse(s).ok_or_else(|| corrupt("unknown reason")))
+            .map(|s| FailureReason::parse(s).ok_or_else(|| StoreError::corrupt("unknown reason")))
             .transpose()?,
         result_code: r.get(14),
         result_desc: r.get(15),
         settled_by: r
             .get::<_, Option<&str>>(16)
-            .map(|s| SettledBy::parse(s).ok_or_else(|| corrupt("unknown settled_by")))
+            .map(|s| SettledBy::parse(s).ok_or_else(|| StoreError::corrupt("unknown settled_by")))
             .transpose()?,
         needs_review: r.get(17),
         created_at: r.get(18),

@@ -11,17 +11,13 @@ use super::{
 };
 use crate::payment::{FailureReason, Payment, PaymentId, SettledBy, Status};
 
-fn corrupt(what: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(what.to_string().into())
-}
-
 /// A non-negative count or amount stored as an integer.
 fn small(cell: &Cell, what: &str) -> Result<u32, StoreError> {
-    u32::try_from(cell.int()).map_err(|_| corrupt(format_args!("{what} out of range")))
+    u32::try_from(cell.int()).map_err(|_| StoreError::corrupt(format_args!("{what} out of range")))
 }
 
 fn json(cell: &Cell, what: &str) -> Result<serde_json::Value, StoreError> {
-    serde_json::from_str(&cell.text()).map_err(|_| corrupt(format_args!("{what} is not JSON")))
+    serde_json::from_str(&cell.text()).map_err(|_| StoreError::corrupt(format_args!("{what} is not JSON")))
 }
 
 /// A payment read as `SELECT payment_columns!()`.
@@ -52,14 +48,15 @@ pub(super) fn payment_from(row: &[Cell]) -> Result<Payment, StoreError> {
         api_key_id,
     ] = row
     else {
-        return Err(corrupt(format_args!("a payment row has {} columns", row.len())));
+        return Err(StoreError::corrupt(format_args!("a payment row has {} columns", row.len())));
     };
     Ok(Payment {
         id: PaymentId::from_db(id.text()),
-        status: Status::parse(&status.text()).ok_or_else(|| corrupt("unknown status"))?,
+        status: Status::parse(&status.text()).ok_or_else(|| StoreError::corrupt("unknown status"))?,
         amount: daraja::Amount::new(amount.int().try_into().unwrap_or(0))
-            .map_err(|e| corrupt(format_args!("amount: {}", e.reason)))?,
-        phone: daraja::Msisdn::parse(&phone.text()).map_err(|e| corrupt(format_args!("phone: {}", e.reason)))?,
+            .map_err(|e| StoreError::corrupt(format_args!("amount: {}", e.reason)))?,
+        phone: daraja::Msisdn::parse(&phone.text())
+            .map_err(|e| StoreError::corrupt(format_args!("phone: {}", e.reason)))?,
         account_reference: account_reference.text(),
         description: description.text(),
         metadata: json(metadata, "metadata")?,
@@ -71,13 +68,13 @@ pub(super) fn payment_from(row: &[Cell]) -> Result<Payment, StoreError> {
         transaction_date: transaction_date.opt_int(),
         failure_reason: failure_reason
             .opt_text()
-            .map(|s| FailureReason::parse(&s).ok_or_else(|| corrupt("unknown failure reason")))
+            .map(|s| FailureReason::parse(&s).ok_or_else(|| StoreError::corrupt("unknown failure reason")))
             .transpose()?,
         result_code: result_code.opt_text(),
         result_desc: result_desc.opt_text(),
         settled_by: settled_by
             .opt_text()
-            .map(|s| SettledBy::parse(&s).ok_or_else(|| corrupt("unknown settled_by")))
+            .map(|s| SettledBy::parse(&s).ok_or_else(|| StoreError::corrupt("unknown settled_by")))
             .transpose()?,
         needs_review: needs_review.int() != 0,
         created_at: created_at.int(),
@@ -108,7 +105,7 @@ pub(super) fn session_from(row: &[Cell]) -> Result<CheckoutSession, StoreError> 
         attempts,
     ] = row
     else {
-        return Err(corrupt(format_args!("a checkout session row has {} columns", row.len())));
+        return Err(StoreError::corrupt(format_args!("a checkout session row has {} columns", row.len())));
     };
     Ok(CheckoutSession {
         id: id.text(),

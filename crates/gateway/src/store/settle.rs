@@ -16,11 +16,11 @@ use crate::settlement::{self, Change, Decision};
 
 /// A payment, read again in the transaction.
 pub(super) async fn load(tx: &mut impl Tx, id: &PaymentId) -> Result<Payment, StoreError> {
-    let rows = tx
-        .rows(concat!("SELECT ", payment_columns!(), " FROM payments WHERE id = $1"), vec![id.as_str().into()])
-        .await?;
-    let row = rows.first().ok_or_else(|| StoreError::Corrupt(format!("payment {id} vanished").into()))?;
-    payment_from(row)
+    // Its row is locked for the rest of the transaction (if this transaction's writes have
+    // not locked it already).
+    let sql = concat!("SELECT ", payment_columns!(), " FROM payments WHERE id = $1 /*for_update*/");
+    let rows = tx.rows(sql, vec![id.as_str().into()]).await?;
+    payment_from(rows.first().ok_or_else(|| StoreError::corrupt(format_args!("payment {id} vanished")))?)
 }
 
 /// A timeline entry, in the same transaction as what it tells.
@@ -143,10 +143,7 @@ pub(super) async fn settle_from_query(
     result: &daraja::QueryResult,
     now: i64,
 ) -> Result<Decision, StoreError> {
-    let sql = concat!("SELECT ", payment_columns!(), " FROM payments WHERE id = $1 /*for_update*/");
-    let rows = tx.rows(sql, vec![id.as_str().into()]).await?;
-    let payment =
-        payment_from(rows.first().ok_or_else(|| StoreError::Corrupt(format!("payment {id} vanished").into()))?)?;
+    let payment = load(tx, id).await?;
     let plan = Plan::of("query", settlement::on_query(&current(&payment), result), payment.status);
     tx.execute(
         "UPDATE payments SET check_attempts = check_attempts + 1, lease_until = NULL, next_check_at = NULL WHERE id = $1",

@@ -94,7 +94,7 @@ async fn settle_round(store: &PostgresStore, round: Vec<(IncomingCallback, Reply
         // recognised as a duplicate if the commit did land.
         Err(Failed::AtCommit(e)) => {
             for reply in replies {
-                let _ = reply.send(Err(StoreError::Unavailable(e.to_string().into())));
+                let _ = reply.send(Err(StoreError::unavailable(&e)));
             }
         }
     }
@@ -382,7 +382,7 @@ async fn announce_all(
         (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
     let (mut email_ids, mut email_payments, mut recipients, mut email_at) = (vec![], vec![], vec![], vec![]);
     for (id, event_type, now) in announce {
-        let payment = payments.get(*id).ok_or_else(|| StoreError::Corrupt(format!("payment {id} vanished").into()))?;
+        let payment = payments.get(*id).ok_or_else(|| StoreError::corrupt(format_args!("payment {id} vanished")))?;
         let plan::Outbox { webhook: w, email } = plan::outbox(payment, event_type, *now).map_err(unserialisable)?;
         event_ids.push(w.id);
         payment_ids.push(*id);

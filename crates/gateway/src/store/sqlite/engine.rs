@@ -98,7 +98,9 @@ where
 
     fn answer(self: Box<Self>, committed: Result<(), StoreError>) {
         let Self { result, reply, .. } = *self;
-        let _ = reply.send(committed.and_then(|()| result.unwrap_or_else(|| Err(unavailable("the write never ran")))));
+        let _ = reply.send(
+            committed.and_then(|()| result.unwrap_or_else(|| Err(StoreError::unavailable("the write never ran")))),
+        );
     }
 }
 /// Makes what was written to the WAL file durable: [`std::fs::File::sync_data`], but for tests.
@@ -116,7 +118,7 @@ pub(super) fn check_sqlite_version(linked: i32) -> Result<(), StoreError> {
         return Ok(());
     }
     let (major, minor, patch) = (linked / 1_000_000, linked / 1000 % 1000, linked % 1000);
-    Err(unavailable(format!(
+    Err(StoreError::unavailable(format!(
         "SQLite {major}.{minor}.{patch} is linked, which can lose committed data when the WAL starts over \
          (fixed in 3.51.3); build Lipa with rusqlite's bundled SQLite (the default)"
     )))
@@ -180,10 +182,6 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
-pub(super) fn unavailable(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(e.to_string().into())
-}
-
 pub(super) fn sql_error(e: rusqlite::Error) -> StoreError {
     let kind: fn(Detail) -> StoreError = match &e {
         rusqlite::Error::SqliteFailure(f, _)
@@ -202,7 +200,7 @@ pub(super) fn sql_error(e: rusqlite::Error) -> StoreError {
 /// and only while nothing was lost.
 pub(super) fn connect(path: &str) -> Result<Connection, StoreError> {
     let conn = if path == ":memory:" { Connection::open_in_memory() } else { Connection::open(path) }
-        .map_err(|e| unavailable(format!("cannot open SQLite database {path:?}: {e}")))?;
+        .map_err(|e| StoreError::unavailable(format!("cannot open SQLite database {path:?}: {e}")))?;
     close_without_checkpoint(&conn, true)?;
     conn.busy_timeout(Duration::from_secs(5)).map_err(sql_error)?;
     conn.set_prepared_statement_cache_capacity(64);
@@ -277,7 +275,7 @@ pub(super) fn run_writer(
         }
         if let Some(why) = lost.get() {
             for job in batch.drain(..) {
-                job.answer(Err(unavailable(why)));
+                job.answer(Err(StoreError::unavailable(why)));
             }
             continue;
         }
@@ -373,7 +371,7 @@ impl SqliteStore {
                 && let Some(dir) = Path::new(&path_owned).parent().filter(|d| !d.as_os_str().is_empty())
             {
                 std::fs::create_dir_all(dir)
-                    .map_err(|e| unavailable(format!("cannot create {}: {e}", dir.display())))?;
+                    .map_err(|e| StoreError::unavailable(format!("cannot create {}: {e}", dir.display())))?;
             }
             let conn = connect(&path_owned)?;
             // The writer's connection is the one that may checkpoint on close (see `run_writer`).
@@ -407,7 +405,7 @@ impl SqliteStore {
             Ok((conn, readers, checkpointer, wal))
         })
         .await
-        .map_err(unavailable)??;
+        .map_err(StoreError::unavailable)??;
         let lost = Arc::new(Lost::default());
         let syncer = match wal {
             Some(wal) => {
@@ -416,7 +414,7 @@ impl SqliteStore {
                 std::thread::Builder::new()
                     .name("lipa-sqlite-sync".into())
                     .spawn(move || run_syncer(&wal, flush, &batches, &lost))
-                    .map_err(unavailable)?;
+                    .map_err(StoreError::unavailable)?;
                 Some(syncer)
             }
             None => None,
@@ -427,7 +425,7 @@ impl SqliteStore {
         std::thread::Builder::new()
             .name("lipa-sqlite-writer".into())
             .spawn(move || run_writer(conn, jobs, &wanted, syncer, &writer_lost))
-            .map_err(unavailable)?;
+            .map_err(StoreError::unavailable)?;
         if let Some(checkpointer) = checkpointer {
             let (alive, lost) = (writer.downgrade(), lost.clone());
             std::thread::Builder::new()
@@ -435,7 +433,7 @@ impl SqliteStore {
                 .spawn(move || {
                     run_checkpoints(checkpointer, wal_limit, checkpoint_every, flush, &finish_wanted, &alive, &lost)
                 })
-                .map_err(unavailable)?;
+                .map_err(StoreError::unavailable)?;
         }
         let reading = Arc::new(tokio::sync::Semaphore::new(READERS));
         Ok(Self { writer, readers: Arc::new(Mutex::new(readers)), path: path.into(), lost, reading })
@@ -447,7 +445,9 @@ impl SqliteStore {
         f: impl FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
         let mut f = Some(f);
-        let once = move |conn: &Connection| f.take().map_or_else(|| Err(unavailable("a write ran twice")), |f| f(conn));
+        let once = move |conn: &Connection| {
+            f.take().map_or_else(|| Err(StoreError::unavailable("a write ran twice")), |f| f(conn))
+        };
         self.submit(once, false).await
     }
 
@@ -468,8 +468,8 @@ impl SqliteStore {
         let (reply, answer) = oneshot::channel();
         self.kept()?;
         let job: Job = Box::new(Write { f, repeatable, result: None, reply });
-        self.writer.send(job).map_err(|_| unavailable("the database writer has stopped"))?;
-        answer.await.map_err(|_| unavailable("the database writer stopped before committing"))?
+        self.writer.send(job).map_err(|_| StoreError::unavailable("the database writer has stopped"))?;
+        answer.await.map_err(|_| StoreError::unavailable("the database writer stopped before committing"))?
     }
 
     /// Runs `f` on a reader connection on the blocking pool.
@@ -484,7 +484,7 @@ impl SqliteStore {
         let path = self.path.clone();
         // At most READERS connections read at once (each keeps its own page cache): a flood
         // of reads waits for one instead of opening connections without end.
-        let turn = self.reading.clone().acquire_owned().await.map_err(unavailable)?;
+        let turn = self.reading.clone().acquire_owned().await.map_err(StoreError::unavailable)?;
         tokio::task::spawn_blocking(move || {
             let _turn = turn;
             let pooled = readers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop();
@@ -497,12 +497,12 @@ impl SqliteStore {
             result
         })
         .await
-        .map_err(unavailable)?
+        .map_err(StoreError::unavailable)?
     }
 
     /// Fails once a flush has failed (see [`Lost`]): no write is taken until a restart.
     pub(super) fn kept(&self) -> Result<(), StoreError> {
-        self.lost.get().map_or(Ok(()), |why| Err(unavailable(why)))
+        self.lost.get().map_or(Ok(()), |why| Err(StoreError::unavailable(why)))
     }
 
     /// Completes once a flush has failed, with the reason; the process should then stop

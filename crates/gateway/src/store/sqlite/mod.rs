@@ -269,7 +269,7 @@ fn write_change(c: &Connection, rowid: i64, ch: &Change, review: bool, now: i64)
     .map_err(sql_error)?;
     match changed {
         1 => Ok(()),
-        n => Err(StoreError::Corrupt(format!("settling payment row {rowid} changed {n} rows instead of one").into())),
+        n => Err(StoreError::corrupt(format_args!("settling payment row {rowid} changed {n} rows instead of one"))),
     }
 }
 
