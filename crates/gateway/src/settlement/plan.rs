@@ -16,6 +16,9 @@ use crate::payment::{Payment, PaymentId, Status};
 /// What a decision writes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
+    /// What the decision was about (`callback`, `query`, `expiry`, `push`); a message's
+    /// timeline event kind begins with it (`callback_applied`).
+    pub source: &'static str,
     /// Classification (kept with the callback's row).
     pub outcome: Outcome,
     /// The change to write to the payment row, if any.
@@ -47,7 +50,7 @@ pub struct NewEvent {
 impl Plan {
     /// The effects of `decision` about a payment in state `before`, heard through `source`
     /// (`callback`, `query`).
-    pub fn of(source: &str, decision: Decision, before: Status) -> Self {
+    pub fn of(source: &'static str, decision: Decision, before: Status) -> Self {
         let Decision { outcome, change, note } = decision;
         let after = change.as_ref().map_or(before, |c| c.status);
         let event = NewEvent {
@@ -55,6 +58,7 @@ impl Plan {
             detail: serde_json::json!({"note": note, "status": after.as_str()}),
         };
         Self {
+            source,
             outcome,
             review: outcome.needs_review(),
             change,
@@ -78,6 +82,7 @@ impl Plan {
             "no conclusive answer in time"
         };
         Self {
+            source: "expiry",
             outcome: Outcome::Applied,
             change: None,
             review: push_unheard,
@@ -97,6 +102,7 @@ impl Plan {
     pub fn push_refused(code: &str, message: &str, failed: bool) -> Self {
         let after = if failed { Status::Failed } else { Status::Pending };
         Self {
+            source: "push",
             outcome: Outcome::Applied,
             change: None,
             review: false,
@@ -114,8 +120,7 @@ impl Plan {
     /// The plan for `decision` instead, after writing this one's change was refused (its
     /// receipt or CheckoutRequestID belongs to another payment).
     pub fn replanned(&self, decision: Decision) -> Self {
-        let source = self.event.kind.split('_').next().unwrap_or("callback");
-        Self::of(source, decision, self.before)
+        Self::of(self.source, decision, self.before)
     }
 
     /// The decision this plan carries out (for callers that report it).
