@@ -26,20 +26,23 @@ pub async fn run(gateway: Gateway, shutdown: tokio::sync::watch::Receiver<bool>)
     if let Err(e) = fill(&gateway).await {
         tracing::warn!(error = %e, "could not compute the overview's rollups");
     }
-    // The current hour, the one before, and one older hour in turn, every 10 s.
-    use std::sync::atomic::Ordering::Relaxed;
-    let older = std::sync::atomic::AtomicI64::new(gateway.now().div_euclid(HOUR) - KEPT_HOURS);
-    let (get, set) = (|| older.load(Relaxed), |hour| older.store(hour, Relaxed));
-    crate::worker::repeat("rollups", Duration::from_secs(10), shutdown, || async {
+    // The current hour, the one before, and one older hour in turn, every 10 s. Which hours
+    // is decided before each step's future, so the step needs no shared state.
+    let mut older = gateway.now().div_euclid(HOUR) - KEPT_HOURS;
+    crate::worker::repeat("rollups", Duration::from_secs(10), shutdown, || {
         let current = gateway.now().div_euclid(HOUR);
-        if get() >= current - 1 || get() < current - KEPT_HOURS {
-            set(current - KEPT_HOURS);
+        if older >= current - 1 || older < current - KEPT_HOURS {
+            older = current - KEPT_HOURS;
         }
-        for hour in [current, current - 1, get()] {
-            gateway.store().recompute_hour(hour).await?;
+        let hours = [current, current - 1, older];
+        older += 1;
+        let store = gateway.store();
+        async move {
+            for hour in hours {
+                store.recompute_hour(hour).await?;
+            }
+            Ok(false)
         }
-        set(get() + 1);
-        Ok(false)
     })
     .await;
 }
