@@ -77,13 +77,6 @@ fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
 
 type Client = deadpool_postgres::Object;
 
-/// Counts a callback no payment took beyond the storage budget, under its minute.
-const COUNT_UNMATCHED: &str =
-    "INSERT INTO unmatched_callback_counts (minute, count, bytes, last_at) VALUES ($1, $2, $3, $4)
-     ON CONFLICT (minute) DO UPDATE SET count = unmatched_callback_counts.count + excluded.count,
-        bytes = unmatched_callback_counts.bytes + excluded.bytes,
-        last_at = GREATEST(unmatched_callback_counts.last_at, excluded.last_at)";
-
 /// Run on every new connection: COMMIT waits for the server's WAL flush, whatever the server,
 /// role or database default.
 const DURABLE_COMMITS: &str = "SET synchronous_commit = on";

@@ -23,6 +23,16 @@ pub(super) async fn load(tx: &mut impl Tx, id: &PaymentId) -> Result<Payment, St
     payment_from(rows.first().ok_or_else(|| StoreError::corrupt(format_args!("payment {id} vanished")))?)
 }
 
+/// Counts callbacks no payment took beyond the storage budget under their minute: `$1` the
+/// minute, `$2` how many, `$3` their bytes, `$4` when the last came. Every backend's callback
+/// path uses it.
+pub(super) const COUNT_UNMATCHED: &str =
+    "INSERT INTO unmatched_callback_counts (minute, count, bytes, last_at) VALUES ($1, $2, $3, $4)
+     ON CONFLICT (minute) DO UPDATE SET count = unmatched_callback_counts.count + excluded.count,
+        bytes = unmatched_callback_counts.bytes + excluded.bytes,
+        last_at = CASE WHEN unmatched_callback_counts.last_at > excluded.last_at
+                       THEN unmatched_callback_counts.last_at ELSE excluded.last_at END";
+
 /// A timeline entry, in the same transaction as what it tells.
 pub(super) async fn event(
     tx: &mut impl Tx,
@@ -230,15 +240,7 @@ pub(super) async fn settle_callback_alone(
             .await
             .map(|n| n > 0)?,
         Kept::Counted(t) => {
-            tx.execute(
-                "INSERT INTO unmatched_callback_counts (minute, count, bytes, last_at) VALUES ($1, 1, $2, $3)
-                 ON CONFLICT (minute) DO UPDATE SET count = unmatched_callback_counts.count + 1,
-                    bytes = unmatched_callback_counts.bytes + excluded.bytes,
-                    last_at = CASE WHEN unmatched_callback_counts.last_at > excluded.last_at
-                                   THEN unmatched_callback_counts.last_at ELSE excluded.last_at END",
-                vec![t.minute.into(), t.bytes.into(), t.at.into()],
-            )
-            .await?;
+            tx.execute(COUNT_UNMATCHED, vec![t.minute.into(), 1.into(), t.bytes.into(), t.at.into()]).await?;
             false
         }
     };

@@ -20,9 +20,10 @@ use std::sync::Arc;
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use super::{COUNT_UNMATCHED, PostgresStore, payment_from_row, pg_error, pool_error, settling_from_row};
+use super::{PostgresStore, payment_from_row, pg_error, pool_error, settling_from_row};
 use crate::payment::{FailureReason, Payment};
 use crate::settlement::plan::{self, Plan};
+use crate::store::settle::COUNT_UNMATCHED;
 use crate::store::{
     CallbackStored, IncomingCallback, Kept, PAYMENT_COLUMNS, Settling, StoreError, Tally, callback_decision, kept,
     unserialisable,

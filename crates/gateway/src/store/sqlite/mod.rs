@@ -79,7 +79,7 @@ impl SqliteStore {
                         r.body
                     ],
                 ),
-                Kept::Counted(t) => exec(c, COUNT_UNMATCHED, params![t.minute, t.bytes, t.at]).map(|_| 0),
+                Kept::Counted(t) => exec(c, &COUNT_UNMATCHED, params![t.minute, 1, t.bytes, t.at]).map(|_| 0),
             };
             let stored = stored.map_err(sql_error)? > 0;
             Ok(CallbackStored { outcome, stored, payment_id, status })
@@ -232,11 +232,8 @@ static SETTLE: std::sync::LazyLock<[String; 8]> = std::sync::LazyLock::new(|| {
 const INSERT_CALLBACK: &str =
     "INSERT INTO callbacks (received_at, payment_id, token_hash, source, checkout_request_id, outcome, note, body)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
-/// Counts a callback no payment took beyond the storage budget, under its minute.
-const COUNT_UNMATCHED: &str =
-    "INSERT INTO unmatched_callback_counts (minute, count, bytes, last_at) VALUES (?1, 1, ?2, ?3)
-     ON CONFLICT (minute) DO UPDATE SET count = count + 1, bytes = bytes + excluded.bytes,
-        last_at = MAX(last_at, excluded.last_at)";
+/// [`settle::COUNT_UNMATCHED`] as SQLite's statement cache knows it.
+static COUNT_UNMATCHED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| to_sqlite(settle::COUNT_UNMATCHED));
 const INSERT_EVENT: &str = "INSERT INTO events (payment_id, at, kind, detail) VALUES (?1, ?2, ?3, ?4)";
 const INSERT_WEBHOOK_EVENT: &str =
     "INSERT INTO webhook_events (id, payment_id, api_key_id, type, url, payload, status, created_at, next_attempt_at)
