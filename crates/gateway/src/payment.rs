@@ -225,11 +225,11 @@ pub struct Payment {
     /// Where the receipt email goes.
     pub customer_email: Option<String>,
     /// Daraja's `MerchantRequestID`, once the push was accepted.
-    pub merchant_request_id: Option<String>,
+    pub merchant_request_id: Option<daraja::MerchantRequestId>,
     /// Daraja's `CheckoutRequestID`, once the push was accepted.
-    pub checkout_request_id: Option<String>,
+    pub checkout_request_id: Option<daraja::CheckoutRequestId>,
     /// The M-Pesa receipt, when paid (absent when only a query confirmed the payment).
-    pub receipt: Option<String>,
+    pub receipt: Option<daraja::ReceiptNumber>,
     /// When M-Pesa says the payment happened (RFC 3339, UTC).
     #[serde(serialize_with = "crate::time_fmt::opt_millis")]
     pub transaction_date: Option<i64>,

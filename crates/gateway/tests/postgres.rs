@@ -37,8 +37,8 @@ async fn copies_of_one_callback_raced_through_two_replicas_settle_once() {
     };
     assert_eq!(p.metadata, serde_json::json!({"order": 7}));
     let accepted = PushResult::Accepted {
-        merchant_request_id: "m".into(),
-        checkout_request_id: "ws_CO_race".into(),
+        merchant_request_id: daraja::MerchantRequestId::parse("m").unwrap(),
+        checkout_request_id: daraja::CheckoutRequestId::parse("ws_CO_race").unwrap(),
         first_check_at: 5_000,
     };
     replica_a.record_push(&p.id, accepted, 2_000).await.unwrap();
@@ -109,8 +109,8 @@ async fn reconciliation_claims_are_exclusive_across_replicas() {
         new.live_prompt_since = i64::MAX;
         let Inserted::Created(p) = replica_a.insert_payment(new).await.unwrap() else { panic!() };
         let accepted = PushResult::Accepted {
-            merchant_request_id: "m".into(),
-            checkout_request_id: format!("ws_CO_c{i}"),
+            merchant_request_id: daraja::MerchantRequestId::parse("m").unwrap(),
+            checkout_request_id: daraja::CheckoutRequestId::parse(&format!("ws_CO_c{i}")).unwrap(),
             first_check_at: 1_500,
         };
         replica_a.record_push(&p.id, accepted, 1_100).await.unwrap();

@@ -43,7 +43,11 @@ fn incoming(token: &str, body: Vec<u8>, at: i64) -> IncomingCallback {
 }
 
 fn accepted(checkout: &str) -> PushResult {
-    PushResult::Accepted { merchant_request_id: "m".into(), checkout_request_id: checkout.into(), first_check_at: 0 }
+    PushResult::Accepted {
+        merchant_request_id: daraja::MerchantRequestId::parse("m").unwrap(),
+        checkout_request_id: daraja::CheckoutRequestId::parse(checkout).unwrap(),
+        first_check_at: 0,
+    }
 }
 
 /// A payment with callback token `token` whose push Daraja accepted as `checkout` at 1 s.
@@ -65,8 +69,8 @@ async fn a_callback_that_arrives_before_the_push_answer_is_stored_is_applied() {
         .record_push(
             &p.id,
             PushResult::Accepted {
-                merchant_request_id: "m".into(),
-                checkout_request_id: "ws_CO_early".into(),
+                merchant_request_id: daraja::MerchantRequestId::parse("m").unwrap(),
+                checkout_request_id: daraja::CheckoutRequestId::parse("ws_CO_early").unwrap(),
                 first_check_at: 5_000,
             },
             3_000,

@@ -138,8 +138,8 @@ async fn seed(store: &Store, n: usize) -> Result<()> {
                 return Err("seed insert refused".into());
             };
             let accepted = PushResult::Accepted {
-                merchant_request_id: format!("m-{i}"),
-                checkout_request_id: format!("ws_CO_bench{i}"),
+                merchant_request_id: daraja::MerchantRequestId::parse(&format!("m-{i}"))?,
+                checkout_request_id: daraja::CheckoutRequestId::parse(&format!("ws_CO_bench{i}"))?,
                 first_check_at: i64::MAX,
             };
             store.record_push(&p.id, accepted, 0).await?;

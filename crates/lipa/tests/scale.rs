@@ -571,7 +571,7 @@ async fn each_payment_ends_as_the_simulator_decided(
         assert!(txns.len() <= 1, "{id} was pushed {} times", txns.len());
         let id = PaymentId::parse(id).unwrap();
         let p = d.store.payment(&id, None).await.unwrap().unwrap();
-        let checkout = p.checkout_request_id.clone().unwrap_or_default();
+        let checkout = p.checkout_request_id.as_deref().unwrap_or_default();
         let refused = p.settled_by == Some(lipa_gateway::payment::SettledBy::Push);
         // A push Daraja refused fails at once; one Daraja never heard of (its process killed
         // first) ends expired.
@@ -600,7 +600,7 @@ async fn each_payment_ends_as_the_simulator_decided(
         let expected_applied = usize::from(expected != Status::Expired && !refused && !lost);
         assert_eq!(applied, expected_applied, "{id} settled {applied} times: {events:?}");
         let stored = d.store.callbacks_for(&id).await.unwrap().len();
-        assert!(stored >= acked.get(&checkout).copied().unwrap_or(0), "{id}: an acknowledged callback is missing");
+        assert!(stored >= acked.get(checkout).copied().unwrap_or(0), "{id}: an acknowledged callback is missing");
     }
     assert_eq!(mismatched, 0, "payments whose state differs from the simulator's decision");
     checked

@@ -256,8 +256,8 @@ impl Gateway {
         self.inner.metrics.daraja("stk_push", &label, started.elapsed());
         let result = match pushed {
             Ok(accepted) => PushResult::Accepted {
-                merchant_request_id: accepted.merchant_request_id.to_string(),
-                checkout_request_id: accepted.checkout_request_id.to_string(),
+                merchant_request_id: accepted.merchant_request_id,
+                checkout_request_id: accepted.checkout_request_id,
                 first_check_at,
             },
             Err(e) => push_failure(&e, first_check_at),

@@ -13,7 +13,7 @@
 
 pub mod plan;
 
-use daraja::{QueryResult, StkCallback};
+use daraja::{CheckoutRequestId, MerchantRequestId, QueryResult, ReceiptNumber, StkCallback};
 
 use crate::payment::{FailureReason, SettledBy, Status};
 
@@ -23,15 +23,15 @@ pub struct Current<'a> {
     /// State.
     pub status: Status,
     /// Amount requested.
-    pub amount: u32,
-    /// Phone prompted (12 digits).
+    pub amount: daraja::Amount,
+    /// Phone prompted.
     pub phone: daraja::Msisdn,
     /// The CheckoutRequestID Daraja gave the push, if its answer was stored.
-    pub checkout_request_id: Option<&'a str>,
+    pub checkout_request_id: Option<&'a CheckoutRequestId>,
     /// The MerchantRequestID Daraja gave the push, if its answer was stored.
-    pub merchant_request_id: Option<&'a str>,
+    pub merchant_request_id: Option<&'a MerchantRequestId>,
     /// Receipt, if known.
-    pub receipt: Option<&'a str>,
+    pub receipt: Option<&'a ReceiptNumber>,
     /// Result code, if settled.
     pub result_code: Option<&'a str>,
     /// What settled it.
@@ -95,11 +95,11 @@ pub struct Change {
     /// Result description to record.
     pub result_desc: String,
     /// Receipt to record.
-    pub receipt: Option<String>,
+    pub receipt: Option<ReceiptNumber>,
     /// M-Pesa's transaction time, UTC milliseconds.
     pub transaction_date: Option<i64>,
     /// The CheckoutRequestID, when the callback is the first to tell it.
-    pub checkout_request_id: Option<String>,
+    pub checkout_request_id: Option<CheckoutRequestId>,
     /// What settled it (unchanged for a receipt added later).
     pub settled_by: SettledBy,
 }
@@ -123,7 +123,7 @@ impl Decision {
 
 /// Decides what a parsed callback does to a payment found by its token.
 pub fn on_callback(current: &Current<'_>, cb: &StkCallback) -> Decision {
-    let cb_id = cb.checkout_request_id.as_str();
+    let cb_id = &cb.checkout_request_id;
     if let Some(known) = current.checkout_request_id
         && known != cb_id
     {
@@ -134,7 +134,7 @@ pub fn on_callback(current: &Current<'_>, cb: &StkCallback) -> Decision {
     }
     let code = cb.result_code.as_str().to_owned();
     let desc = cb.result_desc.clone();
-    let first_checkout_id = current.checkout_request_id.is_none().then(|| cb_id.to_owned());
+    let first_checkout_id = current.checkout_request_id.is_none().then(|| cb_id.clone());
 
     let Some(paid) = &cb.payment else {
         // A failure result.
@@ -172,7 +172,7 @@ pub fn on_callback(current: &Current<'_>, cb: &StkCallback) -> Decision {
         };
     };
 
-    if paid.amount != u64::from(current.amount) || paid.phone != current.phone {
+    if paid.amount != u64::from(current.amount.shillings()) || paid.phone != current.phone {
         return Decision::record(
             Outcome::Mismatch,
             format!(
@@ -181,7 +181,7 @@ pub fn on_callback(current: &Current<'_>, cb: &StkCallback) -> Decision {
             ),
         );
     }
-    let receipt = paid.receipt.as_str().to_owned();
+    let receipt = &paid.receipt;
     let paid_change = |settled_by| Change {
         status: Status::Paid,
         failure_reason: None,
@@ -220,10 +220,10 @@ pub fn on_callback(current: &Current<'_>, cb: &StkCallback) -> Decision {
 
 /// Overrides a decision whose receipt (or CheckoutRequestID) already settled another payment:
 /// one M-Pesa transaction cannot pay two payments, so it is a conflict and applies nothing.
-pub fn already_used(receipt: &str, other_payment: Option<&str>) -> Decision {
-    let note = match other_payment {
-        Some(other) => format!("receipt {receipt} already paid payment {other}"),
-        None => "its CheckoutRequestID already belongs to another payment".to_owned(),
+pub fn already_used(receipt: Option<&ReceiptNumber>, other_payment: Option<&str>) -> Decision {
+    let note = match (receipt, other_payment) {
+        (Some(receipt), Some(other)) => format!("receipt {receipt} already paid payment {other}"),
+        _ => "its CheckoutRequestID already belongs to another payment".to_owned(),
     };
     Decision::record(Outcome::Conflict, note)
 }
@@ -232,8 +232,8 @@ pub fn already_used(receipt: &str, other_payment: Option<&str>) -> Decision {
 /// by an answer about its own transaction: one naming another CheckoutRequestID (or
 /// MerchantRequestID), or none, is recorded with the ids it named and flagged, never applied.
 pub fn on_query(current: &Current<'_>, result: &QueryResult) -> Decision {
-    let asked = current.checkout_request_id.unwrap_or_default();
-    if !result.is_about(asked, current.merchant_request_id) {
+    let asked = current.checkout_request_id.map_or("", CheckoutRequestId::as_str);
+    if !result.is_about(asked, current.merchant_request_id.map(MerchantRequestId::as_str)) {
         return Decision::record(
             Outcome::Mismatch,
             format!(
@@ -303,13 +303,22 @@ mod tests {
         daraja::callback::parse(body.as_bytes()).unwrap()
     }
 
+    /// A test-lifetime id for a `Current` that borrows it.
+    fn leak<T>(id: T) -> &'static T {
+        Box::leak(Box::new(id))
+    }
+
+    fn receipt(text: &str) -> Option<&'static daraja::ReceiptNumber> {
+        Some(leak(daraja::ReceiptNumber::parse(text).unwrap()))
+    }
+
     fn current(status: Status) -> Current<'static> {
         Current {
             status,
-            amount: 45,
+            amount: daraja::Amount::new(45).unwrap(),
             phone: daraja::Msisdn::parse("254712345678").unwrap(),
-            checkout_request_id: Some("ws_CO_1"),
-            merchant_request_id: Some("m"),
+            checkout_request_id: Some(leak(daraja::CheckoutRequestId::parse("ws_CO_1").unwrap())),
+            merchant_request_id: Some(leak(daraja::MerchantRequestId::parse("m").unwrap())),
             receipt: None,
             result_code: None,
             settled_by: None,
@@ -331,14 +340,14 @@ mod tests {
 
     #[test]
     fn a_repeated_success_is_a_duplicate() {
-        let c = Current { receipt: Some("UAB1C2D3E4"), result_code: Some("0"), ..current(Status::Paid) };
+        let c = Current { receipt: receipt("UAB1C2D3E4"), result_code: Some("0"), ..current(Status::Paid) };
         let d = on_callback(&c, &callback("ws_CO_1", "0", PAID));
         assert_eq!((d.outcome, d.change), (Outcome::Duplicate, None));
     }
 
     #[test]
     fn nothing_moves_a_paid_payment() {
-        let c = Current { receipt: Some("UAB1C2D3E4"), result_code: Some("0"), ..current(Status::Paid) };
+        let c = Current { receipt: receipt("UAB1C2D3E4"), result_code: Some("0"), ..current(Status::Paid) };
         let fail = on_callback(&c, &callback("ws_CO_1", "1032", None));
         assert_eq!((fail.outcome, fail.change), (Outcome::Conflict, None));
         let other = on_callback(&c, &callback("ws_CO_1", "0", Some((45, "UZZ9Z9Z9Z9", "254712345678"))));
@@ -414,7 +423,7 @@ mod tests {
         let failed = on_query(&current(Status::Pending), &query("1037")).change.unwrap();
         assert_eq!(failed.failure_reason, Some(FailureReason::Unreachable));
 
-        let paid = Current { receipt: Some("UAB1C2D3E4"), result_code: Some("0"), ..current(Status::Paid) };
+        let paid = Current { receipt: receipt("UAB1C2D3E4"), result_code: Some("0"), ..current(Status::Paid) };
         assert_eq!(on_query(&paid, &query("0")).outcome, Outcome::Duplicate);
         let contradiction = on_query(&paid, &query("1032"));
         assert_eq!((contradiction.outcome, contradiction.change), (Outcome::Conflict, None));

@@ -12,10 +12,10 @@ use super::{IncomingCallback, StoreError, UNMATCHED_EXCERPT_BYTES, sql};
 pub(super) struct Settling {
     pub(super) id: PaymentId,
     pub(super) status: Status,
-    pub(super) amount: u32,
+    pub(super) amount: daraja::Amount,
     pub(super) phone: daraja::Msisdn,
-    pub(super) checkout_request_id: Option<String>,
-    pub(super) receipt: Option<String>,
+    pub(super) checkout_request_id: Option<daraja::CheckoutRequestId>,
+    pub(super) receipt: Option<daraja::ReceiptNumber>,
     pub(super) result_code: Option<String>,
     pub(super) settled_by: Option<crate::payment::SettledBy>,
 }
@@ -30,11 +30,14 @@ impl Settling {
         Ok(Self {
             id: PaymentId::from_db(id.text()),
             status: Status::parse(&status.text()).ok_or_else(|| StoreError::corrupt("unknown status"))?,
-            amount: u32::try_from(amount.int()).map_err(|_| StoreError::corrupt("amount out of range"))?,
+            amount: super::stored_amount(amount.int())?,
             phone: daraja::Msisdn::parse(&phone.text())
                 .map_err(|_| StoreError::corrupt("a phone is not a Kenyan MSISDN"))?,
-            checkout_request_id: checkout_request_id.opt_text(),
-            receipt: receipt.opt_text(),
+            checkout_request_id: super::daraja_id(
+                checkout_request_id.opt_text().as_deref(),
+                daraja::CheckoutRequestId::parse,
+            )?,
+            receipt: super::daraja_id(receipt.opt_text().as_deref(), daraja::ReceiptNumber::parse)?,
             result_code: result_code.opt_text(),
             settled_by: settled_by
                 .opt_text()
@@ -48,10 +51,10 @@ impl Settling {
             status: self.status,
             amount: self.amount,
             phone: self.phone,
-            checkout_request_id: self.checkout_request_id.as_deref(),
+            checkout_request_id: self.checkout_request_id.as_ref(),
             // Callbacks are matched by CheckoutRequestID alone.
             merchant_request_id: None,
-            receipt: self.receipt.as_deref(),
+            receipt: self.receipt.as_ref(),
             result_code: self.result_code.as_deref(),
             settled_by: self.settled_by,
         }
@@ -77,11 +80,11 @@ pub(super) fn callback_decision(
 pub(super) fn current(p: &Payment) -> Current<'_> {
     Current {
         status: p.status,
-        amount: p.amount.shillings(),
+        amount: p.amount,
         phone: p.phone,
-        checkout_request_id: p.checkout_request_id.as_deref(),
-        merchant_request_id: p.merchant_request_id.as_deref(),
-        receipt: p.receipt.as_deref(),
+        checkout_request_id: p.checkout_request_id.as_ref(),
+        merchant_request_id: p.merchant_request_id.as_ref(),
+        receipt: p.receipt.as_ref(),
         result_code: p.result_code.as_deref(),
         settled_by: p.settled_by,
     }

@@ -82,6 +82,23 @@ impl StoreError {
     }
 }
 
+/// Re-parses an amount as it is read back.
+pub(crate) fn stored_amount(shillings: i64) -> Result<daraja::Amount, StoreError> {
+    u64::try_from(shillings)
+        .ok()
+        .and_then(|a| daraja::Amount::new(a).ok())
+        .ok_or_else(|| StoreError::corrupt(format_args!("amount {shillings} is out of range")))
+}
+
+/// Re-parses an id Daraja gave (a CheckoutRequestID, a receipt…) as it is read back: what
+/// was stored typed comes back typed, and a stored value that no longer parses is corruption.
+pub(crate) fn daraja_id<T>(
+    text: Option<&str>,
+    parse: fn(&str) -> Result<T, daraja::InvalidField>,
+) -> Result<Option<T>, StoreError> {
+    text.map(|t| parse(t).map_err(|e| StoreError::corrupt(format_args!("{}: {}", e.field, e.reason)))).transpose()
+}
+
 /// What a [`StoreError`] says, and the error that caused it.
 #[derive(Debug)]
 pub struct Detail {

@@ -244,10 +244,10 @@ fn settling_from_row(r: &Row) -> Result<Settling, StoreError> {
     Ok(Settling {
         id: PaymentId::from_db(r.get(0)),
         status: Status::parse(r.get(1)).ok_or_else(|| StoreError::corrupt("unknown status"))?,
-        amount: u32::try_from(r.get::<_, i64>(2)).map_err(|_| StoreError::corrupt("amount out of range"))?,
+        amount: super::stored_amount(r.get(2))?,
         phone: daraja::Msisdn::parse(r.get(3)).map_err(|_| StoreError::corrupt("a phone is not a Kenyan MSISDN"))?,
-        checkout_request_id: r.get(4),
-        receipt: r.get(5),
+        checkout_request_id: super::daraja_id(r.get(4), daraja::CheckoutRequestId::parse)?,
+        receipt: super::daraja_id(r.get(5), daraja::ReceiptNumber::parse)?,
         result_code: r.get(6),
         settled_by: r
             .get::<_, Option<&str>>(7)
@@ -329,19 +329,16 @@ fn payment_from_row(r: &Row) -> Result<Payment, StoreError> {
     Ok(Payment {
         id: PaymentId::from_db(r.get(0)),
         status: Status::parse(r.get(1)).ok_or_else(|| StoreError::corrupt("unknown status"))?,
-        amount: u64::try_from(r.get::<_, i64>(2))
-            .ok()
-            .and_then(|a| daraja::Amount::new(a).ok())
-            .ok_or_else(|| StoreError::corrupt("amount out of range"))?,
+        amount: super::stored_amount(r.get(2))?,
         phone: daraja::Msisdn::parse(r.get(3)).map_err(|_| StoreError::corrupt("a phone is not a Kenyan MSISDN"))?,
         account_reference: r.get(4),
         description: r.get(5),
         metadata: serde_json::from_str(r.get::<_, &str>(6)).map_err(|_| StoreError::corrupt("metadata is not JSON"))?,
         webhook_url: r.get(7),
         customer_email: r.get(8),
-        merchant_request_id: r.get(9),
-        checkout_request_id: r.get(10),
-        receipt: r.get(11),
+        merchant_request_id: super::daraja_id(r.get(9), daraja::MerchantRequestId::parse)?,
+        checkout_request_id: super::daraja_id(r.get(10), daraja::CheckoutRequestId::parse)?,
+        receipt: super::daraja_id(r.get(11), daraja::ReceiptNumber::parse)?,
         transaction_date: r.get(12),
         failure_reason: r
             .get::<_, Option<&str>>(13)

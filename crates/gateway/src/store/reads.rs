@@ -53,8 +53,7 @@ pub(super) fn payment_from(row: &[Cell]) -> Result<Payment, StoreError> {
     Ok(Payment {
         id: PaymentId::from_db(id.text()),
         status: Status::parse(&status.text()).ok_or_else(|| StoreError::corrupt("unknown status"))?,
-        amount: daraja::Amount::new(amount.int().try_into().unwrap_or(0))
-            .map_err(|e| StoreError::corrupt(format_args!("amount: {}", e.reason)))?,
+        amount: super::stored_amount(amount.int())?,
         phone: daraja::Msisdn::parse(&phone.text())
             .map_err(|e| StoreError::corrupt(format_args!("phone: {}", e.reason)))?,
         account_reference: account_reference.text(),
@@ -62,9 +61,15 @@ pub(super) fn payment_from(row: &[Cell]) -> Result<Payment, StoreError> {
         metadata: json(metadata, "metadata")?,
         webhook_url: webhook_url.opt_text(),
         customer_email: customer_email.opt_text(),
-        merchant_request_id: merchant_request_id.opt_text(),
-        checkout_request_id: checkout_request_id.opt_text(),
-        receipt: receipt.opt_text(),
+        merchant_request_id: super::daraja_id(
+            merchant_request_id.opt_text().as_deref(),
+            daraja::MerchantRequestId::parse,
+        )?,
+        checkout_request_id: super::daraja_id(
+            checkout_request_id.opt_text().as_deref(),
+            daraja::CheckoutRequestId::parse,
+        )?,
+        receipt: super::daraja_id(receipt.opt_text().as_deref(), daraja::ReceiptNumber::parse)?,
         transaction_date: transaction_date.opt_int(),
         failure_reason: failure_reason
             .opt_text()

@@ -106,9 +106,9 @@ async fn write_change(
                 Arg::from(ch.failure_reason.map(FailureReason::as_str)),
                 ch.result_code.as_str().into(),
                 ch.result_desc.as_str().into(),
-                ch.receipt.clone().into(),
+                ch.receipt.as_deref().into(),
                 Arg::from(ch.transaction_date),
-                ch.checkout_request_id.clone().into(),
+                ch.checkout_request_id.as_deref().into(),
                 ch.settled_by.as_str().into(),
                 now.into(),
                 Arg::Bool(review),
@@ -125,10 +125,10 @@ pub(super) async fn apply(tx: &mut impl Tx, id: &PaymentId, plan: Plan, now: i64
     if let Some(change) = &plan.change
         && !write_change(tx, id, change, plan.review, now).await?
     {
-        let receipt = change.receipt.clone().unwrap_or_default();
-        let other = tx.rows("SELECT id FROM payments WHERE receipt = $1", vec![receipt.as_str().into()]).await?;
+        let receipt = change.receipt.as_deref().unwrap_or_default();
+        let other = tx.rows("SELECT id FROM payments WHERE receipt = $1", vec![receipt.into()]).await?;
         let other = other.first().and_then(|r| r.first()).map(Cell::text);
-        plan = plan.replanned(settlement::already_used(&receipt, other.as_deref()));
+        plan = plan.replanned(settlement::already_used(change.receipt.as_ref(), other.as_deref()));
     }
     if plan.flags_only() {
         tx.execute(

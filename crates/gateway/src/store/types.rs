@@ -74,9 +74,9 @@ pub enum PushResult {
     /// Daraja accepted it: the ids to match the callback and to query.
     Accepted {
         /// MerchantRequestID.
-        merchant_request_id: String,
+        merchant_request_id: daraja::MerchantRequestId,
         /// CheckoutRequestID.
-        checkout_request_id: String,
+        checkout_request_id: daraja::CheckoutRequestId,
         /// When to first query if no callback arrives (ms).
         first_check_at: i64,
     },

@@ -188,9 +188,9 @@ async fn settle_together(store: &PostgresStore, callbacks: &[IncomingCallback]) 
                     w.reasons.push(ch.failure_reason.map(FailureReason::as_str));
                     w.codes.push(ch.result_code);
                     w.descs.push(ch.result_desc);
-                    w.receipts.push(ch.receipt);
+                    w.receipts.push(ch.receipt.map(String::from));
                     w.dates.push(ch.transaction_date);
-                    w.checkout_ids.push(ch.checkout_request_id);
+                    w.checkout_ids.push(ch.checkout_request_id.map(String::from));
                     w.settled_by.push(ch.settled_by.as_str());
                     w.changed_at.push(now);
                     w.review.push(review);

@@ -167,12 +167,12 @@ fn apply(c: &Connection, rowid: i64, payment: Payment, plan: Plan, now: i64) -> 
             // A unique index refused it (the receipt or CheckoutRequestID belongs to another
             // payment): one M-Pesa transaction cannot settle two payments.
             Err(StoreError::Conflict(_)) => {
-                let receipt = change.receipt.clone().unwrap_or_default();
+                let receipt = change.receipt.as_deref().unwrap_or_default();
                 let other: Option<String> =
-                    row(c, "SELECT id FROM payments WHERE receipt = ?1", [&receipt], |r| r.get(0))
+                    row(c, "SELECT id FROM payments WHERE receipt = ?1", [receipt], |r| r.get(0))
                         .optional()
                         .map_err(sql_error)?;
-                plan = plan.replanned(settlement::already_used(&receipt, other.as_deref()));
+                plan = plan.replanned(settlement::already_used(change.receipt.as_ref(), other.as_deref()));
             }
             Err(e) => return Err(e),
         }
@@ -255,9 +255,9 @@ fn write_change(c: &Connection, rowid: i64, ch: &Change, review: bool, now: i64)
             ch.failure_reason.map(FailureReason::as_str),
             ch.result_code,
             ch.result_desc,
-            ch.receipt,
+            ch.receipt.as_deref(),
             ch.transaction_date,
-            ch.checkout_request_id,
+            ch.checkout_request_id.as_deref(),
             ch.settled_by.as_str(),
             now,
             i64::from(review),
@@ -341,6 +341,15 @@ fn bad(col: usize, what: &str) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(col, rusqlite::types::Type::Text, what.to_owned().into())
 }
 
+fn id_at<T>(
+    r: &Row<'_>,
+    col: usize,
+    parse: fn(&str) -> Result<T, daraja::InvalidField>,
+) -> rusqlite::Result<Option<T>> {
+    let text = r.get_ref(col)?.as_str_or_null()?;
+    super::daraja_id(text, parse).map_err(|e| bad(col, &e.to_string()))
+}
+
 fn payment_from_row(r: &Row<'_>) -> rusqlite::Result<Payment> {
     let status: String = r.get(1)?;
     let metadata: String = r.get(6)?;
@@ -357,9 +366,9 @@ fn payment_from_row(r: &Row<'_>) -> rusqlite::Result<Payment> {
         metadata: serde_json::from_str(&metadata).map_err(|_| bad(6, "metadata is not JSON"))?,
         webhook_url: r.get(7)?,
         customer_email: r.get(8)?,
-        merchant_request_id: r.get(9)?,
-        checkout_request_id: r.get(10)?,
-        receipt: r.get(11)?,
+        merchant_request_id: id_at(r, 9, daraja::MerchantRequestId::parse)?,
+        checkout_request_id: id_at(r, 10, daraja::CheckoutRequestId::parse)?,
+        receipt: id_at(r, 11, daraja::ReceiptNumber::parse)?,
         transaction_date: r.get(12)?,
         failure_reason: reason
             .as_deref()
