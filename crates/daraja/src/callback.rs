@@ -65,7 +65,8 @@ pub enum CallbackError {
         /// The body's size in bytes.
         len: usize,
     },
-    /// Not JSON, or not the callback's shape (missing field, wrong type, too deeply nested).
+    /// Not JSON, or not the callback's shape (missing field, wrong type, too deeply nested):
+    /// what it is not, then why, e.g. `not an STK callback: missing field …`.
     Malformed(String),
     /// The shape is right but a value is not.
     InvalidField {
@@ -82,7 +83,7 @@ impl fmt::Display for CallbackError {
             Self::TooLarge { len } => {
                 write!(f, "callback body is {len} bytes; the limit is {MAX_CALLBACK_BYTES}")
             }
-            Self::Malformed(why) => write!(f, "callback body is not an STK callback: {why}"),
+            Self::Malformed(why) => write!(f, "callback body is {why}"),
             Self::InvalidField { field, reason } => write!(f, "callback field {field}: {reason}"),
         }
     }
@@ -90,7 +91,7 @@ impl fmt::Display for CallbackError {
 
 impl std::error::Error for CallbackError {}
 
-fn invalid(field: &'static str, reason: impl Into<String>) -> CallbackError {
+pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> CallbackError {
     CallbackError::InvalidField { field, reason: reason.into() }
 }
 
@@ -101,7 +102,7 @@ pub fn parse(body: &[u8]) -> Result<StkCallback, CallbackError> {
     }
     let wire: Wire<'_> = serde_json::from_slice(body).map_err(|e| {
         // serde quotes offending values; keep the message short whatever the body held.
-        CallbackError::Malformed(crate::validation::excerpt_n(&e.to_string(), 200))
+        CallbackError::Malformed(format!("not an STK callback: {}", crate::validation::excerpt_n(&e.to_string(), 200)))
     })?;
     let cb = wire.body.stk_callback;
     let result_code = ResultCode::from_wire(&cb.result_code);
@@ -161,7 +162,7 @@ fn payment(items: &[Item<'_>]) -> Result<Payment, CallbackError> {
 }
 
 /// `"100"` or `"100.00"` → 100; fractions and anything else → `None`.
-fn whole_number(text: &str) -> Option<u64> {
+pub(crate) fn whole_number(text: &str) -> Option<u64> {
     let text = text.trim();
     let (whole, fraction) = text.split_once('.').unwrap_or((text, "0"));
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());

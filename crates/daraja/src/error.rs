@@ -144,6 +144,8 @@ pub enum ApiErrorKind {
     MethodNotAllowed,
     /// An HTTP 200 answer whose `ResponseCode` is not `"0"`.
     NotAccepted,
+    /// C2B Register URL: the shortcode's URLs are already registered (production allows it once).
+    UrlsAlreadyRegistered,
     /// Anything else.
     Other,
 }
@@ -153,6 +155,9 @@ impl ApiErrorKind {
     pub fn classify(code: &str, message: &str) -> Self {
         let msg = message.to_ascii_lowercase();
         let code = code.trim();
+        if msg.contains("already registered") {
+            return Self::UrlsAlreadyRegistered;
+        }
         if msg.contains("invalid access token") || matches!(code, "404.001.03" | "404.001.04" | "401.002.01") {
             return Self::InvalidToken;
         }

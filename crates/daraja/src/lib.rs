@@ -60,6 +60,7 @@
 #![deny(missing_docs)]
 
 mod amount;
+pub mod c2b;
 pub mod callback;
 mod client;
 mod error;
@@ -75,6 +76,7 @@ mod token;
 mod validation;
 
 pub use amount::Amount;
+pub use c2b::C2bPayment;
 pub use callback::{CallbackError, Payment, StkCallback};
 pub use client::{Client, ClientBuilder, Credentials, Environment, IDLE_CONNECTION_KEPT};
 pub use error::{ApiError, ApiErrorKind, Error};
