@@ -20,7 +20,7 @@ pub struct App {
 }
 
 /// A business shortcode the simulator knows.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct MerchantAccount {
     /// `BusinessShortCode` (a paybill, or a till's store number).
     pub shortcode: u32,
@@ -31,6 +31,44 @@ pub struct MerchantAccount {
     /// Till numbers under this store. Empty for a plain paybill.
     #[serde(default)]
     pub tills: Vec<u32>,
+    /// Whether Safaricom turned external validation on: C2B payments are first sent to the
+    /// registered validation URL, which may reject them.
+    #[serde(default)]
+    pub external_validation: bool,
+    /// Whether an STK payment to this shortcode is also confirmed to the C2B confirmation URL
+    /// (with the STK receipt as `TransID`), as some shortcodes are set up.
+    #[serde(default)]
+    pub c2b_echo_stk: bool,
+    /// How C2B bodies write the payer's `MSISDN`.
+    #[serde(default)]
+    pub msisdn_style: MsisdnStyle,
+}
+
+/// How C2B validation and confirmation bodies write `MSISDN`: Daraja has sent all three.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MsisdnStyle {
+    /// The 12 digits.
+    Plain,
+    /// Middle digits hidden: `25470****149`.
+    Masked,
+    /// SHA-256 of the 12 digits, 64 lowercase hex (what production sends today).
+    #[default]
+    Hashed,
+}
+
+/// Which C2B Register URL paths an app may call: Safaricom subscribes an app to one product,
+/// and the other path answers `401.003.01 … no apiproduct match found`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegisterPaths {
+    /// v1 and v2 both work.
+    #[default]
+    Both,
+    /// Only `/mpesa/c2b/v1/registerurl`.
+    V1,
+    /// Only `/mpesa/c2b/v2/registerurl`.
+    V2,
 }
 
 /// How the customer answers prompts to phones that no magic number or queued outcome covers.
@@ -154,6 +192,19 @@ pub struct SimConfig {
     pub balance_style: BalanceStyle,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    /// Which C2B Register URL paths answer.
+    pub register_paths: RegisterPaths,
+    /// Whether registering a shortcode's C2B URLs a second time is refused with
+    /// `500.003.1001 Urls are already registered`, as in production (the sandbox allows it).
+    pub register_once: bool,
+    /// How long Daraja waits for the validation URL before applying the default action.
+    #[serde(with = "millis")]
+    pub validation_timeout: Duration,
+    /// How far back Pull Transactions reaches.
+    #[serde(with = "secs")]
+    pub pull_window: Duration,
+    /// Transactions per Pull Transactions page.
+    pub pull_page_size: usize,
 }
 
 impl Default for SimConfig {
@@ -165,6 +216,9 @@ impl Default for SimConfig {
                 passkey: SANDBOX_PASSKEY.into(),
                 name: "Lipa Demo Shop".into(),
                 tills: Vec::new(),
+                external_validation: false,
+                c2b_echo_stk: false,
+                msisdn_style: MsisdnStyle::default(),
             }],
             token_lifetime: Duration::from_secs(3599),
             one_token_per_app: false,
@@ -186,6 +240,11 @@ impl Default for SimConfig {
             amount_style: AmountStyle::Decimal,
             balance_style: BalanceStyle::Valueless,
             max_body_bytes: 64 * 1024,
+            register_paths: RegisterPaths::Both,
+            register_once: false,
+            validation_timeout: Duration::from_secs(8),
+            pull_window: Duration::from_secs(48 * 3600),
+            pull_page_size: 100,
         }
     }
 }

@@ -15,6 +15,7 @@ use crate::sim::Sim;
 /// A callback ready to send.
 #[derive(Debug, Clone)]
 pub(crate) struct Delivery {
+    kind: &'static str,
     checkout_request_id: String,
     url: String,
     body: String,
@@ -29,6 +30,7 @@ impl Delivery {
             return None;
         }
         Some(Self {
+            kind: "stk_callback",
             checkout_request_id: txn.checkout_request_id.clone(),
             url: txn.callback_url.clone(),
             body: callback_body(txn, config),
@@ -38,7 +40,24 @@ impl Delivery {
     }
 }
 
-fn json_str(s: &str) -> String {
+impl Delivery {
+    /// A C2B confirmation for `trans_id`; `None` when its faults drop it.
+    pub(crate) fn confirmation(
+        trans_id: &str,
+        url: &str,
+        body: String,
+        faults: Faults,
+        generation: u64,
+    ) -> Option<Self> {
+        if faults.drop {
+            return None;
+        }
+        let checkout_request_id = trans_id.to_owned();
+        Some(Self { kind: "c2b_confirmation", checkout_request_id, url: url.to_owned(), body, faults, generation })
+    }
+}
+
+pub(crate) fn json_str(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }
 
@@ -75,7 +94,7 @@ pub(crate) fn callback_body(txn: &Transaction, config: &SimConfig) -> String {
     body
 }
 
-fn nairobi_digits(t: OffsetDateTime) -> String {
+pub(crate) fn nairobi_digits(t: OffsetDateTime) -> String {
     let t = t.to_offset(NAIROBI);
     format!("{:04}{:02}{:02}{:02}{:02}{:02}", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute(), t.second())
 }
@@ -123,6 +142,7 @@ async fn send_copy(sim: Sim, http: reqwest::Client, d: Delivery, copy: u32) {
             Err(e) => (None, String::new(), Some(e.without_url().to_string())),
         };
         let record = CallbackAttempt {
+            kind: d.kind,
             checkout_request_id: d.checkout_request_id.clone(),
             copy,
             attempt,

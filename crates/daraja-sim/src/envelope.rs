@@ -27,6 +27,11 @@ impl DarajaError {
         Self::new(StatusCode::BAD_REQUEST, "400.002.02", format!("Bad Request - Invalid {field}"))
     }
 
+    /// Any code and message, for the rarer envelopes (C2B and Pull Transactions).
+    pub fn other(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(status, code, message)
+    }
+
     /// `404.001.03 Invalid Access Token`.
     pub fn invalid_token() -> Self {
         Self::new(StatusCode::NOT_FOUND, "404.001.03", "Invalid Access Token")

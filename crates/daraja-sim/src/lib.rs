@@ -19,6 +19,7 @@
 
 #![deny(missing_docs)]
 
+mod c2b;
 mod config;
 mod control;
 mod delivery;
@@ -31,9 +32,10 @@ mod server;
 mod sim;
 mod stk;
 
+pub use c2b::{C2bStatus, C2bTransaction, ManualPayment, Registration};
 pub use config::{
-    AmountStyle, App, BalanceStyle, DefaultAnswer, Faults, MerchantAccount, SANDBOX_PASSKEY, SANDBOX_SHORTCODE,
-    SimConfig,
+    AmountStyle, App, BalanceStyle, DefaultAnswer, Faults, MerchantAccount, MsisdnStyle, RegisterPaths,
+    SANDBOX_PASSKEY, SANDBOX_SHORTCODE, SimConfig,
 };
 pub use envelope::DarajaError;
 pub use records::{CallbackAttempt, PhoneView, RequestRecord, Scripted, Status, Transaction};

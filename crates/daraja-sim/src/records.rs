@@ -93,7 +93,10 @@ pub struct RequestRecord {
 /// One attempt to deliver one copy of a callback.
 #[derive(Debug, Clone, Serialize)]
 pub struct CallbackAttempt {
-    /// Which transaction.
+    /// What was sent: `stk_callback`, `c2b_validation` or `c2b_confirmation`.
+    pub kind: &'static str,
+    /// Which transaction: the `CheckoutRequestID` of an STK callback, the `TransID` of a C2B
+    /// validation or confirmation.
     pub checkout_request_id: String,
     /// Which copy (1-based; more than one with the `copies` fault).
     pub copy: u32,

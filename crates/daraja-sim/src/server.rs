@@ -14,7 +14,7 @@ use crate::envelope::DarajaError;
 use crate::phone::escape;
 use crate::rules::MAGIC_NUMBERS;
 use crate::sim::Sim;
-use crate::{control, phone, stk};
+use crate::{c2b, control, phone, stk};
 
 fn router(sim: Sim) -> axum::Router {
     axum::Router::new()
@@ -22,6 +22,7 @@ fn router(sim: Sim) -> axum::Router {
         .route("/mpesa/stkpush/v1/processrequest", any(stk::push))
         .route("/mpesa/stkpushquery/v1/query", any(stk::query))
         .route("/", get(index))
+        .merge(c2b::routes())
         .merge(control::routes())
         .merge(phone::routes())
         .fallback(|| async { DarajaError::not_found() })

@@ -41,6 +41,8 @@ pub struct Sim {
 struct Inner {
     config: SimConfig,
     state: Mutex<State>,
+    /// C2B registrations and payments, apart from STK's state (wallets stay in `state`).
+    c2b: Mutex<crate::c2b::Book>,
     http: reqwest::Client,
 }
 
@@ -78,6 +80,14 @@ pub enum Endpoint {
     StkQuery,
     /// `GET /oauth/v1/generate`
     Oauth,
+    /// `POST /mpesa/c2b/v1/registerurl` (and v2)
+    C2bRegister,
+    /// `POST /mpesa/c2b/v1/simulate` (and v2)
+    C2bSimulate,
+    /// `POST /pulltransactions/v1/register`
+    PullRegister,
+    /// `POST /pulltransactions/v1/query`
+    PullQuery,
 }
 
 #[derive(Debug)]
@@ -140,7 +150,8 @@ impl Sim {
             .build()
             .unwrap_or_default();
         let state = State { faults: config.faults.clone(), ..State::default() };
-        Self { inner: Arc::new(Inner { config, state: Mutex::new(state), http }) }
+        let c2b = Mutex::default();
+        Self { inner: Arc::new(Inner { config, state: Mutex::new(state), c2b, http }) }
     }
 
     /// The settings the simulator started with.
@@ -152,6 +163,72 @@ impl Sim {
         // A panic while holding the lock cannot leave State half-updated in a way that matters
         // more than refusing all further requests would, so keep serving.
         self.inner.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The C2B registrations and payments.
+    pub(crate) fn c2b_book(&self) -> MutexGuard<'_, crate::c2b::Book> {
+        self.inner.c2b.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The client callbacks are sent with.
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.inner.http
+    }
+
+    /// The faults for callbacks that have none of their own.
+    pub(crate) fn faults(&self) -> Faults {
+        self.state().faults.clone()
+    }
+
+    /// Bumped by `reset`: deliveries record their attempts only within their generation.
+    pub(crate) fn generation(&self) -> u64 {
+        self.state().generation
+    }
+
+    /// A fresh receipt number (also a C2B `TransID`).
+    pub(crate) fn new_receipt(&self) -> String {
+        self.state().new_receipt(OffsetDateTime::now_utc())
+    }
+
+    /// Checks the PIN a customer typed on the phone, counting wrong ones as for prompts: the
+    /// result code when it is refused.
+    pub(crate) fn check_pin(&self, msisdn: u64, pin: &str) -> Result<(), &'static str> {
+        let config = &self.inner.config;
+        let mut st = self.state();
+        let mut wallet = st.wallet(msisdn, config, OffsetDateTime::now_utc());
+        let result = if wallet.pin_locked {
+            Err("8006")
+        } else if pin.trim() == config.pin {
+            wallet.wrong_pins = 0;
+            Ok(())
+        } else {
+            wallet.wrong_pins += 1;
+            wallet.pin_locked = wallet.wrong_pins >= config.max_wrong_pins;
+            Err(if wallet.pin_locked { "8006" } else { "2001" })
+        };
+        st.phones.insert(msisdn, wallet);
+        result
+    }
+
+    /// Takes a payment the customer makes by hand from the wallet: the result code when the
+    /// wallet cannot pay it (`1` balance, `4` daily limit, `8006` PIN locked).
+    pub(crate) fn debit(&self, msisdn: u64, amount: u64) -> Result<(), &'static str> {
+        let config = &self.inner.config;
+        let mut st = self.state();
+        let mut wallet = st.wallet(msisdn, config, OffsetDateTime::now_utc());
+        if wallet.pin_locked {
+            return Err("8006");
+        }
+        if amount > wallet.balance {
+            return Err("1");
+        }
+        if wallet.spent_today + amount > config.daily_limit {
+            return Err("4");
+        }
+        wallet.balance -= amount;
+        wallet.spent_today += amount;
+        st.phones.insert(msisdn, wallet);
+        Ok(())
     }
 
     // ---- OAuth ----
@@ -304,10 +381,19 @@ impl Sim {
                 None => return false,
             }
         };
+        self.completed(id, delivery);
+        true
+    }
+
+    /// Sends what a completed prompt causes: its callback, and the C2B echo of a payment for
+    /// shortcodes set up that way.
+    fn completed(&self, id: &str, delivery: Option<Delivery>) {
         if let Some(delivery) = delivery {
             tokio::spawn(delivery::deliver(self.clone(), self.inner.http.clone(), delivery));
         }
-        true
+        if let Some(txn) = self.transaction(id).filter(|t| t.receipt.is_some()) {
+            crate::c2b::echo_stk(self, &txn);
+        }
     }
 
     /// The state change of [`Sim::complete`], under the caller's lock: `None` if the prompt was
@@ -408,9 +494,7 @@ impl Sim {
                 None => return false,
             }
         };
-        if let Some(delivery) = delivery {
-            tokio::spawn(delivery::deliver(self.clone(), self.inner.http.clone(), delivery));
-        }
+        self.completed(checkout_request_id, delivery);
         true
     }
 
@@ -505,6 +589,8 @@ impl Sim {
         let tokens = std::mem::take(&mut st.tokens);
         let generation = st.generation + 1;
         *st = State { tokens, generation, faults: self.inner.config.faults.clone(), ..State::default() };
+        drop(st);
+        *self.c2b_book() = crate::c2b::Book::default();
     }
 
     /// Answers the next `count` requests to `endpoint` with `error` (system busy, quota,

@@ -107,14 +107,14 @@ pub(crate) async fn query(State(sim): State<Sim>, request: Request<Body>) -> Res
 }
 
 /// Holds an answer back by an injected delay (the work behind it is already done).
-async fn late(sim: &Sim, endpoint: Endpoint, response: Response) -> Response {
+pub(crate) async fn late(sim: &Sim, endpoint: Endpoint, response: Response) -> Response {
     if let Some(delay) = sim.take_delay(endpoint) {
         tokio::time::sleep(delay).await;
     }
     response
 }
 
-fn answer(
+pub(crate) fn answer(
     sim: &Sim,
     endpoint: &'static str,
     request: Value,
@@ -136,12 +136,16 @@ fn answer(
     (status, Json(response)).into_response()
 }
 
-type Read = Result<(Map<String, Value>, Vec<String>), (Value, DarajaError)>;
+pub(crate) type Read = Result<(Map<String, Value>, Vec<String>), (Value, DarajaError)>;
 
 /// Method, token, injected errors, rate limit, content type, size and JSON shape: the checks
 /// before any field. The rate limit counts every authenticated request, valid or not.
-async fn read(sim: &Sim, request: Request<Body>, endpoint: Endpoint) -> Read {
-    let documented = if endpoint == Endpoint::StkQuery { QUERY_FIELDS } else { PUSH_FIELDS };
+pub(crate) async fn read(sim: &Sim, request: Request<Body>, endpoint: Endpoint) -> Read {
+    let documented = match endpoint {
+        Endpoint::StkQuery => QUERY_FIELDS,
+        Endpoint::StkPush | Endpoint::Oauth => PUSH_FIELDS,
+        other => crate::c2b::documented_fields(other),
+    };
     let (parts, body) = request.into_parts();
     if parts.method != Method::POST {
         return Err((Value::Null, DarajaError::method_not_allowed(parts.method.as_str())));
@@ -154,7 +158,11 @@ async fn read(sim: &Sim, request: Request<Body>, endpoint: Endpoint) -> Read {
         .unwrap_or("");
     sim.check_token(bearer.trim()).map_err(|e| (Value::Null, e))?;
     sim.take_injected(endpoint).map_err(|e| (Value::Null, e))?;
-    let admitted = if endpoint == Endpoint::StkQuery { sim.admit_query() } else { sim.admit_push() };
+    let admitted = match endpoint {
+        Endpoint::StkQuery => sim.admit_query(),
+        Endpoint::StkPush => sim.admit_push(),
+        _ => Ok(()),
+    };
     admitted.map_err(|e| (Value::Null, e))?;
     // A body too large to be a request is "not JSON", which Daraja reports as below.
     let bytes = axum::body::to_bytes(body, sim.config().max_body_bytes)
@@ -184,7 +192,7 @@ async fn read(sim: &Sim, request: Request<Body>, endpoint: Endpoint) -> Read {
 }
 
 /// A number, or a string of digits.
-fn digits(body: &Map<String, Value>, field: &str) -> Option<String> {
+pub(crate) fn digits(body: &Map<String, Value>, field: &str) -> Option<String> {
     match body.get(field)? {
         Value::Number(n) => n.as_u64().map(|n| n.to_string()),
         Value::String(s) if !s.trim().is_empty() && s.trim().bytes().all(|b| b.is_ascii_digit()) => {
@@ -194,21 +202,21 @@ fn digits(body: &Map<String, Value>, field: &str) -> Option<String> {
     }
 }
 
-fn shortcode(body: &Map<String, Value>, field: &str) -> Result<u32, DarajaError> {
+pub(crate) fn shortcode(body: &Map<String, Value>, field: &str) -> Result<u32, DarajaError> {
     digits(body, field)
         .filter(|d| (5..=7).contains(&d.len()) && !d.starts_with('0'))
         .and_then(|d| d.parse().ok())
         .ok_or_else(|| DarajaError::invalid(field))
 }
 
-fn msisdn(body: &Map<String, Value>, field: &str) -> Result<u64, DarajaError> {
+pub(crate) fn msisdn(body: &Map<String, Value>, field: &str) -> Result<u64, DarajaError> {
     digits(body, field)
         .filter(|d| d.len() == 12 && (d.starts_with("2547") || d.starts_with("2541")))
         .and_then(|d| d.parse().ok())
         .ok_or_else(|| DarajaError::invalid(field))
 }
 
-fn amount(body: &Map<String, Value>, max: u64) -> Result<u64, DarajaError> {
+pub(crate) fn amount(body: &Map<String, Value>, max: u64) -> Result<u64, DarajaError> {
     let whole = |s: &str| -> Option<u64> {
         let (w, f) = s.trim().split_once('.').unwrap_or((s.trim(), "0"));
         let ok =
@@ -225,7 +233,7 @@ fn amount(body: &Map<String, Value>, max: u64) -> Result<u64, DarajaError> {
     value.filter(|a| (1..=max).contains(a)).ok_or_else(|| DarajaError::invalid("Amount"))
 }
 
-fn text<'a>(body: &'a Map<String, Value>, field: &str) -> Option<&'a str> {
+pub(crate) fn text<'a>(body: &'a Map<String, Value>, field: &str) -> Option<&'a str> {
     body.get(field).and_then(Value::as_str)
 }
 
@@ -249,9 +257,14 @@ fn timestamp(sim: &Sim, body: &Map<String, Value>) -> Result<String, DarajaError
 }
 
 fn callback_url(body: &Map<String, Value>) -> Result<String, DarajaError> {
+    url_field(body, "CallBackURL")
+}
+
+/// A URL Daraja will call: absolute http(s) with a host, printable, none of the banned words.
+pub(crate) fn url_field(body: &Map<String, Value>, field: &str) -> Result<String, DarajaError> {
     const BANNED: &[&str] = &["m-pesa", "mpesa", "safaricom", "exe", "cmd", "sql", "query"];
-    let invalid = || DarajaError::invalid("CallBackURL");
-    let url = text(body, "CallBackURL").ok_or_else(invalid)?;
+    let invalid = || DarajaError::invalid(field);
+    let url = text(body, field).ok_or_else(invalid)?;
     let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://")).ok_or_else(invalid)?;
     let host = rest.split(['/', '?', '#']).next().unwrap_or("");
     let lower = url.to_ascii_lowercase();

@@ -208,6 +208,7 @@ async fn till_pushes_need_a_known_till_and_buy_goods() {
         passkey: "store-passkey".into(),
         name: "Cinema Till".into(),
         tills: vec![654321],
+        ..Default::default()
     });
     let sim = sim(config).await;
     let mut receiver = Receiver::start().await;
