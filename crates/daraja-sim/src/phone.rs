@@ -11,6 +11,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::c2b::{C2bStatus, C2bTransaction, ManualPayment};
 use crate::records::{PhoneView, Transaction};
 use crate::sim::{PhoneAction, Sim};
 
@@ -20,6 +21,7 @@ pub(crate) fn routes() -> axum::Router<Sim> {
         .route("/phone/{msisdn}", get(page))
         .route("/phone/{msisdn}/state", get(state))
         .route("/phone/{msisdn}/respond", post(respond))
+        .route("/phone/{msisdn}/pay", post(pay_by_hand))
 }
 
 /// Escapes text for HTML element and attribute content.
@@ -49,7 +51,9 @@ const STYLE: &str = r#"
 h1{font-size:18px;margin:0 0 4px}.muted{color:#666;font-size:14px}
 .dialog{background:#fff;border-radius:14px;box-shadow:0 6px 24px rgba(0,0,0,.18);padding:18px;margin-top:24px}
 .dialog p{margin:0 0 14px;line-height:1.4}
-input[type=password],input[type=tel]{width:100%;font-size:22px;letter-spacing:6px;padding:10px;border:1px solid #bbb;border-radius:8px;text-align:center}
+label{display:block;margin-top:8px;font-size:14px}summary{cursor:pointer;padding:8px 0;font-weight:600}
+section input{display:block;margin-top:4px;font-size:18px!important;letter-spacing:1px!important;text-align:left!important}
+input[type=password],input[type=tel],input[type=text]{width:100%;font-size:22px;letter-spacing:6px;padding:10px;border:1px solid #bbb;border-radius:8px;text-align:center}
 .buttons{display:flex;gap:10px;margin-top:14px}button{flex:1;font-size:16px;padding:12px;border:0;border-radius:8px;cursor:pointer}
 .send{background:#3aa843;color:#fff}.cancel{background:#e3e6e4}.sms{background:#fff;border-radius:14px;padding:14px;margin-top:16px;font-size:14px;line-height:1.4}
 .ok{border-left:4px solid #3aa843}.fail{border-left:4px solid #c0392b}a{color:#1f7a2b}ul{padding-left:18px}
@@ -105,18 +109,83 @@ fn screen(view: &PhoneView, pin_hint: &str) -> String {
     out
 }
 
-async fn page(State(sim): State<Sim>, Path(raw): Path<String>) -> Response {
+/// The "Lipa na M-PESA" menu: Pay Bill and Buy Goods, paid by hand with the PIN.
+fn menu_html(msisdn: u64, pin_hint: &str) -> String {
+    format!(
+        r#"<section class="dialog" aria-labelledby="lipa"><h2 id="lipa" style="font-size:16px;margin:0 0 8px">Lipa na M-PESA</h2>
+<details><summary>Pay Bill</summary><form method="post" action="/phone/{msisdn}/pay">
+<label>Business no.<input type="tel" name="shortcode" inputmode="numeric" required></label>
+<label>Account no.<input type="text" name="account" required maxlength="20"></label>
+<label>Amount<input type="tel" name="amount" inputmode="numeric" required></label>
+<label>M-PESA PIN<input type="password" name="pin" inputmode="numeric" maxlength="6" required></label>
+<div class="buttons"><button class="send">Pay</button></div></form></details>
+<details><summary>Buy Goods and Services</summary><form method="post" action="/phone/{msisdn}/pay">
+<label>Till no.<input type="tel" name="shortcode" inputmode="numeric" required></label>
+<label>Amount<input type="tel" name="amount" inputmode="numeric" required></label>
+<label>M-PESA PIN<input type="password" name="pin" inputmode="numeric" maxlength="6" required></label>
+<div class="buttons"><button class="send">Pay</button></div></form></details>
+<p class="muted" style="margin:10px 0 0">Virtual phone PIN: {pin_hint}</p></section>"#,
+        pin_hint = escape(pin_hint),
+    )
+}
+
+/// The SMS after a payment by hand.
+fn c2b_sms(sim: &Sim, t: &C2bTransaction) -> String {
+    let business = sim.config().merchants.iter().find(|m| m.shortcode == t.shortcode).map_or("", |m| m.name.as_str());
+    let account = if t.account.is_empty() { String::new() } else { format!(" for account {}", escape(&t.account)) };
+    match t.status {
+        C2bStatus::Completed => format!(
+            r#"<div class="sms ok"><b>{id}</b> Confirmed. KES {amount}.00 paid to {business}{account}.</div>"#,
+            id = escape(&t.trans_id),
+            amount = t.amount,
+            business = escape(business),
+        ),
+        _ => format!(
+            r#"<div class="sms fail">Payment of KES {amount} to {business}{account} did not go through: {why}.</div>"#,
+            amount = t.amount,
+            business = escape(business),
+            why = match (t.status, t.result_code.as_deref()) {
+                (C2bStatus::Rejected, _) => "the business declined it; check the account number and amount",
+                (C2bStatus::Cancelled, _) => "the business did not answer in time",
+                (_, Some("1")) => "not enough money in M-PESA",
+                (_, Some("4")) => "over your daily limit",
+                (_, Some("2001")) => "wrong PIN",
+                (_, Some("8006")) => "your PIN is locked",
+                _ => "M-PESA could not complete it",
+            },
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+struct Shown {
+    c2b: Option<String>,
+    error: Option<String>,
+}
+
+async fn page(State(sim): State<Sim>, Path(raw): Path<String>, Query(shown): Query<Shown>) -> Response {
     let Some(msisdn) = crate::normalize_msisdn(&raw) else {
         return (StatusCode::BAD_REQUEST, Html(format!("<p>{} is not a Kenyan mobile number.</p>", escape(&raw))))
             .into_response();
     };
     let view = sim.phone(msisdn);
+    let paid = match (&shown.c2b, &shown.error) {
+        (Some(id), _) => sim
+            .c2b_transactions()
+            .iter()
+            .find(|t| &t.trans_id == id && t.phone == msisdn)
+            .map(|t| c2b_sms(&sim, t))
+            .unwrap_or_default(),
+        (None, Some(error)) => format!(r#"<div class="sms fail">{}</div>"#, escape(error)),
+        (None, None) => String::new(),
+    };
     let body = format!(
         r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>Virtual phone {local}</title><noscript><meta http-equiv="refresh" content="3"></noscript><style>{STYLE}</style></head>
 <body><main class="phone"><div class="bar"><span>Safaricom (simulated)</span><span>{local}</span></div>
 <h1>M-PESA</h1><p class="muted">Balance: KES <span id="balance">{balance}</span></p>
-<div id="screen">{screen}</div>
+<div id="screen">{screen}</div>{paid}
+{menu}
 <p class="muted" style="margin-top:24px"><a href="/phone">All phones</a></p></main>
 <script>
 const screenEl=document.getElementById('screen'),balanceEl=document.getElementById('balance');
@@ -129,6 +198,8 @@ setTimeout(poll,1000);
         local = local(msisdn),
         balance = view.balance,
         screen = screen(&view, &sim.config().pin),
+        paid = paid,
+        menu = menu_html(msisdn, &sim.config().pin),
     );
     Html(body).into_response()
 }
@@ -162,6 +233,52 @@ async fn respond(State(sim): State<Sim>, Path(raw): Path<String>, Form(form): Fo
     let action = if form.action == "cancel" { PhoneAction::Cancel } else { PhoneAction::Send { pin: form.pin } };
     sim.respond(msisdn, &form.checkout_request_id, action);
     Redirect::to(&format!("/phone/{msisdn}")).into_response()
+}
+
+#[derive(Deserialize)]
+struct PayForm {
+    shortcode: String,
+    #[serde(default)]
+    account: String,
+    amount: String,
+    pin: String,
+}
+
+/// A payment by hand from the menu: shows the SMS that follows (or what was wrong).
+async fn pay_by_hand(State(sim): State<Sim>, Path(raw): Path<String>, Form(form): Form<PayForm>) -> Response {
+    let Some(msisdn) = crate::normalize_msisdn(&raw) else {
+        return (StatusCode::BAD_REQUEST, "not a Kenyan mobile number").into_response();
+    };
+    let back = |query: String| Redirect::to(&format!("/phone/{msisdn}?{query}")).into_response();
+    let error = |why: &str| back(format!("error={}", encode(why)));
+    let (Ok(shortcode), Ok(amount)) = (form.shortcode.trim().parse(), form.amount.trim().parse()) else {
+        return error("Enter the business or till number and the amount in digits.");
+    };
+    let payment = ManualPayment {
+        shortcode,
+        account: form.account,
+        amount,
+        phone: msisdn.to_string(),
+        pin: Some(form.pin),
+        faults: None,
+    };
+    match sim.c2b_pay(payment).await {
+        Ok(t) => back(format!("c2b={}", encode(&t.trans_id))),
+        Err(why) => error(&why),
+    }
+}
+
+/// Percent-encodes a query value.
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 #[derive(Deserialize)]

@@ -336,3 +336,43 @@ async fn the_control_api_pays_by_hand_and_says_what_is_wrong() {
     let broke: serde_json::Value = post(broke).await.unwrap().json().await.unwrap();
     assert_eq!((broke["status"].as_str(), broke["result_code"].as_str()), (Some("failed"), Some("1")));
 }
+
+#[tokio::test]
+async fn the_virtual_phone_pays_a_bill_from_its_menu() {
+    let sim = sim(config(false)).await;
+    let mut business = Business::start().await;
+    client(&sim).c2b_register_urls(&business.urls(sim.shortcode(), DefaultAction::Completed)).await.unwrap();
+    let page = reqwest::get(format!("{}/phone/0712345678", sim.base_url())).await.unwrap().text().await.unwrap();
+    assert!(page.contains("Lipa na M-PESA") && page.contains("Buy Goods and Services"), "{page}");
+
+    let http = reqwest::Client::new();
+    let shortcode = sim.shortcode().to_string();
+    let form = |pin: &'static str| {
+        http.post(format!("{}/phone/0712345678/pay", sim.base_url()))
+            .form(&[("shortcode", shortcode.as_str()), ("account", "AB7K"), ("amount", "120"), ("pin", pin)])
+            .send()
+    };
+    let wrong = form("9999").await.unwrap().text().await.unwrap();
+    assert!(wrong.contains("did not go through: wrong PIN"), "{wrong}");
+    let paid = form("1234").await.unwrap().text().await.unwrap();
+    let confirmed = business.next_confirmation().await;
+    assert!(
+        paid.contains(&format!(
+            "<b>{}</b> Confirmed. KES 120.00 paid to Lipa Demo Shop for account AB7K.",
+            confirmed.trans_id
+        )),
+        "{paid}"
+    );
+    assert_eq!(sim.sim().phone(254_712_345_678).balance, 100_000 - 120);
+
+    let typo = http
+        .post(format!("{}/phone/0712345678/pay", sim.base_url()))
+        .form(&[("shortcode", "12x"), ("amount", "5"), ("pin", "1234")])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(typo.contains("in digits"), "{typo}");
+}
