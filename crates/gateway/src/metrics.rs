@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::settlement::Outcome;
 
-const OUTCOMES: [Outcome; 9] = [
+const OUTCOMES: [Outcome; 13] = [
     Outcome::Applied,
     Outcome::Duplicate,
     Outcome::ReceiptAdded,
@@ -20,6 +20,10 @@ const OUTCOMES: [Outcome; 9] = [
     Outcome::Conflict,
     Outcome::Orphan,
     Outcome::Malformed,
+    Outcome::Partial,
+    Outcome::Overpaid,
+    Outcome::Unmatched,
+    Outcome::SameTransaction,
 ];
 
 /// Upper bounds (seconds) of the latency buckets.

@@ -176,6 +176,8 @@ pub enum SettledBy {
     Push,
     /// Nothing conclusive arrived in time.
     Expiry,
+    /// The customer paid by hand (Paybill, C2B), once what arrived covered the amount.
+    C2b,
 }
 
 impl SettledBy {
@@ -186,6 +188,7 @@ impl SettledBy {
             Self::Query => "query",
             Self::Push => "push",
             Self::Expiry => "expiry",
+            Self::C2b => "c2b",
         }
     }
 
@@ -196,6 +199,7 @@ impl SettledBy {
             "query" => Self::Query,
             "push" => Self::Push,
             "expiry" => Self::Expiry,
+            "c2b" => Self::C2b,
             _ => return None,
         })
     }
@@ -252,10 +256,51 @@ pub struct Payment {
     /// Settled (RFC 3339, UTC).
     #[serde(serialize_with = "crate::time_fmt::opt_millis")]
     pub settled_at: Option<i64>,
+    /// Shillings paid by hand (Paybill) so far: such payments add up until they cover
+    /// `amount`, which pays the payment.
+    pub amount_received: u64,
+    /// How to pay by hand, while the payment can still be paid that way (see
+    /// [`Payment::paybill_account`]); `None` otherwise.
+    pub paybill: Option<Paybill>,
+    /// The account number this payment is paid by hand with (`paybill.account_number`).
+    #[serde(skip)]
+    pub(crate) paybill_account: Option<String>,
     #[serde(skip)]
     pub(crate) callback_token_hash: String,
     #[serde(skip)]
     pub(crate) api_key_id: String,
+}
+
+/// Paying a payment by hand: "Lipa na M-PESA → Pay Bill", this business number, this account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Paybill {
+    /// The paybill to pay.
+    pub business_number: String,
+    /// The account number that names this payment.
+    pub account_number: String,
+}
+
+/// The characters of account numbers: no 0/O or 1/I, which customers confuse.
+const ACCOUNT_ALPHABET: &[u8; 32] = b"23456789ABCDEFGHJKLMNPQRSTUVWXYZ";
+
+/// How many characters an account number has: 32^7 (3.4e10) numbers, typed in seconds.
+pub const ACCOUNT_LEN: usize = 7;
+
+/// A new random account number, e.g. `K7Q2ZPM`.
+pub fn new_paybill_account() -> String {
+    let mut bytes = [0u8; ACCOUNT_LEN];
+    // The OS generator failing is unrecoverable, as for every other id.
+    #[allow(clippy::expect_used)]
+    getrandom::fill(&mut bytes).expect("the operating system's random number generator failed");
+    bytes.iter().map(|b| char::from(ACCOUNT_ALPHABET[usize::from(b % 32)])).collect()
+}
+
+/// The account number a customer typed, as stored: capitals, without spaces, dashes or dots.
+/// `None` when it cannot be one (wrong length, or a character no account number has).
+pub fn normalize_paybill_account(typed: &str) -> Option<String> {
+    let squeezed: String =
+        typed.chars().filter(|c| !matches!(c, ' ' | '-' | '.' | '_')).map(|c| c.to_ascii_uppercase()).collect();
+    (squeezed.len() == ACCOUNT_LEN && squeezed.bytes().all(|b| ACCOUNT_ALPHABET.contains(&b))).then_some(squeezed)
 }
 
 #[cfg(test)]
@@ -275,6 +320,20 @@ mod tests {
             "key_0123456789abcdef01234567",
         ] {
             assert!(PaymentId::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn account_numbers_avoid_look_alikes_and_match_however_typed() {
+        for _ in 0..200 {
+            let account = new_paybill_account();
+            assert_eq!(account.len(), ACCOUNT_LEN);
+            assert!(!account.contains(['0', 'O', '1', 'I']), "{account}");
+            let typed = format!(" {}-{} ", account[..3].to_ascii_lowercase(), &account[3..]);
+            assert_eq!(normalize_paybill_account(&typed).as_deref(), Some(account.as_str()));
+        }
+        for bad in ["", "ABC", "K7Q2ZP0", "K7Q2ZPMX", "K7Q2ZP\u{e9}"] {
+            assert_eq!(normalize_paybill_account(bad), None, "{bad}");
         }
     }
 

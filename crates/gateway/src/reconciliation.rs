@@ -23,6 +23,8 @@ pub struct Step {
     pub settled: usize,
     /// Payments expired.
     pub expired: usize,
+    /// Unmatched Paybill payments found to be STK payments heard of by C2B first.
+    pub linked: u64,
 }
 
 impl Step {
@@ -102,6 +104,7 @@ pub async fn step(gateway: &Gateway, batch: u32) -> Result<Step, StoreError> {
         tracing::info!(payment_id = %id, "expired: no conclusive answer in time");
         gateway.changed(id);
     }
+    report.linked = store.link_stk_receipts().await?;
     Ok(report)
 }
 

@@ -53,6 +53,13 @@ impl Application {
         let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: settings.listen, source })?;
         let public_url = settings.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
         let gateway = Gateway::new(store, settings, connection, public_url, clock)?;
+        gateway.load_c2b_path().await?;
+        if gateway.settings().mpesa.environment == crate::config::MpesaEnvironment::Simulator {
+            // The simulator forgets registrations when it stops: register at every start.
+            if let Err(e) = gateway.register_c2b_urls().await {
+                tracing::warn!(error = %e, "could not register the C2B URLs with the simulator");
+            }
+        }
         Ok(Self { listener, gateway, addr })
     }
 

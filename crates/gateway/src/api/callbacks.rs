@@ -54,12 +54,12 @@ const OVERSIZE_EXCERPT_BYTES: usize = 512;
 
 /// A callback body: whole, or, past [`daraja::callback::MAX_CALLBACK_BYTES`], its first bytes
 /// and its size (from `Content-Length`, else what was read before reading stopped).
-enum Received {
+pub(super) enum Received {
     Whole(Vec<u8>),
     TooLarge { first: Vec<u8>, len: usize },
 }
 
-async fn receive(body: Body, headers: &HeaderMap) -> Result<Received, ApiError> {
+pub(super) async fn receive(body: Body, headers: &HeaderMap) -> Result<Received, ApiError> {
     let limit = daraja::callback::MAX_CALLBACK_BYTES;
     let declared = headers
         .get(axum::http::header::CONTENT_LENGTH)
@@ -80,19 +80,10 @@ async fn receive(body: Body, headers: &HeaderMap) -> Result<Received, ApiError> 
     Ok(Received::Whole(bytes))
 }
 
-pub(super) async fn stk(
-    State(gateway): State<Gateway>,
-    Path(token): Path<String>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    // Tokens are 32 lower-case hex characters; anything else cannot be ours.
-    if token.len() != 32 || !token.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        gateway.metrics().callback_refused();
-        return Err(ApiError::not_found("callback endpoint"));
-    }
-    let ip = client_address(&gateway, &headers, peer);
+/// The sender's address, if it may send callbacks (the allowlist, when enforced); an
+/// address outside it is logged within a budget either way.
+pub(super) fn allowed_source(gateway: &Gateway, headers: &HeaderMap, peer: SocketAddr) -> Result<IpAddr, ApiError> {
+    let ip = client_address(gateway, headers, peer);
     let allowlist = &gateway.settings().callbacks;
     if !allowlist.allowlist.is_empty() && !allowlist.allowlist.contains(&ip) {
         let (log, left_out) = gateway.log_foreign_source();
@@ -115,6 +106,22 @@ pub(super) async fn stk(
             );
         }
     }
+    Ok(ip)
+}
+
+pub(super) async fn stk(
+    State(gateway): State<Gateway>,
+    Path(token): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    // Tokens are 32 lower-case hex characters; anything else cannot be ours.
+    if token.len() != 32 || !token.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        gateway.metrics().callback_refused();
+        return Err(ApiError::not_found("callback endpoint"));
+    }
+    let ip = allowed_source(&gateway, &headers, peer)?;
     let received = receive(body, &headers).await?;
     let too_large = matches!(received, Received::TooLarge { .. });
     let (body, parsed) = match received {

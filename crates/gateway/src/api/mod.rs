@@ -1,6 +1,7 @@
 //! The HTTP API: merchant endpoints under `/v1`, Daraja's callbacks under `/callbacks`, and
 //! health checks.
 
+mod c2b;
 mod callbacks;
 mod checkout;
 mod error;
@@ -34,6 +35,7 @@ where
         .route("/v1/payments/{id}/webhooks", get(payments::webhooks))
         .route("/v1/payments/{id}/events", get(payments::events))
         .route("/v1/webhook-events/{id}/redeliver", post(payments::redeliver))
+        .route("/v1/c2b-transactions", get(c2b::list))
         .route("/v1/checkout-sessions", post(checkout::create))
         .route("/v1/checkout-sessions/{id}", get(checkout::show))
         .route("/healthz", get(|| async { "ok" }))
@@ -53,7 +55,10 @@ where
             answer
         }),
     );
-    api.merge(callbacks)
+    let c2b = Router::new()
+        .route("/callbacks/c2b/{token}/confirmation", post(c2b::confirmation))
+        .route("/callbacks/c2b/{token}/validation", post(c2b::validation));
+    api.merge(callbacks).merge(c2b)
 }
 
 /// The answer to a path no route takes.

@@ -33,7 +33,7 @@ pub(super) async fn create(
     let idempotency_key = idempotency_key(&headers)?;
     let Json(request) = body.map_err(super::json_rejection)?;
     let created = gateway.create_payment(&key, idempotency_key, request).await?;
-    let mut response = (StatusCode::CREATED, Json(created.payment)).into_response();
+    let mut response = (StatusCode::CREATED, Json(gateway.shown(created.payment))).into_response();
     if created.replayed {
         response.headers_mut().insert("idempotent-replayed", axum::http::HeaderValue::from_static("true"));
     }
@@ -51,7 +51,7 @@ pub(super) async fn show(
 ) -> Result<Json<Payment>, ApiError> {
     let id = payment_id(&id)?;
     let payment = gateway.store().payment(&id, Some(&key.id)).await?;
-    payment.map(Json).ok_or_else(|| ApiError::not_found("payment"))
+    payment.map(|p| Json(gateway.shown(p))).ok_or_else(|| ApiError::not_found("payment"))
 }
 
 pub(super) async fn timeline(
@@ -184,7 +184,8 @@ pub(super) async fn list(
         limit: limit + 1,
         ..PaymentFilter::default()
     };
-    let mut page = gateway.store().payments(filter).await?;
+    let mut page: Vec<Payment> =
+        gateway.store().payments(filter).await?.into_iter().map(|p| gateway.shown(p)).collect();
     let next_cursor = if page.len() > limit as usize {
         page.truncate(limit as usize);
         page.last().map(|p| format!("{}_{}", p.created_at, p.id))

@@ -29,6 +29,17 @@ struct FileSettings {
     webhooks: FileWebhooks,
     #[serde(default)]
     mail: FileMail,
+    #[serde(default)]
+    c2b: FileC2b,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileC2b {
+    validation: Option<bool>,
+    open_hours: Option<u64>,
+    register_version: Option<String>,
+    response_type: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -208,6 +219,22 @@ impl Settings {
                 smtp_url: pick("SMTP_URL", f.mail.smtp_url),
                 from: pick("MAIL_FROM", f.mail.from),
                 max_age: Duration::from_secs(f.mail.max_age_hours.unwrap_or(72).saturating_mul(3600)),
+            },
+            c2b: C2bSettings {
+                validation: flag(env("LIPA_C2B_VALIDATION"), f.c2b.validation),
+                open_for: Duration::from_secs(f.c2b.open_hours.unwrap_or(24).max(1).saturating_mul(3600)),
+                register_version: pick("MPESA_C2B_REGISTER_VERSION", f.c2b.register_version)
+                    .map(|v| daraja::c2b::RegisterVersion::parse(&v))
+                    .transpose()
+                    .map_err(|e| ConfigError::Invalid { setting: "MPESA_C2B_REGISTER_VERSION", message: e.reason })?
+                    .unwrap_or_default(),
+                response_type: f
+                    .c2b
+                    .response_type
+                    .map(|v| daraja::c2b::DefaultAction::parse(&v))
+                    .transpose()
+                    .map_err(|e| ConfigError::Invalid { setting: "[c2b] response_type", message: e.reason })?
+                    .unwrap_or_default(),
             },
             json_logs: env("LIPA_LOG_FORMAT").is_some_and(|v| v.eq_ignore_ascii_case("json")),
             header_timeout: Duration::from_secs(

@@ -120,6 +120,22 @@ pub struct CallbackSettings {
     pub trusted_proxy_header: Option<String>,
 }
 
+/// Paybill and Till payments (C2B): customers paying by hand.
+#[derive(Debug, Clone)]
+pub struct C2bSettings {
+    /// Answer Daraja's validation requests by the rules (unknown account numbers and amounts
+    /// other than what is due are refused, so the customer's money does not move) instead
+    /// of accepting everything (`LIPA_C2B_VALIDATION`). Only shortcodes Safaricom turned
+    /// external validation on for are asked at all.
+    pub validation: bool,
+    /// How long after it was created a payment can be paid by hand (`[c2b] open_hours`).
+    pub open_for: Duration,
+    /// Which Register URL path this Daraja app may call (`MPESA_C2B_REGISTER_VERSION`).
+    pub register_version: daraja::c2b::RegisterVersion,
+    /// What Daraja does when validation does not answer in time (`[c2b] response_type`).
+    pub response_type: daraja::c2b::DefaultAction,
+}
+
 /// Receipt emails.
 #[derive(Clone)]
 pub struct MailSettings {
@@ -191,6 +207,8 @@ pub struct Settings {
     pub webhooks: WebhookSettings,
     /// Receipt emails.
     pub mail: MailSettings,
+    /// Paybill and Till payments.
+    pub c2b: C2bSettings,
     /// `LIPA_LOG_FORMAT=json` for JSON logs.
     pub json_logs: bool,
     /// A client must send a request's headers within this (`LIPA_HEADER_TIMEOUT_SECS`,
@@ -212,6 +230,7 @@ impl fmt::Debug for Settings {
             .field("callbacks", &self.callbacks)
             .field("webhooks", &self.webhooks)
             .field("mail", &self.mail)
+            .field("c2b", &self.c2b)
             .field("json_logs", &self.json_logs)
             .field("header_timeout", &self.header_timeout)
             .finish()
@@ -262,6 +281,10 @@ impl Settings {
             ("LIPA_WEBHOOK_ALLOW_PRIVATE", yes(self.webhooks.allow_private)),
             ("[webhooks] max_age_hours", format!("{} h", self.webhooks.max_age.as_secs() / 3600)),
             ("[webhooks] timeout_secs", secs(self.webhooks.timeout)),
+            ("LIPA_C2B_VALIDATION", yes(self.c2b.validation)),
+            ("[c2b] open_hours", format!("{} h", self.c2b.open_for.as_secs() / 3600)),
+            ("MPESA_C2B_REGISTER_VERSION", format!("{:?}", self.c2b.register_version).to_ascii_lowercase()),
+            ("[c2b] response_type", self.c2b.response_type.as_str().to_owned()),
             ("SMTP_URL", opt_url(&self.mail.smtp_url)),
             ("MAIL_FROM", opt(&self.mail.from)),
             ("LIPA_HEADER_TIMEOUT_SECS", secs(self.header_timeout)),

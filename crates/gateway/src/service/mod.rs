@@ -18,6 +18,7 @@ use crate::store::{
 use crate::time_fmt::ms;
 use crate::time_fmt::to_millis;
 
+mod c2b;
 mod create;
 
 pub use create::{CreateError, CreatePayment, Created};
@@ -48,6 +49,8 @@ struct Inner {
     source_logged: crate::budget::LogBudget,
     key_last_used: std::sync::Mutex<std::collections::HashMap<String, i64>>,
     changes: tokio::sync::broadcast::Sender<crate::payment::PaymentId>,
+    /// The secret path segment of the C2B URLs, read from the store at start-up.
+    c2b_path: std::sync::OnceLock<String>,
 }
 
 impl Gateway {
@@ -98,6 +101,7 @@ impl Gateway {
                 key_last_used: std::sync::Mutex::default(),
                 webhook_client,
                 changes: tokio::sync::broadcast::channel(1024).0,
+                c2b_path: std::sync::OnceLock::new(),
             }),
         })
     }

@@ -11,6 +11,7 @@
 //! - A query settles only a `pending` payment and never overrides a callback; a later callback
 //!   may add the receipt to a payment a query settled.
 
+pub mod c2b;
 pub mod plan;
 
 use daraja::{CheckoutRequestId, MerchantRequestId, QueryResult, ReceiptNumber, StkCallback};
@@ -59,6 +60,14 @@ pub enum Outcome {
     Orphan,
     /// It could not be parsed.
     Malformed,
+    /// A payment by hand for less than what is still due: counted, not yet paid.
+    Partial,
+    /// A payment by hand for more than what was due: paid, and the excess flagged for refund.
+    Overpaid,
+    /// A payment by hand that no open payment takes: for staff.
+    Unmatched,
+    /// A payment by hand that is the payment's own STK transaction, heard of again.
+    SameTransaction,
 }
 
 impl Outcome {
@@ -74,12 +83,25 @@ impl Outcome {
             Self::Conflict => "conflict",
             Self::Orphan => "orphan",
             Self::Malformed => "malformed",
+            Self::Partial => "partial",
+            Self::Overpaid => "overpaid",
+            Self::Unmatched => "unmatched",
+            Self::SameTransaction => "same_transaction",
         }
     }
 
     /// Whether staff should review it.
     pub fn needs_review(self) -> bool {
-        matches!(self, Self::LateSuccess | Self::Mismatch | Self::Conflict | Self::Orphan | Self::Malformed)
+        matches!(
+            self,
+            Self::LateSuccess
+                | Self::Mismatch
+                | Self::Conflict
+                | Self::Orphan
+                | Self::Malformed
+                | Self::Overpaid
+                | Self::Unmatched
+        )
     }
 }
 
@@ -116,7 +138,7 @@ pub struct Decision {
 }
 
 impl Decision {
-    fn record(outcome: Outcome, note: impl Into<String>) -> Self {
+    pub(crate) fn record(outcome: Outcome, note: impl Into<String>) -> Self {
         Self { outcome, change: None, note: note.into() }
     }
 }

@@ -300,6 +300,9 @@ mod tests {
             settled_at: None,
             callback_token_hash: "hash".into(),
             api_key_id: "key_1".into(),
+            amount_received: 0,
+            paybill: None,
+            paybill_account: Some("K7Q2ZPM".into()),
         }
     }
 

@@ -10,7 +10,8 @@ macro_rules! payment_columns {
     () => {
         "id, status, amount, phone, account_reference, description, metadata, webhook_url, customer_email, \
          merchant_request_id, checkout_request_id, receipt, transaction_date, failure_reason, result_code, \
-         result_desc, settled_by, needs_review, created_at, updated_at, settled_at, callback_token_hash, api_key_id"
+         result_desc, settled_by, needs_review, created_at, updated_at, settled_at, callback_token_hash, api_key_id, \
+         paybill_account, amount_received"
     };
 }
 
@@ -30,6 +31,7 @@ macro_rules! callback_columns {
 }
 
 pub mod admin;
+mod c2b;
 mod callbacks;
 mod jobs;
 mod keys;
@@ -45,11 +47,12 @@ mod writes;
 /// [`payment_columns!`] as a constant, for the backends' hot-path statements.
 const PAYMENT_COLUMNS: &str = payment_columns!();
 /// How many columns [`PAYMENT_COLUMNS`] names.
-const PAYMENT_COLUMN_COUNT: usize = 23;
+const PAYMENT_COLUMN_COUNT: usize = 25;
 
 use crate::payment::{Payment, PaymentId};
 use crate::settlement::Decision;
 
+pub use c2b::{C2bTransaction, ConfirmationStored, IncomingConfirmation};
 use callbacks::{Kept, Settling, Tally, callback_decision, current, kept};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -88,6 +91,11 @@ pub(crate) fn stored_amount(shillings: i64) -> Result<daraja::Amount, StoreError
         .ok()
         .and_then(|a| daraja::Amount::new(a).ok())
         .ok_or_else(|| StoreError::corrupt(format_args!("amount {shillings} is out of range")))
+}
+
+/// Re-parses the shillings received by hand as they are read back.
+pub(crate) fn received(shillings: i64) -> Result<u64, StoreError> {
+    u64::try_from(shillings).map_err(|_| StoreError::corrupt(format_args!("amount received {shillings} is negative")))
 }
 
 /// Re-parses an id Daraja gave (a CheckoutRequestID, a receipt…) as it is read back: what
@@ -156,7 +164,7 @@ pub(crate) fn has_nul(s: &str) -> bool {
 /// Each schema version's SQL and what it brought, in order. Versions 1, 2 and 6 differ by
 /// backend (6 is a no-op on PostgreSQL); the others are one text for both. Every version has
 /// a text for each backend, so one cannot be applied to one backend only.
-fn migrations(v1: &'static str, v2: &'static str, v6: &'static str) -> [(&'static str, &'static str); 7] {
+fn migrations(v1: &'static str, v2: &'static str, v6: &'static str) -> [(&'static str, &'static str); 8] {
     [
         (v1, "created"),
         (v2, "webhooks"),
@@ -165,6 +173,7 @@ fn migrations(v1: &'static str, v2: &'static str, v6: &'static str) -> [(&'stati
         (include_str!("schema_v5.sql"), "one index fewer on callbacks"),
         (v6, "CHECK constraints SQLite evaluates without a temporary table"),
         (include_str!("schema_v7.sql"), "review index, unmatched callback counts, sign-in attempts"),
+        (include_str!("schema_v8.sql"), "Paybill and Till payments"),
     ]
 }
 
@@ -256,6 +265,61 @@ impl Store {
         now: i64,
     ) -> Result<Vec<PaymentId>, StoreError> {
         delegate!(self.expire_overdue(created_before, failing_before, now))
+    }
+
+    /// Records a customer's payment by hand (once per TransID) and applies it to the payment
+    /// its account number names, in one commit.
+    pub async fn settle_from_confirmation(
+        &self,
+        incoming: IncomingConfirmation,
+    ) -> Result<ConfirmationStored, StoreError> {
+        delegate!(self.settle_from_confirmation(incoming))
+    }
+
+    /// The payment with this (normalised) Paybill account number.
+    pub async fn payment_by_paybill_account(&self, account: &str) -> Result<Option<Payment>, StoreError> {
+        let sql = concat!("SELECT ", payment_columns!(), " FROM payments WHERE paybill_account = $1");
+        let rows = self.query(sql, vec![account.into()]).await?;
+        rows.first().map(|r| reads::payment_from(r)).transpose()
+    }
+
+    /// Links unmatched C2B transactions to the STK payments they turned out to be; returns
+    /// how many.
+    pub async fn link_stk_receipts(&self) -> Result<u64, StoreError> {
+        delegate!(self.link_stk_receipts())
+    }
+
+    /// C2B transactions, newest first: all, or those with `status` (`unmatched`, …), at most
+    /// `limit`, after the page that ended with `after` (received at, TransID) when given.
+    pub async fn c2b_transactions(
+        &self,
+        status: Option<&str>,
+        after: Option<(i64, String)>,
+        limit: u32,
+    ) -> Result<Vec<C2bTransaction>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM c2b_transactions WHERE ($1 = '' OR status = $1)
+               AND (received_at < $2 OR (received_at = $2 AND trans_id < $3))
+             ORDER BY received_at DESC, trans_id DESC LIMIT {limit}",
+            c2b::C2B_COLUMNS
+        );
+        let (at, id) = after.unwrap_or((i64::MAX, String::new()));
+        let rows = self.query(sql, vec![status.unwrap_or("").into(), at.into(), id.into()]).await?;
+        rows.iter().map(|r| c2b::c2b_from(r)).collect()
+    }
+
+    /// A value chosen once per installation: the one stored under `key`, or `candidate`,
+    /// stored now (by whichever process gets there first).
+    pub async fn installation_value(&self, key: &str, candidate: &str) -> Result<String, StoreError> {
+        self.execute_all(vec![(
+            "INSERT INTO installation (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+            vec![key.into(), candidate.into()],
+        )])
+        .await?;
+        let rows = self.query("SELECT value FROM installation WHERE key = $1", vec![key.into()]).await?;
+        rows.first()
+            .map(|r| r[0].text())
+            .ok_or_else(|| StoreError::corrupt(format_args!("installation value {key} vanished")))
     }
 
     /// Inserts a checkout session, or finds the one made earlier with the same idempotency key.

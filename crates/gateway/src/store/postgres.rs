@@ -208,6 +208,19 @@ impl PostgresStore {
         in_transaction!(self, |tx| settle::expire_overdue(tx, created_before, failing_before, now))
     }
 
+    // ---- Paybill payments ----
+
+    pub(super) async fn settle_from_confirmation(
+        &self,
+        incoming: super::IncomingConfirmation,
+    ) -> Result<super::ConfirmationStored, StoreError> {
+        in_transaction!(self, |tx| super::c2b::settle_confirmation(tx, &incoming))
+    }
+
+    pub(super) async fn link_stk_receipts(&self) -> Result<u64, StoreError> {
+        in_transaction!(self, |tx| super::c2b::link_stk_receipts(tx))
+    }
+
     // ---- plain SQL (see `sql.rs`) ----
 
     pub(super) async fn query(&self, sql: Cow<'static, str>, args: Vec<Arg>) -> Result<Rows, StoreError> {
@@ -356,6 +369,9 @@ fn payment_from_row(r: &Row) -> Result<Payment, StoreError> {
         settled_at: r.get(20),
         callback_token_hash: r.get(21),
         api_key_id: r.get(22),
+        paybill_account: r.get(23),
+        amount_received: super::received(r.get(24))?,
+        paybill: None,
     })
 }
 

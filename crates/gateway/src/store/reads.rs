@@ -46,6 +46,8 @@ pub(super) fn payment_from(row: &[Cell]) -> Result<Payment, StoreError> {
         settled_at,
         callback_token_hash,
         api_key_id,
+        paybill_account,
+        amount_received,
     ] = row
     else {
         return Err(StoreError::corrupt(format_args!("a payment row has {} columns", row.len())));
@@ -87,6 +89,9 @@ pub(super) fn payment_from(row: &[Cell]) -> Result<Payment, StoreError> {
         settled_at: settled_at.opt_int(),
         callback_token_hash: callback_token_hash.text(),
         api_key_id: api_key_id.text(),
+        paybill_account: paybill_account.opt_text(),
+        amount_received: super::received(amount_received.int())?,
+        paybill: None,
     })
 }
 

@@ -51,12 +51,13 @@ pub(super) async fn insert_payment(tx: &mut impl Tx, new: &NewPayment) -> Result
     if count >= i64::from(new.per_phone_limit) {
         return Ok(Inserted::TooManyForPhone(u32::try_from(count).unwrap_or(u32::MAX)));
     }
+    let paybill_account = free_paybill_account(tx).await?;
     let inserted = tx
         .execute(
             "INSERT INTO payments (id, api_key_id, idempotency_key, request_hash, amount, phone, account_reference,
                 description, metadata, webhook_url, customer_email, status, callback_token_hash, push_state,
-                created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending', $12, 'sending', $13, $13)
+                created_at, updated_at, paybill_account)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending', $12, 'sending', $13, $13, $14)
              ON CONFLICT (api_key_id, idempotency_key) DO NOTHING",
             vec![
                 new.id.as_str().into(),
@@ -72,6 +73,7 @@ pub(super) async fn insert_payment(tx: &mut impl Tx, new: &NewPayment) -> Result
                 new.customer_email.clone().into(),
                 new.callback_token_hash.as_str().into(),
                 new.now.into(),
+                paybill_account.into(),
             ],
         )
         .await?;
@@ -95,6 +97,21 @@ pub(super) async fn insert_payment(tx: &mut impl Tx, new: &NewPayment) -> Result
         .await?;
     }
     Ok(Inserted::Created(load(tx, &new.id).await?))
+}
+
+/// An account number no payment has yet. Collisions are rare (one in 3.4e10 per payment
+/// stored), so a few tries always find one; two processes picking the same one at the same
+/// moment are stopped by the unique index (that insert fails and is retried by its caller).
+async fn free_paybill_account(tx: &mut impl Tx) -> Result<String, StoreError> {
+    for _ in 0..8 {
+        let candidate = crate::payment::new_paybill_account();
+        let taken =
+            tx.rows("SELECT 1 FROM payments WHERE paybill_account = $1", vec![candidate.as_str().into()]).await?;
+        if taken.is_empty() {
+            return Ok(candidate);
+        }
+    }
+    Err(StoreError::Conflict("no free Paybill account number was found in 8 tries".into()))
 }
 
 /// Records how the push went; returns the payment as it now is. `updated_at` never goes

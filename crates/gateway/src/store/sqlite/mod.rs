@@ -106,6 +106,19 @@ impl SqliteStore {
             .await
     }
 
+    // ---- Paybill payments ----
+
+    pub(super) async fn settle_from_confirmation(
+        &self,
+        incoming: super::IncomingConfirmation,
+    ) -> Result<super::ConfirmationStored, StoreError> {
+        self.write(move |c| at_once(super::c2b::settle_confirmation(&mut SqliteTx(c), &incoming))).await
+    }
+
+    pub(super) async fn link_stk_receipts(&self) -> Result<u64, StoreError> {
+        self.write(move |c| at_once(super::c2b::link_stk_receipts(&mut SqliteTx(c)))).await
+    }
+
     // ---- plain SQL (see `sql.rs`) ----
 
     pub(super) async fn query(&self, sql: Cow<'static, str>, args: Vec<Arg>) -> Result<Rows, StoreError> {
@@ -386,5 +399,8 @@ fn payment_from_row(r: &Row<'_>) -> rusqlite::Result<Payment> {
         settled_at: r.get(20)?,
         callback_token_hash: r.get(21)?,
         api_key_id: r.get(22)?,
+        paybill_account: r.get(23)?,
+        amount_received: r.get::<_, i64>(24)?.try_into().map_err(|_| bad(24, "amount received is negative"))?,
+        paybill: None,
     })
 }

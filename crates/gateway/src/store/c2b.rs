@@ -1,0 +1,230 @@
+//! Paybill payments (C2B) executed over one [`Tx`], the same on both databases: a
+//! confirmation is recorded once per TransID, decided by `settlement::c2b`, and its plan
+//! executed with the STK settlements' [`apply`]. Read back for the API and the admin.
+
+use daraja::c2b::{C2bPayment, TransactionType};
+
+use super::StoreError;
+use super::reads::payment_from;
+use super::settle::apply;
+use super::sql::{Arg, Cell};
+use super::tx::Tx;
+use crate::payment::{Payment, PaymentId, Status, normalize_paybill_account};
+use crate::settlement::Outcome;
+use crate::settlement::c2b::{Payable, TxnStatus, on_confirmation};
+use crate::settlement::plan::Plan;
+
+/// A customer's payment by hand, as Daraja told it (confirmation or Pull Transactions).
+#[derive(Debug, Clone)]
+pub struct IncomingConfirmation {
+    /// The body as received (a pulled transaction: its JSON as Lipa read it).
+    pub body: String,
+    /// What it says.
+    pub payment: C2bPayment,
+    /// `confirmation` or `pull`.
+    pub source: &'static str,
+    /// Receive time, ms.
+    pub received_at: i64,
+    /// Payments created before this time (ms) can no longer be paid by hand.
+    pub open_since: i64,
+}
+
+/// What recording a confirmation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfirmationStored {
+    /// For the payment its account number names: applied, partial, overpaid, unmatched, the
+    /// same transaction; `Duplicate` when the TransID was recorded before (nothing else done).
+    pub outcome: Outcome,
+    /// The payment it was for, if any.
+    pub payment_id: Option<PaymentId>,
+    /// That payment's status after it.
+    pub status: Option<Status>,
+}
+
+/// A recorded C2B transaction, as the API and the admin show it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct C2bTransaction {
+    /// `TransID`: the M-Pesa receipt.
+    pub trans_id: String,
+    /// When Lipa first heard of it (RFC 3339, UTC).
+    #[serde(serialize_with = "crate::time_fmt::millis")]
+    pub received_at: i64,
+    /// When M-Pesa says it happened.
+    #[serde(serialize_with = "crate::time_fmt::millis")]
+    pub trans_time: i64,
+    /// The shortcode paid.
+    pub shortcode: String,
+    /// `pay_bill`, `buy_goods` or Daraja's own word.
+    pub kind: String,
+    /// The account number the customer typed (empty for a till).
+    pub account: String,
+    /// Whole shillings.
+    pub amount: u64,
+    /// Who paid, as far as staff may see: a masked number, or that Safaricom hid it.
+    pub payer: String,
+    /// The payer's name as M-Pesa gave it.
+    pub payer_name: String,
+    /// The payment it counted towards, or was matched to.
+    pub payment_id: Option<String>,
+    /// `applied`, `same_as_stk`, `unmatched`, `assigned`, `refunded_outside`.
+    pub status: String,
+    /// What happened, in a sentence.
+    pub note: String,
+    /// `confirmation` or `pull`.
+    pub source: String,
+    /// How many times Daraja sent it.
+    pub copies: u64,
+}
+
+/// The columns a C2B transaction is read with.
+pub(super) const C2B_COLUMNS: &str = "trans_id, received_at, trans_time, shortcode, kind, account, amount, payer, payer_name, payment_id, status, note, source, copies";
+
+/// A transaction read as `SELECT C2B_COLUMNS`.
+pub(super) fn c2b_from(row: &[Cell]) -> Result<C2bTransaction, StoreError> {
+    let [
+        trans_id,
+        received_at,
+        trans_time,
+        shortcode,
+        kind,
+        account,
+        amount,
+        payer,
+        payer_name,
+        payment_id,
+        status,
+        note,
+        source,
+        copies,
+    ] = row
+    else {
+        return Err(StoreError::corrupt(format_args!("a C2B transaction row has {} columns", row.len())));
+    };
+    let count = |c: &Cell, what: &str| {
+        u64::try_from(c.int()).map_err(|_| StoreError::corrupt(format_args!("a C2B transaction's {what} is negative")))
+    };
+    Ok(C2bTransaction {
+        trans_id: trans_id.text(),
+        received_at: received_at.int(),
+        trans_time: trans_time.int(),
+        shortcode: shortcode.text(),
+        kind: kind.text(),
+        account: account.text(),
+        amount: count(amount, "amount")?,
+        payer: payer.text(),
+        payer_name: payer_name.text(),
+        payment_id: payment_id.opt_text(),
+        status: status.text(),
+        note: note.text(),
+        source: source.text(),
+        copies: count(copies, "copies")?,
+    })
+}
+
+fn kind(t: &TransactionType) -> String {
+    match t {
+        TransactionType::PayBill => "pay_bill".into(),
+        TransactionType::BuyGoods => "buy_goods".into(),
+        TransactionType::Other(other) => other.chars().take(40).collect(),
+    }
+}
+
+/// The payment a query finds, locked for the rest of the transaction.
+async fn payment_where(tx: &mut impl Tx, condition: &str, value: &str) -> Result<Option<Payment>, StoreError> {
+    let sql = format!("SELECT {} FROM payments WHERE {condition} = $1 /*for_update*/", payment_columns!());
+    let rows = tx.rows(&sql, vec![value.into()]).await?;
+    rows.first().map(|r| payment_from(r)).transpose()
+}
+
+/// Records a confirmation once per TransID and applies it to the payment it names.
+pub(super) async fn settle_confirmation(
+    tx: &mut impl Tx,
+    incoming: &IncomingConfirmation,
+) -> Result<ConfirmationStored, StoreError> {
+    let p = &incoming.payment;
+    let now = incoming.received_at;
+    let trans_id = p.trans_id.as_str();
+    // The row is the claim: a second copy (even one arriving at the same moment, which waits
+    // for this transaction) finds it and is only counted.
+    let claimed = tx
+        .execute(
+            "INSERT INTO c2b_transactions (trans_id, received_at, trans_time, shortcode, kind, account, amount, payer,
+                payer_name, status, note, source, body)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'unmatched', '', $10, $11)
+             ON CONFLICT (trans_id) DO NOTHING",
+            vec![
+                trans_id.into(),
+                now.into(),
+                crate::time_fmt::to_millis(p.trans_time).into(),
+                p.business_short_code.to_string().into(),
+                kind(&p.transaction_type).into(),
+                p.bill_ref_number.as_str().into(),
+                i64::try_from(p.amount).unwrap_or(i64::MAX).into(),
+                p.payer.display().into(),
+                p.payer_name().into(),
+                incoming.source.into(),
+                incoming.body.as_str().into(),
+            ],
+        )
+        .await?;
+    if claimed == 0 {
+        tx.execute("UPDATE c2b_transactions SET copies = copies + 1 WHERE trans_id = $1", vec![trans_id.into()])
+            .await?;
+        return Ok(ConfirmationStored { outcome: Outcome::Duplicate, payment_id: None, status: None });
+    }
+    // The STK payment whose receipt this is, else the payment the account number names.
+    let mut payment = payment_where(tx, "receipt", trans_id).await?;
+    if payment.is_none()
+        && let Some(account) = normalize_paybill_account(&p.bill_ref_number)
+    {
+        payment = payment_where(tx, "paybill_account", &account).await?;
+    }
+    let payable = payment.as_ref().map(|pay| Payable {
+        status: pay.status,
+        amount: pay.amount,
+        amount_received: pay.amount_received,
+        receipt: pay.receipt.as_ref(),
+        open: matches!(pay.status, Status::Pending | Status::Failed) && pay.created_at >= incoming.open_since,
+    });
+    let decided = on_confirmation(payable, p);
+    let (outcome, note, status, mut txn) = match &payment {
+        Some(pay) => {
+            if decided.received > 0 {
+                tx.execute(
+                    "UPDATE payments SET amount_received = amount_received + $2 WHERE id = $1",
+                    vec![pay.id.as_str().into(), i64::try_from(decided.received).unwrap_or(i64::MAX).into()],
+                )
+                .await?;
+            }
+            let plan = apply(tx, &pay.id, Plan::of("c2b", decided.decision, pay.status), now).await?;
+            (plan.outcome, plan.note, Some(plan.after), decided.txn)
+        }
+        None => (decided.decision.outcome, decided.decision.note, None, decided.txn),
+    };
+    if outcome == Outcome::Conflict {
+        // Its TransID paid another payment meanwhile (see `apply`): for staff.
+        txn = TxnStatus::Unmatched;
+    }
+    let payment_id = payment.map(|pay| pay.id);
+    tx.execute(
+        "UPDATE c2b_transactions SET status = $2, note = $3, payment_id = $4 WHERE trans_id = $1",
+        vec![trans_id.into(), txn.as_str().into(), note.into(), Arg::from(payment_id.as_ref().map(PaymentId::as_str))],
+    )
+    .await?;
+    Ok(ConfirmationStored { outcome, payment_id, status })
+}
+
+/// Links unmatched transactions to the STK payments they turned out to be: a shortcode that
+/// also hears of its STK payments by C2B may hear of one before its STK callback arrives.
+/// Returns how many were linked.
+pub(super) async fn link_stk_receipts(tx: &mut impl Tx) -> Result<u64, StoreError> {
+    tx.execute(
+        "UPDATE c2b_transactions SET status = 'same_as_stk',
+            payment_id = (SELECT p.id FROM payments p WHERE p.receipt = c2b_transactions.trans_id),
+            note = 'the STK payment with this receipt arrived after it'
+         WHERE status = 'unmatched' AND resolved_at IS NULL
+           AND EXISTS (SELECT 1 FROM payments p WHERE p.receipt = c2b_transactions.trans_id)",
+        vec![],
+    )
+    .await
+}
