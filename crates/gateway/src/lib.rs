@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod outbound;
 pub mod pages;
 pub mod payment;
+pub mod pull;
 pub mod rate;
 pub mod reconciliation;
 pub mod redact;

@@ -59,6 +59,10 @@ impl Application {
             if let Err(e) = gateway.register_c2b_urls().await {
                 tracing::warn!(error = %e, "could not register the C2B URLs with the simulator");
             }
+            let nominated = daraja::Msisdn::parse("0712345678").map_err(daraja::Error::from)?;
+            if let Err(e) = gateway.register_pull(nominated).await {
+                tracing::warn!(error = %e, "could not register for Pull Transactions with the simulator");
+            }
         }
         Ok(Self { listener, gateway, addr })
     }

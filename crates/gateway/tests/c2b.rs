@@ -231,3 +231,30 @@ async fn with_validation_on_the_wrong_account_or_amount_is_refused_before_money_
     assert_eq!(right.status, C2bStatus::Completed);
     payment_until(&app, id, "paid", |p| p["status"] == "paid").await;
 }
+
+#[tokio::test]
+async fn a_confirmation_that_never_arrived_is_recovered_by_the_pull_sweep() {
+    let app = spawn_app_with(SimConfig::interactive(), |_| {}).await;
+    let created = app.create("0712345678", 100).await;
+    let id = created["id"].as_str().unwrap();
+    let account = created["paybill"]["account_number"].as_str().unwrap().to_owned();
+    let dropped = Faults { drop: true, ..Faults::default() };
+    let trans_id = pay(&app, &account, 100, Some(dropped)).await;
+    let heard_late = pay(&app, "ZZZZZZZ", 30, None).await;
+    until_recorded(&app, &heard_late).await;
+    assert_eq!(app.payment(id).await["status"], "pending", "the confirmation was dropped");
+
+    let swept = lipa_gateway::pull::sweep(&app.gateway, Duration::from_secs(3600)).await.unwrap();
+    let pulls: Vec<_> = app.sim.sim().requests().into_iter().filter(|r| r.endpoint.starts_with("pull")).collect();
+    assert_eq!((swept.listed, swept.recovered, swept.unreadable), (2, 1, 0), "{pulls:?}");
+    let paid = payment_until(&app, id, "paid by the sweep", |p| p["status"] == "paid").await;
+    assert_eq!((paid["settled_by"].as_str(), paid["receipt"].as_str()), (Some("c2b"), Some(trans_id.as_str())));
+    let recovered = until_recorded(&app, &trans_id).await;
+    assert_eq!((recovered["source"].as_str(), recovered["status"].as_str()), (Some("pull"), Some("applied")));
+
+    let again = lipa_gateway::pull::sweep(&app.gateway, Duration::from_secs(3600)).await.unwrap();
+    assert_eq!((again.listed, again.recovered), (2, 0), "what is recorded is not recorded again");
+    assert_eq!(until_recorded(&app, &heard_late).await["copies"], 1, "a pull is not another copy");
+    let applied = app.timeline(id).await.iter().filter(|k| *k == "c2b_applied").count();
+    assert_eq!(applied, 1);
+}

@@ -111,8 +111,8 @@ fn refuse_errors(settings: &Settings) -> Result<()> {
     Ok(())
 }
 
-/// The background workers of a gateway: reconciliation, webhook delivery, receipt emails,
-/// the admin overview's rollups.
+/// The background workers of a gateway: reconciliation, webhook delivery, the Paybill pull
+/// sweep, receipt emails, the admin overview's rollups.
 pub fn spawn_workers(
     gateway: lipa_gateway::service::Gateway,
     stopped: tokio::sync::watch::Receiver<bool>,
@@ -120,6 +120,7 @@ pub fn spawn_workers(
     vec![
         tokio::spawn(lipa_gateway::reconciliation::run(gateway.clone(), stopped.clone())),
         tokio::spawn(lipa_gateway::webhooks::run(gateway.clone(), stopped.clone())),
+        tokio::spawn(lipa_gateway::pull::run(gateway.clone(), stopped.clone())),
         tokio::spawn(lipa_gateway::mail::Worker::new(gateway.clone()).run(stopped.clone())),
         tokio::spawn(lipa_gateway::admin::rollups::run(gateway, stopped)),
     ]

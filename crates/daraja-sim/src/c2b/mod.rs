@@ -268,7 +268,11 @@ impl Sim {
             .payments
             .iter()
             .filter(|t| t.shortcode == shortcode && t.status == C2bStatus::Completed)
-            .filter(|t| t.at >= start.max(oldest) && t.at <= end)
+            // Daraja's times have whole seconds.
+            .filter(|t| {
+                let at = t.at.replace_nanosecond(0).unwrap_or(t.at);
+                at >= start.max(oldest).replace_nanosecond(0).unwrap_or(start) && at <= end
+            })
             .cloned()
             .collect();
         found.sort_by_key(|t| t.at);

@@ -40,6 +40,9 @@ struct FileC2b {
     open_hours: Option<u64>,
     register_version: Option<String>,
     response_type: Option<String>,
+    pull_interval_minutes: Option<u64>,
+    pull_lookback_hours: Option<u64>,
+    nominated_number: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -235,6 +238,9 @@ impl Settings {
                     .transpose()
                     .map_err(|e| ConfigError::Invalid { setting: "[c2b] response_type", message: e.reason })?
                     .unwrap_or_default(),
+                pull_every: Duration::from_secs(f.c2b.pull_interval_minutes.unwrap_or(10).saturating_mul(60)),
+                pull_lookback: Duration::from_secs(f.c2b.pull_lookback_hours.unwrap_or(6).clamp(1, 47) * 3600),
+                nominated_number: pick("MPESA_PULL_NOMINATED_NUMBER", f.c2b.nominated_number),
             },
             json_logs: env("LIPA_LOG_FORMAT").is_some_and(|v| v.eq_ignore_ascii_case("json")),
             header_timeout: Duration::from_secs(

@@ -134,6 +134,14 @@ pub struct C2bSettings {
     pub register_version: daraja::c2b::RegisterVersion,
     /// What Daraja does when validation does not answer in time (`[c2b] response_type`).
     pub response_type: daraja::c2b::DefaultAction,
+    /// How often to pull the shortcode's recent transactions, to recover confirmations that
+    /// never arrived (`[c2b] pull_interval_minutes`; 0 turns it off).
+    pub pull_every: Duration,
+    /// How far back each pull looks (`[c2b] pull_lookback_hours`); Daraja keeps about 48 h.
+    pub pull_lookback: Duration,
+    /// The M-PESA number Safaricom tells about the Pull Transactions registration
+    /// (`MPESA_PULL_NOMINATED_NUMBER`).
+    pub nominated_number: Option<String>,
 }
 
 /// Receipt emails.
@@ -285,6 +293,9 @@ impl Settings {
             ("[c2b] open_hours", format!("{} h", self.c2b.open_for.as_secs() / 3600)),
             ("MPESA_C2B_REGISTER_VERSION", format!("{:?}", self.c2b.register_version).to_ascii_lowercase()),
             ("[c2b] response_type", self.c2b.response_type.as_str().to_owned()),
+            ("[c2b] pull_interval_minutes", format!("{} min", self.c2b.pull_every.as_secs() / 60)),
+            ("[c2b] pull_lookback_hours", format!("{} h", self.c2b.pull_lookback.as_secs() / 3600)),
+            ("MPESA_PULL_NOMINATED_NUMBER", opt(&self.c2b.nominated_number)),
             ("SMTP_URL", opt_url(&self.mail.smtp_url)),
             ("MAIL_FROM", opt(&self.mail.from)),
             ("LIPA_HEADER_TIMEOUT_SECS", secs(self.header_timeout)),

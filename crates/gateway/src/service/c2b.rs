@@ -51,6 +51,23 @@ impl Gateway {
             .await
     }
 
+    /// Registers the shortcode for Pull Transactions (the sweep that recovers confirmations
+    /// that never arrived), with `nominated` as the number Safaricom tells.
+    pub async fn register_pull(&self, nominated: daraja::Msisdn) -> Result<(), daraja::Error> {
+        let (confirmation, _) = self.c2b_urls().ok_or_else(|| daraja::InvalidField {
+            field: "CallBackURL",
+            reason: "the store has not been read yet".into(),
+        })?;
+        let (client, merchant) = self.daraja();
+        client
+            .pull_register(&daraja::c2b::PullRegister {
+                short_code: merchant.business_short_code(),
+                nominated_number: nominated,
+                callback_url: daraja::CallbackUrl::parse(&confirmation)?,
+            })
+            .await
+    }
+
     /// Stores a confirmation (once per TransID) and applies it. Answers only after the commit.
     pub async fn ingest_confirmation(
         &self,

@@ -276,6 +276,19 @@ impl Store {
         delegate!(self.settle_from_confirmation(incoming))
     }
 
+    /// Which of these TransIDs are recorded already.
+    pub async fn c2b_known(&self, trans_ids: &[String]) -> Result<std::collections::HashSet<String>, StoreError> {
+        let mut known = std::collections::HashSet::new();
+        for id in trans_ids {
+            let rows =
+                self.query("SELECT 1 FROM c2b_transactions WHERE trans_id = $1", vec![id.as_str().into()]).await?;
+            if !rows.is_empty() {
+                known.insert(id.clone());
+            }
+        }
+        Ok(known)
+    }
+
     /// The payment with this (normalised) Paybill account number.
     pub async fn payment_by_paybill_account(&self, account: &str) -> Result<Option<Payment>, StoreError> {
         let sql = concat!("SELECT ", payment_columns!(), " FROM payments WHERE paybill_account = $1");
