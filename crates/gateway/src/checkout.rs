@@ -171,7 +171,7 @@ impl Gateway {
     pub async fn checkout(&self, id: &str) -> Result<Option<Checkout>, StoreError> {
         let Some(session) = self.store().checkout_session(id).await? else { return Ok(None) };
         let payment = match &session.payment_id {
-            Some(pid) => self.store().payment(&PaymentId::from_db(pid.clone()), None).await?,
+            Some(pid) => self.store().payment(&PaymentId::from_db(pid.clone()), None).await?.map(|p| self.shown(p)),
             None => None,
         };
         let now = self.now();

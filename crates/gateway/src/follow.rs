@@ -15,7 +15,8 @@ struct Follow {
     done: bool,
 }
 
-/// `first`, then the payment again on every change, ending after it is final. Woken at once by
+/// `first`, then the payment again on every change, ending after it is final (a failed payment
+/// that can still be paid by hand is not final yet). Woken at once by
 /// changes in this process; re-reads every 2 s so changes settled by another replica are seen.
 pub fn payment(gateway: Gateway, first: Payment) -> impl Stream<Item = Payment> {
     let changes = gateway.changes();
@@ -28,7 +29,8 @@ pub fn payment(gateway: Gateway, first: Payment) -> impl Stream<Item = Payment> 
             if let Some(p) = s.pending.take()
                 && s.last.as_ref() != Some(&p)
             {
-                s.done = p.status != Status::Pending;
+                // A failed payment that can still be paid by hand may yet change.
+                s.done = p.status != Status::Pending && !(p.status == Status::Failed && s.gateway.payable_by_hand(&p));
                 s.last = Some(p.clone());
                 return Some((p, s));
             }

@@ -234,3 +234,51 @@ async fn a_submit_dropped_while_the_prompt_is_sent_still_gives_the_session_its_p
     assert_eq!(submit(url, "0712345678").await.0, 422);
     assert_eq!(app.sim.sim().transactions().len(), 1);
 }
+
+#[tokio::test]
+async fn a_prompt_that_never_came_offers_the_paybill_way_and_the_page_turns_paid() {
+    let app = app(SimConfig::default()).await;
+    let (_, session, _) = create_session(&app, &session_body(), None).await;
+    let url = session["url"].as_str().unwrap().to_owned();
+    submit(&url, "0700 001 037").await;
+    let failed = final_page(&url).await;
+    assert!(failed.contains("The payment did not go through"), "{failed}");
+    assert!(failed.contains("Pay from the M-PESA menu instead"), "{failed}");
+    assert!(failed.contains(&format!("<dd class=\"code\">{}</dd>", app.sim.shortcode())), "{failed}");
+    let account = failed.split("<dd class=\"code\">").nth(2).unwrap().split('<').next().unwrap().to_owned();
+    assert_eq!(account.len(), 7, "{failed}");
+    assert!(failed.contains("data-status=\"failed\""), "the page follows the payment while it can be paid");
+    let (_, swahili) = page(&url, Some("sw")).await;
+    assert!(swahili.contains("Lipa kupitia menyu ya M-PESA badala yake"), "{swahili}");
+
+    let payment = daraja_sim::ManualPayment {
+        shortcode: app.sim.shortcode(),
+        account: account.clone(),
+        amount: 20,
+        phone: "0712345678".into(),
+        pin: None,
+        faults: None,
+    };
+    app.sim.sim().c2b_pay(payment.clone()).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, html) = page(&url, None).await;
+        if html.contains("KES 20</strong> received so far") {
+            assert!(html.contains("KES 25"), "what is left: {html}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the part paid is not shown: {html}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    app.sim.sim().c2b_pay(daraja_sim::ManualPayment { amount: 25, ..payment }).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, html) = page(&url, None).await;
+        if html.contains("Payment received") {
+            assert!(!html.contains("Pay from the M-PESA menu"), "{html}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never paid: {html}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

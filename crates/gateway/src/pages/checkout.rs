@@ -176,6 +176,7 @@ fn render(
                 details {
                     summary { (t.no_prompt_title) }
                     ol { @for step in t.no_prompt_steps { li { (step) } } }
+                    (paybill_box(t, body, false))
                 }
                 noscript { p class="small" { (t.refresh_note) } }
                 a class="secondary" href=(session.cancel_url) { (t.back_to_shop) }
@@ -194,9 +195,15 @@ fn render(
         }),
         Status::Failed | Status::Expired => {
             let reason = failure_reason(lang, body);
-            page(t.failed_title, None).render(html! {
+            let by_hand = body.paybill.is_some();
+            page(t.failed_title, by_hand.then_some(5)).render(html! {
                 h1 { (t.failed_title) }
                 p class="status bad" role="status" { (reason) }
+                @if by_hand {
+                    div data-events=(format!("/checkout/{}/events", session.id)) data-status="failed" {
+                        (paybill_box(t, body, true))
+                    }
+                }
                 form method="post" action=(format!("/checkout/{}", session.id)) {
                     input type="hidden" name="phone" value=(local_phone(&body.phone.to_string()));
                     @if let Some((_, refusal)) = refused { p class="error" role="alert" { (refusal) } }
@@ -204,6 +211,35 @@ fn render(
                 }
                 a class="secondary" href=(session.cancel_url) { (t.back_to_shop) }
             })
+        }
+    }
+}
+
+/// How to pay by hand (M-PESA menu, Pay Bill), while the payment can be paid that way: the
+/// business and account numbers, and what is still due.
+fn paybill_box(t: &Texts, p: &Payment, open: bool) -> Markup {
+    let Some(paybill) = &p.paybill else { return html! {} };
+    let due = u64::from(p.amount.shillings()).saturating_sub(p.amount_received);
+    let due = kes(u32::try_from(due).unwrap_or(u32::MAX));
+    html! {
+        section class="paybill" aria-labelledby="paybill-title" {
+            @if open { h2 id="paybill-title" { (t.paybill_title) } } @else { h3 id="paybill-title" { (t.paybill_title) } }
+            p { (t.paybill_intro) }
+            p { (t.paybill_menu) }
+            dl class="summary" {
+                dt { (t.business_number) } dd class="code" { (paybill.business_number) }
+                dt { (t.account_number) } dd class="code" { (paybill.account_number) }
+                dt { (t.amount) } dd class="amount" { (due) }
+            }
+            @if p.amount_received > 0 {
+                p class="status" {
+                    (fill(t.paybill_received, &[
+                        ("received", html! { strong { (kes(u32::try_from(p.amount_received).unwrap_or(u32::MAX))) } }),
+                        ("left", html! { strong { (due) } }),
+                    ]))
+                }
+            }
+            p class="small" { (t.paybill_done) }
         }
     }
 }

@@ -108,6 +108,14 @@ pub struct Texts {
     pub prompt_still_open: &'static str,
     pub too_many: &'static str,
     pub try_later: &'static str,
+    pub paybill_title: &'static str,
+    pub paybill_intro: &'static str,
+    pub paybill_menu: &'static str,
+    pub business_number: &'static str,
+    pub account_number: &'static str,
+    pub paybill_done: &'static str,
+    /// "{received} received so far; {left} still to pay."
+    pub paybill_received: &'static str,
 }
 
 static EN: Texts = Texts {
@@ -146,6 +154,13 @@ static EN: Texts = Texts {
     prompt_still_open: "The previous prompt is still open on the phone. Answer it, or wait until it expires.",
     too_many: "Too many prompts were sent to this phone. Please wait a while and try again.",
     try_later: "Something went wrong on our side. Please try again in a moment.",
+    paybill_title: "Pay from the M-PESA menu instead",
+    paybill_intro: "No prompt needed: pay by hand from your phone's M-PESA menu.",
+    paybill_menu: "Open M-PESA, choose Lipa na M-PESA, then Pay Bill, and enter:",
+    business_number: "Business number",
+    account_number: "Account number",
+    paybill_done: "Enter your PIN and send. This page shows the payment as soon as it arrives.",
+    paybill_received: "{received} received so far; {left} still to pay.",
 };
 
 static SW: Texts = Texts {
@@ -184,4 +199,11 @@ static SW: Texts = Texts {
     prompt_still_open: "Ombi la awali bado liko wazi kwenye simu. Lijibu, au subiri liishe.",
     too_many: "Maombi mengi yametumwa kwa simu hii. Tafadhali subiri kidogo ujaribu tena.",
     try_later: "Hitilafu imetokea upande wetu. Tafadhali jaribu tena baadaye kidogo.",
+    paybill_title: "Lipa kupitia menyu ya M-PESA badala yake",
+    paybill_intro: "Hakuna haja ya ombi: lipa mwenyewe kupitia menyu ya M-PESA kwenye simu yako.",
+    paybill_menu: "Fungua M-PESA, chagua Lipa na M-PESA, kisha Pay Bill, na uweke:",
+    business_number: "Nambari ya biashara",
+    account_number: "Nambari ya akaunti",
+    paybill_done: "Weka PIN yako na utume. Ukurasa huu utaonyesha malipo mara yatakapofika.",
+    paybill_received: "{received} imepokelewa hadi sasa; {left} bado kulipwa.",
 };
