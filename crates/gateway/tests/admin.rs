@@ -452,3 +452,69 @@ async fn webhook_urls_are_shown_without_their_tokens() {
         }
     }
 }
+
+#[tokio::test]
+async fn an_unmatched_paybill_payment_is_assigned_or_marked_refunded_by_an_admin_with_an_audit_line() {
+    let app = app().await;
+    let created = app.create("254700001037", 60).await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(app.settled(&id).await["status"], "failed");
+    let pay = |account: &str| daraja_sim::ManualPayment {
+        shortcode: app.sim.shortcode(),
+        account: account.into(),
+        amount: 60,
+        phone: "0712345678".into(),
+        pin: None,
+        faults: None,
+    };
+    let mistyped = app.sim.sim().c2b_pay(pay("WRONG12")).await.unwrap().trans_id;
+    let stranger = app.sim.sim().c2b_pay(pay("")).await;
+    assert!(stranger.is_err(), "a paybill needs an account number");
+    let stranger = app.sim.sim().c2b_pay(pay("NOBODY9")).await.unwrap().trans_id;
+
+    let admin = login(&app, "amina", PASSWORD).await.1.unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    let listed = loop {
+        let (_, page) = admin.get("/admin/c2b?status=unmatched").await;
+        if page.contains(&mistyped) && page.contains(&stranger) {
+            break page;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{page}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert!(listed.contains("WRONG12") && listed.contains("Assign"), "{listed}");
+
+    let viewer = login(&app, "otieno", PASSWORD).await.1.unwrap();
+    let (_, viewed) = viewer.get("/admin/c2b?status=unmatched").await;
+    assert!(!viewed.contains("Assign"), "a viewer sees no actions");
+    let viewer_csrf = viewer.csrf().await;
+    let path = format!("/admin/c2b/{mistyped}/assign");
+    let (status, _) = viewer.post(&path, &[("csrf", &viewer_csrf), ("payment_id", &id), ("note", "x")]).await;
+    assert_eq!(status, 403);
+
+    let csrf = admin.csrf().await;
+    let (status, _) = admin.post(&path, &[("csrf", &csrf), ("payment_id", &id), ("note", "")]).await;
+    assert_eq!(status, 303);
+    assert_eq!(app.payment(&id).await["status"], "failed", "a reason is required");
+    admin.post(&path, &[("csrf", &csrf), ("payment_id", &id), ("note", "customer typed 2 for Z; phoned")]).await;
+    let paid = app.payment(&id).await;
+    assert_eq!((paid["status"].as_str(), paid["settled_by"].as_str()), (Some("paid"), Some("c2b")), "{paid}");
+    assert_eq!(paid["receipt"], mistyped.as_str());
+    assert!(app.timeline(&id).await.contains(&"assignment_applied".to_owned()));
+    let log = app.gateway.store().audit_log(Some(&mistyped), 10).await.unwrap();
+    assert_eq!((log[0].action.as_str(), log[0].actor.as_str()), ("assign_c2b", "amina"));
+
+    // Assigned once: a second try says so, and a paid payment takes no more.
+    let again = admin.post(&path, &[("csrf", &csrf), ("payment_id", &id), ("note", "again")]).await;
+    assert_eq!(again.0, 303);
+    let to_paid = format!("/admin/c2b/{stranger}/assign");
+    admin.post(&to_paid, &[("csrf", &csrf), ("payment_id", &id), ("note", "wrong idea")]).await;
+    assert_eq!(app.payment(&id).await["amount_received"], 60, "a paid payment took nothing more");
+
+    let refunded = format!("/admin/c2b/{stranger}/refunded");
+    admin.post(&refunded, &[("csrf", &csrf), ("note", "sent back by B2C from the portal")]).await;
+    let (_, all) = admin.get("/admin/c2b?status=refunded_outside").await;
+    assert!(all.contains(&stranger) && all.contains("sent back by B2C"), "{all}");
+    let (_, left) = admin.get("/admin/c2b?status=unmatched").await;
+    assert!(!left.contains(&stranger) && !left.contains(&mistyped), "{left}");
+}

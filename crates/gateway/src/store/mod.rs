@@ -52,7 +52,7 @@ const PAYMENT_COLUMN_COUNT: usize = 25;
 use crate::payment::{Payment, PaymentId};
 use crate::settlement::Decision;
 
-pub use c2b::{C2bTransaction, ConfirmationStored, IncomingConfirmation};
+pub use c2b::{C2bTransaction, ConfirmationStored, IncomingConfirmation, Resolved};
 use callbacks::{Kept, Settling, Tally, callback_decision, current, kept};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -294,6 +294,32 @@ impl Store {
         let sql = concat!("SELECT ", payment_columns!(), " FROM payments WHERE paybill_account = $1");
         let rows = self.query(sql, vec![account.into()]).await?;
         rows.first().map(|r| reads::payment_from(r)).transpose()
+    }
+
+    /// Gives an unmatched C2B transaction to a payment (an operator's decision, audited).
+    pub async fn assign_c2b(
+        &self,
+        trans_id: &str,
+        payment_id: &PaymentId,
+        actor: &str,
+        note: &str,
+        now: i64,
+    ) -> Result<Resolved, StoreError> {
+        let (trans_id, actor, note) = (trans_id.to_owned(), actor.to_owned(), note.to_owned());
+        delegate!(self.assign_c2b(trans_id, payment_id.clone(), actor, note, now))
+    }
+
+    /// Marks an unmatched C2B transaction refunded outside Lipa (an operator's decision,
+    /// audited).
+    pub async fn c2b_refunded_outside(
+        &self,
+        trans_id: &str,
+        actor: &str,
+        note: &str,
+        now: i64,
+    ) -> Result<Resolved, StoreError> {
+        let (trans_id, actor, note) = (trans_id.to_owned(), actor.to_owned(), note.to_owned());
+        delegate!(self.c2b_refunded_outside(trans_id, actor, note, now))
     }
 
     /// Links unmatched C2B transactions to the STK payments they turned out to be; returns

@@ -217,6 +217,27 @@ impl PostgresStore {
         in_transaction!(self, |tx| super::c2b::settle_confirmation(tx, &incoming))
     }
 
+    pub(super) async fn assign_c2b(
+        &self,
+        trans_id: String,
+        payment_id: PaymentId,
+        actor: String,
+        note: String,
+        now: i64,
+    ) -> Result<super::Resolved, StoreError> {
+        in_transaction!(self, |tx| super::c2b::assign(tx, &trans_id, &payment_id, &actor, &note, now))
+    }
+
+    pub(super) async fn c2b_refunded_outside(
+        &self,
+        trans_id: String,
+        actor: String,
+        note: String,
+        now: i64,
+    ) -> Result<super::Resolved, StoreError> {
+        in_transaction!(self, |tx| super::c2b::refunded_outside(tx, &trans_id, &actor, &note, now))
+    }
+
     pub(super) async fn link_stk_receipts(&self) -> Result<u64, StoreError> {
         in_transaction!(self, |tx| super::c2b::link_stk_receipts(tx))
     }

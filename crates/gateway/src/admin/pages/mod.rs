@@ -1,5 +1,6 @@
 //! The dashboard's pages and actions, one module a page; the layout and what pages share here.
 
+mod c2b;
 mod keys;
 mod login;
 mod overview;
@@ -9,7 +10,9 @@ mod review;
 mod settings;
 mod webhooks;
 
-pub(super) use self::{keys::*, login::*, overview::*, payment::*, payments::*, review::*, settings::*, webhooks::*};
+pub(super) use self::{
+    c2b::*, keys::*, login::*, overview::*, payment::*, payments::*, review::*, settings::*, webhooks::*,
+};
 
 use axum::body::Body;
 use axum::extract::rejection::FormRejection;
@@ -37,9 +40,10 @@ pub(super) fn css() -> Response {
         .into_response()
 }
 
-const NAV: [(&str, &str); 6] = [
+const NAV: [(&str, &str); 7] = [
     ("/admin", "Overview"),
     ("/admin/payments", "Payments"),
+    ("/admin/c2b", "Paybill"),
     ("/admin/review", "Review"),
     ("/admin/webhooks", "Webhooks"),
     ("/admin/keys", "API keys"),

@@ -22,7 +22,8 @@ pub(in crate::admin) async fn review(
     let flagged = store.payments(PaymentFilter { needs_review: Some(true), limit: 200, ..PaymentFilter::default() });
     let callbacks = store.unresolved_callbacks(q.before, REVIEW_PAGE + 1);
     let counted = store.unmatched_counted_since(gateway.now() - DAY);
-    let (flagged, mut callbacks, counted) = match tokio::try_join!(flagged, callbacks, counted) {
+    let by_hand = store.c2b_transactions(Some("unmatched"), None, 201);
+    let (flagged, mut callbacks, counted, by_hand) = match tokio::try_join!(flagged, callbacks, counted, by_hand) {
         Ok(r) => r,
         Err(e) => return store_down(&e),
     };
@@ -44,6 +45,11 @@ pub(in crate::admin) async fn review(
                 @for p in &flagged {
                     li { a href=(format!("/admin/payments/{}", p.id)) { (nairobi(p.created_at)) " \u{2014} " (kes(p.amount.shillings())) " from " (local_phone(&p.phone.to_string())) } " " (status_badge(p)) }
                 }
+            }
+            h2 { "Payments by hand no payment took (" (if by_hand.len() > 200 { "200+".to_owned() } else { by_hand.len().to_string() }) ")" }
+            @if by_hand.is_empty() { p { "Nothing to review." } } @else {
+                p { "Customers paid from the M-PESA menu to an account number no open payment has. "
+                    a href="/admin/c2b?status=unmatched" { "Assign or refund them \u{2192}" } }
             }
             h2 { "Callbacks to check" }
             p class="muted" {

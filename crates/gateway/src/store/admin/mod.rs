@@ -108,7 +108,13 @@ fn user_from(row: &[Cell]) -> Option<AdminUser> {
     })
 }
 
-fn audit_statement(actor: &str, action: &str, target: &str, detail: &str, now: i64) -> super::sql::Statement {
+pub(in crate::store) fn audit_statement(
+    actor: &str,
+    action: &str,
+    target: &str,
+    detail: &str,
+    now: i64,
+) -> super::sql::Statement {
     // What a visitor typed (a login name) is kept, minus what PostgreSQL cannot store.
     let clean = |s: &str| s.replace('\0', "\u{FFFD}");
     let (actor, target, detail) = (clean(actor), clean(target), clean(detail));

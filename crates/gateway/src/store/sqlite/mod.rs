@@ -115,6 +115,29 @@ impl SqliteStore {
         self.write(move |c| at_once(super::c2b::settle_confirmation(&mut SqliteTx(c), &incoming))).await
     }
 
+    pub(super) async fn assign_c2b(
+        &self,
+        trans_id: String,
+        payment_id: PaymentId,
+        actor: String,
+        note: String,
+        now: i64,
+    ) -> Result<super::Resolved, StoreError> {
+        self.write(move |c| at_once(super::c2b::assign(&mut SqliteTx(c), &trans_id, &payment_id, &actor, &note, now)))
+            .await
+    }
+
+    pub(super) async fn c2b_refunded_outside(
+        &self,
+        trans_id: String,
+        actor: String,
+        note: String,
+        now: i64,
+    ) -> Result<super::Resolved, StoreError> {
+        self.write(move |c| at_once(super::c2b::refunded_outside(&mut SqliteTx(c), &trans_id, &actor, &note, now)))
+            .await
+    }
+
     pub(super) async fn link_stk_receipts(&self) -> Result<u64, StoreError> {
         self.write(move |c| at_once(super::c2b::link_stk_receipts(&mut SqliteTx(c)))).await
     }
