@@ -25,6 +25,8 @@ pub struct Step {
     pub expired: usize,
     /// Unmatched Paybill payments found to be STK payments heard of by C2B first.
     pub linked: u64,
+    /// Unmatched Paybill payments announced (`c2b.unmatched`).
+    pub announced: u64,
 }
 
 impl Step {
@@ -33,6 +35,9 @@ impl Step {
         self.queried + self.expired > 0
     }
 }
+
+/// How long a payment by hand stays unmatched before it is announced (`c2b.unmatched`).
+pub const UNMATCHED_GRACE_MS: i64 = 60_000;
 
 /// Queries due payments (at most `batch`) and expires overdue ones.
 #[tracing::instrument(skip_all)]
@@ -104,7 +109,9 @@ pub async fn step(gateway: &Gateway, batch: u32) -> Result<Step, StoreError> {
         tracing::info!(payment_id = %id, "expired: no conclusive answer in time");
         gateway.changed(id);
     }
-    report.linked = store.link_stk_receipts().await?;
+    // An STK payment's C2B echo may come before its callback: give the callback a minute
+    // before calling the money unmatched.
+    (report.linked, report.announced) = store.sweep_unmatched(now - UNMATCHED_GRACE_MS, now).await?;
     Ok(report)
 }
 

@@ -258,3 +258,36 @@ async fn a_confirmation_that_never_arrived_is_recovered_by_the_pull_sweep() {
     let applied = app.timeline(id).await.iter().filter(|k| *k == "c2b_applied").count();
     assert_eq!(applied, 1);
 }
+
+#[tokio::test]
+async fn money_still_unmatched_after_a_minute_is_announced_once() {
+    let app = spawn_app_with(SimConfig::interactive(), |_| {}).await;
+    let unknown = pay(&app, "ZZZZZZZ", 75, None).await;
+    until_recorded(&app, &unknown).await;
+    let announced = |app: &TestApp| {
+        let store = app.gateway.store().clone();
+        async move {
+            store.recent_webhook_events(None, 50).await.unwrap().into_iter().filter(|e| e.2 == "c2b.unmatched").count()
+        }
+    };
+    assert_eq!(app.reconcile().await.announced, 0, "an STK callback may still claim it");
+    assert_eq!(announced(&app).await, 0);
+    app.clock.advance(Duration::from_secs(61));
+    assert_eq!(app.reconcile().await.announced, 1);
+    assert_eq!(app.reconcile().await.announced, 0, "once");
+    assert_eq!(announced(&app).await, 1);
+    let payload: Value = {
+        let rows = app
+            .gateway
+            .store()
+            .query("SELECT payload FROM webhook_events WHERE type = 'c2b.unmatched'", vec![])
+            .await
+            .unwrap();
+        serde_json::from_str(&rows[0][0].text()).unwrap()
+    };
+    assert_eq!(
+        (payload["type"].as_str(), payload["data"]["trans_id"].as_str()),
+        (Some("c2b.unmatched"), Some(unknown.as_str()))
+    );
+    assert_eq!(payload["data"]["status"], "unmatched");
+}

@@ -214,19 +214,88 @@ pub(super) async fn settle_confirmation(
     Ok(ConfirmationStored { outcome, payment_id, status })
 }
 
-/// Links unmatched transactions to the STK payments they turned out to be: a shortcode that
-/// also hears of its STK payments by C2B may hear of one before its STK callback arrives.
-/// Returns how many were linked.
-pub(super) async fn link_stk_receipts(tx: &mut impl Tx) -> Result<u64, StoreError> {
+/// Links unmatched transactions to the STK payments they turned out to be (a shortcode that
+/// also hears of its STK payments by C2B may hear of one before its STK callback arrives),
+/// then announces those still unmatched that were received before `announce_before`
+/// (webhook `c2b.unmatched`, once each, at most 100 a call). Returns (linked, announced).
+pub(super) async fn sweep_unmatched(
+    tx: &mut impl Tx,
+    announce_before: i64,
+    now: i64,
+) -> Result<(u64, u64), StoreError> {
+    let linked = tx
+        .execute(
+            "UPDATE c2b_transactions SET status = 'same_as_stk',
+                payment_id = (SELECT p.id FROM payments p WHERE p.receipt = c2b_transactions.trans_id),
+                note = 'the STK payment with this receipt arrived after it'
+             WHERE status = 'unmatched' AND resolved_at IS NULL
+               AND EXISTS (SELECT 1 FROM payments p WHERE p.receipt = c2b_transactions.trans_id)",
+            vec![],
+        )
+        .await?;
+    let sql = format!(
+        "SELECT {C2B_COLUMNS} FROM c2b_transactions
+         WHERE status = 'unmatched' AND announced_at IS NULL AND received_at < $1
+         ORDER BY received_at LIMIT 100 /*skip_locked*/"
+    );
+    let rows = tx.rows(&sql, vec![announce_before.into()]).await?;
+    let mut announced = 0;
+    for row in &rows {
+        let txn = c2b_from(row)?;
+        announce(tx, &txn, now).await?;
+        tx.execute(
+            "UPDATE c2b_transactions SET announced_at = $2 WHERE trans_id = $1",
+            vec![txn.trans_id.as_str().into(), now.into()],
+        )
+        .await?;
+        announced += 1;
+    }
+    Ok((linked, announced))
+}
+
+/// Queues the `c2b.unmatched` webhook for a transaction: signed by the key of the payment it
+/// named (to that payment's URL), else by the installation's oldest active key (to the
+/// default URL). With no key at all there is nobody to tell.
+async fn announce(tx: &mut impl Tx, txn: &C2bTransaction, now: i64) -> Result<(), StoreError> {
+    let owner = match &txn.payment_id {
+        Some(id) => {
+            tx.rows("SELECT api_key_id, webhook_url FROM payments WHERE id = $1", vec![id.as_str().into()]).await?
+        }
+        None => {
+            tx.rows(
+                "SELECT id, CAST(NULL AS TEXT) FROM api_keys WHERE revoked_at IS NULL ORDER BY created_at, id LIMIT 1",
+                vec![],
+            )
+            .await?
+        }
+    };
+    let Some(owner) = owner.first() else { return Ok(()) };
+    #[derive(serde::Serialize)]
+    struct Envelope<'a> {
+        id: &'a str,
+        #[serde(rename = "type")]
+        event_type: &'a str,
+        #[serde(serialize_with = "crate::time_fmt::millis")]
+        created_at: i64,
+        data: &'a C2bTransaction,
+    }
+    let id = format!("evt_{}", crate::ids::time_ordered_hex());
+    let payload = serde_json::to_string(&Envelope { id: &id, event_type: "c2b.unmatched", created_at: now, data: txn })
+        .map_err(super::unserialisable)?;
     tx.execute(
-        "UPDATE c2b_transactions SET status = 'same_as_stk',
-            payment_id = (SELECT p.id FROM payments p WHERE p.receipt = c2b_transactions.trans_id),
-            note = 'the STK payment with this receipt arrived after it'
-         WHERE status = 'unmatched' AND resolved_at IS NULL
-           AND EXISTS (SELECT 1 FROM payments p WHERE p.receipt = c2b_transactions.trans_id)",
-        vec![],
+        "INSERT INTO webhook_events (id, payment_id, api_key_id, type, url, payload, status, created_at, next_attempt_at)
+         VALUES ($1, $2, $3, 'c2b.unmatched', $4, $5, 'pending', $6, $6)",
+        vec![
+            id.into(),
+            txn.payment_id.clone().unwrap_or_default().into(),
+            owner[0].text().into(),
+            owner[1].opt_text().into(),
+            payload.into(),
+            now.into(),
+        ],
     )
     .await
+    .map(drop)
 }
 
 /// What an operator's decision about an unmatched transaction did.

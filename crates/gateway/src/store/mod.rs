@@ -322,10 +322,11 @@ impl Store {
         delegate!(self.c2b_refunded_outside(trans_id, actor, note, now))
     }
 
-    /// Links unmatched C2B transactions to the STK payments they turned out to be; returns
-    /// how many.
-    pub async fn link_stk_receipts(&self) -> Result<u64, StoreError> {
-        delegate!(self.link_stk_receipts())
+    /// Links unmatched C2B transactions to the STK payments they turned out to be, and
+    /// announces (webhook `c2b.unmatched`) those received before `announce_before` that are
+    /// still unmatched; returns how many of each.
+    pub async fn sweep_unmatched(&self, announce_before: i64, now: i64) -> Result<(u64, u64), StoreError> {
+        delegate!(self.sweep_unmatched(announce_before, now))
     }
 
     /// C2B transactions, newest first: all, or those with `status` (`unmatched`, …), at most

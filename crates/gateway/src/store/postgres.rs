@@ -238,8 +238,8 @@ impl PostgresStore {
         in_transaction!(self, |tx| super::c2b::refunded_outside(tx, &trans_id, &actor, &note, now))
     }
 
-    pub(super) async fn link_stk_receipts(&self) -> Result<u64, StoreError> {
-        in_transaction!(self, |tx| super::c2b::link_stk_receipts(tx))
+    pub(super) async fn sweep_unmatched(&self, announce_before: i64, now: i64) -> Result<(u64, u64), StoreError> {
+        in_transaction!(self, |tx| super::c2b::sweep_unmatched(tx, announce_before, now))
     }
 
     // ---- plain SQL (see `sql.rs`) ----

@@ -9,7 +9,8 @@ CREATE UNIQUE INDEX payments_paybill_account ON payments (paybill_account);
 -- a transaction is recorded once, whatever number of copies arrive (counted in `copies`).
 -- `status`: applied (counted towards payment_id), same_as_stk (the STK payment payment_id
 -- already has this receipt), unmatched (for staff: no open payment took it), assigned (staff
--- gave it to payment_id), refunded_outside (staff refunded it without Lipa).
+-- gave it to payment_id), refunded_outside (staff refunded it without Lipa). An unmatched one
+-- is announced (webhook c2b.unmatched) once it stayed unmatched a little while: `announced_at`.
 CREATE TABLE c2b_transactions (
     trans_id     TEXT PRIMARY KEY,
     received_at  BIGINT NOT NULL,
@@ -26,7 +27,8 @@ CREATE TABLE c2b_transactions (
     source       TEXT NOT NULL,
     copies       BIGINT NOT NULL DEFAULT 1,
     body         TEXT NOT NULL,
-    resolved_at  BIGINT
+    resolved_at  BIGINT,
+    announced_at BIGINT
 );
 CREATE INDEX c2b_transactions_received ON c2b_transactions (received_at);
 CREATE INDEX c2b_transactions_payment ON c2b_transactions (payment_id);

@@ -42,7 +42,10 @@ pub(in crate::admin) async fn webhooks(
                                 td { (kind) }
                                 td { span class=(format!("badge {status}")) { (status) } }
                                 td class="num" { (attempts) }
-                                td { a href=(format!("/admin/payments/{payment}")) { "open" } }
+                                td {
+                                    @if payment.starts_with("pay_") { a href=(format!("/admin/payments/{payment}")) { "open" } }
+                                    @else { a href="/admin/c2b?status=unmatched" { "Paybill" } }
+                                }
                                 td {
                                     @if staff.is_admin() {
                                         form method="post" action=(format!("/admin/webhook-events/{id}/redeliver")) {

@@ -138,8 +138,8 @@ impl SqliteStore {
             .await
     }
 
-    pub(super) async fn link_stk_receipts(&self) -> Result<u64, StoreError> {
-        self.write(move |c| at_once(super::c2b::link_stk_receipts(&mut SqliteTx(c)))).await
+    pub(super) async fn sweep_unmatched(&self, announce_before: i64, now: i64) -> Result<(u64, u64), StoreError> {
+        self.write(move |c| at_once(super::c2b::sweep_unmatched(&mut SqliteTx(c), announce_before, now))).await
     }
 
     // ---- plain SQL (see `sql.rs`) ----
