@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench;
+mod c2b;
 mod demo;
 mod gateway;
 mod hostile;
@@ -45,6 +46,9 @@ enum Command {
     /// Inspect and redeliver merchant webhooks.
     #[command(subcommand)]
     Webhooks(gateway::WebhooksCommand),
+    /// Paybill and Till payments: register the C2B URLs with Daraja, list payments by hand.
+    #[command(subcommand)]
+    C2b(c2b::C2bCommand),
     /// Check or print the configuration.
     #[command(subcommand)]
     Config(gateway::ConfigCommand),
@@ -90,6 +94,7 @@ fn main() -> ExitCode {
             Command::Admin(command) => gateway::admin(command).await,
             Command::Config(command) => gateway::config(command).await,
             Command::Webhooks(command) => gateway::webhooks(command).await,
+            Command::C2b(command) => c2b::run(command).await,
             Command::Push(args) => ops::push(args).await,
             Command::Query(args) => ops::query(args).await,
             Command::Payments(command) => ops::payments(command).await,

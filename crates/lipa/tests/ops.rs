@@ -155,3 +155,51 @@ async fn payments_export_callbacks_and_reconcile_work_on_a_gateway_database() {
 async fn json(request: reqwest::RequestBuilder) -> serde_json::Value {
     request.send().await.unwrap().json().await.unwrap()
 }
+
+/// `lipa c2b register` sends this installation's secret C2B URLs once; in production it
+/// refuses a second registration without --force, and explains Daraja's refusal with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn c2b_register_sends_the_urls_once_in_production() {
+    let dir = std::env::temp_dir().join(format!("lipa-c2b-{}", lipa_gateway::ids::random_hex(6)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = format!("sqlite:{}", dir.join("lipa.db").display());
+    let mut config = SimConfig { register_once: true, ..SimConfig::default() };
+    config.merchants[0].shortcode = 600_123;
+    config.merchants[0].passkey = "a-live-passkey-the-sandbox-does-not-have".into();
+    let sim = daraja_sim::spawn(config).await.unwrap();
+    let shortcode = sim.shortcode().to_string();
+    let envs = [
+        ("DATABASE_URL", db.as_str()),
+        ("CALLBACK_BASE_URL", "https://pay.shop.example"),
+        ("MPESA_ENVIRONMENT", "production"),
+        ("MPESA_BASE_URL", sim.base_url()),
+        ("MPESA_CONSUMER_KEY", sim.consumer_key()),
+        ("MPESA_CONSUMER_SECRET", sim.consumer_secret()),
+        ("MPESA_SHORTCODE", shortcode.as_str()),
+        ("MPESA_PASSKEY", sim.passkey()),
+    ];
+    let run = |args: &'static [&'static str]| {
+        let envs = envs.map(|(k, v)| (k, v.to_owned()));
+        tokio::task::spawn_blocking(move || {
+            let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            lipa(args, &envs)
+        })
+    };
+    let first = run(&["c2b", "register"]).await.unwrap();
+    assert!(first.status.success(), "{}", text(&first));
+    assert!(!text(&first).contains("/callbacks/c2b/"), "the secret path is not printed: {}", text(&first));
+    let registered = sim.sim().c2b_registrations();
+    assert_eq!(registered.len(), 1);
+    assert!(registered[0].confirmation_url.starts_with("https://pay.shop.example/callbacks/c2b/"), "{registered:?}");
+    assert!(registered[0].validation_url.ends_with("/validation"));
+
+    let again = run(&["c2b", "register"]).await.unwrap();
+    assert_eq!(again.status.code(), Some(1));
+    assert!(text(&again).contains("--force"), "{}", text(&again));
+    let forced = run(&["c2b", "register", "--force"]).await.unwrap();
+    assert_eq!(forced.status.code(), Some(1));
+    assert!(text(&forced).contains("already registered") && text(&forced).contains("support"), "{}", text(&forced));
+
+    let listed = run(&["c2b", "list", "--status", "unmatched"]).await.unwrap();
+    assert!(listed.status.success() && text(&listed).contains("No payments by hand"), "{}", text(&listed));
+}
