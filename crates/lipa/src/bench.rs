@@ -80,6 +80,19 @@ pub enum BenchCommand {
         #[arg(long)]
         data_dir: Option<std::path::PathBuf>,
     },
+    /// Paybill confirmation ingest: durable settlement of one C2B confirmation per payment,
+    /// each paying its payment by its account number.
+    Confirmations {
+        /// Payments stored before the run, each paid by one confirmation.
+        #[arg(long, default_value_t = 20_000)]
+        payments: usize,
+        /// Concurrent connections.
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        /// Use this (empty) database instead of a fresh SQLite file, e.g. postgres://…
+        #[arg(long)]
+        database_url: Option<String>,
+    },
 }
 
 pub async fn run(command: BenchCommand) -> Result<()> {
@@ -90,6 +103,9 @@ pub async fn run(command: BenchCommand) -> Result<()> {
         BenchCommand::Payments { payments, connections } => create_payments(payments, connections).await,
         BenchCommand::Admin { database_url, requests } => admin(&database_url, requests).await,
         BenchCommand::Hostile(args) => crate::hostile::run(args).await,
+        BenchCommand::Confirmations { payments, connections, database_url } => {
+            confirmations(payments, connections, database_url).await
+        }
         BenchCommand::Ingest { payments, callbacks, connections, serve, database_url, data_dir } => {
             let target = Target { serve, database_url, data_dir };
             ingest(payments, callbacks.min(payments), connections, target).await
@@ -167,6 +183,7 @@ struct Report {
 
 async fn load(
     url_of: Arc<dyn Fn(usize) -> String + Send + Sync>,
+    body_of: Arc<dyn Fn(usize) -> Vec<u8> + Send + Sync>,
     first: usize,
     count: usize,
     connections: usize,
@@ -178,7 +195,8 @@ async fn load(
     let started = Instant::now();
     let workers: Vec<_> = (0..connections)
         .map(|_| {
-            let (http, next, acknowledged, url_of) = (http.clone(), next.clone(), acknowledged.clone(), url_of.clone());
+            let (http, next, acknowledged, url_of, body_of) =
+                (http.clone(), next.clone(), acknowledged.clone(), url_of.clone(), body_of.clone());
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 loop {
@@ -190,7 +208,7 @@ async fn load(
                     let ok = match http
                         .post(url_of(i))
                         .header("content-type", "application/json")
-                        .body(body(i))
+                        .body(body_of(i))
                         .send()
                         .await
                     {
@@ -299,11 +317,17 @@ async fn ingest(payments: usize, callbacks: usize, connections: usize, target: T
     println!("callback ingest on {backend}, {connections} connections, {payments} payments stored");
     let first = payments - callbacks;
     let stored =
-        load(Arc::new(move |i| format!("{base}/callbacks/stk/{}", token(i))), first, callbacks, connections).await;
-    print("gateway (durable ack)", "callbacks", &stored);
-    let no_store =
-        load(Arc::new(move |i| format!("{ceiling_base}/callbacks/stk/{}", token(i))), first, callbacks, connections)
+        load(Arc::new(move |i| format!("{base}/callbacks/stk/{}", token(i))), Arc::new(body), first, callbacks, connections)
             .await;
+    print("gateway (durable ack)", "callbacks", &stored);
+    let no_store = load(
+        Arc::new(move |i| format!("{ceiling_base}/callbacks/stk/{}", token(i))),
+        Arc::new(body),
+        first,
+        callbacks,
+        connections,
+    )
+    .await;
     print("ceiling (parse + ack only)", "callbacks", &no_store);
     println!("peak RSS of the whole process (gateway + load generator): {}", peak_rss());
 
@@ -312,6 +336,50 @@ async fn ingest(payments: usize, callbacks: usize, connections: usize, target: T
     if !keep {
         let _ = std::fs::remove_dir_all(&dir);
     }
+    Ok(())
+}
+
+/// Paybill confirmations through the HTTP path, each paying one seeded payment by its account
+/// number: stored once per TransID, settled, acknowledged after the commit.
+async fn confirmations(payments: usize, connections: usize, database_url: Option<String>) -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("lipa-bench-{}", ids::random_hex(6)));
+    std::fs::create_dir_all(&dir)?;
+    let mut settings = Settings::load(None, &|_| None)?;
+    settings.listen = "127.0.0.1:0".parse()?;
+    settings.database_url = database_url.unwrap_or_else(|| format!("sqlite:{}", dir.join("lipa.db").display()));
+    let store = Store::open(&settings.database_url).await?;
+    seed(&store, payments).await?;
+    // Seeded with time 0: made now, so they can be paid by hand.
+    let now = lipa_gateway::time_fmt::to_millis(time::OffsetDateTime::now_utc());
+    store.execute_all(vec![("UPDATE payments SET created_at = $1", vec![now.into()])]).await?;
+    // Seeded payment i has the phone 2547{i:08}: its account number, by index.
+    let mut accounts = vec![String::new(); payments];
+    for row in store.query("SELECT phone, paybill_account FROM payments", vec![]).await? {
+        let i = row[0].text().parse::<usize>().unwrap_or(0).saturating_sub(254_700_000_000);
+        if let Some(slot) = accounts.get_mut(i) {
+            *slot = row[1].text();
+        }
+    }
+    drop(store);
+    let connection = DarajaConnection::custom("http://127.0.0.1:9", "k", "s", 174379, "p")?;
+    let app = Application::build(settings, connection, Arc::new(daraja::SystemClock)).await?;
+    let gateway = app.gateway().clone();
+    let (url, _) = gateway.c2b_urls().ok_or("no C2B path")?;
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let accounts = Arc::new(accounts);
+    let body_of = move |i: usize| {
+        format!(
+            r#"{{"TransactionType":"Pay Bill","TransID":"UC{i:08}","TransTime":"20261122101010","TransAmount":"10.00","BusinessShortCode":"174379","BillRefNumber":"{}","InvoiceNumber":"","OrgAccountBalance":"","ThirdPartyTransID":"","MSISDN":"2547{i:08}","FirstName":"A","MiddleName":"","LastName":"B"}}"#,
+            accounts[i]
+        )
+        .into_bytes()
+    };
+    println!("confirmation ingest, {connections} connections, {payments} payments stored");
+    let report = load(Arc::new(move |_| url.clone()), Arc::new(body_of), 0, payments, connections).await;
+    print("gateway (durable ack)", "confirmations", &report);
+    let settled = settled_count(&gateway).await?;
+    println!("check: {settled} payments paid, {} confirmations acknowledged", report.acknowledged);
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 
