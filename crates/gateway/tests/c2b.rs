@@ -291,3 +291,30 @@ async fn money_still_unmatched_after_a_minute_is_announced_once() {
     );
     assert_eq!(payload["data"]["status"], "unmatched");
 }
+
+#[tokio::test]
+async fn a_payment_paid_in_part_waits_for_the_rest_instead_of_expiring() {
+    let app = spawn_app_with(SimConfig::interactive(), |_| {}).await;
+    let created = app.create("0712345678", 100).await;
+    let id = created["id"].as_str().unwrap();
+    let account = created["paybill"]["account_number"].as_str().unwrap().to_owned();
+    pay(&app, &account, 30, None).await;
+    payment_until(&app, id, "30 received", |p| p["amount_received"] == 30).await;
+    app.clock.advance(Duration::from_secs(4 * 60));
+    app.reconcile().await;
+    app.reconcile().await;
+    let waiting = app.payment(id).await;
+    assert_eq!(waiting["status"], "pending", "the customer is paying the rest: {waiting}");
+    assert_eq!(waiting["paybill"]["account_number"], account.as_str());
+
+    app.clock.advance(Duration::from_secs(25 * 3600));
+    app.reconcile().await;
+    let expired = app.payment(id).await;
+    assert_eq!(
+        (expired["status"].as_str(), expired["needs_review"].as_bool()),
+        (Some("expired"), Some(true)),
+        "{expired}"
+    );
+    let (_, timeline) = app.get(&format!("/v1/payments/{id}/timeline")).await;
+    assert!(timeline.to_string().contains("KES 30 was paid by hand"), "{timeline}");
+}

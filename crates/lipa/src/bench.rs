@@ -316,9 +316,14 @@ async fn ingest(payments: usize, callbacks: usize, connections: usize, target: T
 
     println!("callback ingest on {backend}, {connections} connections, {payments} payments stored");
     let first = payments - callbacks;
-    let stored =
-        load(Arc::new(move |i| format!("{base}/callbacks/stk/{}", token(i))), Arc::new(body), first, callbacks, connections)
-            .await;
+    let stored = load(
+        Arc::new(move |i| format!("{base}/callbacks/stk/{}", token(i))),
+        Arc::new(body),
+        first,
+        callbacks,
+        connections,
+    )
+    .await;
     print("gateway (durable ack)", "callbacks", &stored);
     let no_store = load(
         Arc::new(move |i| format!("{ceiling_base}/callbacks/stk/{}", token(i))),

@@ -73,27 +73,33 @@ impl Plan {
     /// The effects of expiring a pending payment. When the push's answer never came (the
     /// request timed out, or the process died while sending it) Daraja may still have
     /// prompted the customer, and without its CheckoutRequestID it cannot be asked: such a
-    /// payment is also flagged for review.
-    pub fn expiry(push_unheard: bool) -> Self {
-        let note = if push_unheard {
+    /// payment is also flagged for review, as is one that was paid in part by hand
+    /// (`received` shillings) and never in full.
+    pub fn expiry(push_unheard: bool, received: u64) -> Self {
+        let mut note = if push_unheard {
             "no conclusive answer in time; the push's answer was lost, so Daraja may have prompted the customer \
              and cannot be asked: check the M-Pesa statement for this phone and amount"
+                .to_owned()
         } else {
-            "no conclusive answer in time"
+            "no conclusive answer in time".to_owned()
         };
+        if received > 0 {
+            note.push_str(&format!("; KES {received} was paid by hand towards it and never the rest: refund it"));
+        }
+        let review = push_unheard || received > 0;
         Self {
             source: "expiry",
             outcome: Outcome::Applied,
             change: None,
-            review: push_unheard,
+            review,
             before: Status::Pending,
             after: Status::Expired,
             event: NewEvent {
                 kind: "expired".into(),
-                detail: serde_json::json!({"note": note, "needs_review": push_unheard}),
+                detail: serde_json::json!({"note": note, "needs_review": review}),
             },
             announce: announcement(Outcome::Applied, Status::Pending, Status::Expired),
-            note: note.into(),
+            note,
         }
     }
 
@@ -365,10 +371,10 @@ mod tests {
 
     #[test]
     fn an_expiry_flags_only_a_push_whose_answer_was_lost() {
-        let heard = Plan::expiry(false);
+        let heard = Plan::expiry(false, 0);
         assert_eq!((heard.after, heard.announce, heard.review), (Status::Expired, Some("payment.expired"), false));
         assert_eq!(heard.event.detail["needs_review"], false);
-        let unheard = Plan::expiry(true);
+        let unheard = Plan::expiry(true, 0);
         assert!(unheard.review);
         assert!(unheard.event.detail["note"].as_str().unwrap().contains("M-Pesa statement"));
     }

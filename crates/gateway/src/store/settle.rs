@@ -166,7 +166,8 @@ pub(super) async fn settle_from_query(
 /// Expires pending payments created before `created_before`, except those with a
 /// CheckoutRequestID that were never queried or whose last STK Query failed (Daraja could not
 /// be asked), unless they were created before `failing_before`; returns their ids. A payment
-/// whose push's answer never came is flagged (see [`Plan::expiry`]).
+/// whose push's answer never came is flagged (see [`Plan::expiry`]). One paid in part by hand
+/// waits for the rest until `failing_before`, then expires flagged.
 pub(super) async fn expire_overdue(
     tx: &mut impl Tx,
     created_before: i64,
@@ -177,12 +178,13 @@ pub(super) async fn expire_overdue(
         .rows(
             "UPDATE payments SET status = 'expired', settled_by = 'expiry', settled_at = $2, updated_at = $2,
                 next_check_at = NULL, lease_until = NULL,
-                needs_review = needs_review OR push_state IN ('sending', 'unknown')
+                needs_review = needs_review OR push_state IN ('sending', 'unknown') OR amount_received > 0
              WHERE id IN (SELECT id FROM payments WHERE status = 'pending' AND created_at < $1
                  AND (lease_until IS NULL OR lease_until <= $2)
-                 AND ((query_failed_at IS NULL AND (checkout_request_id IS NULL OR check_attempts > 0))
+                 AND ((query_failed_at IS NULL AND (checkout_request_id IS NULL OR check_attempts > 0)
+                       AND amount_received = 0)
                       OR created_at < $3) /*skip_locked*/)
-             RETURNING id, push_state IN ('sending', 'unknown')",
+             RETURNING id, push_state IN ('sending', 'unknown'), amount_received",
             vec![created_before.into(), now.into(), failing_before.into()],
         )
         .await?;
@@ -190,7 +192,8 @@ pub(super) async fn expire_overdue(
     for r in &rows {
         let id = PaymentId::from_db(r[0].text());
         let payment = load(tx, &id).await?;
-        record(tx, &payment, &Plan::expiry(r[1].int() != 0), now).await?;
+        let received = u64::try_from(r[2].int()).unwrap_or(0);
+        record(tx, &payment, &Plan::expiry(r[1].int() != 0, received), now).await?;
         ids.push(id);
     }
     Ok(ids)
