@@ -103,6 +103,41 @@ async fn a_mistyped_phone_is_flagged_before_anything_is_sent() {
 }
 
 #[tokio::test]
+async fn a_prompt_that_never_came_is_paid_from_the_m_pesa_menu_and_the_page_turns_paid() {
+    let Some(browser) = Browser::start(true).await else { return };
+    let app = app().await;
+    let (url, _) = session_url(&app).await;
+    browser.goto(&url).await;
+    browser.type_into("#phone", "0712345678").await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_text("Check your phone", 10).await;
+    // The Paybill way is there while the prompt is open, under "No prompt on your phone?".
+    browser.click("details summary").await;
+    browser.wait_for_text("Pay from the M-PESA menu instead", 5).await;
+    let account =
+        browser.page_text().await.split("Account number").nth(1).unwrap().split_whitespace().next().unwrap().to_owned();
+    assert_eq!(account.len(), 7, "{account}");
+
+    let prompt = latest_prompt(&app, 1).await;
+    assert!(app.sim.sim().resolve(&prompt, Answer::Fail("1037".into())));
+    browser.wait_for_text("did not go through", 10).await;
+    browser.wait_for_text("Pay from the M-PESA menu instead", 5).await;
+    browser.screenshot("checkout-paybill").await;
+
+    // The customer pays by hand; nobody reloads the page.
+    let payment = daraja_sim::ManualPayment {
+        shortcode: app.sim.shortcode(),
+        account: account.to_lowercase(),
+        amount: 45,
+        phone: "0712345678".into(),
+        pin: None,
+        faults: None,
+    };
+    app.sim.sim().c2b_pay(payment).await.unwrap();
+    browser.wait_for_text("Payment received", 10).await;
+}
+
+#[tokio::test]
 async fn without_javascript_the_waiting_page_refreshes_itself_to_the_result() {
     let Some(browser) = Browser::start(false).await else { return };
     let app = app().await;
