@@ -318,3 +318,32 @@ async fn a_payment_paid_in_part_waits_for_the_rest_instead_of_expiring() {
     let (_, timeline) = app.get(&format!("/v1/payments/{id}/timeline")).await;
     assert!(timeline.to_string().contains("KES 30 was paid by hand"), "{timeline}");
 }
+
+#[tokio::test]
+async fn a_payment_settled_by_query_gets_its_receipt_from_its_c2b_echo() {
+    let mut config = SimConfig::default();
+    config.merchants[0].c2b_echo_stk = true;
+    let app = spawn_app_with(config, |_| {}).await;
+    // Approved, but no callback ever comes (nor its echo): only a query tells.
+    let created = app.create("254700090001", 45).await;
+    let id = created["id"].as_str().unwrap();
+    app.clock.advance(Duration::from_secs(30));
+    app.reconcile().await;
+    let queried = app.payment(id).await;
+    assert_eq!((queried["status"].as_str(), queried["settled_by"].as_str()), (Some("paid"), Some("query")));
+    assert_eq!(queried["receipt"], Value::Null, "a query does not tell the receipt");
+
+    let swept = lipa_gateway::pull::sweep(&app.gateway, Duration::from_secs(3600)).await.unwrap();
+    assert_eq!(swept.recovered, 1, "the echo Daraja never sent is pulled");
+    app.reconcile().await;
+    let checkout = created["checkout_request_id"].as_str().unwrap();
+    let receipt = app.sim.sim().transaction(checkout).unwrap().receipt.unwrap();
+    let completed = app.payment(id).await;
+    assert_eq!(completed["receipt"], receipt.as_str());
+    assert_eq!((completed["settled_by"].as_str(), completed["amount_received"].as_u64()), (Some("query"), Some(0)));
+    assert!(app.timeline(id).await.contains(&"c2b_receipt_added".to_owned()));
+    let (_, hooks) = app.get(&format!("/v1/payments/{id}/webhooks")).await;
+    assert!(hooks["events"].as_array().unwrap().iter().any(|e| e["type"] == "payment.receipt_added"), "{hooks}");
+    let echo = until_recorded(&app, &receipt).await;
+    assert_eq!((echo["status"].as_str(), echo["payment_id"].as_str()), (Some("same_as_stk"), Some(id)));
+}

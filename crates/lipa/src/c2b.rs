@@ -19,6 +19,19 @@ pub enum C2bCommand {
     RegisterPull(PullArgs),
     /// List payments by hand, newest first.
     List(ListArgs),
+    /// Pull the shortcode's recent transactions now and settle those whose confirmation never
+    /// arrived (what the workers do every `[c2b] pull_interval_minutes`).
+    Pull(PullNowArgs),
+}
+
+/// Options of `lipa c2b pull`.
+#[derive(Debug, clap::Args)]
+pub struct PullNowArgs {
+    /// How far back to look (Daraja keeps about 48 hours).
+    #[arg(long, default_value_t = 6)]
+    lookback_hours: u64,
+    #[command(flatten)]
+    common: Common,
 }
 
 /// Options of `lipa c2b register`.
@@ -62,6 +75,7 @@ pub async fn run(command: C2bCommand) -> Result<()> {
         C2bCommand::Register(args) => register(args).await,
         C2bCommand::RegisterPull(args) => register_pull(args).await,
         C2bCommand::List(args) => list(args).await,
+        C2bCommand::Pull(args) => pull_now(args).await,
     }
 }
 
@@ -186,5 +200,42 @@ async fn list(args: ListArgs) -> Result<()> {
             t.note
         );
     }
+    Ok(())
+}
+
+async fn pull_now(args: PullNowArgs) -> Result<()> {
+    let settings = args.common.settings()?;
+    let connection = if settings.mpesa.environment == MpesaEnvironment::Simulator
+        && settings.mpesa.consumer_key.is_none()
+    {
+        let base =
+            settings.mpesa.base_url.clone().ok_or("in simulator mode set MPESA_BASE_URL to the simulator's address")?;
+        let sim = daraja_sim::SimConfig::default();
+        let (app, merchant) = (sim.primary_app().ok_or("no app")?, sim.primary_merchant().ok_or("no merchant")?);
+        lipa_gateway::config::DarajaConnection::custom(
+            &base,
+            &app.consumer_key,
+            &app.consumer_secret,
+            merchant.shortcode,
+            &merchant.passkey,
+        )?
+    } else {
+        settings.daraja_connection()?
+    };
+    let store = Store::open(&settings.database_url).await?;
+    let public_url = settings.public_url.clone().unwrap_or_default();
+    let gateway = lipa_gateway::service::Gateway::new(
+        store,
+        settings,
+        connection,
+        public_url,
+        std::sync::Arc::new(daraja::SystemClock),
+    )?;
+    let lookback = std::time::Duration::from_secs(args.lookback_hours.clamp(1, 47) * 3600);
+    let swept = lipa_gateway::pull::sweep(&gateway, lookback).await?;
+    println!(
+        "{} transactions listed, {} recovered (their confirmation had not arrived), {} unreadable",
+        swept.listed, swept.recovered, swept.unreadable
+    );
     Ok(())
 }

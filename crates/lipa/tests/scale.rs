@@ -107,7 +107,9 @@ async fn webhook_receiver() -> (String, Deliveries) {
             async move {
                 let event: serde_json::Value = serde_json::from_str(&body).unwrap();
                 let id = event["id"].as_str().unwrap().to_owned();
-                let payment = event["data"]["id"].as_str().unwrap().to_owned();
+                // A payment's event names the payment; a C2B one (c2b.unmatched) its TransID.
+                let data = &event["data"];
+                let payment = data["id"].as_str().or(data["trans_id"].as_str()).unwrap().to_owned();
                 let kind = event["type"].as_str().unwrap().to_owned();
                 state.lock().unwrap().entry(id).or_insert((payment, kind, 0)).2 += 1;
                 "ok"
@@ -199,6 +201,7 @@ async fn scenario(database_url: String, replicas: usize, trouble: Trouble) {
     let acked = acknowledged_per_checkout(&attempts);
     let checked = each_payment_ends_as_the_simulator_decided(&deployment, &driven.created, &acked).await;
     let doubled = each_outcome_is_announced_once(plan, &deployment.deliveries);
+    let by_hand = if trouble == Trouble::None { Some(pay_by_hand(&deployment).await) } else { None };
 
     let dropped = if plan.chaos() { 0 } else { plan.payments / 10 };
     let expired =
@@ -227,6 +230,12 @@ async fn scenario(database_url: String, replicas: usize, trouble: Trouble) {
         deployment.deliveries.lock().unwrap().len(),
         driven.kills,
     );
+    if let Some(b) = by_hand {
+        println!(
+            "scale paybill: {} payments whose prompt never came paid by hand ({} transactions, a fifth in two parts; {} confirmations dropped and recovered by `lipa c2b pull`, the rest delivered twice at once and late), each paid once with amount_received 10; {} STK payments also confirmed by C2B linked as the same transaction, {} of them settled by STK Query and given their receipt by the echo; unmatched 0, counted twice 0",
+            b.paid, b.transactions, b.dropped, b.linked, b.receipts_added
+        );
+    }
     drop(deployment.procs);
     let _ = std::fs::remove_dir_all(deployment.dir);
 }
@@ -287,6 +296,10 @@ async fn simulator(plan: Plan) -> daraja_sim::SimHandle {
         },
         ..SimConfig::default()
     };
+    let mut config = config;
+    // The shortcode also confirms its STK payments by C2B (same TransID), with the same faults
+    // as their callbacks: the gateway must count each such transaction once.
+    config.merchants[0].c2b_echo_stk = plan.trouble == Trouble::None;
     let sim = daraja_sim::spawn(config).await.unwrap();
     for p in 0..plan.phones {
         let msisdn = 254_711_000_000 + p as u64;
@@ -624,6 +637,190 @@ fn each_outcome_is_announced_once(plan: Plan, deliveries: &Deliveries) -> usize 
     assert_eq!(finals_per_payment.len(), plan.payments, "every payment's outcome announced");
     assert!(finals_per_payment.values().all(|n| *n == 1), "one outcome event per payment");
     doubled
+}
+
+// ---------- paybill ----------
+
+/// What paying by hand counted.
+struct ByHand {
+    paid: usize,
+    transactions: usize,
+    dropped: usize,
+    linked: i64,
+    receipts_added: i64,
+}
+
+/// A count from SQL.
+async fn count(store: &Store, sql: &'static str) -> i64 {
+    store.query(sql, vec![]).await.unwrap()[0][0].int()
+}
+
+/// Every payment whose prompt never reached the phone (1037) is paid from the M-PESA menu to
+/// its account number, a fifth of them in two parts; a third of those payments' confirmations
+/// are dropped (then recovered by `lipa c2b pull`), the others delivered twice at once, up to
+/// 300 ms late. Then: each is paid once by hand (`settled_by: c2b`, amount_received 10, one
+/// `c2b_applied`, one `payment.paid` delivered), no other payment received anything by hand,
+/// every C2B echo of an STK payment is linked to that payment, and the only transactions left
+/// unmatched are echoes of payments an STK Query settled (no receipt to link them by).
+async fn pay_by_hand(d: &Deployment) -> ByHand {
+    let rows = d
+        .store
+        .query("SELECT id, paybill_account, phone FROM payments WHERE failure_reason = 'unreachable'", vec![])
+        .await
+        .unwrap();
+    let targets: Vec<(String, String, String)> = rows.iter().map(|r| (r[0].text(), r[1].text(), r[2].text())).collect();
+    assert!(!targets.is_empty(), "the scenario has 1037 failures to pay by hand");
+    let made: Arc<Mutex<Vec<String>>> = Arc::default();
+    let next = Arc::new(AtomicUsize::new(0));
+    let workers: Vec<_> = (0..32)
+        .map(|_| {
+            let (sim, targets, made, next) = (d.sim.sim().clone(), targets.clone(), made.clone(), next.clone());
+            let shortcode = d.sim.shortcode();
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((_, account, phone)) = targets.get(i) else { return };
+                    let faults = if i % 3 == 0 {
+                        Faults { drop: true, ..Faults::default() }
+                    } else {
+                        Faults {
+                            copies: 2,
+                            concurrent: true,
+                            jitter: Duration::from_millis(300),
+                            retries: 5,
+                            ..Faults::default()
+                        }
+                    };
+                    let parts: &[u64] = if i % 5 == 0 { &[4, 6] } else { &[10] };
+                    for amount in parts {
+                        let payment = daraja_sim::ManualPayment {
+                            shortcode,
+                            account: account.to_lowercase(),
+                            amount: *amount,
+                            phone: phone.clone(),
+                            pin: None,
+                            faults: Some(faults.clone()),
+                        };
+                        let txn = sim.c2b_pay(payment).await.unwrap();
+                        assert_eq!(txn.status, daraja_sim::C2bStatus::Completed, "{txn:?}");
+                        made.lock().unwrap().push(txn.trans_id);
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.await.unwrap();
+    }
+    let transactions = made.lock().unwrap().len();
+    let dropped = targets.len().div_ceil(3);
+
+    // The dropped ones: recovered by one pull, as the workers' sweep would.
+    let pulled = Command::new(env!("CARGO_BIN_EXE_lipa"))
+        .args(["c2b", "pull", "--lookback-hours", "1"])
+        .envs(d.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("LIPA_LOG", "warn")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&pulled.stdout).into_owned() + &String::from_utf8_lossy(&pulled.stderr);
+    assert!(pulled.status.success(), "{said}");
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while count(&d.store, "SELECT COUNT(*) FROM payments WHERE settled_by = 'c2b' AND status = 'paid'").await
+        < targets.len() as i64
+    {
+        assert!(Instant::now() < deadline, "not all paid by hand in time (pull said: {said})");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(count(&d.store, "SELECT COUNT(*) FROM payments WHERE settled_by = 'c2b'").await, targets.len() as i64);
+    assert_eq!(
+        count(&d.store, "SELECT COUNT(*) FROM payments WHERE settled_by = 'c2b' AND amount_received <> 10").await,
+        0
+    );
+    assert_eq!(
+        count(&d.store, "SELECT COUNT(*) FROM payments WHERE amount_received > 0 AND settled_by <> 'c2b'").await,
+        0,
+        "only the payments paid by hand received anything by hand"
+    );
+    assert_eq!(count(&d.store, "SELECT COUNT(*) FROM events WHERE kind = 'c2b_applied'").await, targets.len() as i64);
+    assert_eq!(
+        count(&d.store, "SELECT COUNT(*) FROM (SELECT payment_id FROM events WHERE kind = 'c2b_applied' GROUP BY payment_id HAVING COUNT(*) > 1) twice").await,
+        0,
+        "paid twice by hand"
+    );
+    assert_eq!(
+        count(&d.store, "SELECT COUNT(*) FROM c2b_transactions WHERE status = 'applied'").await,
+        transactions as i64,
+        "each payment by hand recorded once, however many copies came"
+    );
+    assert_eq!(
+        count(&d.store, "SELECT COUNT(*) FROM c2b_transactions c JOIN payments p ON p.id = c.payment_id WHERE c.status = 'same_as_stk' AND (p.receipt IS NULL OR p.receipt <> c.trans_id)").await,
+        0,
+        "an echo linked to a payment with another receipt"
+    );
+
+    // Echoes arriving before their callback, and those of payments an STK Query settled (the
+    // query does not tell the receipt; the echo does), are linked by the workers within seconds.
+    let stk_receipts: std::collections::HashSet<String> =
+        d.sim.sim().transactions().into_iter().filter_map(|t| t.receipt).collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let unmatched: Vec<String> = d
+            .store
+            .query("SELECT trans_id FROM c2b_transactions WHERE status = 'unmatched'", vec![])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r[0].text())
+            .collect();
+        let foreign: Vec<_> = unmatched.iter().filter(|t| !stk_receipts.contains(*t)).collect();
+        assert!(foreign.is_empty(), "unmatched transactions that are no STK payment's echo: {foreign:?}");
+        if unmatched.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{} echoes of STK payments still unmatched", unmatched.len());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(
+        count(&d.store, "SELECT COUNT(*) FROM payments WHERE status = 'paid' AND receipt IS NULL").await,
+        0,
+        "every paid payment has its receipt, those settled by query from their C2B echo"
+    );
+    let receipts_added = count(&d.store, "SELECT COUNT(*) FROM events WHERE kind = 'c2b_receipt_added'").await;
+    // And each receipt is its own payment's: the one the simulator gave that payment's prompt.
+    let by_checkout: HashMap<String, String> =
+        d.sim.sim().transactions().into_iter().filter_map(|t| Some((t.checkout_request_id, t.receipt?))).collect();
+    let wrong = d
+        .store
+        .query(
+            "SELECT checkout_request_id, receipt FROM payments WHERE settled_by <> 'c2b' AND receipt IS NOT NULL",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| by_checkout.get(&r[0].text()) != Some(&r[1].text()))
+        .count();
+    assert_eq!(wrong, 0, "payments holding another payment's receipt");
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let got = d.deliveries.lock().unwrap().clone();
+        let paid: std::collections::HashSet<&str> =
+            got.values().filter(|(_, k, _)| k == "payment.paid").map(|(p, _, _)| p.as_str()).collect();
+        if targets.iter().all(|(id, _, _)| paid.contains(id.as_str())) {
+            let twice = got
+                .values()
+                .filter(|(p, k, _)| k == "payment.paid" && targets.iter().any(|(id, _, _)| id == p))
+                .count();
+            assert_eq!(twice, targets.len(), "one payment.paid event per payment paid by hand");
+            break;
+        }
+        assert!(Instant::now() < deadline, "payment.paid not delivered for every payment paid by hand");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let linked = count(&d.store, "SELECT COUNT(*) FROM c2b_transactions WHERE status = 'same_as_stk'").await;
+    ByHand { paid: targets.len(), transactions, dropped, linked, receipts_added }
 }
 
 async fn on_sqlite(trouble: Trouble) {

@@ -129,6 +129,15 @@ fn kind(t: &TransactionType) -> String {
     }
 }
 
+/// The SHA-256 of the payer's number, when Daraja gave the number or its hash.
+fn payer_hash(payer: &daraja::c2b::Payer) -> Option<String> {
+    match payer {
+        daraja::c2b::Payer::Plain(phone) => Some(daraja::c2b::hash(*phone)),
+        daraja::c2b::Payer::Hashed(hash) => Some(hash.clone()),
+        daraja::c2b::Payer::Masked(_) | daraja::c2b::Payer::Unknown => None,
+    }
+}
+
 /// The payment a query finds, locked for the rest of the transaction.
 async fn payment_where(tx: &mut impl Tx, condition: &str, value: &str) -> Result<Option<Payment>, StoreError> {
     let sql = format!("SELECT {} FROM payments WHERE {condition} = $1 /*for_update*/", payment_columns!());
@@ -149,8 +158,8 @@ pub(super) async fn settle_confirmation(
     let claimed = tx
         .execute(
             "INSERT INTO c2b_transactions (trans_id, received_at, trans_time, shortcode, kind, account, amount, payer,
-                payer_name, status, note, source, body)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'unmatched', '', $10, $11)
+                payer_name, status, note, source, body, payer_hash)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'unmatched', '', $10, $11, $12)
              ON CONFLICT (trans_id) DO NOTHING",
             vec![
                 trans_id.into(),
@@ -164,6 +173,7 @@ pub(super) async fn settle_confirmation(
                 p.payer_name().into(),
                 incoming.source.into(),
                 incoming.body.as_str().into(),
+                payer_hash(&p.payer).into(),
             ],
         )
         .await?;
@@ -233,14 +243,30 @@ pub(super) async fn sweep_unmatched(
             vec![],
         )
         .await?;
-    let sql = format!(
+    // Is it an STK payment a query settled (no receipt to link it by)? Asked of the newest
+    // unmatched ones at every sweep, since the payment may be settled after its echo came.
+    let mut linked = linked;
+    let newest = format!(
+        "SELECT {C2B_COLUMNS}, payer_hash FROM c2b_transactions
+         WHERE status = 'unmatched' AND resolved_at IS NULL AND payer_hash IS NOT NULL
+         ORDER BY received_at DESC LIMIT 100 /*skip_locked*/"
+    );
+    for row in &tx.rows(&newest, vec![]).await? {
+        let (columns, hash) = row.split_at(row.len() - 1);
+        let txn = c2b_from(columns)?;
+        if let Some(payment) = settled_without_receipt(tx, &txn, &hash[0].text()).await? {
+            add_receipt(tx, &payment, &txn, now).await?;
+            linked += 1;
+        }
+    }
+    // What stayed unmatched long enough is announced, once.
+    let oldest = format!(
         "SELECT {C2B_COLUMNS} FROM c2b_transactions
          WHERE status = 'unmatched' AND announced_at IS NULL AND received_at < $1
          ORDER BY received_at LIMIT 100 /*skip_locked*/"
     );
-    let rows = tx.rows(&sql, vec![announce_before.into()]).await?;
     let mut announced = 0;
-    for row in &rows {
+    for row in &tx.rows(&oldest, vec![announce_before.into()]).await? {
         let txn = c2b_from(row)?;
         announce(tx, &txn, now).await?;
         tx.execute(
@@ -251,6 +277,104 @@ pub(super) async fn sweep_unmatched(
         announced += 1;
     }
     Ok((linked, announced))
+}
+
+/// The STK payment a transaction is, when an STK Query settled that payment (a query does not
+/// tell the receipt): paid by query without a receipt, with the transaction's amount and
+/// account reference, from the payer's phone, and that phone's payment whose prompt the
+/// transaction answered. A phone has one prompt at a time, so that is the phone's latest
+/// payment made before the transaction; `TransTime` has whole seconds, so a payment made in
+/// the transaction's second may be the next one (made once the prompt ended): then it is the
+/// one before. `None` unless exactly one payment fits.
+async fn settled_without_receipt(
+    tx: &mut impl Tx,
+    txn: &C2bTransaction,
+    payer_hash: &str,
+) -> Result<Option<PaymentId>, StoreError> {
+    let day = 86_400_000;
+    let candidates = tx
+        .rows(
+            "SELECT DISTINCT phone FROM payments WHERE status = 'paid' AND settled_by = 'query' AND receipt IS NULL
+               AND amount = $1 AND account_reference = $2 AND created_at < $3 AND created_at >= $4",
+            vec![
+                i64::try_from(txn.amount).unwrap_or(i64::MAX).into(),
+                txn.account.as_str().into(),
+                (txn.trans_time + 1_000).into(),
+                (txn.trans_time - day).into(),
+            ],
+        )
+        .await?;
+    let phones: Vec<String> = candidates
+        .iter()
+        .map(|r| r[0].text())
+        .filter(|phone| crate::ids::sha256_hex(phone.as_bytes()) == payer_hash)
+        .collect();
+    let [phone] = phones.as_slice() else { return Ok(None) };
+    let latest = tx
+        .rows(
+            "SELECT id, status = 'paid' AND settled_by = 'query' AND receipt IS NULL AND amount = $3 AND account_reference = $4,
+                    created_at, status = 'pending'
+             FROM payments WHERE phone = $1 AND created_at < $2 ORDER BY created_at DESC, id DESC LIMIT 2",
+            vec![
+                phone.as_str().into(),
+                (txn.trans_time + 1_000).into(),
+                i64::try_from(txn.amount).unwrap_or(i64::MAX).into(),
+                txn.account.as_str().into(),
+            ],
+        )
+        .await?;
+    let fits = |r: &[Cell]| r[1].int() != 0;
+    let in_its_second = |r: &[Cell]| r[2].int() >= txn.trans_time;
+    let pending = |r: &[Cell]| r[3].int() != 0;
+    // A pending payment may still be the one (settled by query later), or rule another out:
+    // no decision until it is final (the sweep asks again).
+    Ok(match latest.as_slice() {
+        [last, ..] if pending(last) => None,
+        [last, ..] if !in_its_second(last) => fits(last).then_some(last),
+        // The latest was made in the transaction's second: before its prompt ended, or after.
+        [last, before, ..] if !pending(before) => match (fits(last), fits(before)) {
+            (true, false) => Some(last),
+            (false, true) => Some(before),
+            _ => None,
+        },
+        [last] => fits(last).then_some(last),
+        _ => None,
+    }
+    .map(|r| PaymentId::from_db(r[0].text())))
+}
+
+/// Gives a query-settled payment the receipt its C2B echo told (announced as
+/// `payment.receipt_added`, as when a late STK callback tells it), and links the echo to it.
+async fn add_receipt(tx: &mut impl Tx, payment: &PaymentId, txn: &C2bTransaction, now: i64) -> Result<(), StoreError> {
+    let Some(p) = payment_where(tx, "id", payment.as_str()).await? else { return Ok(()) };
+    let receipt = daraja::ReceiptNumber::parse(&txn.trans_id)
+        .map_err(|e| StoreError::corrupt(format_args!("TransID: {}", e.reason)))?;
+    let note = format!("receipt {receipt} added from its C2B confirmation (an STK Query settled it without one)");
+    let decision = crate::settlement::Decision {
+        outcome: Outcome::ReceiptAdded,
+        change: Some(crate::settlement::Change {
+            status: Status::Paid,
+            failure_reason: None,
+            result_code: p.result_code.clone().unwrap_or_else(|| "0".into()),
+            result_desc: p.result_desc.clone().unwrap_or_default(),
+            receipt: Some(receipt),
+            transaction_date: Some(txn.trans_time),
+            checkout_request_id: None,
+            settled_by: p.settled_by.unwrap_or(crate::payment::SettledBy::Query),
+        }),
+        note: note.clone(),
+    };
+    let plan = apply(tx, payment, Plan::of("c2b", decision, p.status), now).await?;
+    if plan.outcome != Outcome::ReceiptAdded {
+        // The receipt paid another payment meanwhile: leave the transaction for a person.
+        return Ok(());
+    }
+    tx.execute(
+        "UPDATE c2b_transactions SET status = 'same_as_stk', payment_id = $2, note = $3 WHERE trans_id = $1",
+        vec![txn.trans_id.as_str().into(), payment.as_str().into(), note.into()],
+    )
+    .await
+    .map(drop)
 }
 
 /// Queues the `c2b.unmatched` webhook for a transaction: signed by the key of the payment it

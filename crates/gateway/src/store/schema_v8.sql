@@ -11,6 +11,8 @@ CREATE UNIQUE INDEX payments_paybill_account ON payments (paybill_account);
 -- already has this receipt), unmatched (for staff: no open payment took it), assigned (staff
 -- gave it to payment_id), refunded_outside (staff refunded it without Lipa). An unmatched one
 -- is announced (webhook c2b.unmatched) once it stayed unmatched a little while: `announced_at`.
+-- `payer_hash`: SHA-256 of the payer's number when Daraja gave it plain or hashed (never the
+-- number itself), to recognise an STK payment that a query settled without its receipt.
 CREATE TABLE c2b_transactions (
     trans_id     TEXT PRIMARY KEY,
     received_at  BIGINT NOT NULL,
@@ -21,6 +23,7 @@ CREATE TABLE c2b_transactions (
     amount       BIGINT NOT NULL,
     payer        TEXT NOT NULL,
     payer_name   TEXT NOT NULL,
+    payer_hash   TEXT,
     payment_id   TEXT,
     status       TEXT NOT NULL,
     note         TEXT NOT NULL,
