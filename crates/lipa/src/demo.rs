@@ -93,6 +93,12 @@ pub async fn run(args: Args) -> Result<()> {
         println!("  2. open {sim_base}/phone/0712345678, type PIN 1234 and press Send");
     }
     println!("  3. the checkout page turns to \"Payment received\"; \"Return to shop\" shows your paid tickets");
+    println!(
+        "  Or pay by hand, as when the prompt never comes: book with phone 0700 001 037 (the prompt cannot reach it),"
+    );
+    println!(
+        "     then on {sim_base}/phone/0712345678 use Lipa na M-PESA > Pay Bill with the business and account numbers the checkout page shows"
+    );
     println!();
     println!("Press Ctrl-C to stop.");
 
