@@ -347,3 +347,56 @@ async fn a_payment_settled_by_query_gets_its_receipt_from_its_c2b_echo() {
     let echo = until_recorded(&app, &receipt).await;
     assert_eq!((echo["status"].as_str(), echo["payment_id"].as_str()), (Some("same_as_stk"), Some(id)));
 }
+
+/// A Buy Goods confirmation as Daraja sends it to the confirmation URL.
+fn till_confirmation(trans_id: &str, amount: u64, msisdn: &str) -> Value {
+    json!({
+        "TransactionType": "Buy Goods", "TransID": trans_id, "TransTime": "20261207101500",
+        "TransAmount": format!("{amount}.00"), "BusinessShortCode": "174379", "BillRefNumber": "",
+        "InvoiceNumber": "", "OrgAccountBalance": "", "ThirdPartyTransID": "", "MSISDN": msisdn,
+        "FirstName": "A", "MiddleName": "", "LastName": "B"
+    })
+}
+
+#[tokio::test]
+async fn a_till_payment_is_unmatched_unless_the_phone_and_amount_rule_finds_its_one_payment() {
+    for rule in [false, true] {
+        let app = spawn_app_with(SimConfig::interactive(), |s| {
+            if rule {
+                s.c2b.till_rule = lipa_gateway::config::TillRule::PhoneAndAmount;
+            }
+        })
+        .await;
+        let created = app.create("0712345678", 45).await;
+        let id = created["id"].as_str().unwrap();
+        let other = app.create("0799999999", 45).await;
+        let (confirmation, _) = app.gateway.c2b_urls().unwrap();
+        let hashed = {
+            use std::fmt::Write as _;
+            let digest = <sha2::Sha256 as sha2::Digest>::digest(b"254712345678");
+            digest.iter().fold(String::new(), |mut s, b| {
+                let _ = write!(s, "{b:02x}");
+                s
+            })
+        };
+        let sent =
+            app.http.post(&confirmation).json(&till_confirmation("UTILL00001", 45, &hashed)).send().await.unwrap();
+        assert_eq!(sent.status(), 200);
+        let wrong_amount =
+            app.http.post(&confirmation).json(&till_confirmation("UTILL00002", 44, &hashed)).send().await.unwrap();
+        assert_eq!(wrong_amount.status(), 200);
+        let recorded = until_recorded(&app, "UTILL00001").await;
+        until_recorded(&app, "UTILL00002").await;
+        if rule {
+            let paid = payment_until(&app, id, "paid by the till rule", |p| p["status"] == "paid").await;
+            assert_eq!((paid["settled_by"].as_str(), paid["receipt"].as_str()), (Some("c2b"), Some("UTILL00001")));
+        } else {
+            assert_eq!(recorded["status"], "unmatched");
+            assert!(recorded["note"].as_str().unwrap().contains("till"), "{recorded}");
+            assert_eq!(app.payment(id).await["status"], "pending");
+        }
+        assert_eq!(app.payment(other["id"].as_str().unwrap()).await["status"], "pending", "another phone's payment");
+        let unmatched: Vec<_> = transactions(&app, "unmatched").await.iter().map(|t| t["trans_id"].clone()).collect();
+        assert!(unmatched.contains(&json!("UTILL00002")), "KES 44 is not what any payment is due");
+    }
+}

@@ -43,6 +43,7 @@ struct FileC2b {
     pull_interval_minutes: Option<u64>,
     pull_lookback_hours: Option<u64>,
     nominated_number: Option<String>,
+    till_rule: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -241,6 +242,16 @@ impl Settings {
                 pull_every: Duration::from_secs(f.c2b.pull_interval_minutes.unwrap_or(10).saturating_mul(60)),
                 pull_lookback: Duration::from_secs(f.c2b.pull_lookback_hours.unwrap_or(6).clamp(1, 47) * 3600),
                 nominated_number: pick("MPESA_PULL_NOMINATED_NUMBER", f.c2b.nominated_number),
+                till_rule: match pick("LIPA_C2B_TILL_RULE", f.c2b.till_rule).as_deref().map(str::trim) {
+                    None | Some("none") => TillRule::None,
+                    Some("phone_and_amount") => TillRule::PhoneAndAmount,
+                    Some(other) => {
+                        return Err(ConfigError::Invalid {
+                            setting: "LIPA_C2B_TILL_RULE",
+                            message: format!("{other:?} is not none or phone_and_amount"),
+                        });
+                    }
+                },
             },
             json_logs: env("LIPA_LOG_FORMAT").is_some_and(|v| v.eq_ignore_ascii_case("json")),
             header_timeout: Duration::from_secs(

@@ -142,6 +142,19 @@ pub struct C2bSettings {
     /// The M-PESA number Safaricom tells about the Pull Transactions registration
     /// (`MPESA_PULL_NOMINATED_NUMBER`).
     pub nominated_number: Option<String>,
+    /// How a till payment (no account number) finds its payment (`LIPA_C2B_TILL_RULE`).
+    pub till_rule: TillRule,
+}
+
+/// How a payment by hand with no account number (Buy Goods, to a till) finds its payment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TillRule {
+    /// It does not: it is unmatched, for a person (`none`).
+    #[default]
+    None,
+    /// The one open payment from the payer's phone due exactly its amount, when Daraja gives
+    /// the phone (plain or hashed); else unmatched (`phone_and_amount`).
+    PhoneAndAmount,
 }
 
 /// Receipt emails.
@@ -296,6 +309,14 @@ impl Settings {
             ("[c2b] pull_interval_minutes", format!("{} min", self.c2b.pull_every.as_secs() / 60)),
             ("[c2b] pull_lookback_hours", format!("{} h", self.c2b.pull_lookback.as_secs() / 3600)),
             ("MPESA_PULL_NOMINATED_NUMBER", opt(&self.c2b.nominated_number)),
+            (
+                "LIPA_C2B_TILL_RULE",
+                match self.c2b.till_rule {
+                    TillRule::None => "none",
+                    TillRule::PhoneAndAmount => "phone_and_amount",
+                }
+                .to_owned(),
+            ),
             ("SMTP_URL", opt_url(&self.mail.smtp_url)),
             ("MAIL_FROM", opt(&self.mail.from)),
             ("LIPA_HEADER_TIMEOUT_SECS", secs(self.header_timeout)),

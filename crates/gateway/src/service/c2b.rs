@@ -77,7 +77,9 @@ impl Gateway {
     ) -> Result<ConfirmationStored, StoreError> {
         let received_at = self.now();
         let open_since = received_at - ms(self.settings().c2b.open_for);
-        let incoming = IncomingConfirmation { body, payment, source, received_at, open_since };
+        let till_by_phone_and_amount = self.settings().c2b.till_rule == crate::config::TillRule::PhoneAndAmount;
+        let incoming =
+            IncomingConfirmation { body, payment, source, received_at, open_since, till_by_phone_and_amount };
         let stored = self.store().settle_from_confirmation(incoming).await?;
         if let Some(id) = &stored.payment_id {
             self.changed(id);

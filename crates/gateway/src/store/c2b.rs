@@ -27,6 +27,9 @@ pub struct IncomingConfirmation {
     pub received_at: i64,
     /// Payments created before this time (ms) can no longer be paid by hand.
     pub open_since: i64,
+    /// Whether a payment with no account number (a till's) pays the one open payment from the
+    /// same phone that is due exactly its amount (`[c2b] till_rule = "phone_and_amount"`).
+    pub till_by_phone_and_amount: bool,
 }
 
 /// What recording a confirmation did.
@@ -138,6 +141,31 @@ fn payer_hash(payer: &daraja::c2b::Payer) -> Option<String> {
     }
 }
 
+/// The one open payment (pending or failed, made since `open_since`) from the payer's phone
+/// that is due exactly `amount`, locked; `None` when there is none, or more than one.
+async fn by_phone_and_amount(
+    tx: &mut impl Tx,
+    payer_hash: &str,
+    amount: u64,
+    open_since: i64,
+) -> Result<Option<Payment>, StoreError> {
+    let sql = format!(
+        "SELECT {} FROM payments WHERE status IN ('pending', 'failed') AND created_at >= $1 AND amount - amount_received = $2",
+        payment_columns!()
+    );
+    let rows = tx.rows(&sql, vec![open_since.into(), i64::try_from(amount).unwrap_or(i64::MAX).into()]).await?;
+    let mut mine = Vec::new();
+    for row in &rows {
+        let p = payment_from(row)?;
+        if daraja::c2b::hash(p.phone) == payer_hash {
+            mine.push(p);
+        }
+    }
+    let [one] = mine.as_slice() else { return Ok(None) };
+    // Locked now, as the other lookups lock theirs.
+    payment_where(tx, "id", one.id.as_str()).await
+}
+
 /// The payment a query finds, locked for the rest of the transaction.
 async fn payment_where(tx: &mut impl Tx, condition: &str, value: &str) -> Result<Option<Payment>, StoreError> {
     let sql = format!("SELECT {} FROM payments WHERE {condition} = $1 /*for_update*/", payment_columns!());
@@ -188,6 +216,13 @@ pub(super) async fn settle_confirmation(
         && let Some(account) = normalize_paybill_account(&p.bill_ref_number)
     {
         payment = payment_where(tx, "paybill_account", &account).await?;
+    }
+    if payment.is_none()
+        && incoming.till_by_phone_and_amount
+        && p.bill_ref_number.is_empty()
+        && let Some(hash) = payer_hash(&p.payer)
+    {
+        payment = by_phone_and_amount(tx, &hash, p.amount, incoming.open_since).await?;
     }
     let payable = payment.as_ref().map(|pay| Payable {
         status: pay.status,
