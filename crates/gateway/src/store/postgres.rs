@@ -42,7 +42,9 @@ macro_rules! in_transaction {
     }};
 }
 
+mod batch;
 mod ingest;
+mod plans;
 
 const MIGRATION_LOCK: i64 = 0x6c69_7061; // "lipa"
 
@@ -178,11 +180,7 @@ impl PostgresStore {
     /// Settles a callback in a commit shared with the callbacks arriving beside it.
     pub(super) async fn settle_from_callback(&self, incoming: IncomingCallback) -> Result<CallbackStored, StoreError> {
         let Some(queue) = &self.ingest else { return self.settle_one(incoming).await };
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        if queue.send((incoming, reply)).is_err() {
-            return Err(StoreError::Unavailable("the callback writer has stopped".into()));
-        }
-        answer.await.unwrap_or_else(|_| Err(StoreError::Unavailable("the callback writer has stopped".into())))
+        queue.settle(incoming).await
     }
 
     /// Settles one callback in its own transaction.
