@@ -43,6 +43,7 @@ macro_rules! in_transaction {
 }
 
 mod batch;
+mod confirm;
 mod ingest;
 mod plans;
 
@@ -52,8 +53,10 @@ const MIGRATION_LOCK: i64 = 0x6c69_7061; // "lipa"
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: Pool,
-    /// Callbacks waiting for a shared commit (`None` in the collector's own copy).
+    /// Callbacks waiting for a shared commit (`None` in the collectors' own copy).
     ingest: Option<ingest::Queue>,
+    /// Paybill confirmations waiting for a shared commit (`None` in the collectors' copy).
+    confirm: Option<confirm::Queue>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -124,10 +127,12 @@ impl PostgresStore {
             }))
             .build()
             .map_err(|e| unusable(&e))?;
-        let mut store = Self { pool, ingest: None };
+        let mut store = Self { pool, ingest: None, confirm: None };
         commits_durably(&**store.client().await?).await?;
         store.migrate().await?;
-        store.ingest = Some(ingest::start(store.clone()));
+        let collectors = store.clone();
+        store.ingest = Some(ingest::start(collectors.clone()));
+        store.confirm = Some(confirm::start(collectors));
         Ok(store)
     }
 
@@ -208,7 +213,21 @@ impl PostgresStore {
 
     // ---- Paybill payments ----
 
+    /// Settles a confirmation in a commit shared with those arriving beside it (one that
+    /// needs the till rule's search, alone).
     pub(super) async fn settle_from_confirmation(
+        &self,
+        incoming: super::IncomingConfirmation,
+    ) -> Result<super::ConfirmationStored, StoreError> {
+        let till_rule = incoming.till_by_phone_and_amount && incoming.payment.bill_ref_number.is_empty();
+        match &self.confirm {
+            Some(queue) if !till_rule => queue.settle(incoming).await,
+            _ => self.settle_confirmation_alone(incoming).await,
+        }
+    }
+
+    /// Settles one confirmation in its own transaction.
+    async fn settle_confirmation_alone(
         &self,
         incoming: super::IncomingConfirmation,
     ) -> Result<super::ConfirmationStored, StoreError> {

@@ -132,7 +132,7 @@ pub(super) fn c2b_from(row: &[Cell]) -> Result<C2bTransaction, StoreError> {
     })
 }
 
-fn kind(t: &TransactionType) -> String {
+pub(in crate::store) fn kind(t: &TransactionType) -> String {
     match t {
         TransactionType::PayBill => "pay_bill".into(),
         TransactionType::BuyGoods => "buy_goods".into(),
@@ -141,7 +141,7 @@ fn kind(t: &TransactionType) -> String {
 }
 
 /// The SHA-256 of the payer's number, when Daraja gave the number or its hash.
-pub(super) fn payer_hash(payer: &daraja::c2b::Payer) -> Option<String> {
+pub(in crate::store) fn payer_hash(payer: &daraja::c2b::Payer) -> Option<String> {
     match payer {
         daraja::c2b::Payer::Plain(phone) => Some(daraja::c2b::hash(*phone)),
         daraja::c2b::Payer::Hashed(hash) => Some(hash.clone()),

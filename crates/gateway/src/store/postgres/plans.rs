@@ -44,6 +44,8 @@ pub(super) struct PlanRows<'a> {
     event_details: Vec<String>,
     // announcements: (payment, type, time)
     announce: Vec<(&'a str, &'static str, i64)>,
+    // shillings paid by hand, per payment
+    received: HashMap<&'a str, i64>,
 }
 
 impl<'a> PlanRows<'a> {
@@ -76,7 +78,13 @@ impl<'a> PlanRows<'a> {
         Pushed { outcome, note, after }
     }
 
-    /// Writes the changes and flags; returns the changed payments as they now are. A receipt
+    /// Adds `amount` shillings paid by hand to payment `id` (written with its change, if any).
+    pub(super) fn receive(&mut self, id: &'a str, amount: i64) {
+        *self.received.entry(id).or_default() += amount;
+    }
+
+    /// Writes the amounts received, the changes and flags; returns the changed payments as
+    /// they now are. A receipt
     /// or CheckoutRequestID that belongs to another payment is not written, and fails the
     /// batch (then each message is settled alone, where that case is decided and recorded).
     pub(super) async fn write_changes(
@@ -84,6 +92,19 @@ impl<'a> PlanRows<'a> {
         tx: &deadpool_postgres::Transaction<'_>,
     ) -> Result<HashMap<String, Payment>, Failed> {
         let mut changed: HashMap<String, Payment> = HashMap::with_capacity(self.ids.len());
+        // Amounts for payments with no change are written alone; the others with their change.
+        let (alone_ids, alone_amounts): (Vec<&str>, Vec<i64>) =
+            self.received.iter().filter(|(id, _)| !self.ids.contains(id)).map(|(id, a)| (*id, *a)).unzip();
+        if !alone_ids.is_empty() {
+            tx.execute(
+                "UPDATE payments SET amount_received = amount_received + r.amount
+                 FROM unnest($1::TEXT[], $2::INT8[]) AS r(id, amount) WHERE payments.id = r.id",
+                &[&alone_ids, &alone_amounts],
+            )
+            .await
+            .map_err(pg_error)?;
+        }
+        let received: Vec<i64> = self.ids.iter().map(|id| self.received.get(id).copied().unwrap_or(0)).collect();
         if !self.ids.is_empty() {
             let update = tx
                 .prepare_cached(&format!(
@@ -93,11 +114,11 @@ impl<'a> PlanRows<'a> {
                         checkout_request_id = COALESCE(checkout_request_id, c_checkout_id),
                         settled_by = c_settled_by, settled_at = COALESCE(settled_at, c_at),
                         needs_review = needs_review OR c_review, updated_at = c_at,
-                        next_check_at = NULL, lease_until = NULL
+                        next_check_at = NULL, lease_until = NULL, amount_received = amount_received + c_received
                      FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], $7::INT8[],
-                                 $8::TEXT[], $9::TEXT[], $10::INT8[], $11::BOOL[])
+                                 $8::TEXT[], $9::TEXT[], $10::INT8[], $11::BOOL[], $12::INT8[])
                           AS c(c_id, c_status, c_reason, c_code, c_descr, c_receipt, c_tdate, c_checkout_id,
-                               c_settled_by, c_at, c_review)
+                               c_settled_by, c_at, c_review, c_received)
                      WHERE id = c_id
                        AND NOT EXISTS (SELECT 1 FROM payments o WHERE o.id <> c_id
                                        AND (o.receipt = c_receipt
@@ -121,6 +142,7 @@ impl<'a> PlanRows<'a> {
                         &self.settled_by,
                         &self.changed_at,
                         &self.review,
+                        &received,
                     ],
                 )
                 .await
