@@ -193,8 +193,24 @@ pub(super) async fn settle_confirmation(
     let p = &incoming.payment;
     let now = incoming.received_at;
     let trans_id = p.trans_id.as_str();
+    // The STK payment whose receipt this is, else the payment the account number names.
+    let mut payment = payment_where(tx, "receipt", trans_id).await?;
+    if payment.is_none()
+        && let Some(account) = normalize_paybill_account(&p.bill_ref_number)
+    {
+        payment = payment_where(tx, "paybill_account", &account).await?;
+    }
+    if payment.is_none()
+        && incoming.till_by_phone_and_amount
+        && p.bill_ref_number.is_empty()
+        && let Some(hash) = payer_hash(&p.payer)
+    {
+        payment = by_phone_and_amount(tx, &hash, p.amount, incoming.open_since).await?;
+    }
     // The row is the claim: a second copy (even one arriving at the same moment, which waits
-    // for this transaction) finds it and is only counted.
+    // for this transaction) finds it and is only counted. The payment is locked first, as
+    // the batches on PostgreSQL lock theirs before recording their TransIDs: one order for
+    // every writer, so none waits on another that waits on it.
     let claimed = tx
         .execute(
             "INSERT INTO c2b_transactions (trans_id, received_at, trans_time, shortcode, kind, account, amount, payer,
@@ -218,23 +234,12 @@ pub(super) async fn settle_confirmation(
         )
         .await?;
     if claimed == 0 {
-        tx.execute("UPDATE c2b_transactions SET copies = copies + 1 WHERE trans_id = $1", vec![trans_id.into()])
-            .await?;
+        // A pull finding what a confirmation told already is not another copy of it.
+        if incoming.source != "pull" {
+            tx.execute("UPDATE c2b_transactions SET copies = copies + 1 WHERE trans_id = $1", vec![trans_id.into()])
+                .await?;
+        }
         return Ok(ConfirmationStored { outcome: Outcome::Duplicate, payment_id: None, status: None });
-    }
-    // The STK payment whose receipt this is, else the payment the account number names.
-    let mut payment = payment_where(tx, "receipt", trans_id).await?;
-    if payment.is_none()
-        && let Some(account) = normalize_paybill_account(&p.bill_ref_number)
-    {
-        payment = payment_where(tx, "paybill_account", &account).await?;
-    }
-    if payment.is_none()
-        && incoming.till_by_phone_and_amount
-        && p.bill_ref_number.is_empty()
-        && let Some(hash) = payer_hash(&p.payer)
-    {
-        payment = by_phone_and_amount(tx, &hash, p.amount, incoming.open_since).await?;
     }
     let payable = payment.as_ref().map(|pay| Payable {
         status: pay.status,
