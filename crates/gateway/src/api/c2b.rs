@@ -118,7 +118,7 @@ pub(super) async fn list(
     if !(1..=500).contains(&limit) {
         return Err(ApiError::invalid_field("limit", "limit: must be between 1 and 500"));
     }
-    let status = q.status.as_deref().filter(|s| !s.is_empty());
+    let status = q.status.as_deref();
     if let Some(status) = status.filter(|s| !STATUSES.contains(s)) {
         return Err(ApiError::invalid_field(
             "status",
