@@ -16,16 +16,16 @@
 use std::borrow::Cow;
 
 use deadpool_postgres::{GenericClient, Hook, HookError, Pool, Runtime};
+use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{NoTls, Row};
 
-use super::sql::{Arg, Cell, Rows, Statement};
+use super::sql::{Arg, Rows, Statement};
 use super::tx::{POSTGRES_WORDS, Tx};
 use super::{
     CallbackStored, Detail, IncomingCallback, Inserted, NewCheckoutSession, NewPayment, PushResult, SessionInserted,
-    Settling, StoreError, settle, writes,
+    StoreError, settle, writes,
 };
-use crate::payment::{FailureReason, Payment, PaymentId, SettledBy, Status};
+use crate::payment::{Payment, PaymentId};
 use crate::settlement::Decision;
 
 /// Runs a write of [`super::writes`] in one transaction, committed if it succeeds.
@@ -46,6 +46,9 @@ mod batch;
 mod confirm;
 mod ingest;
 mod plans;
+mod rows;
+
+use rows::{payment_from_row, pg_cell, settling_from_row};
 
 const MIGRATION_LOCK: i64 = 0x6c69_7061; // "lipa"
 
@@ -291,22 +294,6 @@ impl PostgresStore {
     // ---- emails ----
 }
 
-fn settling_from_row(r: &Row) -> Result<Settling, StoreError> {
-    Ok(Settling {
-        id: PaymentId::from_db(r.get(0)),
-        status: Status::parse(r.get(1)).ok_or_else(|| StoreError::corrupt("unknown status"))?,
-        amount: super::stored_amount(r.get(2))?,
-        phone: daraja::Msisdn::parse(r.get(3)).map_err(|_| StoreError::corrupt("a phone is not a Kenyan MSISDN"))?,
-        checkout_request_id: super::daraja_id(r.get(4), daraja::CheckoutRequestId::parse)?,
-        receipt: super::daraja_id(r.get(5), daraja::ReceiptNumber::parse)?,
-        result_code: r.get(6),
-        settled_by: r
-            .get::<_, Option<&str>>(7)
-            .map(|s| SettledBy::parse(s).ok_or_else(|| StoreError::corrupt("unknown settled_by")))
-            .transpose()?,
-    })
-}
-
 /// The rows of a statement written for both backends (see [`super::sql`]).
 async fn rows_of(c: &deadpool_postgres::ClientWrapper, sql: &str, args: &[Arg]) -> Result<Rows, StoreError> {
     let args: Vec<&(dyn ToSql + Sync)> = args.iter().map(pg_arg).collect();
@@ -358,127 +345,5 @@ impl Tx for PgTx<'_, '_> {
     }
 }
 
-fn pg_cell(r: &Row, i: usize) -> Result<Cell, StoreError> {
-    use tokio_postgres::types::Type;
-    let ty = r.columns().get(i).map(|c| c.type_().clone()).ok_or_else(|| StoreError::corrupt("no such column"))?;
-    let cell = match ty {
-        Type::INT8 => r.try_get::<_, Option<i64>>(i).map(|v| v.map_or(Cell::Null, Cell::Int)),
-        Type::INT4 => r.try_get::<_, Option<i32>>(i).map(|v| v.map_or(Cell::Null, |v| Cell::Int(v.into()))),
-        Type::INT2 => r.try_get::<_, Option<i16>>(i).map(|v| v.map_or(Cell::Null, |v| Cell::Int(v.into()))),
-        Type::BOOL => r.try_get::<_, Option<bool>>(i).map(|v| v.map_or(Cell::Null, |v| Cell::Int(v.into()))),
-        #[allow(clippy::cast_possible_truncation)]
-        Type::FLOAT8 => r.try_get::<_, Option<f64>>(i).map(|v| v.map_or(Cell::Null, |v| Cell::Int(v.round() as i64))),
-        Type::BYTEA => r
-            .try_get::<_, Option<Vec<u8>>>(i)
-            .map(|v| v.map_or(Cell::Null, |v| Cell::Text(String::from_utf8_lossy(&v).into_owned()))),
-        _ => r.try_get::<_, Option<String>>(i).map(|v| v.map_or(Cell::Null, Cell::Text)),
-    };
-    cell.map_err(|e| StoreError::corrupt(format_args!("column {i}: {e}")))
-}
-
-fn payment_from_row(r: &Row) -> Result<Payment, StoreError> {
-    Ok(Payment {
-        id: PaymentId::from_db(r.get(0)),
-        status: Status::parse(r.get(1)).ok_or_else(|| StoreError::corrupt("unknown status"))?,
-        amount: super::stored_amount(r.get(2))?,
-        phone: daraja::Msisdn::parse(r.get(3)).map_err(|_| StoreError::corrupt("a phone is not a Kenyan MSISDN"))?,
-        account_reference: r.get(4),
-        description: r.get(5),
-        metadata: serde_json::from_str(r.get::<_, &str>(6)).map_err(|_| StoreError::corrupt("metadata is not JSON"))?,
-        webhook_url: r.get(7),
-        customer_email: r.get(8),
-        merchant_request_id: super::daraja_id(r.get(9), daraja::MerchantRequestId::parse)?,
-        checkout_request_id: super::daraja_id(r.get(10), daraja::CheckoutRequestId::parse)?,
-        receipt: super::daraja_id(r.get(11), daraja::ReceiptNumber::parse)?,
-        transaction_date: r.get(12),
-        failure_reason: r
-            .get::<_, Option<&str>>(13)
-            .map(|s| FailureReason::parse(s).ok_or_else(|| StoreError::corrupt("unknown reason")))
-            .transpose()?,
-        result_code: r.get(14),
-        result_desc: r.get(15),
-        settled_by: r
-            .get::<_, Option<&str>>(16)
-            .map(|s| SettledBy::parse(s).ok_or_else(|| StoreError::corrupt("unknown settled_by")))
-            .transpose()?,
-        needs_review: r.get(17),
-        created_at: r.get(18),
-        updated_at: r.get(19),
-        settled_at: r.get(20),
-        callback_token_hash: r.get(21),
-        api_key_id: r.get(22),
-        paybill_account: r.get(23),
-        amount_received: super::received(r.get(24))?,
-        paybill: None,
-    })
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The test server (`LIPA_TEST_POSTGRES_URL`), or `None` after saying the test is skipped
-    /// (a failure when `LIPA_REQUIRE_ALL=1`).
-    fn server(test: &str) -> Option<String> {
-        let url = std::env::var("LIPA_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty());
-        if url.is_none() {
-            assert!(
-                std::env::var("LIPA_REQUIRE_ALL").as_deref() != Ok("1"),
-                "{test}: LIPA_REQUIRE_ALL=1 but LIPA_TEST_POSTGRES_URL is not set"
-            );
-            eprintln!("{test}: skipped (set LIPA_TEST_POSTGRES_URL to run it against PostgreSQL)");
-        }
-        url
-    }
-
-    /// A database whose default is `synchronous_commit = off`: COMMIT would return before the
-    /// WAL is flushed, and a server crash would lose acknowledged callbacks. Every connection
-    /// of the store's pool commits synchronously all the same.
-    #[tokio::test]
-    async fn every_connection_commits_synchronously_whatever_the_database_default() {
-        let Some(admin) = server("every_connection_commits_synchronously_whatever_the_database_default") else {
-            return;
-        };
-        let name = format!("lipa_t_{}", crate::ids::random_hex(6));
-        let (client, conn) = tokio_postgres::connect(&admin, NoTls).await.unwrap();
-        tokio::spawn(conn);
-        client.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
-        client.batch_execute(&format!("ALTER DATABASE {name} SET synchronous_commit = off")).await.unwrap();
-        let url = format!("{}/{name}", admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base));
-
-        let (plain, conn) = tokio_postgres::connect(&url, NoTls).await.unwrap();
-        tokio::spawn(conn);
-        let default: String = plain.query_one("SHOW synchronous_commit", &[]).await.unwrap().get(0);
-        assert_eq!(default, "off", "the database's default applies to a connection of its own");
-
-        let store = PostgresStore::open(&url).await.unwrap();
-        // Several connections held at once, so each is a different one of the pool's.
-        let mut held = Vec::new();
-        for _ in 0..4 {
-            held.push(store.client().await.unwrap());
-        }
-        for client in &held {
-            let setting: String = client.query_one("SHOW synchronous_commit", &[]).await.unwrap().get(0);
-            assert_eq!(setting, "on");
-        }
-        drop(held);
-        store.ping().await.unwrap();
-        drop((store, plain));
-        let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
-    }
-
-    /// Where the `SET` cannot hold (a pooler in transaction mode hands later statements to
-    /// other server connections), the store says so instead of acknowledging undurable commits.
-    #[tokio::test]
-    async fn a_connection_that_commits_asynchronously_is_refused() {
-        let Some(admin) = server("a_connection_that_commits_asynchronously_is_refused") else {
-            return;
-        };
-        let (client, conn) = tokio_postgres::connect(&admin, NoTls).await.unwrap();
-        tokio::spawn(conn);
-        commits_durably(&client).await.unwrap();
-        client.batch_execute("SET synchronous_commit = off").await.unwrap();
-        let refused = commits_durably(&client).await.unwrap_err().to_string();
-        assert!(refused.contains("synchronous_commit = off") && refused.contains("session mode"), "{refused}");
-    }
-}
+mod tests;
