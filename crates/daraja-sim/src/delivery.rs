@@ -57,6 +57,19 @@ impl Delivery {
     }
 }
 
+/// An error and its causes, in one line: reqwest's own message alone ("error sending request")
+/// hides whether the connection was refused, reset or timed out.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}
+
 pub(crate) fn json_str(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }
@@ -139,7 +152,7 @@ async fn send_copy(sim: Sim, http: reqwest::Client, d: Delivery, copy: u32) {
                 let text = response.text().await.unwrap_or_default();
                 (Some(status), text.chars().take(512).collect(), None)
             }
-            Err(e) => (None, String::new(), Some(e.without_url().to_string())),
+            Err(e) => (None, String::new(), Some(error_chain(&e.without_url()))),
         };
         let record = CallbackAttempt {
             kind: d.kind,

@@ -229,7 +229,7 @@ impl Sim {
                 let status = r.status().as_u16();
                 (Some(status), r.text().await.unwrap_or_default(), None)
             }
-            Err(e) => (None, String::new(), Some(e.without_url().to_string())),
+            Err(e) => (None, String::new(), Some(delivery::error_chain(&e.without_url()))),
         };
         let verdict = verdict(status, &text);
         let generation = self.generation();
