@@ -150,9 +150,11 @@ struct SimulateWire<'a> {
 
 /// The synchronous acknowledgement Register URL, Simulate and Pull register answer with.
 #[derive(Deserialize)]
-pub(super) struct Ack {
+pub(crate) struct Ack {
     #[serde(rename = "OriginatorCoversationID", alias = "OriginatorConversationID", alias = "ResponseRefID", default)]
     pub originator_conversation_id: String,
+    #[serde(rename = "ConversationID", default)]
+    pub conversation_id: String,
     #[serde(rename = "ResponseCode", alias = "ResponseStatus", default)]
     pub response_code: Option<serde_json::Value>,
     #[serde(rename = "ResponseDescription", alias = "ResponseMessage", default)]
@@ -160,7 +162,7 @@ pub(super) struct Ack {
 }
 
 /// Reads an acknowledgement whose `ResponseCode` must be one of `ok_codes`.
-pub(super) fn ack(operation: &'static str, answer: &Answer, ok_codes: &[&str]) -> Result<Ack, Error> {
+pub(crate) fn ack(operation: &'static str, answer: &Answer, ok_codes: &[&str]) -> Result<Ack, Error> {
     if !answer.is_success() {
         return Err(answer.envelope(operation).map_or_else(
             || Error::decode(operation, answer.status, "neither a success answer nor an error envelope", &answer.body),
@@ -188,7 +190,7 @@ pub(super) fn ack(operation: &'static str, answer: &Answer, ok_codes: &[&str]) -
 }
 
 /// Refuses URLs production would refuse: plain http, and tunnelling hosts.
-pub(super) fn check_url(client: &Client, field: &'static str, url: &CallbackUrl) -> Result<(), Error> {
+pub(crate) fn check_url(client: &Client, field: &'static str, url: &CallbackUrl) -> Result<(), Error> {
     if !client.environment().requires_https_callbacks() {
         return Ok(());
     }
@@ -207,7 +209,7 @@ pub(super) fn check_url(client: &Client, field: &'static str, url: &CallbackUrl)
     Ok(())
 }
 
-pub(super) fn encode<T: Serialize>(operation: &'static str, body: &T) -> Result<Vec<u8>, Error> {
+pub(crate) fn encode<T: Serialize>(operation: &'static str, body: &T) -> Result<Vec<u8>, Error> {
     serde_json::to_vec(body).map_err(|e| Error::decode(operation, 0, format!("could not encode the request: {e}"), b""))
 }
 

@@ -19,7 +19,7 @@
 //! A malformed body is a [`CallbackError`] value, never a panic; bodies over
 //! [`MAX_CALLBACK_BYTES`] are refused unparsed.
 
-mod api;
+pub(crate) mod api;
 mod pull;
 mod wire;
 
