@@ -205,6 +205,19 @@ pub struct SimConfig {
     pub pull_window: Duration,
     /// Transactions per Pull Transactions page.
     pub pull_page_size: usize,
+    /// Org-portal users allowed to call Reversal and Transaction Status.
+    pub initiators: Vec<crate::initiator::InitiatorAccount>,
+    /// PKCS#8 PEM private key credentials are decrypted with; `None`: the bundled key of
+    /// [`CERTIFICATE_PEM`](crate::CERTIFICATE_PEM).
+    pub initiator_key_pem: Option<String>,
+    /// The `RecieverIdentifierType` a reversal must send (`11` per Safaricom's portal; set `4`
+    /// to act as the Postman collection's Daraja).
+    pub reversal_identifier_type: String,
+    /// Delay before a Reversal or Transaction Status result is sent.
+    #[serde(with = "millis")]
+    pub result_delay: Duration,
+    /// Faults of Reversal and Transaction Status results.
+    pub result_faults: crate::initiator::ResultFaults,
 }
 
 impl Default for SimConfig {
@@ -245,6 +258,11 @@ impl Default for SimConfig {
             validation_timeout: Duration::from_secs(8),
             pull_window: Duration::from_secs(48 * 3600),
             pull_page_size: 100,
+            initiators: vec![crate::initiator::InitiatorAccount::sandbox()],
+            initiator_key_pem: None,
+            reversal_identifier_type: "11".into(),
+            result_delay: crate::initiator::RESULT_DELAY,
+            result_faults: crate::initiator::ResultFaults::default(),
         }
     }
 }

@@ -57,6 +57,25 @@ impl Delivery {
     }
 }
 
+impl Delivery {
+    /// A Reversal or Transaction Status result, or a queue timeout notice; `None` when its
+    /// faults drop it.
+    pub(crate) fn result(
+        kind: &'static str,
+        conversation: &str,
+        url: &str,
+        body: String,
+        faults: Faults,
+        generation: u64,
+    ) -> Option<Self> {
+        if faults.drop {
+            return None;
+        }
+        let checkout_request_id = conversation.to_owned();
+        Some(Self { kind, checkout_request_id, url: url.to_owned(), body, faults, generation })
+    }
+}
+
 /// An error and its causes, in one line: reqwest's own message alone ("error sending request")
 /// hides whether the connection was refused, reset or timed out.
 pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {

@@ -1,6 +1,7 @@
 //! `daraja-sim`: an offline simulator of Safaricom's Daraja STK APIs.
 //!
-//! It speaks Daraja's paths and JSON (OAuth, STK Push, STK Query, the STK callback) with
+//! It speaks Daraja's paths and JSON (OAuth, STK Push, STK Query, the STK callback, C2B,
+//! Pull Transactions, Reversal and Transaction Status with their results) with
 //! Daraja's validation, error envelopes and quirks, so the `daraja` client, the gateway, the
 //! demo and any other Daraja code run against it unchanged. It is an independent
 //! implementation of Safaricom's side and shares no wire types with the `daraja` crate.
@@ -25,6 +26,7 @@ mod control;
 mod delivery;
 mod envelope;
 mod ids;
+mod initiator;
 mod phone;
 mod records;
 mod rules;
@@ -38,6 +40,7 @@ pub use config::{
     SANDBOX_PASSKEY, SANDBOX_SHORTCODE, SimConfig,
 };
 pub use envelope::DarajaError;
+pub use initiator::{CERTIFICATE_PEM, InitiatorAccount, InitiatorKind, InitiatorRequest, ResultFaults};
 pub use records::{CallbackAttempt, PhoneView, RequestRecord, Scripted, Status, Transaction};
 pub use rules::{Answer, MAGIC_NUMBERS, MagicNumber, magic, result_desc};
 pub use server::{SimHandle, SimServer, spawn};

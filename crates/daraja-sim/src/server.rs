@@ -23,6 +23,7 @@ fn router(sim: Sim) -> axum::Router {
         .route("/mpesa/stkpushquery/v1/query", any(stk::query))
         .route("/", get(index))
         .merge(c2b::routes())
+        .merge(crate::initiator::routes())
         .merge(control::routes())
         .merge(phone::routes())
         .fallback(|| async { DarajaError::not_found() })

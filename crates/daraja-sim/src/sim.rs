@@ -43,6 +43,8 @@ struct Inner {
     state: Mutex<State>,
     /// C2B registrations and payments, apart from STK's state (wallets stay in `state`).
     c2b: Mutex<crate::c2b::Book>,
+    /// Reversal and Transaction Status requests and reversals.
+    desk: Mutex<crate::initiator::Desk>,
     http: reqwest::Client,
 }
 
@@ -88,6 +90,10 @@ pub enum Endpoint {
     PullRegister,
     /// `POST /pulltransactions/v1/query`
     PullQuery,
+    /// `POST /mpesa/reversal/v1/request`
+    Reversal,
+    /// `POST /mpesa/transactionstatus/v1/query`
+    TransactionStatus,
 }
 
 #[derive(Debug)]
@@ -150,8 +156,8 @@ impl Sim {
             .build()
             .unwrap_or_default();
         let state = State { faults: config.faults.clone(), ..State::default() };
-        let c2b = Mutex::default();
-        Self { inner: Arc::new(Inner { config, state: Mutex::new(state), c2b, http }) }
+        let (c2b, desk) = (Mutex::default(), Mutex::default());
+        Self { inner: Arc::new(Inner { config, state: Mutex::new(state), c2b, desk, http }) }
     }
 
     /// The settings the simulator started with.
@@ -168,6 +174,25 @@ impl Sim {
     /// The C2B registrations and payments.
     pub(crate) fn c2b_book(&self) -> MutexGuard<'_, crate::c2b::Book> {
         self.inner.c2b.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The initiator APIs' requests and reversals.
+    pub(crate) fn desk(&self) -> MutexGuard<'_, crate::initiator::Desk> {
+        self.inner.desk.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The paid STK transaction with this receipt.
+    pub(crate) fn transaction_by_receipt(&self, receipt: &str) -> Option<Transaction> {
+        let st = self.state();
+        st.txns.values().find(|t| t.receipt.as_deref() == Some(receipt)).cloned()
+    }
+
+    /// Puts money back in a phone's wallet (a reversal).
+    pub(crate) fn credit(&self, msisdn: u64, amount: u64) {
+        let mut st = self.state();
+        let mut wallet = st.wallet(msisdn, &self.inner.config, OffsetDateTime::now_utc());
+        wallet.balance += amount;
+        st.phones.insert(msisdn, wallet);
     }
 
     /// The client callbacks are sent with.
@@ -591,6 +616,7 @@ impl Sim {
         *st = State { tokens, generation, faults: self.inner.config.faults.clone(), ..State::default() };
         drop(st);
         *self.c2b_book() = crate::c2b::Book::default();
+        *self.desk() = crate::initiator::Desk::default();
     }
 
     /// Answers the next `count` requests to `endpoint` with `error` (system busy, quota,

@@ -144,6 +144,7 @@ pub(crate) async fn read(sim: &Sim, request: Request<Body>, endpoint: Endpoint) 
     let documented = match endpoint {
         Endpoint::StkQuery => QUERY_FIELDS,
         Endpoint::StkPush | Endpoint::Oauth => PUSH_FIELDS,
+        Endpoint::Reversal | Endpoint::TransactionStatus => crate::initiator::documented_fields(endpoint),
         other => crate::c2b::documented_fields(other),
     };
     let (parts, body) = request.into_parts();

@@ -56,13 +56,11 @@ impl Certificate {
             }
             "PUBLIC KEY" => rsa::RsaPublicKey::from_public_key_der(&der)
                 .map_err(|e| bad(format!("holds no RSA public key ({e})")))?,
-            "RSA PUBLIC KEY" => rsa::RsaPublicKey::from_pkcs1_der(&der)
-                .map_err(|e| bad(format!("holds no RSA public key ({e})")))?,
+            "RSA PUBLIC KEY" => {
+                rsa::RsaPublicKey::from_pkcs1_der(&der).map_err(|e| bad(format!("holds no RSA public key ({e})")))?
+            }
             other => {
-                return Err(bad(format!(
-                    "is a PEM \"{}\"; expected a CERTIFICATE or PUBLIC KEY",
-                    excerpt(other)
-                )));
+                return Err(bad(format!("is a PEM \"{}\"; expected a CERTIFICATE or PUBLIC KEY", excerpt(other))));
             }
         };
         if key.size() < 128 {
@@ -208,7 +206,10 @@ impl Initiator {
         if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
             return Err(InvalidField::new(
                 "Initiator",
-                format!("\"{}\" is not an initiator name (1 to 64 characters, as the org portal shows it)", excerpt(name)),
+                format!(
+                    "\"{}\" is not an initiator name (1 to 64 characters, as the org portal shows it)",
+                    excerpt(name)
+                ),
             ));
         }
         Ok(Self { name: name.to_owned(), credential })
@@ -254,7 +255,8 @@ mod tests {
     fn bad_certificates_are_explained() {
         let err = Certificate::parse(b"").unwrap_err();
         assert!(err.to_string().contains("empty"), "{err}");
-        let err = Certificate::parse(b"-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----").unwrap_err();
+        let err =
+            Certificate::parse(b"-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----").unwrap_err();
         assert!(err.to_string().contains("base64"), "{err}");
         let err = Certificate::parse(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----").unwrap_err();
         assert!(err.to_string().contains("expected a CERTIFICATE"), "{err}");

@@ -86,10 +86,18 @@ impl ResultKind {
         match self {
             Self::Success | Self::Other => None,
             Self::AlreadyReversed => Some("The transaction was reversed before; nothing more can move back."),
-            Self::UnknownTransaction => Some("Daraja does not know this receipt for this shortcode; check the receipt and the shortcode."),
-            Self::InitiatorLacksRole => Some("Give the initiator the needed role (for refunds: Reversal) in the M-PESA org portal."),
-            Self::InvalidInitiator => Some("Check the initiator name and password, and the certificate they were encrypted with."),
-            Self::CredentialLocked => Some("The initiator is locked after wrong passwords; unlock it in the M-PESA org portal."),
+            Self::UnknownTransaction => {
+                Some("Daraja does not know this receipt for this shortcode; check the receipt and the shortcode.")
+            }
+            Self::InitiatorLacksRole => {
+                Some("Give the initiator the needed role (for refunds: Reversal) in the M-PESA org portal.")
+            }
+            Self::InvalidInitiator => {
+                Some("Check the initiator name and password, and the certificate they were encrypted with.")
+            }
+            Self::CredentialLocked => {
+                Some("The initiator is locked after wrong passwords; unlock it in the M-PESA org portal.")
+            }
         }
     }
 }

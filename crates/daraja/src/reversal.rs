@@ -40,7 +40,10 @@ impl IdentifierType {
             Ok(n @ 1..=99) => Ok(Self(n)),
             _ => Err(InvalidField::new(
                 "RecieverIdentifierType",
-                format!("\"{}\" is not an identifier type; use 11 (the portal's) or 4 (the Postman collection's)", excerpt(text)),
+                format!(
+                    "\"{}\" is not an identifier type; use 11 (the portal's) or 4 (the Postman collection's)",
+                    excerpt(text)
+                ),
             )),
         }
     }

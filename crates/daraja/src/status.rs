@@ -174,7 +174,10 @@ pub fn report(result: &AsyncResult) -> Report {
         amount: result.parameter("Amount").and_then(whole_shillings),
         debit_party: text("DebitPartyName"),
         credit_party: text("CreditPartyName"),
-        finalised_at: result.parameter("FinalisedTime").and_then(|t| Timestamp::parse("FinalisedTime", t).ok()).map(Timestamp::instant),
+        finalised_at: result
+            .parameter("FinalisedTime")
+            .and_then(|t| Timestamp::parse("FinalisedTime", t).ok())
+            .map(Timestamp::instant),
         reason_type: text("ReasonType"),
     })
 }

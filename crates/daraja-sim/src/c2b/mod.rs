@@ -113,6 +113,22 @@ pub struct ManualPayment {
 }
 
 impl Sim {
+    /// A completed C2B payment by hand (not an STK echo) with this `TransID`.
+    pub(crate) fn c2b_paid(&self, trans_id: &str) -> Option<C2bTransaction> {
+        let book = self.c2b_book();
+        book.payments
+            .iter()
+            .find(|p| p.trans_id == trans_id && !p.from_stk && p.status == C2bStatus::Completed)
+            .cloned()
+    }
+
+    /// Takes a reversed amount off the shortcode's balance.
+    pub(crate) fn c2b_reversed(&self, shortcode: u32, amount: u64) {
+        if let Some(balance) = self.c2b_book().balances.get_mut(&shortcode) {
+            *balance = balance.saturating_sub(amount);
+        }
+    }
+
     /// Registered C2B URLs, by shortcode.
     pub fn c2b_registrations(&self) -> Vec<Registration> {
         let mut all: Vec<_> = self.c2b_book().registrations.values().cloned().collect();

@@ -101,13 +101,15 @@ fn a_status_result_gives_the_transaction_details() {
     let at = d.finalised_at.unwrap();
     assert_eq!((at.hour(), at.offset().whole_hours()), (10, 3), "Nairobi time");
     assert_eq!(r.reference("Occasion"), Some(""));
-    let refused = parse(br#"{"Result":{"ResultCode":"R000002","ResultDesc":"The OriginalTransactionID is invalid."}}"#).unwrap();
+    let refused =
+        parse(br#"{"Result":{"ResultCode":"R000002","ResultDesc":"The OriginalTransactionID is invalid."}}"#).unwrap();
     assert!(matches!(status::report(&refused), Report::Refused { kind: ResultKind::UnknownTransaction, .. }));
 }
 
 #[test]
 fn timeouts_are_read_whatever_their_shape() {
-    let t = parse_timeout(br#"{"Result":{"OriginatorConversationID":"o-9","ResultDesc":"The request timed out"}}"#).unwrap();
+    let t = parse_timeout(br#"{"Result":{"OriginatorConversationID":"o-9","ResultDesc":"The request timed out"}}"#)
+        .unwrap();
     assert_eq!(t.originator_conversation_id.as_deref(), Some("o-9"));
     assert_eq!(t.description.as_deref(), Some("The request timed out"));
     let t = parse_timeout(br#"{"requestId":"1","errorCode":"500.003.1001","errorMessage":"Queue timeout"}"#).unwrap();
@@ -133,14 +135,20 @@ fn any_json() -> impl Strategy<Value = serde_json::Value> {
         Just(serde_json::Value::Null),
         any::<bool>().prop_map(serde_json::Value::from),
         any::<i64>().prop_map(serde_json::Value::from),
-        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(serde_json::Value::Null, serde_json::Value::Number)),
+        any::<f64>()
+            .prop_map(|f| serde_json::Number::from_f64(f).map_or(serde_json::Value::Null, serde_json::Value::Number)),
         "\\PC{0,12}".prop_map(serde_json::Value::from),
     ];
     leaf.prop_recursive(3, 24, 4, |inner| {
         prop_oneof![
             proptest::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::Array),
             proptest::collection::btree_map(
-                prop_oneof![Just("Key".to_owned()), Just("Value".to_owned()), Just("ResultParameter".to_owned()), "[A-Za-z]{1,6}"],
+                prop_oneof![
+                    Just("Key".to_owned()),
+                    Just("Value".to_owned()),
+                    Just("ResultParameter".to_owned()),
+                    "[A-Za-z]{1,6}"
+                ],
                 inner,
                 0..4
             )
