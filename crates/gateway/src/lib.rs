@@ -24,6 +24,7 @@ pub mod pull;
 pub mod rate;
 pub mod reconciliation;
 pub mod redact;
+pub mod refund;
 pub mod service;
 pub mod settlement;
 pub mod smtp;

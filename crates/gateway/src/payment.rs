@@ -259,6 +259,8 @@ pub struct Payment {
     /// Shillings paid by hand (Paybill) so far: such payments add up until they cover
     /// `amount`, which pays the payment.
     pub amount_received: u64,
+    /// Shillings refunded to the customer (a succeeded refund moves the whole amount).
+    pub refunded_amount: u64,
     /// How to pay by hand, while the payment can still be paid that way (see
     /// [`Payment::paybill_account`]); `None` otherwise.
     pub paybill: Option<Paybill>,
@@ -301,6 +303,40 @@ pub fn normalize_paybill_account(typed: &str) -> Option<String> {
     let squeezed: String =
         typed.chars().filter(|c| !matches!(c, ' ' | '-' | '.' | '_')).map(|c| c.to_ascii_uppercase()).collect();
     (squeezed.len() == ACCOUNT_LEN && squeezed.bytes().all(|b| ACCOUNT_ALPHABET.contains(&b))).then_some(squeezed)
+}
+
+/// A pending payment of KES 100 for tests.
+#[cfg(test)]
+pub(crate) fn example() -> Payment {
+    Payment {
+        id: PaymentId::generate(),
+        status: Status::Pending,
+        amount: daraja::Amount::new(100).unwrap(),
+        phone: daraja::Msisdn::parse("254712345678").unwrap(),
+        account_reference: "ref".into(),
+        description: "desc".into(),
+        metadata: serde_json::json!({"order": 7}),
+        webhook_url: Some("https://shop.example/hook".into()),
+        customer_email: Some("a@example.com".into()),
+        merchant_request_id: Some(daraja::MerchantRequestId::parse("m-1").unwrap()),
+        checkout_request_id: Some(daraja::CheckoutRequestId::parse("ws_CO_1").unwrap()),
+        receipt: None,
+        transaction_date: None,
+        failure_reason: None,
+        result_code: None,
+        result_desc: None,
+        settled_by: None,
+        needs_review: false,
+        created_at: 1,
+        updated_at: 1,
+        settled_at: None,
+        callback_token_hash: "hash".into(),
+        api_key_id: "key_1".into(),
+        amount_received: 0,
+        refunded_amount: 0,
+        paybill: None,
+        paybill_account: Some("K7Q2ZPM".into()),
+    }
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ pub fn signature(secret: &str, t: i64, body: &str) -> String {
     format!("t={t},v1={}", ids::hex(&hmac(secret, &format!("{t}.{body}"))))
 }
 
-fn hmac(secret: &str, message: &str) -> Vec<u8> {
+pub(crate) fn hmac(secret: &str, message: &str) -> Vec<u8> {
     #[allow(clippy::expect_used)]
     let mut mac =
         <Hmac<sha2::Sha256> as Mac>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");

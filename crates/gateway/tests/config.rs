@@ -53,8 +53,58 @@ fn nothing_configured_means_the_simulator_with_defaults() {
 fn a_correct_production_configuration_has_no_errors() {
     let s = load(LIVE, None).unwrap();
     assert_eq!(s.mpesa.environment, MpesaEnvironment::Production);
-    assert_eq!(findings(LIVE), vec![]);
-    assert!(s.daraja_connection().is_ok());
+    let found = findings(LIVE);
+    assert!(found.iter().all(|(error, _, _)| !error), "{found:?}");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].1, "MPESA_INITIATOR_NAME", "refunds not set up is a warning: {found:?}");
+    assert!(found[0].2.contains("refunds are not configured"), "{found:?}");
+    let connection = s.daraja_connection().unwrap();
+    assert!(connection.initiator.is_none());
+}
+
+#[test]
+fn refunds_need_the_initiator_and_in_production_the_certificate() {
+    let initiator = [("MPESA_INITIATOR_NAME", "apiop"), ("MPESA_INITIATOR_PASSWORD", "initiator-pw-42")];
+    let vars = with(&initiator);
+    let found = findings(&vars);
+    assert!(
+        found.iter().any(|(error, setting, message)| *error
+            && *setting == "MPESA_CERTIFICATE"
+            && message.contains("Daraja portal")),
+        "{found:?}"
+    );
+
+    let cert = std::env::temp_dir().join(format!("lipa-cert-{}.pem", lipa_gateway::ids::random_hex(6)));
+    std::fs::write(&cert, daraja_sim::CERTIFICATE_PEM).unwrap();
+    let mut vars = with(&initiator);
+    vars.push(("MPESA_CERTIFICATE", Box::leak(cert.display().to_string().into_boxed_str())));
+    assert_eq!(findings(&vars), vec![]);
+    let s = load(&vars, None).unwrap();
+    let connection = s.daraja_connection().unwrap();
+    assert_eq!(connection.initiator.as_ref().map(daraja::Initiator::name), Some("apiop"));
+    for shown in [format!("{s:?}"), format!("{connection:?}"), format!("{:?}", s.shown())] {
+        assert!(!shown.contains("initiator-pw-42"), "the password shows: {shown}");
+    }
+
+    let broken = std::env::temp_dir().join(format!("lipa-cert-{}.pem", lipa_gateway::ids::random_hex(6)));
+    std::fs::write(&broken, "not a certificate").unwrap();
+    let mut vars = with(&initiator);
+    vars.push(("MPESA_CERTIFICATE", Box::leak(broken.display().to_string().into_boxed_str())));
+    let found = findings(&vars);
+    assert!(found.iter().any(|(error, setting, _)| *error && *setting == "MPESA_CERTIFICATE"), "{found:?}");
+    let _ = (std::fs::remove_file(cert), std::fs::remove_file(broken));
+
+    // The sandbox's certificate is built in.
+    let sandbox = with(&[initiator[0], initiator[1], ("MPESA_ENVIRONMENT", "sandbox")]);
+    assert!(load(&sandbox, None).unwrap().daraja_connection().unwrap().initiator.is_some());
+
+    let half = with(&[initiator[0]]);
+    let found = findings(&half);
+    assert!(found.iter().any(|(error, setting, _)| *error && *setting == "MPESA_INITIATOR_PASSWORD"), "{found:?}");
+    let bad_type = load(&with(&[("MPESA_REVERSAL_IDENTIFIER_TYPE", "eleven")]), None).unwrap_err();
+    assert!(bad_type.to_string().contains("MPESA_REVERSAL_IDENTIFIER_TYPE"), "{bad_type}");
+    let four = load(&with(&[("MPESA_REVERSAL_IDENTIFIER_TYPE", "4")]), None).unwrap();
+    assert_eq!(four.refunds.identifier_type.get(), 4);
 }
 
 #[test]

@@ -54,6 +54,7 @@ pub async fn start_simulator(config: SimConfig, port: u16) -> Result<(DarajaConn
         merchant.shortcode,
         &merchant.passkey,
     )?;
+    let connection = with_simulator_initiator(connection, &sim)?;
     tokio::spawn(async move {
         if let Err(e) = server.run_until_stopped(std::future::pending()).await {
             tracing::error!(error = %e, "the simulator stopped");
@@ -122,6 +123,7 @@ pub fn spawn_workers(
         tokio::spawn(lipa_gateway::webhooks::run(gateway.clone(), stopped.clone())),
         tokio::spawn(lipa_gateway::pull::run(gateway.clone(), stopped.clone())),
         tokio::spawn(lipa_gateway::mail::Worker::new(gateway.clone()).run(stopped.clone())),
+        tokio::spawn(lipa_gateway::refund::run(gateway.clone(), stopped.clone())),
         tokio::spawn(lipa_gateway::admin::rollups::run(gateway, stopped)),
     ]
 }
@@ -131,7 +133,19 @@ pub fn spawn_workers(
 fn simulator_at(base: &str) -> Result<DarajaConnection> {
     let sim = SimConfig::default();
     let (app, merchant) = (sim.primary_app().ok_or("no app")?, sim.primary_merchant().ok_or("no merchant")?);
-    Ok(DarajaConnection::custom(base, &app.consumer_key, &app.consumer_secret, merchant.shortcode, &merchant.passkey)?)
+    let connection =
+        DarajaConnection::custom(base, &app.consumer_key, &app.consumer_secret, merchant.shortcode, &merchant.passkey)?;
+    with_simulator_initiator(connection, &sim)
+}
+
+/// Refunds against a simulator run as its first initiator, with its certificate.
+pub fn with_simulator_initiator(connection: DarajaConnection, sim: &SimConfig) -> Result<DarajaConnection> {
+    Ok(match sim.initiators.first() {
+        Some(who) => {
+            connection.with_initiator_from(&who.name, &who.password, daraja_sim::CERTIFICATE_PEM.as_bytes())?
+        }
+        None => connection,
+    })
 }
 
 /// Options of `lipa work`.

@@ -125,6 +125,26 @@ impl From<CreateError> for ApiError {
     }
 }
 
+impl From<crate::service::RefundError> for ApiError {
+    fn from(e: crate::service::RefundError) -> Self {
+        match e {
+            crate::service::RefundError::NotConfigured => {
+                Self::new(StatusCode::CONFLICT, "refunds_not_configured", e.to_string())
+            }
+            crate::service::RefundError::Invalid(message) => Self::invalid_field("reason", message),
+            crate::service::RefundError::NoPayment => Self::not_found("payment"),
+            crate::service::RefundError::Refused(r @ crate::settlement::refund::Refusal::PartialAmount { .. }) => {
+                Self { field: Some("amount"), ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, r.code(), r.message()) }
+            }
+            crate::service::RefundError::Refused(r) => Self::new(StatusCode::CONFLICT, r.code(), r.message()),
+            crate::service::RefundError::KeyReused => {
+                Self::new(StatusCode::CONFLICT, "idempotency_key_reused", e.to_string())
+            }
+            crate::service::RefundError::Store(e) => e.into(),
+        }
+    }
+}
+
 /// Gives an error answer that is not yet in the JSON error envelope (the HTTP framework's
 /// own: 405 for a wrong method, 413, 415, 400 and 422 from its extractors) the envelope, with
 /// the framework's words as the message. Answers already in JSON, pages and successes pass.

@@ -7,6 +7,7 @@ mod checkout;
 mod error;
 pub mod openapi;
 mod payments;
+mod refunds;
 
 use axum::Router;
 use axum::extract::{FromRef, FromRequestParts, State};
@@ -34,6 +35,8 @@ where
         .route("/v1/payments/{id}/timeline", get(payments::timeline))
         .route("/v1/payments/{id}/webhooks", get(payments::webhooks))
         .route("/v1/payments/{id}/events", get(payments::events))
+        .route("/v1/payments/{id}/refunds", post(refunds::create))
+        .route("/v1/refunds/{id}", get(refunds::show))
         .route("/v1/webhook-events/{id}/redeliver", post(payments::redeliver))
         .route("/v1/c2b-transactions", get(c2b::list))
         .route("/v1/checkout-sessions", post(checkout::create))
@@ -57,7 +60,8 @@ where
     );
     let c2b = Router::new()
         .route("/callbacks/c2b/{token}/confirmation", post(c2b::confirmation))
-        .route("/callbacks/c2b/{token}/validation", post(c2b::validation));
+        .route("/callbacks/c2b/{token}/validation", post(c2b::validation))
+        .route("/callbacks/refund/{token}/{kind}", post(refunds::message));
     api.merge(callbacks).merge(c2b)
 }
 

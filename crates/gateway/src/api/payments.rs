@@ -44,14 +44,23 @@ fn payment_id(raw: &str) -> Result<PaymentId, ApiError> {
     PaymentId::parse(raw).ok_or_else(|| ApiError::not_found("payment"))
 }
 
+/// A payment with its refunds, as `GET /v1/payments/{id}` shows it.
+#[derive(serde::Serialize)]
+pub(super) struct Shown {
+    #[serde(flatten)]
+    payment: Payment,
+    refunds: Vec<crate::refund::Refund>,
+}
+
 pub(super) async fn show(
     State(gateway): State<Gateway>,
     Merchant(key): Merchant,
     Path(id): Path<String>,
-) -> Result<Json<Payment>, ApiError> {
+) -> Result<Json<Shown>, ApiError> {
     let id = payment_id(&id)?;
-    let payment = gateway.store().payment(&id, Some(&key.id)).await?;
-    payment.map(|p| Json(gateway.shown(p))).ok_or_else(|| ApiError::not_found("payment"))
+    let payment = gateway.store().payment(&id, Some(&key.id)).await?.ok_or_else(|| ApiError::not_found("payment"))?;
+    let refunds = gateway.store().refunds_of(&id).await?;
+    Ok(Json(Shown { payment: gateway.shown(payment), refunds }))
 }
 
 pub(super) async fn timeline(

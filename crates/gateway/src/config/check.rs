@@ -154,6 +154,7 @@ impl Settings {
                 ),
             });
         }
+        self.check_refunds(&mut out);
         out
     }
 

@@ -31,6 +31,8 @@ struct FileSettings {
     mail: FileMail,
     #[serde(default)]
     c2b: FileC2b,
+    #[serde(default)]
+    refunds: refunds::FileRefunds,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -253,6 +255,7 @@ impl Settings {
                     }
                 },
             },
+            refunds: RefundSettings::load(f.refunds, &env)?,
             json_logs: env("LIPA_LOG_FORMAT").is_some_and(|v| v.eq_ignore_ascii_case("json")),
             header_timeout: Duration::from_secs(
                 number("LIPA_HEADER_TIMEOUT_SECS", env("LIPA_HEADER_TIMEOUT_SECS"))?.unwrap_or(10u64).max(1),

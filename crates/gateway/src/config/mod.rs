@@ -15,6 +15,9 @@ use crate::redact;
 
 mod check;
 mod load;
+mod refunds;
+
+pub use refunds::RefundSettings;
 
 /// The commented example `lipa config print` shows.
 pub const EXAMPLE: &str = include_str!("../lipa.example.toml");
@@ -230,6 +233,8 @@ pub struct Settings {
     pub mail: MailSettings,
     /// Paybill and Till payments.
     pub c2b: C2bSettings,
+    /// Refunds (Reversal) and Transaction Status.
+    pub refunds: RefundSettings,
     /// `LIPA_LOG_FORMAT=json` for JSON logs.
     pub json_logs: bool,
     /// A client must send a request's headers within this (`LIPA_HEADER_TIMEOUT_SECS`,
@@ -252,6 +257,7 @@ impl fmt::Debug for Settings {
             .field("webhooks", &self.webhooks)
             .field("mail", &self.mail)
             .field("c2b", &self.c2b)
+            .field("refunds", &self.refunds)
             .field("json_logs", &self.json_logs)
             .field("header_timeout", &self.header_timeout)
             .finish()
@@ -274,7 +280,7 @@ impl Settings {
         } else {
             self.callbacks.allowlist.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
         };
-        vec![
+        let mut shown = vec![
             ("LIPA_LISTEN", self.listen.to_string()),
             ("CALLBACK_BASE_URL", opt_url(&self.public_url)),
             ("DATABASE_URL", redact::url(&self.database_url)),
@@ -321,7 +327,9 @@ impl Settings {
             ("MAIL_FROM", opt(&self.mail.from)),
             ("LIPA_HEADER_TIMEOUT_SECS", secs(self.header_timeout)),
             ("LIPA_LOG_FORMAT", if self.json_logs { "json" } else { "text" }.to_owned()),
-        ]
+        ];
+        shown.extend(self.refunds.shown());
+        shown
     }
 }
 
@@ -399,7 +407,7 @@ impl Settings {
             ),
             None => daraja::Merchant::paybill(shortcode, passkey),
         };
-        Ok(DarajaConnection { environment, credentials, merchant })
+        Ok(DarajaConnection { environment, credentials, merchant, initiator: self.initiator()? })
     }
 }
 
@@ -412,6 +420,8 @@ pub struct DarajaConnection {
     pub credentials: daraja::Credentials,
     /// The account paid.
     pub merchant: daraja::Merchant,
+    /// Who refunds run as, when refunds are set up.
+    pub initiator: Option<daraja::Initiator>,
 }
 
 impl DarajaConnection {
@@ -434,6 +444,24 @@ impl DarajaConnection {
                 daraja::ShortCode::parse(&shortcode.to_string()).map_err(|e| invalid("MPESA_SHORTCODE", e.reason))?,
                 Secret::new(passkey),
             ),
+            initiator: None,
         })
+    }
+
+    /// The same, with refunds run as `initiator`.
+    pub fn with_initiator(mut self, initiator: Option<daraja::Initiator>) -> Self {
+        self.initiator = initiator;
+        self
+    }
+
+    /// The same, with refunds run as the initiator `name` whose `password` is encrypted with
+    /// the certificate `certificate` (PEM or DER): a simulator's.
+    pub fn with_initiator_from(self, name: &str, password: &str, certificate: &[u8]) -> Result<Self, ConfigError> {
+        let invalid = |setting, e: daraja::InvalidField| ConfigError::Invalid { setting, message: e.reason };
+        let certificate = daraja::Certificate::parse(certificate).map_err(|e| invalid("MPESA_CERTIFICATE", e))?;
+        let credential =
+            certificate.encrypt(&Secret::new(password)).map_err(|e| invalid("MPESA_INITIATOR_PASSWORD", e))?;
+        let initiator = daraja::Initiator::new(name, credential).map_err(|e| invalid("MPESA_INITIATOR_NAME", e))?;
+        Ok(self.with_initiator(Some(initiator)))
     }
 }

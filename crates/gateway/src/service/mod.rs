@@ -20,8 +20,10 @@ use crate::time_fmt::to_millis;
 
 mod c2b;
 mod create;
+mod refund;
 
 pub use create::{CreateError, CreatePayment, Created};
+pub use refund::{RefundCreated, RefundError, RefundRequest};
 
 /// The gateway's shared state.
 #[derive(Debug, Clone)]
@@ -35,6 +37,8 @@ struct Inner {
     settings: Settings,
     daraja: daraja::Client,
     merchant: daraja::Merchant,
+    /// Who refunds run as (`None`: refunds are not set up).
+    initiator: Option<daraja::Initiator>,
     public_url: String,
     clock: daraja::SharedClock,
     push_limit: RateLimiter,
@@ -92,6 +96,7 @@ impl Gateway {
                 settings,
                 daraja,
                 merchant: connection.merchant,
+                initiator: connection.initiator,
                 public_url: public_url.trim_end_matches('/').to_owned(),
                 clock,
                 metrics: crate::metrics::Metrics::default(),

@@ -263,6 +263,43 @@ pub fn outbox(payment: &Payment, event_type: &'static str, now: i64) -> Result<O
     Ok(Outbox { webhook, email })
 }
 
+/// The webhook event announcing a refund's end (`refund.succeeded`, `refund.failed`): its
+/// `data` is the refund, with the payment as it now is under `payment`.
+pub fn refund_outbox(
+    payment: &Payment,
+    refund: &crate::refund::Refund,
+    event_type: &'static str,
+    now: i64,
+) -> Result<NewWebhookEvent, serde_json::Error> {
+    #[derive(serde::Serialize)]
+    struct Data<'a> {
+        #[serde(flatten)]
+        refund: &'a crate::refund::Refund,
+        payment: &'a Payment,
+    }
+    #[derive(serde::Serialize)]
+    struct Envelope<'a> {
+        id: &'a str,
+        #[serde(rename = "type")]
+        event_type: &'a str,
+        #[serde(serialize_with = "crate::time_fmt::millis")]
+        created_at: i64,
+        data: Data<'a>,
+    }
+    let id = format!("evt_{}", crate::ids::time_ordered_hex());
+    let payload =
+        serde_json::to_string(&Envelope { id: &id, event_type, created_at: now, data: Data { refund, payment } })?;
+    Ok(NewWebhookEvent {
+        id,
+        payment_id: payment.id.clone(),
+        api_key_id: payment.api_key_id.clone(),
+        event_type,
+        url: payment.webhook_url.clone(),
+        payload,
+        at: now,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,34 +319,7 @@ mod tests {
     }
 
     fn payment() -> Payment {
-        Payment {
-            id: PaymentId::generate(),
-            status: Status::Pending,
-            amount: daraja::Amount::new(100).unwrap(),
-            phone: daraja::Msisdn::parse("254712345678").unwrap(),
-            account_reference: "ref".into(),
-            description: "desc".into(),
-            metadata: serde_json::json!({"order": 7}),
-            webhook_url: Some("https://shop.example/hook".into()),
-            customer_email: Some("a@example.com".into()),
-            merchant_request_id: Some(daraja::MerchantRequestId::parse("m-1").unwrap()),
-            checkout_request_id: Some(daraja::CheckoutRequestId::parse("ws_CO_1").unwrap()),
-            receipt: None,
-            transaction_date: None,
-            failure_reason: None,
-            result_code: None,
-            result_desc: None,
-            settled_by: None,
-            needs_review: false,
-            created_at: 1,
-            updated_at: 1,
-            settled_at: None,
-            callback_token_hash: "hash".into(),
-            api_key_id: "key_1".into(),
-            amount_received: 0,
-            paybill: None,
-            paybill_account: Some("K7Q2ZPM".into()),
-        }
+        crate::payment::example()
     }
 
     fn decision(outcome: Outcome, change: Option<Change>) -> Decision {

@@ -11,7 +11,7 @@ macro_rules! payment_columns {
         "id, status, amount, phone, account_reference, description, metadata, webhook_url, customer_email, \
          merchant_request_id, checkout_request_id, receipt, transaction_date, failure_reason, result_code, \
          result_desc, settled_by, needs_review, created_at, updated_at, settled_at, callback_token_hash, api_key_id, \
-         paybill_account, amount_received"
+         paybill_account, amount_received, refunded_amount"
     };
 }
 
@@ -37,6 +37,7 @@ mod jobs;
 mod keys;
 mod postgres;
 mod reads;
+mod refunds;
 mod settle;
 pub mod sql;
 mod sqlite;
@@ -47,7 +48,7 @@ mod writes;
 /// [`payment_columns!`] as a constant, for the backends' hot-path statements.
 const PAYMENT_COLUMNS: &str = payment_columns!();
 /// How many columns [`PAYMENT_COLUMNS`] names.
-const PAYMENT_COLUMN_COUNT: usize = 25;
+const PAYMENT_COLUMN_COUNT: usize = 26;
 
 use crate::payment::{Payment, PaymentId};
 use crate::settlement::Decision;
@@ -55,6 +56,7 @@ use crate::settlement::Decision;
 pub use c2b::{C2bTransaction, ConfirmationStored, IncomingConfirmation, Resolved};
 use callbacks::{Kept, Settling, Tally, callback_decision, current, kept};
 pub use postgres::PostgresStore;
+pub use refunds::{MessageKind, MessageStored, NewRefund, Parsed, RefundInserted, RefundMessage, SendOutcome};
 pub use sqlite::SqliteStore;
 pub use types::*;
 
@@ -164,7 +166,7 @@ pub(crate) fn has_nul(s: &str) -> bool {
 /// Each schema version's SQL and what it brought, in order. Versions 1, 2 and 6 differ by
 /// backend (6 is a no-op on PostgreSQL); the others are one text for both. Every version has
 /// a text for each backend, so one cannot be applied to one backend only.
-fn migrations(v1: &'static str, v2: &'static str, v6: &'static str) -> [(&'static str, &'static str); 8] {
+fn migrations(v1: &'static str, v2: &'static str, v6: &'static str) -> [(&'static str, &'static str); 9] {
     [
         (v1, "created"),
         (v2, "webhooks"),
@@ -174,6 +176,7 @@ fn migrations(v1: &'static str, v2: &'static str, v6: &'static str) -> [(&'stati
         (v6, "CHECK constraints SQLite evaluates without a temporary table"),
         (include_str!("schema_v7.sql"), "review index, unmatched callback counts, sign-in attempts"),
         (include_str!("schema_v8.sql"), "Paybill and Till payments"),
+        (include_str!("schema_v9.sql"), "refunds"),
     ]
 }
 

@@ -46,6 +46,7 @@ mod batch;
 mod confirm;
 mod ingest;
 mod plans;
+mod refunds;
 mod rows;
 
 use rows::{payment_from_row, pg_cell, settling_from_row};

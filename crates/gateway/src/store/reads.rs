@@ -48,6 +48,7 @@ pub(super) fn payment_from(row: &[Cell]) -> Result<Payment, StoreError> {
         api_key_id,
         paybill_account,
         amount_received,
+        refunded_amount,
     ] = row
     else {
         return Err(StoreError::corrupt(format_args!("a payment row has {} columns", row.len())));
@@ -91,6 +92,7 @@ pub(super) fn payment_from(row: &[Cell]) -> Result<Payment, StoreError> {
         api_key_id: api_key_id.text(),
         paybill_account: paybill_account.opt_text(),
         amount_received: super::received(amount_received.int())?,
+        refunded_amount: super::received(refunded_amount.int())?,
         paybill: None,
     })
 }

@@ -136,6 +136,12 @@ async fn spawn_app_through(sim_config: SimConfig, tweak: impl FnOnce(&mut Settin
         sim.passkey(),
     )
     .unwrap();
+    let connection = match sim.sim().config().initiators.first() {
+        Some(who) => {
+            connection.with_initiator_from(&who.name, &who.password, daraja_sim::CERTIFICATE_PEM.as_bytes()).unwrap()
+        }
+        None => connection,
+    };
     let clock = Arc::new(TestClock(Mutex::new(OffsetDateTime::now_utc())));
     let app = Application::build(settings, connection, clock.clone()).await.unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());

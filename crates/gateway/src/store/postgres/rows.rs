@@ -74,6 +74,7 @@ pub(super) fn payment_from_row(r: &Row) -> Result<Payment, StoreError> {
         api_key_id: r.get(22),
         paybill_account: r.get(23),
         amount_received: crate::store::received(r.get(24))?,
+        refunded_amount: crate::store::received(r.get(25))?,
         paybill: None,
     })
 }

@@ -19,6 +19,7 @@ use crate::settlement::plan::{self, Outbox, Plan};
 use crate::settlement::{self, Change, Decision};
 
 mod engine;
+mod refunds;
 #[cfg(test)]
 mod tests;
 
@@ -424,6 +425,7 @@ fn payment_from_row(r: &Row<'_>) -> rusqlite::Result<Payment> {
         api_key_id: r.get(22)?,
         paybill_account: r.get(23)?,
         amount_received: r.get::<_, i64>(24)?.try_into().map_err(|_| bad(24, "amount received is negative"))?,
+        refunded_amount: r.get::<_, i64>(25)?.try_into().map_err(|_| bad(25, "amount refunded is negative"))?,
         paybill: None,
     })
 }

@@ -1,0 +1,88 @@
+//! `/v1/payments/{id}/refunds` and `/v1/refunds/{id}` for merchants, and
+//! `/callbacks/refund/{token}/{kind}` where Daraja answers about a refund's reversal.
+
+use std::net::SocketAddr;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::callbacks::{Received, allowed_source, receive};
+use super::payments::idempotency_key;
+use super::{ApiError, Merchant};
+use crate::payment::PaymentId;
+use crate::refund::{Refund, RefundId};
+use crate::service::{Gateway, RefundRequest};
+use crate::store::{MessageKind, StoreError};
+
+/// `POST /v1/payments/{id}/refunds`: refunds the whole payment (once; `Idempotency-Key` as
+/// for payments).
+pub(super) async fn create(
+    State(gateway): State<Gateway>,
+    Merchant(key): Merchant,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Json<RefundRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let idempotency_key = idempotency_key(&headers)?;
+    let Json(request) = body.map_err(super::json_rejection)?;
+    let id = PaymentId::parse(&id).ok_or_else(|| ApiError::not_found("payment"))?;
+    let created = gateway.request_refund(&id, Some(&key.id), idempotency_key, "api", request).await?;
+    let mut response = (StatusCode::CREATED, Json(created.refund)).into_response();
+    if created.replayed {
+        response.headers_mut().insert("idempotent-replayed", axum::http::HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+/// `GET /v1/refunds/{id}`.
+pub(super) async fn show(
+    State(gateway): State<Gateway>,
+    Merchant(key): Merchant,
+    Path(id): Path<String>,
+) -> Result<Json<Refund>, ApiError> {
+    let id = RefundId::parse(&id).ok_or_else(|| ApiError::not_found("refund"))?;
+    let refund = gateway.store().refund(&id, Some(&key.id)).await?;
+    refund.map(Json).ok_or_else(|| ApiError::not_found("refund"))
+}
+
+/// `POST /callbacks/refund/{token}/{kind}`: a Reversal result, a queue timeout, or a
+/// Transaction Status answer about a refund. Stored and applied before it is acknowledged;
+/// a secret that is no refund's is refused without storing anything.
+pub(super) async fn message(
+    State(gateway): State<Gateway>,
+    Path((token, kind)): Path<(String, String)>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let kind = MessageKind::parse(&kind);
+    let token_ok = token.len() == 32 && token.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let Some(kind) = kind.filter(|_| token_ok) else {
+        gateway.metrics().callback_refused();
+        return Err(ApiError::not_found("callback endpoint"));
+    };
+    allowed_source(&gateway, &headers, peer)?;
+    let body = match receive(body, &headers).await? {
+        Received::Whole(body) => body,
+        Received::TooLarge { .. } => return Err(ApiError::payload_too_large()),
+    };
+    match gateway.ingest_refund_message(&token, kind, body).await {
+        Ok(Some(_)) => {
+            Ok((StatusCode::OK, [("content-type", "application/json")], daraja::result::ACKNOWLEDGEMENT)
+                .into_response())
+        }
+        Ok(None) => {
+            gateway.metrics().callback_refused();
+            Err(ApiError::not_found("callback endpoint"))
+        }
+        Err(e) => {
+            // Not stored, so not acknowledged: Daraja should send it again.
+            tracing::error!(error = %e, "refund message not stored");
+            Err(ApiError::from(StoreError::unavailable(e)))
+        }
+    }
+}

@@ -1,0 +1,318 @@
+//! Refunds: taking a request, sending its Reversal to Daraja, hearing Daraja's answers at the
+//! refund's secret URLs, and asking Transaction Status about a reversal whose result did not
+//! come. A Reversal is sent at most once per refund: an answer lost on the way is never
+//! followed by a second Reversal (it could move money twice), only by questions.
+
+use daraja::reversal::{Remarks, Reversal};
+use daraja::status::{StatusQuery, Target};
+use serde::Deserialize;
+
+use super::Gateway;
+use crate::payment::PaymentId;
+use crate::refund::{Refund, RefundId, SendState};
+use crate::settlement::refund::Refusal;
+use crate::store::{
+    MessageKind, MessageStored, NewRefund, Parsed, RefundInserted, RefundMessage, SendOutcome, StoreError,
+};
+use crate::time_fmt::ms;
+
+/// `POST /v1/payments/{id}/refunds`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefundRequest {
+    /// Why (1 to 200 characters): kept with the refund and sent to Daraja as its remarks.
+    pub reason: String,
+    /// The amount; only the payment's whole amount is accepted (leave it out).
+    #[serde(default)]
+    pub amount: Option<u64>,
+}
+
+/// Why a refund was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum RefundError {
+    /// No initiator is configured.
+    #[error(
+        "refunds are not configured: set MPESA_INITIATOR_NAME and MPESA_INITIATOR_PASSWORD (and MPESA_CERTIFICATE in production)"
+    )]
+    NotConfigured,
+    /// The request itself is wrong.
+    #[error("{0}")]
+    Invalid(String),
+    /// The payment does not exist (for this key).
+    #[error("no such payment")]
+    NoPayment,
+    /// The rules refused it.
+    #[error("{}", .0.message())]
+    Refused(Refusal),
+    /// The idempotency key was used for another request.
+    #[error("the Idempotency-Key was used with a different request; use a new key for a new refund")]
+    KeyReused,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A taken refund, and whether it was taken earlier with the same idempotency key.
+#[derive(Debug, Clone)]
+pub struct RefundCreated {
+    /// The refund.
+    pub refund: Refund,
+    /// Whether this answer repeats an earlier request's.
+    pub replayed: bool,
+}
+
+impl Gateway {
+    /// Whether refunds are set up (an initiator is configured).
+    pub fn refunds_enabled(&self) -> bool {
+        self.inner.initiator.is_some()
+    }
+
+    /// The secret of a refund's URLs: derived from the installation's secret, so the URLs of
+    /// a refund can be built again (for a Transaction Status question) without storing it.
+    fn refund_token(&self, id: &RefundId) -> Option<String> {
+        let key = self.inner.c2b_path.get()?;
+        Some(crate::ids::hex(&crate::webhooks::hmac(key, &format!("refund:{id}")))[..32].to_owned())
+    }
+
+    fn refund_url(&self, id: &RefundId, kind: MessageKind) -> Result<daraja::CallbackUrl, daraja::Error> {
+        let token = self.refund_token(id).ok_or_else(|| daraja::InvalidField {
+            field: "ResultURL",
+            reason: "the store has not been read yet".into(),
+        })?;
+        Ok(daraja::CallbackUrl::parse(&format!("{}/callbacks/refund/{token}/{}", self.public_url(), kind.as_str()))?)
+    }
+
+    /// Takes a refund request for `payment_id` and sends its Reversal. `api_key_id` scopes
+    /// the payment to a merchant's key (staff pass `None`); `requested_by` is `api` or
+    /// `admin:<user>`.
+    pub async fn request_refund(
+        &self,
+        payment_id: &PaymentId,
+        api_key_id: Option<&str>,
+        idempotency_key: Option<String>,
+        requested_by: &str,
+        request: RefundRequest,
+    ) -> Result<RefundCreated, RefundError> {
+        let reason = request.reason.trim();
+        if reason.is_empty() || reason.chars().count() > 200 || reason.chars().any(char::is_control) {
+            return Err(RefundError::Invalid(
+                "reason must be 1 to 200 characters on one line, e.g. \"screening cancelled\"".into(),
+            ));
+        }
+        if !self.refunds_enabled() {
+            return Err(RefundError::NotConfigured);
+        }
+        let id = RefundId::generate();
+        let token = self.refund_token(&id).ok_or(RefundError::NotConfigured)?;
+        let request_hash = crate::ids::sha256_hex(format!("{}|{:?}|{reason}", payment_id, request.amount).as_bytes());
+        let now = self.now();
+        let inserted = self
+            .store()
+            .insert_refund(NewRefund {
+                id,
+                payment_id: payment_id.clone(),
+                api_key_id: api_key_id.map(str::to_owned),
+                idempotency_key,
+                request_hash: request_hash.clone(),
+                amount: request.amount,
+                reason: reason.to_owned(),
+                requested_by: requested_by.to_owned(),
+                token_hash: crate::ids::sha256_hex(token.as_bytes()),
+                // If this process stops before sending, the worker sends it.
+                send_by: now + 30_000,
+                now,
+            })
+            .await?;
+        match inserted {
+            RefundInserted::Created(refund) => {
+                tracing::info!(refund_id = %refund.id, payment_id = %payment_id, "refund requested");
+                self.changed(payment_id);
+                let refund = self.send_refund(&refund.id).await?.unwrap_or(refund);
+                Ok(RefundCreated { refund, replayed: false })
+            }
+            RefundInserted::Existing(refund, hash) if hash == request_hash => {
+                Ok(RefundCreated { refund, replayed: true })
+            }
+            RefundInserted::Existing(..) => Err(RefundError::KeyReused),
+            RefundInserted::Refused(refusal) => Err(RefundError::Refused(refusal)),
+            RefundInserted::NoPayment => Err(RefundError::NoPayment),
+        }
+    }
+
+    /// Sends a new refund's Reversal (once: `None` when it was sent already or is being sent)
+    /// and records the answer.
+    pub async fn send_refund(&self, id: &RefundId) -> Result<Option<Refund>, StoreError> {
+        let Some(refund) = self.store().begin_refund_send(id, self.now()).await? else { return Ok(None) };
+        let outcome = match self.reversal_of(&refund).await {
+            Ok(request) => match self.daraja().0.reversal(&request).await {
+                Ok(accepted) => SendOutcome::Accepted {
+                    originator_conversation_id: accepted.originator_conversation_id,
+                    conversation_id: accepted.conversation_id,
+                    check_at: self.now() + ms(self.settings().refunds.status_after),
+                },
+                Err(e) => outcome_of_error(&e),
+            },
+            Err(e) => outcome_of_error(&e),
+        };
+        match &outcome {
+            SendOutcome::Accepted { .. } => tracing::info!(refund_id = %id, "reversal queued by Daraja"),
+            SendOutcome::Refused { code, message } => {
+                tracing::warn!(refund_id = %id, code, message, "reversal refused")
+            }
+            SendOutcome::Unknown { why } => tracing::warn!(refund_id = %id, why, "reversal sent; its answer was lost"),
+        }
+        let refund = self.store().record_refund_send(id, outcome, self.now()).await?;
+        self.changed(&refund.payment_id);
+        Ok(Some(refund))
+    }
+
+    async fn reversal_of(&self, refund: &Refund) -> Result<Reversal, daraja::Error> {
+        let initiator = self
+            .inner
+            .initiator
+            .clone()
+            .ok_or_else(|| daraja::InvalidField { field: "Initiator", reason: "refunds are not configured".into() })?;
+        let payment = self.store().payment(&refund.payment_id, None).await.ok().flatten();
+        let receipt = payment.and_then(|p| p.receipt).ok_or_else(|| daraja::InvalidField {
+            field: "TransactionID",
+            reason: "the payment has no receipt".into(),
+        })?;
+        let reason: String = refund.reason.chars().take(90).collect();
+        Ok(Reversal {
+            initiator,
+            transaction_id: receipt,
+            amount: daraja::Amount::new(refund.amount)?,
+            receiver_party: self.daraja().1.business_short_code(),
+            receiver_identifier_type: self.settings().refunds.identifier_type,
+            result_url: self.refund_url(&refund.id, MessageKind::Result)?,
+            queue_timeout_url: self.refund_url(&refund.id, MessageKind::Timeout)?,
+            remarks: Remarks::parse(&format!("Refund: {reason}"))?,
+            occasion: Some(refund.id.to_string()),
+        })
+    }
+
+    /// Stores what Daraja sent to a refund's secret URL and applies it; `None` when the
+    /// secret is no refund's (nothing is stored). Answers only after the commit.
+    pub async fn ingest_refund_message(
+        &self,
+        token: &str,
+        kind: MessageKind,
+        body: Vec<u8>,
+    ) -> Result<Option<MessageStored>, StoreError> {
+        let parsed = match kind {
+            MessageKind::Result | MessageKind::Status => daraja::result::parse(&body).map(Parsed::Result),
+            MessageKind::Timeout | MessageKind::StatusTimeout => {
+                daraja::result::parse_timeout(&body).map(Parsed::Timeout)
+            }
+        };
+        let now = self.now();
+        let stored = self
+            .store()
+            .settle_refund_message(RefundMessage {
+                token_hash: crate::ids::sha256_hex(token.as_bytes()),
+                kind,
+                body,
+                parsed: parsed.map_err(|e| e.to_string()),
+                // A timeout is asked about soon; the worker's next round picks it up.
+                ask_at: now + 5_000,
+                now,
+            })
+            .await?;
+        if let Some(s) = &stored {
+            tracing::info!(
+                refund_id = %s.refund.id,
+                kind = kind.as_str(),
+                outcome = s.outcome.as_str(),
+                status = s.refund.status.as_str(),
+                "refund message stored"
+            );
+            self.changed(&s.refund.payment_id);
+        }
+        Ok(stored)
+    }
+
+    /// One round of the refunds worker: refunds whose send never happened are sent; those
+    /// whose result has not come (or timed out in Daraja's queue) are asked about with
+    /// Transaction Status, up to `max_status_checks` times, then left for staff; sends whose
+    /// process died are marked unknown. Returns how many refunds it took a step for.
+    pub async fn refund_round(&self) -> Result<u64, StoreError> {
+        if !self.refunds_enabled() {
+            return Ok(0);
+        }
+        let settings = &self.settings().refunds;
+        let now = self.now();
+        let stale_before = now - 3 * ms(self.settings().mpesa.request_timeout) - 60_000;
+        for id in self.store().stale_refund_sends(stale_before).await? {
+            let why = "the process sending it stopped before its answer was stored".to_owned();
+            self.store().record_refund_send(&id, SendOutcome::Unknown { why }, now).await?;
+        }
+        let due = self.store().claim_due_refunds(now, now + 60_000, 50).await?;
+        let mut steps = 0;
+        for refund in due {
+            steps += 1;
+            match refund.send_state {
+                SendState::New => {
+                    self.send_refund(&refund.id).await?;
+                }
+                SendState::Accepted => {
+                    let asked = refund.status_checks + 1;
+                    let (next, note) = match self.ask_about(&refund).await {
+                        Ok(()) if asked >= settings.max_status_checks => (
+                            None,
+                            format!(
+                                "asked Transaction Status {asked} times and no answer settled it: check the M-Pesa statement"
+                            ),
+                        ),
+                        Ok(()) => (Some(now + ms(settings.status_interval)), String::new()),
+                        Err(e) => (
+                            Some(now + ms(settings.status_interval)),
+                            format!("Transaction Status could not be asked: {e}"),
+                        ),
+                    };
+                    self.store().refund_status_asked(&refund.id, next, &note, now).await?;
+                }
+                // Refused, unknown or sending: nothing to do automatically.
+                _ => self.store().refund_status_asked(&refund.id, None, "", now).await?,
+            }
+        }
+        Ok(steps)
+    }
+
+    /// Asks Transaction Status about a refund's reversal (by its `OriginatorConversationID`).
+    async fn ask_about(&self, refund: &Refund) -> Result<(), daraja::Error> {
+        let initiator = self
+            .inner
+            .initiator
+            .clone()
+            .ok_or_else(|| daraja::InvalidField { field: "Initiator", reason: "refunds are not configured".into() })?;
+        let conversation = refund.originator_conversation_id.clone().ok_or_else(|| daraja::InvalidField {
+            field: "OriginalConversationID",
+            reason: "the reversal was never queued".into(),
+        })?;
+        let query = StatusQuery {
+            initiator,
+            target: Target::Conversation(conversation),
+            party_a: self.daraja().1.business_short_code(),
+            result_url: self.refund_url(&refund.id, MessageKind::Status)?,
+            queue_timeout_url: self.refund_url(&refund.id, MessageKind::StatusTimeout)?,
+            remarks: Remarks::parse("Refund status")?,
+            occasion: Some(refund.id.to_string()),
+        };
+        self.daraja().0.transaction_status(&query).await.map(drop)
+    }
+}
+
+/// How a failed send ends: refused when Daraja answered (or nothing could be sent), unknown
+/// when the request may have reached it.
+fn outcome_of_error(e: &daraja::Error) -> SendOutcome {
+    match e {
+        daraja::Error::Api(api) => SendOutcome::Refused { code: api.code.clone(), message: api.message.clone() },
+        daraja::Error::InvalidInput(field) => {
+            SendOutcome::Refused { code: "invalid_request".into(), message: field.to_string() }
+        }
+        daraja::Error::Transport { may_have_reached_safaricom: false, .. } => {
+            SendOutcome::Refused { code: "unreachable".into(), message: e.to_string() }
+        }
+        daraja::Error::Transport { .. } | daraja::Error::Decode { .. } => SendOutcome::Unknown { why: e.to_string() },
+    }
+}

@@ -1,0 +1,36 @@
+//! Refunds on SQLite: each write runs the shared [`Tx`](crate::store::tx) write in the writer.
+
+use super::{SqliteStore, SqliteTx, at_once};
+use crate::refund::{Refund, RefundId};
+use crate::store::StoreError;
+use crate::store::refunds::{self, MessageStored, NewRefund, RefundInserted, RefundMessage, SendOutcome};
+
+impl SqliteStore {
+    pub(in crate::store) async fn insert_refund(&self, new: NewRefund) -> Result<RefundInserted, StoreError> {
+        self.write(move |c| at_once(refunds::insert_refund(&mut SqliteTx(c), &new))).await
+    }
+
+    pub(in crate::store) async fn begin_refund_send(
+        &self,
+        id: RefundId,
+        now: i64,
+    ) -> Result<Option<Refund>, StoreError> {
+        self.write(move |c| at_once(refunds::begin_send(&mut SqliteTx(c), &id, now))).await
+    }
+
+    pub(in crate::store) async fn record_refund_send(
+        &self,
+        id: RefundId,
+        outcome: SendOutcome,
+        now: i64,
+    ) -> Result<Refund, StoreError> {
+        self.write(move |c| at_once(refunds::record_send(&mut SqliteTx(c), &id, &outcome, now))).await
+    }
+
+    pub(in crate::store) async fn settle_refund_message(
+        &self,
+        message: RefundMessage,
+    ) -> Result<Option<MessageStored>, StoreError> {
+        self.write(move |c| at_once(refunds::settle_message(&mut SqliteTx(c), &message))).await
+    }
+}
