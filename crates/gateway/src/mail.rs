@@ -83,12 +83,58 @@ pub fn receipt(business: &str, payment: &Payment) -> (String, String, String) {
         ("Reference", payment.account_reference.as_str()),
         ("For", payment.description.as_str()),
     ];
-    let html = maud::html! {
+    let html =
+        letter(&subject, "Thank you. We received your M-PESA payment.", &rows, "Keep this email as your receipt.");
+    (subject, text, html)
+}
+
+/// The notice of a succeeded refund: subject, plain text, HTML.
+pub fn refund_notice(business: &str, payment: &Payment, refund: &crate::refund::Refund) -> (String, String, String) {
+    let amount = kes(u32::try_from(refund.amount).unwrap_or(u32::MAX));
+    let when = nairobi(refund.settled_at.unwrap_or(refund.updated_at));
+    let reversal = refund.receipt.as_deref().unwrap_or("sent to you by M-PESA SMS");
+    let original = payment.receipt.as_deref().unwrap_or("");
+    let subject = format!("Refund: {amount} returned to you by {business}");
+    let text = format!(
+        "{business} has refunded your M-PESA payment. The money is back in your M-PESA account.\n\n\
+         Refunded by:       {business}\n\
+         Amount:            {amount}\n\
+         Refund receipt:    {reversal}\n\
+         Original receipt:  {original}\n\
+         Date and time:     {when}\n\
+         Reference:         {reference}\n\
+         Reason:            {reason}\n\n\
+         Keep this email as the record of your refund.\n",
+        reference = payment.account_reference,
+        reason = refund.reason,
+    );
+    let rows = [
+        ("Refunded by", business),
+        ("Amount", amount.as_str()),
+        ("Refund receipt", reversal),
+        ("Original receipt", original),
+        ("Date and time", when.as_str()),
+        ("Reference", payment.account_reference.as_str()),
+        ("Reason", refund.reason.as_str()),
+    ];
+    let heading = format!("{business} has refunded your M-PESA payment.");
+    let html = letter(
+        &subject,
+        &heading,
+        &rows,
+        "The money is back in your M-PESA account. Keep this email as the record of your refund.",
+    );
+    (subject, text, html)
+}
+
+/// An email's HTML: a heading, a table of label and value, a closing line.
+fn letter(subject: &str, heading: &str, rows: &[(&str, &str)], closing: &str) -> String {
+    maud::html! {
         (maud::DOCTYPE)
         html lang="en" {
             head { meta charset="utf-8"; title { (subject) } }
             body style="font-family:system-ui,sans-serif;color:#1a1a1a;max-width:32rem;margin:auto;padding:1rem" {
-                h1 style="font-size:1.25rem" { "Thank you. We received your M-PESA payment." }
+                h1 style="font-size:1.25rem" { (heading) }
                 table style="border-collapse:collapse;width:100%" {
                     @for (label, value) in rows {
                         tr {
@@ -97,12 +143,11 @@ pub fn receipt(business: &str, payment: &Payment) -> (String, String, String) {
                         }
                     }
                 }
-                p style="color:#555" { "Keep this email as your receipt." }
+                p style="color:#555" { (closing) }
             }
         }
     }
-    .into_string();
-    (subject, text, html)
+    .into_string()
 }
 
 /// The receipt-email worker: the gateway, and the sender its settings describe.
@@ -181,7 +226,14 @@ async fn send(
         Ok(to) => to,
         Err(e) => return Ok(EmailNext::Dead(format!("{:?} is not an email address: {e}", job.recipient))),
     };
-    let (subject, text, html) = receipt(&gateway.settings().business_name, &payment);
+    let business = &gateway.settings().business_name;
+    let (subject, text, html) = match &job.refund_id {
+        None => receipt(business, &payment),
+        Some(id) => match gateway.store().refund(id, None).await? {
+            Some(refund) => refund_notice(business, &payment, &refund),
+            None => return Ok(EmailNext::Dead("the refund is gone".into())),
+        },
+    };
     let message = Message::builder()
         .from(mailer.from.clone())
         .to(to)

@@ -117,3 +117,45 @@ async fn payments_without_an_address_send_nothing_and_bad_addresses_are_refused_
     assert_eq!(status, 422, "{err}");
     assert_eq!(err["error"]["field"], "customer_email");
 }
+
+#[tokio::test]
+async fn a_succeeded_refund_sends_the_customer_its_notice() {
+    let smtp = SmtpServer::start().await;
+    let app = app_with_mail(Some(&smtp)).await;
+    let p = paid_with_email(&app, Some("wanjiku@example.com")).await;
+    let id = p["id"].as_str().unwrap();
+    assert_eq!(step(&app).await, 1, "the receipt");
+    let answer = app
+        .http
+        .post(format!("{}/v1/payments/{id}/refunds", app.base))
+        .bearer_auth(&app.key)
+        .json(&serde_json::json!({"reason": "Screening cancelled"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 201);
+    let refund: serde_json::Value = answer.json().await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let refund = loop {
+        let (_, r) = app.get(&format!("/v1/refunds/{}", refund["id"].as_str().unwrap())).await;
+        if r["status"] == "succeeded" {
+            break r;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{r}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(step(&app).await, 1, "the refund notice");
+    let got = smtp.messages();
+    assert_eq!(got.len(), 2);
+    let m = &got[1];
+    for expected in [
+        "Subject: Refund: KES 1,250 returned to you by Lipa Cinema",
+        refund["receipt"].as_str().unwrap(),
+        p["receipt"].as_str().unwrap(),
+        "Screening cancelled",
+        "back in your M-PESA account",
+    ] {
+        assert!(m.data.contains(expected), "{expected:?} missing from:\n{}", m.data);
+    }
+    assert_eq!(step(&app).await, 0, "sent once");
+}

@@ -102,7 +102,7 @@ impl Store {
                               WHERE status = 'pending' AND next_attempt_at <= $1
                                 AND (lease_until IS NULL OR lease_until <= $1)
                               ORDER BY next_attempt_at LIMIT $3 /*skip_locked*/)
-                 RETURNING id, payment_id, recipient, attempts, created_at",
+                 RETURNING id, payment_id, recipient, attempts, created_at, refund_id",
                 vec![now.into(), lease_until.into(), i64::from(limit).into()],
             )
             .await?;
@@ -111,6 +111,7 @@ impl Store {
             .map(|r| EmailJob {
                 id: r[0].text(),
                 payment_id: PaymentId::from_db(r[1].text()),
+                refund_id: r[5].opt_text().map(crate::refund::RefundId::from_db),
                 recipient: r[2].text(),
                 attempts: attempts(&r[3]),
                 created_at: r[4].int(),

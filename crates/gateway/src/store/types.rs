@@ -321,6 +321,8 @@ pub struct EmailJob {
     pub id: String,
     /// The payment it is the receipt of.
     pub payment_id: PaymentId,
+    /// The refund it tells of, when it is a refund notice.
+    pub refund_id: Option<crate::refund::RefundId>,
     /// Address.
     pub recipient: String,
     /// Attempts so far.

@@ -339,6 +339,20 @@ async fn apply(
         let refund = super::by_id(tx, &refund.id).await?.ok_or_else(|| StoreError::corrupt("a refund vanished"))?;
         let w = crate::settlement::plan::refund_outbox(&payment, &refund, event_type, now)
             .map_err(crate::store::unserialisable)?;
+        if let (Some(recipient), RefundStatus::Succeeded) = (&payment.customer_email, after) {
+            tx.execute(
+                "INSERT INTO emails (id, payment_id, refund_id, recipient, status, created_at, next_attempt_at)
+                 VALUES ($1, $2, $3, $4, 'pending', $5, $5)",
+                vec![
+                    format!("eml_{}", crate::ids::time_ordered_hex()).into(),
+                    payment.id.as_str().into(),
+                    refund.id.as_str().into(),
+                    recipient.as_str().into(),
+                    now.into(),
+                ],
+            )
+            .await?;
+        }
         tx.execute(
             "INSERT INTO webhook_events (id, payment_id, api_key_id, type, url, payload, status, created_at, next_attempt_at)
              VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $7)",
