@@ -7,8 +7,7 @@ use crate::store::{PaymentFilter, Store, StoreError};
 use crate::time_fmt::rfc3339;
 
 /// The header line.
-pub const HEADER: &str =
-    "id,created_at,status,amount,phone,account_reference,receipt,result_code,failure_reason,needs_review,settled_at\n";
+pub const HEADER: &str = "id,created_at,status,amount,phone,account_reference,receipt,result_code,failure_reason,needs_review,settled_at,refunded_amount\n";
 
 /// A text field, quoted, that a spreadsheet will not read as a formula.
 fn field(s: &str) -> String {
@@ -28,7 +27,7 @@ pub fn csv(store: Store, filter: PaymentFilter) -> impl Stream<Item = Result<Str
                     let mut chunk = String::with_capacity(page.len() * 160);
                     for p in &page {
                         chunk.push_str(&format!(
-                            "{},{},{},{},{},{},{},{},{},{},{}\n",
+                            "{},{},{},{},{},{},{},{},{},{},{},{}\n",
                             p.id,
                             rfc3339(p.created_at),
                             p.status.as_str(),
@@ -40,6 +39,7 @@ pub fn csv(store: Store, filter: PaymentFilter) -> impl Stream<Item = Result<Str
                             p.failure_reason.map_or("", |r| r.as_str()),
                             p.needs_review,
                             p.settled_at.map(rfc3339).unwrap_or_default(),
+                            p.refunded_amount,
                         ));
                     }
                     let next = (page.len() == filter.limit as usize).then(|| PaymentFilter {

@@ -518,3 +518,53 @@ async fn an_unmatched_paybill_payment_is_assigned_or_marked_refunded_by_an_admin
     let (_, left) = admin.get("/admin/c2b?status=unmatched").await;
     assert!(!left.contains(&stranger) && !left.contains(&mistyped), "{left}");
 }
+
+#[tokio::test]
+async fn an_admin_refunds_a_payment_after_confirming_and_a_viewer_cannot() {
+    let app = app().await;
+    let p = app.create("0700000000", 45).await;
+    let id = p["id"].as_str().unwrap().to_owned();
+    assert_eq!(app.settled(&id).await["status"], "paid");
+    let page = format!("/admin/payments/{id}");
+    let action = format!("/admin/payments/{id}/refund");
+
+    let viewer = login(&app, "otieno", PASSWORD).await.1.unwrap();
+    let (_, viewed) = viewer.get(&page).await;
+    assert!(!viewed.contains("Refund KES"), "a viewer sees no refund action");
+    let viewer_csrf = viewer.csrf().await;
+    let (status, _) = viewer.post(&action, &[("csrf", &viewer_csrf), ("note", "x"), ("confirm", "yes")]).await;
+    assert_eq!(status, 403);
+
+    let admin = login(&app, "amina", PASSWORD).await.1.unwrap();
+    let (_, shown) = admin.get(&page).await;
+    assert!(shown.contains("Refund KES 45"), "{shown}");
+    let csrf = admin.csrf().await;
+    let (status, confirm) = admin.post(&action, &[("csrf", &csrf), ("note", "Screening cancelled")]).await;
+    assert_eq!(status, 200);
+    assert!(confirm.contains("Refund KES 45 to") && confirm.contains("cannot be undone"), "{confirm}");
+    assert!(confirm.contains("name=\"confirm\" value=\"yes\""), "{confirm}");
+    assert!(app.sim.sim().initiator_requests().is_empty(), "nothing sent before the confirmation");
+
+    let (status, _) =
+        admin.post(&action, &[("csrf", &csrf), ("note", "Screening cancelled"), ("confirm", "yes")]).await;
+    assert_eq!(status, 303);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while app.payment(&id).await["refunded_amount"] != 45 {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let refunds = app.payment(&id).await["refunds"].clone();
+    assert_eq!(refunds[0]["requested_by"], "admin:amina");
+    let log = app.gateway.store().audit_log(Some(&id), 10).await.unwrap();
+    assert!(log.iter().any(|a| a.action == "refund" && a.actor == "amina" && a.detail.contains("Screening cancelled")));
+    let (_, after) = admin.get(&page).await;
+    assert!(after.contains("succeeded") && !after.contains("Refund KES 45\u{2026}"), "{after}");
+    let (_, csv) = admin.get("/admin/payments.csv").await;
+    assert!(csv.lines().next().unwrap().ends_with(",refunded_amount"), "{csv}");
+    assert!(csv.lines().nth(1).unwrap().ends_with(",45"), "{csv}");
+
+    // A second refund is refused with the reason.
+    let (status, _) = admin.post(&action, &[("csrf", &csrf), ("note", "again"), ("confirm", "yes")]).await;
+    assert_eq!(status, 303);
+    assert_eq!(app.payment(&id).await["refunds"].as_array().unwrap().len(), 1);
+}

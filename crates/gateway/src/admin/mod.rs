@@ -35,6 +35,7 @@ where
         .route("/admin/payments/{id}", get(pages::payment))
         .route("/admin/payments/{id}/query", post(pages::query_now))
         .route("/admin/payments/{id}/resolve", post(pages::resolve_payment))
+        .route("/admin/payments/{id}/refund", post(pages::refund))
         .route("/admin/callbacks/{id}/resolve", post(pages::resolve_callback))
         .route("/admin/review", get(pages::review))
         .route("/admin/c2b", get(pages::c2b))

@@ -132,7 +132,7 @@ pub(in crate::admin) async fn assign_c2b(
 pub(in crate::admin) async fn c2b_refunded(
     State(gateway): State<Gateway>,
     Path(trans_id): Path<String>,
-    Action { staff, note }: Action,
+    Action { staff, note, .. }: Action,
 ) -> Response {
     let note = note.trim();
     if note.is_empty() {

@@ -140,6 +140,9 @@ pub(in crate::admin) async fn login(
 pub(in crate::admin) struct Action {
     pub(in crate::admin) staff: Staff,
     pub(in crate::admin) note: String,
+    /// Whether the form's `confirm` field says `yes` (the second step of an action that
+    /// cannot be undone).
+    pub(in crate::admin) confirmed: bool,
 }
 
 impl<S: Send + Sync> axum::extract::FromRequest<S> for Action
@@ -155,7 +158,7 @@ where
         let request = axum::extract::Request::from_parts(parts, body);
         let form = Form::<CsrfForm>::from_request(request, state).await.map(|Form(f)| f).unwrap_or_default();
         staff.may_act(&form.csrf).map_err(IntoResponse::into_response)?;
-        Ok(Self { staff, note: form.note })
+        Ok(Self { staff, note: form.note, confirmed: form.confirm == "yes" })
     }
 }
 
@@ -165,6 +168,8 @@ pub(in crate::admin) struct CsrfForm {
     csrf: String,
     #[serde(default)]
     note: String,
+    #[serde(default)]
+    confirm: String,
 }
 
 pub(in crate::admin) async fn logout(

@@ -6,12 +6,13 @@ mod login;
 mod overview;
 mod payment;
 mod payments;
+mod refund;
 mod review;
 mod settings;
 mod webhooks;
 
 pub(super) use self::{
-    c2b::*, keys::*, login::*, overview::*, payment::*, payments::*, review::*, settings::*, webhooks::*,
+    c2b::*, keys::*, login::*, overview::*, payment::*, payments::*, refund::*, review::*, settings::*, webhooks::*,
 };
 
 use axum::body::Body;

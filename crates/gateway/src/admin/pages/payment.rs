@@ -45,9 +45,10 @@ pub(in crate::admin) async fn payment(
         store.events(&id),
         store.callbacks_for(&id),
         store.webhook_events(&id),
-        store.audit_log(Some(id.as_str()), 50)
+        store.audit_log(Some(id.as_str()), 50),
+        store.refunds_of(&id)
     );
-    let (events, callbacks, webhooks, audit) = match loaded {
+    let (events, callbacks, webhooks, audit, refunds) = match loaded {
         Ok(l) => l,
         Err(e) => return store_down(&e),
     };
@@ -70,6 +71,7 @@ pub(in crate::admin) async fn payment(
                 dt { "CheckoutRequestID" } dd { code { (p.checkout_request_id.as_deref().unwrap_or("\u{2014}")) } }
                 dt { "Settled by" } dd { (p.settled_by.map_or("\u{2014}", |s| s.as_str())) }
                 dt { "Customer email" } dd { (p.customer_email.as_deref().unwrap_or("\u{2014}")) }
+                @if p.refunded_amount > 0 { dt { "Refunded" } dd { (kes(u32::try_from(p.refunded_amount).unwrap_or(u32::MAX))) } }
                 dt { "Metadata" } dd { code { (p.metadata.to_string()) } }
             }
             @if staff.is_admin() {
@@ -89,6 +91,7 @@ pub(in crate::admin) async fn payment(
                     }
                 }
             }
+            (super::refund::section(&gateway, &staff, &p, &refunds))
             h2 { "Timeline" }
             ol class="timeline" {
                 @for e in &events {
@@ -160,7 +163,7 @@ pub(in crate::admin) async fn query_now(
 pub(in crate::admin) async fn resolve_payment(
     State(gateway): State<Gateway>,
     Path(id): Path<String>,
-    Action { staff, note }: Action,
+    Action { staff, note, .. }: Action,
 ) -> Response {
     let Some(id) = PaymentId::parse(&id) else { return (StatusCode::NOT_FOUND, "No such payment.").into_response() };
     let note = note.trim();
@@ -177,7 +180,7 @@ pub(in crate::admin) async fn resolve_payment(
 pub(in crate::admin) async fn resolve_callback(
     State(gateway): State<Gateway>,
     Path(id): Path<i64>,
-    Action { staff, note }: Action,
+    Action { staff, note, .. }: Action,
 ) -> Response {
     let note = note.trim();
     if note.is_empty() {

@@ -66,7 +66,7 @@ pub(in crate::admin) async fn webhooks(
 pub(in crate::admin) async fn redeliver(
     State(gateway): State<Gateway>,
     Path(id): Path<String>,
-    Action { staff, note }: Action,
+    Action { staff, note, .. }: Action,
 ) -> Response {
     let back =
         if note.starts_with("pay_") { format!("/admin/payments/{}", note) } else { "/admin/webhooks".to_owned() };
