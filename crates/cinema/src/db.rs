@@ -133,6 +133,10 @@ pub struct Ticket {
     pub created_at: i64,
     /// Lipa's page for the current attempt.
     pub checkout_url: Option<String>,
+    /// Where the refund of a cancelled booking is, if one was asked for.
+    pub refund_status: Option<crate::refunds::RefundState>,
+    /// A line for the customer about the refund.
+    pub refund_note: Option<String>,
 }
 
 /// What booking did.
@@ -162,7 +166,7 @@ pub enum BookError {
 pub struct Db(Arc<Mutex<Connection>>);
 
 const TICKET_COLUMNS: &str = "id, movie_id, customer_name, phone, quantity, total, status, receipt, transaction_date,
-    failure, lipa_session_id, lipa_payment_id, attempts, created_at, checkout_url";
+    failure, lipa_session_id, lipa_payment_id, attempts, created_at, checkout_url, refund_status, refund_note";
 
 fn ticket(r: &Row<'_>) -> rusqlite::Result<Ticket> {
     Ok(Ticket {
@@ -181,11 +185,14 @@ fn ticket(r: &Row<'_>) -> rusqlite::Result<Ticket> {
         attempts: r.get(12)?,
         created_at: r.get(13)?,
         checkout_url: r.get(14)?,
+        refund_status: r.get::<_, Option<String>>(15)?.as_deref().and_then(crate::refunds::RefundState::parse),
+        refund_note: r.get(16)?,
     })
 }
 
 const MOVIE_QUERY: &str = "SELECT m.id, m.title, m.description, m.show_time, m.price, m.max_tickets, m.colour,
-    COALESCE((SELECT SUM(quantity) FROM tickets t WHERE t.movie_id = m.id AND t.status IN ('pending', 'paid')), 0)
+    COALESCE((SELECT SUM(quantity) FROM tickets t WHERE t.movie_id = m.id AND t.status IN ('pending', 'paid')
+                                AND COALESCE(t.refund_status, '') <> 'succeeded'), 0)
     FROM movies m";
 
 fn movie(r: &Row<'_>) -> rusqlite::Result<Movie> {
@@ -201,7 +208,7 @@ fn movie(r: &Row<'_>) -> rusqlite::Result<Movie> {
     })
 }
 
-fn find_ticket(c: &Connection, id: &str) -> rusqlite::Result<Option<Ticket>> {
+pub(crate) fn find_ticket(c: &Connection, id: &str) -> rusqlite::Result<Option<Ticket>> {
     c.query_row(&format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ?1"), [id], ticket).optional()
 }
 
@@ -218,6 +225,16 @@ impl Db {
         let conn = Connection::open(path)?;
         conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")?;
         conn.execute_batch(SCHEMA)?;
+        for (column, definition) in crate::refunds::COLUMNS {
+            let present: bool = conn.query_row(
+                "SELECT COUNT(*) > 0 FROM pragma_table_info('tickets') WHERE name = ?1",
+                [column],
+                |r| r.get(0),
+            )?;
+            if !present {
+                conn.execute_batch(&format!("ALTER TABLE tickets ADD COLUMN {column} {definition}"))?;
+            }
+        }
         let db = Self(Arc::new(Mutex::new(conn)));
         if db.movies_blocking()?.is_empty() {
             db.seed(now)?;
@@ -270,7 +287,7 @@ impl Db {
         self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    async fn run<R: Send + 'static>(
+    pub(crate) async fn run<R: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<R, DbError> + Send + 'static,
     ) -> Result<R, DbError> {

@@ -9,6 +9,7 @@ pub mod db;
 pub mod lipa;
 mod pages;
 mod posters;
+pub mod refunds;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

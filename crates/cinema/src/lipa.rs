@@ -97,6 +97,18 @@ impl Lipa {
         Ok(session["payment_id"].as_str().map(str::to_owned))
     }
 
+    /// Asks Lipa to refund a payment (whole); returns the refund's id. The same
+    /// `idempotency_key` again gives the same refund.
+    pub async fn refund(&self, payment_id: &str, reason: &str, idempotency_key: &str) -> Result<String, LipaError> {
+        let request = self
+            .http
+            .post(format!("{}/v1/payments/{payment_id}/refunds", self.base))
+            .header("Idempotency-Key", idempotency_key)
+            .json(&json!({"reason": reason}));
+        let refund = self.call(request).await?;
+        refund["id"].as_str().map(str::to_owned).ok_or_else(|| LipaError("the refund has no id".into()))
+    }
+
     /// A session's latest payment, if it has one.
     pub async fn session_payment(&self, session_id: &str) -> Result<Option<Value>, LipaError> {
         let Some(payment_id) = self.session_payment_id(session_id).await? else { return Ok(None) };

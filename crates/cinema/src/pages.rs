@@ -27,6 +27,7 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .route("/movies/{id}", get(booking_form).post(book))
         .route("/tickets/{id}", get(ticket_page))
         .route("/tickets/{id}/retry", post(retry))
+        .route("/tickets/{id}/cancel", post(crate::refunds::cancel))
         .route("/webhooks/lipa", post(webhook))
         .route("/posters/{file}", get(poster))
         .route("/assets/shop.css", get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], CSS) }))
@@ -424,14 +425,19 @@ async fn ticket_page(AxumState(state): St, Path(id): Path<String>) -> Response {
     };
     let body = match ticket.status {
         TicketStatus::Paid => html! {
-            h1 class="ok" { "Your tickets" }
-            p { "Paid. Show this page (or the M-PESA SMS) at the door." }
+            @if ticket.refund_status == Some(crate::refunds::RefundState::Succeeded) {
+                h1 { "Booking cancelled" }
+            } @else {
+                h1 class="ok" { "Your tickets" }
+                p { "Paid. Show this page (or the M-PESA SMS) at the door." }
+            }
             (details)
             dl class="summary" {
                 dt { "M-PESA receipt" } dd class="receipt" { (ticket.receipt.as_deref().unwrap_or("on its way by SMS")) }
                 @if let Some(at) = ticket.transaction_date { dt { "Paid at" } dd { (nairobi(at)) } }
                 dt { "Status" } dd class="status" { "Paid" }
             }
+            (crate::refunds::section(&ticket, movie.show_time, &kes(ticket.total)))
         },
         TicketStatus::Failed => html! {
             h1 class="bad" { "Payment failed" }
@@ -451,7 +457,8 @@ async fn ticket_page(AxumState(state): St, Path(id): Path<String>) -> Response {
             @if let Some(url) = &ticket.checkout_url { a class="button" href=(url) { "Continue to payment" } }
         },
     };
-    let refresh = ticket.status == TicketStatus::Pending;
+    let refresh =
+        ticket.status == TicketStatus::Pending || ticket.refund_status == Some(crate::refunds::RefundState::Pending);
     page(&state.name, "Your booking", refresh, body).into_response()
 }
 
@@ -470,6 +477,16 @@ async fn webhook(AxumState(state): St, headers: HeaderMap, body: Bytes) -> Respo
         return (StatusCode::BAD_REQUEST, "no event id or type").into_response();
     };
     let data = &event["data"];
+    if let Some((ticket_id, succeeded, note)) = crate::refunds::refund_event(kind, data) {
+        return match state.db.refund_ended(event_id.to_owned(), ticket_id, succeeded, note, now_ms()).await {
+            Ok(true) => (StatusCode::OK, "applied").into_response(),
+            Ok(false) => (StatusCode::OK, "already applied").into_response(),
+            Err(e) => {
+                tracing::error!(error = %e, "refund webhook not applied");
+                (StatusCode::SERVICE_UNAVAILABLE, "try again").into_response()
+            }
+        };
+    }
     let Some(ticket_id) = data["metadata"]["ticket_id"].as_str() else {
         return (StatusCode::OK, "not about a ticket").into_response();
     };

@@ -261,3 +261,54 @@ async fn a_booking_form_sent_twice_books_once() {
     assert_ne!(d.1, a.1);
     assert!(w.get(&w.shop).await.contains("35 seats left"));
 }
+
+/// Books one seat of movie 1 and pays; returns the ticket page's URL and id.
+async fn paid_ticket(w: &common::World, phone: &str) -> (String, String) {
+    let (_, checkout) = w.book(1, phone, 1).await;
+    let checkout = checkout.unwrap();
+    let ticket = w.ticket_url(&checkout).await;
+    w.pay(&checkout, phone).await;
+    w.wait_for(&ticket, ">Paid<").await;
+    let id = ticket.rsplit('/').next().unwrap().to_owned();
+    (ticket, id)
+}
+
+#[tokio::test]
+async fn a_cancelled_booking_is_refunded_and_its_seats_released_when_lipa_says_so() {
+    let w = common::world(SimConfig::default()).await;
+    let (ticket, id) = paid_ticket(&w, "0700000000").await;
+    assert!(w.get(&w.shop).await.contains("39 seats left"));
+    let before = w.sim.sim().phone(254_700_000_000).balance;
+    let html = w.get(&ticket).await;
+    assert!(html.contains("Cancel booking and refund KES 450"), "{html}");
+
+    let cancel = format!("{ticket}/cancel");
+    let r = w.http.post(&cancel).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    let html = w.wait_for(&ticket, "Booking cancelled").await;
+    assert!(html.contains("was refunded to your M-PESA"), "{html}");
+    assert!(w.get(&w.shop).await.contains("40 seats left"), "the seat is on sale again");
+    assert_eq!(w.sim.sim().phone(254_700_000_000).balance, before + 450);
+
+    // Cancelling again moves nothing more.
+    w.http.post(&cancel).send().await.unwrap();
+    let reversals = w.sim.sim().initiator_requests();
+    assert_eq!(reversals.len(), 1, "{reversals:?}");
+    let t = w.db.ticket(id).await.unwrap().unwrap();
+    assert_eq!(t.refund_status, Some(cinema::refunds::RefundState::Succeeded));
+}
+
+#[tokio::test]
+async fn a_refund_m_pesa_refuses_keeps_the_booking_and_says_so() {
+    let w = common::world(SimConfig::default()).await;
+    let (ticket, _) = paid_ticket(&w, "0700000000").await;
+    let receipt = w.sim.sim().transactions()[0].receipt.clone().unwrap();
+    w.sim.sim().script_result(
+        &receipt,
+        daraja_sim::ResultFaults { result_code: Some("21".into()), ..daraja_sim::ResultFaults::default() },
+    );
+    w.http.post(format!("{ticket}/cancel")).send().await.unwrap();
+    let html = w.wait_for(&ticket, "could not refund").await;
+    assert!(html.contains("Your tickets") && html.contains("Cancel booking and refund"), "{html}");
+    assert!(w.get(&w.shop).await.contains("39 seats left"), "the seat stays taken");
+}

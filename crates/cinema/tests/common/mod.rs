@@ -38,6 +38,9 @@ pub async fn world(sim_config: SimConfig) -> World {
         sim.passkey(),
     )
     .unwrap();
+    let who = sim.sim().config().initiators[0].clone();
+    let connection =
+        connection.with_initiator_from(&who.name, &who.password, daraja_sim::CERTIFICATE_PEM.as_bytes()).unwrap();
     let mut settings = Settings::load(None, &|_| None).unwrap();
     settings.listen = "127.0.0.1:0".parse().unwrap();
     settings.database_url = format!("sqlite:{}", dir.join("lipa.db").display());
