@@ -563,6 +563,24 @@ async fn an_admin_refunds_a_payment_after_confirming_and_a_viewer_cannot() {
     assert!(csv.lines().next().unwrap().ends_with(",refunded_amount"), "{csv}");
     assert!(csv.lines().nth(1).unwrap().ends_with(",45"), "{csv}");
 
+    // The payment's receipt checked with M-PESA: asked, answered, listed.
+    let receipt = app.payment(&id).await["receipt"].as_str().unwrap().to_owned();
+    assert!(after.contains(&format!("Check receipt {receipt} with M-PESA")), "{after}");
+    let (status, _) =
+        admin.post(&format!("/admin/payments/{id}/check-receipt"), &[("csrf", &csrf), ("note", &receipt)]).await;
+    assert_eq!(status, 303);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let (_, page) = admin.get(&page).await;
+        if page.contains("Daraja knows it") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{page}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let log = app.gateway.store().audit_log(Some(&id), 10).await.unwrap();
+    assert!(log.iter().any(|a| a.action == "check_receipt" && a.detail.contains(&receipt)));
+
     // A second refund is refused with the reason.
     let (status, _) = admin.post(&action, &[("csrf", &csrf), ("note", "again"), ("confirm", "yes")]).await;
     assert_eq!(status, 303);

@@ -17,6 +17,7 @@ mod demo;
 mod gateway;
 mod hostile;
 mod ops;
+mod receipts;
 mod sim;
 
 /// Lipa: a self-hosted M-Pesa (Daraja STK Push) payment gateway.
@@ -63,6 +64,9 @@ enum Command {
     /// List callbacks no payment took; replay a stored callback.
     #[command(subcommand)]
     Callbacks(ops::CallbacksCommand),
+    /// Check M-PESA receipts with Daraja's Transaction Status.
+    #[command(subcommand)]
+    Receipts(receipts::ReceiptsCommand),
     /// Query Daraja about every payment still pending in a window.
     Reconcile(ops::ReconcileArgs),
     /// Write payments as CSV to standard output.
@@ -99,6 +103,7 @@ fn main() -> ExitCode {
             Command::Query(args) => ops::query(args).await,
             Command::Payments(command) => ops::payments(command).await,
             Command::Callbacks(command) => ops::callbacks(command).await,
+            Command::Receipts(command) => receipts::run(command).await,
             Command::Reconcile(args) => ops::reconcile(args).await,
             Command::Export(args) => ops::export(args).await,
             Command::Sim(args) => sim::run(args).await,

@@ -30,7 +30,7 @@ impl std::error::Error for NotPaid {}
 
 /// A Daraja connection for the tools: the configured one, or (for `push` with no credentials
 /// in simulator mode) a simulator in this process that approves at once.
-async fn connection(settings: &Settings, allow_local_sim: bool) -> Result<DarajaConnection> {
+pub(crate) async fn connection(settings: &Settings, allow_local_sim: bool) -> Result<DarajaConnection> {
     let m = &settings.mpesa;
     if m.environment == MpesaEnvironment::Simulator && m.consumer_key.is_none() {
         if !allow_local_sim {

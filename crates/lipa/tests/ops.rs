@@ -2,6 +2,8 @@
 //! `callbacks list|replay` and `reconcile` on a gateway's database with its simulator.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::process::{Command, Output};
 use std::sync::Arc;
 
@@ -202,4 +204,52 @@ async fn c2b_register_sends_the_urls_once_in_production() {
 
     let listed = run(&["c2b", "list", "--status", "unmatched"]).await.unwrap();
     assert!(listed.status.success() && text(&listed).contains("No payments by hand"), "{}", text(&listed));
+}
+
+/// `lipa receipts check` asks M-PESA about a receipt; the answer reaches the running gateway
+/// (here `lipa serve` against a simulator in this test) and the command prints it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_check_prints_what_m_pesa_says_about_a_receipt() {
+    let dir = std::env::temp_dir().join(format!("lipa-receipts-{}", lipa_gateway::ids::random_hex(6)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = format!("sqlite:{}", dir.join("lipa.db").display());
+    let sim = daraja_sim::spawn(SimConfig::default()).await.unwrap();
+    let paid = sim
+        .sim()
+        .c2b_pay(daraja_sim::ManualPayment {
+            shortcode: sim.shortcode(),
+            account: "ANYTHING".into(),
+            amount: 65,
+            phone: "0712345678".into(),
+            pin: None,
+            faults: None,
+        })
+        .await
+        .unwrap();
+    let (shortcode, base_url) = (sim.shortcode().to_string(), sim.base_url().to_owned());
+    let mut env = vec![
+        ("DATABASE_URL", db.clone()),
+        ("MPESA_ENVIRONMENT", "simulator".to_owned()),
+        ("MPESA_BASE_URL", base_url),
+        ("MPESA_CONSUMER_KEY", sim.consumer_key().to_owned()),
+        ("MPESA_CONSUMER_SECRET", sim.consumer_secret().to_owned()),
+        ("MPESA_SHORTCODE", shortcode),
+        ("MPESA_PASSKEY", sim.passkey().to_owned()),
+    ];
+    let borrowed: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (mut serve, base) = common::start(&["serve", "--listen", "127.0.0.1:0"], &borrowed, "Lipa gateway listening");
+    env.push(("CALLBACK_BASE_URL", base));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+
+    let found = lipa(&["receipts", "check", &paid.trans_id, "--wait", "20"], &env);
+    assert!(found.status.success(), "{}", text(&found));
+    assert!(text(&found).contains("M-PESA knows it") && text(&found).contains("65"), "{}", text(&found));
+    let unknown = lipa(&["receipts", "check", "SXX0000000", "--wait", "20", "--json"], &env);
+    let check: serde_json::Value = serde_json::from_slice(&unknown.stdout).unwrap();
+    assert_eq!(check["status"], "not_found", "{check}");
+    let bad = lipa(&["receipts", "check", "not-a-receipt"], &env);
+    assert!(!bad.status.success() && text(&bad).contains("not an M-PESA receipt"), "{}", text(&bad));
+    serve.kill().unwrap();
+    serve.wait().unwrap();
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -61,7 +61,8 @@ where
     let c2b = Router::new()
         .route("/callbacks/c2b/{token}/confirmation", post(c2b::confirmation))
         .route("/callbacks/c2b/{token}/validation", post(c2b::validation))
-        .route("/callbacks/refund/{token}/{kind}", post(refunds::message));
+        .route("/callbacks/refund/{token}/{kind}", post(refunds::message))
+        .route("/callbacks/receipt-check/{token}/{kind}", post(refunds::check_answer));
     api.merge(callbacks).merge(c2b)
 }
 

@@ -1,5 +1,6 @@
-//! `/v1/payments/{id}/refunds` and `/v1/refunds/{id}` for merchants, and
-//! `/callbacks/refund/{token}/{kind}` where Daraja answers about a refund's reversal.
+//! `/v1/payments/{id}/refunds` and `/v1/refunds/{id}` for merchants;
+//! `/callbacks/refund/{token}/{kind}` where Daraja answers about a refund's reversal, and
+//! `/callbacks/receipt-check/{token}/{kind}` where it answers a receipt check.
 
 use std::net::SocketAddr;
 
@@ -82,6 +83,46 @@ pub(super) async fn message(
         Err(e) => {
             // Not stored, so not acknowledged: Daraja should send it again.
             tracing::error!(error = %e, "refund message not stored");
+            Err(ApiError::from(StoreError::unavailable(e)))
+        }
+    }
+}
+
+/// `POST /callbacks/receipt-check/{token}/{kind}`: Transaction Status's answer about a
+/// receipt check (`result`) or its queue timeout (`timeout`). Stored before it is
+/// acknowledged; a secret that is no check's is refused without storing anything.
+pub(super) async fn check_answer(
+    State(gateway): State<Gateway>,
+    Path((token, kind)): Path<(String, String)>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let token_ok = token.len() == 32 && token.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let timeout = match kind.as_str() {
+        "result" if token_ok => false,
+        "timeout" if token_ok => true,
+        _ => {
+            gateway.metrics().callback_refused();
+            return Err(ApiError::not_found("callback endpoint"));
+        }
+    };
+    allowed_source(&gateway, &headers, peer)?;
+    let body = match receive(body, &headers).await? {
+        Received::Whole(body) => body,
+        Received::TooLarge { .. } => return Err(ApiError::payload_too_large()),
+    };
+    match gateway.ingest_check_answer(&token, timeout, body).await {
+        Ok(Some(_)) => {
+            Ok((StatusCode::OK, [("content-type", "application/json")], daraja::result::ACKNOWLEDGEMENT)
+                .into_response())
+        }
+        Ok(None) => {
+            gateway.metrics().callback_refused();
+            Err(ApiError::not_found("callback endpoint"))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "receipt check answer not stored");
             Err(ApiError::from(StoreError::unavailable(e)))
         }
     }

@@ -19,9 +19,11 @@ use crate::time_fmt::ms;
 use crate::time_fmt::to_millis;
 
 mod c2b;
+mod checks;
 mod create;
 mod refund;
 
+pub use checks::CheckError;
 pub use create::{CreateError, CreatePayment, Created};
 pub use refund::{RefundCreated, RefundError, RefundRequest};
 

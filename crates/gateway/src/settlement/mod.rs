@@ -13,6 +13,7 @@
 
 pub mod c2b;
 pub mod plan;
+pub mod receipt;
 pub mod refund;
 
 use daraja::{CheckoutRequestId, MerchantRequestId, QueryResult, ReceiptNumber, StkCallback};

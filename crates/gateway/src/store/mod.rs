@@ -33,6 +33,7 @@ macro_rules! callback_columns {
 pub mod admin;
 mod c2b;
 mod callbacks;
+mod checks;
 mod jobs;
 mod keys;
 mod postgres;
@@ -55,6 +56,7 @@ use crate::settlement::Decision;
 
 pub use c2b::{C2bTransaction, ConfirmationStored, IncomingConfirmation, Resolved};
 use callbacks::{Kept, Settling, Tally, callback_decision, current, kept};
+pub use checks::{CheckAnswer, ReceiptCheck};
 pub use postgres::PostgresStore;
 pub use refunds::{MessageKind, MessageStored, NewRefund, Parsed, RefundInserted, RefundMessage, SendOutcome};
 pub use sqlite::SqliteStore;

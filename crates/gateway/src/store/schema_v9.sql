@@ -46,3 +46,21 @@ ALTER TABLE payments ADD COLUMN refunded_amount BIGINT NOT NULL DEFAULT 0;
 
 -- Emails are receipts or refund notices.
 ALTER TABLE emails ADD COLUMN refund_id TEXT;
+
+-- Receipts checked with Transaction Status: a disputed receipt, or the receipt a customer shows
+-- for a payment confirmed without one. `status`: asked, found, not_found, failed (Daraja could
+-- not answer: `note` says why). `detail`: what Daraja said, as JSON. The answer reaches the
+-- check at a secret URL (`token_hash`); its body is kept in `callbacks`.
+CREATE TABLE receipt_checks (
+    id           TEXT PRIMARY KEY,
+    receipt      TEXT NOT NULL,
+    payment_id   TEXT,
+    requested_by TEXT NOT NULL,
+    token_hash   TEXT NOT NULL UNIQUE,
+    status       TEXT NOT NULL CHECK (status IN ('asked', 'found', 'not_found', 'failed')),
+    detail       TEXT NOT NULL DEFAULT '{}',
+    note         TEXT NOT NULL DEFAULT '',
+    created_at   BIGINT NOT NULL,
+    answered_at  BIGINT
+);
+CREATE INDEX receipt_checks_payment ON receipt_checks (payment_id, created_at);

@@ -46,9 +46,10 @@ pub(in crate::admin) async fn payment(
         store.callbacks_for(&id),
         store.webhook_events(&id),
         store.audit_log(Some(id.as_str()), 50),
-        store.refunds_of(&id)
+        store.refunds_of(&id),
+        store.receipt_checks_of(&id)
     );
-    let (events, callbacks, webhooks, audit, refunds) = match loaded {
+    let (events, callbacks, webhooks, audit, refunds, checks) = match loaded {
         Ok(l) => l,
         Err(e) => return store_down(&e),
     };
@@ -92,6 +93,7 @@ pub(in crate::admin) async fn payment(
                 }
             }
             (super::refund::section(&gateway, &staff, &p, &refunds))
+            (super::refund::checks_section(&gateway, &staff, &p, &checks))
             h2 { "Timeline" }
             ol class="timeline" {
                 @for e in &events {

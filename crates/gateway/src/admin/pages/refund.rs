@@ -1,5 +1,6 @@
-//! Refunds on a payment's page: its refunds, and for admins the Refund action (a reason, then
-//! a confirmation step, audited).
+//! Refunds and receipt checks on a payment's page: its refunds, and for admins the Refund
+//! action (a reason, then a confirmation step, audited); its receipt checks, and for admins
+//! the Check receipt action (Transaction Status).
 
 use super::*;
 use crate::refund::{Refund, RefundStatus};
@@ -135,4 +136,72 @@ fn confirmation(staff: &Staff, p: &Payment, reason: &str) -> Response {
             }
         },
     )
+}
+
+/// The payment page's receipt checks: those asked so far, and for admins the form (this
+/// payment's receipt, or the one the customer shows for a payment confirmed without it).
+pub(in crate::admin) fn checks_section(
+    gateway: &Gateway,
+    staff: &Staff,
+    p: &Payment,
+    checks: &[crate::store::ReceiptCheck],
+) -> Markup {
+    let can_ask = staff.is_admin() && gateway.refunds_enabled() && p.status == Status::Paid;
+    html! {
+        @if !checks.is_empty() || can_ask { h2 { "Receipt checks" } }
+        @if !checks.is_empty() {
+            div class="scroll" {
+                table {
+                    thead { tr { th { "Asked" } th { "Receipt" } th { "Answer" } th { "What Daraja said" } th { "By" } } }
+                    tbody {
+                        @for c in checks {
+                            tr {
+                                td { (nairobi(c.created_at)) }
+                                td { code { (c.receipt) } }
+                                td { (c.status.replace('_', " ")) br; span class="muted" { (c.note) } }
+                                td { @if c.detail != serde_json::json!({}) { code { (c.detail.to_string()) } } }
+                                td { (c.requested_by) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if can_ask {
+            form method="post" action=(format!("/admin/payments/{}/check-receipt", p.id)) class="actions" {
+                input type="hidden" name="csrf" value=(staff.session.csrf);
+                @if let Some(receipt) = &p.receipt {
+                    input type="hidden" name="note" value=(receipt.as_str());
+                    button type="submit" class="secondary" { "Check receipt " (receipt.as_str()) " with M-PESA" }
+                } @else {
+                    label for="check-receipt" { "M-PESA receipt the customer shows" }
+                    input id="check-receipt" name="note" required maxlength="20" pattern="[A-Za-z0-9]{8,20}" placeholder="e.g. UAB1C2D3E4";
+                    button type="submit" class="secondary" { "Check with M-PESA" }
+                }
+            }
+        }
+    }
+}
+
+/// `POST /admin/payments/{id}/check-receipt`: asks Transaction Status about a receipt for this
+/// payment (audited); the answer shows on the page when it comes.
+pub(in crate::admin) async fn check_receipt(
+    State(gateway): State<Gateway>,
+    Path(id): Path<String>,
+    Action { staff, note, .. }: Action,
+) -> Response {
+    let Some(id) = PaymentId::parse(&id) else { return (StatusCode::NOT_FOUND, "No such payment.").into_response() };
+    let page = format!("/admin/payments/{id}");
+    let by = format!("admin:{}", staff.name());
+    match gateway.check_receipt(&note, Some(&id), &by).await {
+        Ok(check) => {
+            let _ = gateway
+                .store()
+                .audit(staff.name(), "check_receipt", id.as_str(), &format!("{} ({check})", note.trim()), gateway.now())
+                .await;
+            back_with(&page, "Asked M-PESA about the receipt; the answer shows below when it comes (reload).")
+        }
+        Err(crate::service::CheckError::Store(e)) => store_down(&e),
+        Err(e) => back_with(&page, &format!("Not checked: {e}")),
+    }
 }

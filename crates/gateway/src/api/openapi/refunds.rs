@@ -49,6 +49,22 @@ pub(super) fn paths() -> Value {
                 "responses": {"200": refund_response("The refund"), "401": error_response("No valid API key"), "404": error_response("No such refund for this key")}
             }
         },
+        "/callbacks/receipt-check/{token}/{kind}": {
+            "post": {
+                "summary": "Daraja's Transaction Status answer about a receipt check, or its queue timeout (not for merchants)",
+                "parameters": [
+                    {"name": "token", "in": "path", "required": true, "description": "The check's secret", "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"}},
+                    {"name": "kind", "in": "path", "required": true, "schema": {"type": "string", "enum": ["result", "timeout"]}}
+                ],
+                "responses": {
+                    "200": {"description": "Stored and applied: {\"ResultCode\":0,\"ResultDesc\":\"Accepted\"}"},
+                    "403": error_response("Source address refused by the allowlist"),
+                    "404": error_response("No check has this secret (nothing stored)"),
+                    "413": {"description": "Body over 64 KiB"},
+                    "503": error_response("Not stored; send it again")
+                }
+            }
+        },
         "/callbacks/refund/{token}/{kind}": {
             "post": {
                 "summary": "Daraja's answer about a refund's reversal: its result, a queue timeout, or a Transaction Status answer (not for merchants)",

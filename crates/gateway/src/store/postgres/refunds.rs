@@ -28,6 +28,13 @@ impl PostgresStore {
         in_transaction!(self, |tx| refunds::record_send(tx, &id, &outcome, now))
     }
 
+    pub(in crate::store) async fn settle_check_answer(
+        &self,
+        answer: crate::store::CheckAnswer,
+    ) -> Result<Option<crate::store::ReceiptCheck>, StoreError> {
+        in_transaction!(self, |tx| crate::store::checks::settle_answer(tx, &answer))
+    }
+
     pub(in crate::store) async fn settle_refund_message(
         &self,
         message: RefundMessage,

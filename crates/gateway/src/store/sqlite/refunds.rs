@@ -27,6 +27,13 @@ impl SqliteStore {
         self.write(move |c| at_once(refunds::record_send(&mut SqliteTx(c), &id, &outcome, now))).await
     }
 
+    pub(in crate::store) async fn settle_check_answer(
+        &self,
+        answer: crate::store::CheckAnswer,
+    ) -> Result<Option<crate::store::ReceiptCheck>, StoreError> {
+        self.write(move |c| at_once(crate::store::checks::settle_answer(&mut SqliteTx(c), &answer))).await
+    }
+
     pub(in crate::store) async fn settle_refund_message(
         &self,
         message: RefundMessage,
