@@ -176,7 +176,9 @@ pub async fn work(args: WorkArgs) -> Result<()> {
         public_url,
         Arc::new(daraja::SystemClock),
     )?;
-    println!("Lipa workers running (reconciliation, expiry, webhooks); Ctrl-C to stop");
+    // The refund worker builds the refunds' secret URLs from the installation's secret.
+    gateway.load_c2b_path().await?;
+    println!("Lipa workers running (reconciliation, expiry, webhooks, refunds); Ctrl-C to stop");
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let workers = spawn_workers(gateway, stopped);
     crate::until_stopped(store).await;

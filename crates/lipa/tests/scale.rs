@@ -16,10 +16,15 @@
 //! A third run does the PostgreSQL scenario (a fifth of the size) while `kill -9` stops a
 //! replica or the worker every 4 s, each restarted a second later.
 //!
+//! After the plain runs, a share of the paid payments is refunded under duplicated, late,
+//! timed-out and lost results (`scale/refunds.rs`).
+//!
 //! `LIPA_SCALE_PAYMENTS` (default 10000) and `LIPA_SCALE_PHONES` (default 2000) size it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "scale/refunds.rs"]
+mod refunds;
 
 use std::collections::HashMap;
 use std::process::{Child, Command};
@@ -200,6 +205,7 @@ async fn scenario(database_url: String, replicas: usize, trouble: Trouble) {
     let checked = each_payment_ends_as_the_simulator_decided(&deployment, &driven.created, &acked).await;
     let doubled = each_outcome_is_announced_once(plan, &deployment.deliveries);
     let by_hand = if trouble == Trouble::None { Some(pay_by_hand(&deployment).await) } else { None };
+    let refunded = if trouble == Trouble::None { Some(refunds::refund_a_share(&deployment).await) } else { None };
 
     let dropped = if plan.chaos() { 0 } else { plan.payments / 10 };
     let expired =
@@ -232,6 +238,12 @@ async fn scenario(database_url: String, replicas: usize, trouble: Trouble) {
         println!(
             "scale paybill: {} payments whose prompt never came paid by hand ({} transactions, a fifth in two parts; {} confirmations dropped and recovered by `lipa c2b pull`, the rest delivered twice at once and late), each paid once with amount_received 10; {} STK payments also confirmed by C2B linked as the same transaction, {} of them settled by STK Query and given their receipt by the echo; unmatched 0, counted twice 0",
             b.paid, b.transactions, b.dropped, b.linked, b.receipts_added
+        );
+    }
+    if let Some(r) = refunded {
+        println!(
+            "scale refunds: {} paid payments refunded in {:.1?}, each asked twice at once (one key, or two keys: one refund either way); results three times at once and out of order, late, after a queue timeout ({} of them, half carried out) or never ({} dropped, asked about with Transaction Status): {} succeeded, {} failed as Daraja said; reversals sent twice 0, money moved twice 0, lost 0, each end announced once",
+            r.asked, r.took, r.timed_out, r.dropped, r.succeeded, r.failed
         );
     }
     drop(deployment.procs);
@@ -322,7 +334,8 @@ fn gateway_config(plan: Plan, hooks: &str) -> String {
          [payments]\npushes_per_second = 100000\npushes_per_phone_per_hour = 1000\n\
          [reconciliation]\nfirst_query_after_secs = 2\nquery_interval_secs = 1\nexpire_after_secs = {expire}\nqueries_per_second = 500\n\
          [webhooks]\ndefault_url = \"{hooks}\"\nallow_private = true\n\
-         [callbacks]\nallowlist = [\"127.0.0.1\"]\n",
+         [callbacks]\nallowlist = [\"127.0.0.1\"]\n\
+         [refunds]\nstatus_after_secs = 3\nstatus_interval_secs = 2\n",
         // The simulator, on loopback, stands for Safaricom's addresses: its bursts of
         // callbacks are not held to one client's share of connections.
         // Under chaos a push can die with its process before Daraja hears of it: such a

@@ -236,7 +236,9 @@ impl Gateway {
     /// Transaction Status, up to `max_status_checks` times, then left for staff; sends whose
     /// process died are marked unknown. Returns how many refunds it took a step for.
     pub async fn refund_round(&self) -> Result<u64, StoreError> {
-        if !self.refunds_enabled() {
+        if !self.refunds_enabled() || self.inner.c2b_path.get().is_none() {
+            // Without the installation's secret no refund URL can be built (call
+            // `load_c2b_path` at start-up): better to leave refunds waiting than to fail them.
             return Ok(0);
         }
         let settings = &self.settings().refunds;
