@@ -1,4 +1,5 @@
-//! A typed, validated client for Safaricom's Daraja M-Pesa Express (STK Push) APIs.
+//! A typed, validated client for Safaricom's Daraja M-Pesa APIs: M-Pesa Express (STK Push), C2B,
+//! Reversal and Transaction Status.
 //!
 //! What it gets right, so callers do not have to:
 //! - **Validation before sending.** Phone numbers ([`Msisdn`]), amounts ([`Amount`]), account
@@ -14,6 +15,12 @@
 //! - **Callbacks.** [`callback::parse`] handles every observed quirk and never panics.
 //! - **Secrets.** Credentials, passkeys, passwords and tokens are [`Secret`]s: never in `Debug`,
 //!   logs or errors.
+//! - **Initiator APIs.** [`Certificate`] encrypts the initiator password into the
+//!   [`SecurityCredential`] (the sandbox certificate is bundled, pinned by
+//!   [`SANDBOX_FINGERPRINT`]); [`reversal`] and [`status`] send Reversal and Transaction Status
+//!   (Daraja's misspelled `RecieverIdentifierType` included, its value a setting);
+//!   [`result::parse`] reads their asynchronous results and [`result::parse_timeout`] the queue
+//!   timeouts, whatever shape the codes and parameters come in.
 //!
 //! # Example: push, then parse the callback
 //!

@@ -9,7 +9,7 @@
 //! - `TransactionID` may be absent or empty (a refused request moved nothing).
 //!
 //! A malformed body is a [`CallbackError`], never a panic; bodies over
-//! [`MAX_CALLBACK_BYTES`](crate::callback::MAX_CALLBACK_BYTES) are refused unparsed.
+//! [`MAX_CALLBACK_BYTES`] are refused unparsed.
 
 use serde::Deserialize;
 use serde_json::Value;

@@ -259,3 +259,10 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn the_example_file_lipa_config_print_shows_loads_as_the_defaults() {
+    let s = load(&[], Some(lipa_gateway::config::EXAMPLE)).unwrap();
+    let defaults = load(&[], None).unwrap();
+    assert_eq!(format!("{:?}", s.shown()), format!("{:?}", defaults.shown()), "the example says the defaults");
+}
