@@ -148,7 +148,8 @@ async fn refunds_that_cannot_be_taken_say_what_to_do() {
     let p = paid(&app, 50).await;
     let id = p["id"].as_str().unwrap();
     let (status, r) = refund(&app, id, &json!({"reason": "half", "amount": 25}), None).await;
-    assert_eq!((status, r["error"]["code"].as_str()), (422, Some("partial_refund_unsupported")), "{r}");
+    assert_eq!((status, r["error"]["code"].as_str()), (409, Some("partial_refund_unsupported")), "{r}");
+    assert_eq!(r["error"]["field"], "amount");
     assert!(r["error"]["message"].as_str().unwrap().contains("B2C"), "{r}");
     let (status, r) = refund(&app, id, &json!({"reason": "   "}), None).await;
     assert_eq!((status, r["error"]["code"].as_str()), (422, Some("invalid_field")), "{r}");

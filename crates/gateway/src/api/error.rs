@@ -131,10 +131,11 @@ impl From<crate::service::RefundError> for ApiError {
             crate::service::RefundError::NotConfigured => {
                 Self::new(StatusCode::CONFLICT, "refunds_not_configured", e.to_string())
             }
-            crate::service::RefundError::Invalid(message) => Self::invalid_field("reason", message),
+            crate::service::RefundError::Invalid(field, message) => Self::invalid_field(field, message),
             crate::service::RefundError::NoPayment => Self::not_found("payment"),
             crate::service::RefundError::Refused(r @ crate::settlement::refund::Refusal::PartialAmount { .. }) => {
-                Self { field: Some("amount"), ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, r.code(), r.message()) }
+                // The amount is well formed; it conflicts with the payment's.
+                Self { field: Some("amount"), ..Self::new(StatusCode::CONFLICT, r.code(), r.message()) }
             }
             crate::service::RefundError::Refused(r) => Self::new(StatusCode::CONFLICT, r.code(), r.message()),
             crate::service::RefundError::KeyReused => {

@@ -22,9 +22,10 @@ use crate::time_fmt::ms;
 pub struct RefundRequest {
     /// Why (1 to 200 characters): kept with the refund and sent to Daraja as its remarks.
     pub reason: String,
-    /// The amount; only the payment's whole amount is accepted (leave it out).
+    /// The amount; only the payment's whole amount is accepted (leave it out). A JSON number
+    /// (`450` or `450.0`: JSON has one number type).
     #[serde(default)]
-    pub amount: Option<u64>,
+    pub amount: Option<serde_json::Number>,
 }
 
 /// Why a refund was not taken.
@@ -35,9 +36,9 @@ pub enum RefundError {
         "refunds are not configured: set MPESA_INITIATOR_NAME and MPESA_INITIATOR_PASSWORD (and MPESA_CERTIFICATE in production)"
     )]
     NotConfigured,
-    /// The request itself is wrong.
-    #[error("{0}")]
-    Invalid(String),
+    /// The request itself is wrong: the field, and what is wrong.
+    #[error("{1}")]
+    Invalid(&'static str, String),
     /// The payment does not exist (for this key).
     #[error("no such payment")]
     NoPayment,
@@ -93,18 +94,34 @@ impl Gateway {
         requested_by: &str,
         request: RefundRequest,
     ) -> Result<RefundCreated, RefundError> {
-        let reason = request.reason.trim();
-        if reason.is_empty() || reason.chars().count() > 200 || reason.chars().any(char::is_control) {
+        let reason = request.reason.trim_matches(|c: char| c.is_whitespace() || c == '\u{feff}');
+        if reason.is_empty() || request.reason.chars().count() > 200 {
             return Err(RefundError::Invalid(
-                "reason must be 1 to 200 characters on one line, e.g. \"screening cancelled\"".into(),
+                "reason",
+                "reason must be 1 to 200 characters, not only spaces, e.g. \"screening cancelled\"".into(),
             ));
         }
+        let amount = match &request.amount {
+            None => None,
+            Some(n) => Some(
+                n.as_u64()
+                    .or_else(|| n.as_f64().and_then(daraja::Amount::whole_shillings))
+                    .filter(|a| *a <= u64::from(daraja::Amount::DEFAULT_MAX))
+                    .ok_or_else(|| {
+                        RefundError::Invalid(
+                            "amount",
+                            "amount must be whole shillings up to 250,000; leave it out to refund the whole payment"
+                                .into(),
+                        )
+                    })?,
+            ),
+        };
         if !self.refunds_enabled() {
             return Err(RefundError::NotConfigured);
         }
         let id = RefundId::generate();
         let token = self.refund_token(&id).ok_or(RefundError::NotConfigured)?;
-        let request_hash = crate::ids::sha256_hex(format!("{}|{:?}|{reason}", payment_id, request.amount).as_bytes());
+        let request_hash = crate::ids::sha256_hex(format!("{payment_id}|{amount:?}|{reason}").as_bytes());
         let now = self.now();
         let inserted = self
             .store()
@@ -114,7 +131,7 @@ impl Gateway {
                 api_key_id: api_key_id.map(str::to_owned),
                 idempotency_key,
                 request_hash: request_hash.clone(),
-                amount: request.amount,
+                amount,
                 reason: reason.to_owned(),
                 requested_by: requested_by.to_owned(),
                 token_hash: crate::ids::sha256_hex(token.as_bytes()),
@@ -177,7 +194,8 @@ impl Gateway {
             field: "TransactionID",
             reason: "the payment has no receipt".into(),
         })?;
-        let reason: String = refund.reason.chars().take(90).collect();
+        // Daraja's remarks are one line of printable text.
+        let reason: String = refund.reason.chars().filter(|c| !c.is_control()).take(90).collect();
         Ok(Reversal {
             initiator,
             transaction_id: receipt,

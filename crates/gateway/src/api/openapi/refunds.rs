@@ -26,8 +26,8 @@ pub(super) fn paths() -> Value {
                     "additionalProperties": false,
                     "required": ["reason"],
                     "properties": {
-                        "reason": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "\\S", "description": "Why; kept with the refund and sent as the reversal's remarks"},
-                        "amount": {"type": ["integer", "null"], "minimum": 0, "description": "Leave out: only the payment's whole amount can be reversed (a part needs B2C, which Lipa does not do)"}
+                        "reason": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "\\S", "description": "Why; kept with the refund and sent as the reversal's remarks (line breaks become spaces)"},
+                        "amount": {"type": ["integer", "null"], "minimum": 0, "maximum": 250000, "description": "Leave out: only the payment's whole amount can be reversed (a part needs B2C, which Lipa does not do)"}
                     }
                 }}}},
                 "responses": {
@@ -35,8 +35,8 @@ pub(super) fn paths() -> Value {
                     "400": error_response("The body is not JSON of this shape"),
                     "401": error_response("No valid API key"),
                     "404": error_response("No such payment for this key"),
-                    "409": error_response("Cannot be refunded now: payment_not_paid, payment_has_no_receipt, refund_in_progress, payment_already_refunded, refunds_not_configured, idempotency_key_reused"),
-                    "422": error_response("A field is invalid (partial_refund_unsupported for an amount that is not the whole); `field` names it"),
+                    "409": error_response("Cannot be refunded: payment_not_paid, payment_has_no_receipt, refund_in_progress, payment_already_refunded, partial_refund_unsupported (an amount that is not the whole), refunds_not_configured, idempotency_key_reused"),
+                    "422": error_response("A field is invalid; `field` names it"),
                     "503": error_response("Storage unavailable; retry")
                 }
             }
