@@ -477,8 +477,8 @@ async fn webhook(AxumState(state): St, headers: HeaderMap, body: Bytes) -> Respo
         return (StatusCode::BAD_REQUEST, "no event id or type").into_response();
     };
     let data = &event["data"];
-    if let Some((ticket_id, succeeded, note)) = crate::refunds::refund_event(kind, data) {
-        return match state.db.refund_ended(event_id.to_owned(), ticket_id, succeeded, note, now_ms()).await {
+    if let Some(end) = crate::refunds::refund_event(kind, data) {
+        return match state.db.refund_ended(event_id.to_owned(), end, now_ms()).await {
             Ok(true) => (StatusCode::OK, "applied").into_response(),
             Ok(false) => (StatusCode::OK, "already applied").into_response(),
             Err(e) => {

@@ -88,14 +88,8 @@ impl Db {
 
     /// Applies a refund's end once per webhook event id. Returns false for an event already
     /// applied.
-    pub async fn refund_ended(
-        &self,
-        event_id: String,
-        ticket_id: String,
-        succeeded: bool,
-        note: String,
-        now: i64,
-    ) -> Result<bool, DbError> {
+    pub async fn refund_ended(&self, event_id: String, end: RefundEnd, now: i64) -> Result<bool, DbError> {
+        let RefundEnd { ticket_id, refund_id, succeeded, note } = end;
         self.run(move |c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let fresh = tx.execute(
@@ -105,11 +99,16 @@ impl Db {
             if fresh == 0 {
                 return Ok(false);
             }
-            let current: Option<Option<String>> = tx
-                .query_row("SELECT refund_status FROM tickets WHERE id = ?1", [&ticket_id], |r| r.get(0))
+            let current: Option<(Option<String>, Option<String>)> = tx
+                .query_row("SELECT refund_status, refund_id FROM tickets WHERE id = ?1", [&ticket_id], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
                 .optional()?;
-            // A success is final; a failure does not undo one heard before.
-            if current.flatten().as_deref() != Some("succeeded") {
+            let (status, current_refund) = current.unwrap_or_default();
+            // A success is final; a failure does not undo one heard before, and the failure of
+            // an earlier try does not touch a later one.
+            let ours = current_refund.is_none_or(|r| r == refund_id);
+            if status.as_deref() != Some("succeeded") && (ours || succeeded) {
                 tx.execute(
                     "UPDATE tickets SET refund_status = ?2, refund_note = ?3, updated_at = ?4 WHERE id = ?1",
                     params![ticket_id, if succeeded { "succeeded" } else { "failed" }, note, now],
@@ -151,22 +150,34 @@ pub(crate) async fn cancel(AxumState(state): AxumState<Arc<State>>, Path(id): Pa
     back
 }
 
-/// What a `refund.succeeded` or `refund.failed` webhook means for the shop: the ticket, whether
-/// it succeeded, and a line for the customer.
-pub(crate) fn refund_event(kind: &str, data: &Value) -> Option<(String, bool, String)> {
+/// What a `refund.succeeded` or `refund.failed` webhook says about a booking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundEnd {
+    /// The ticket.
+    pub ticket_id: String,
+    /// Lipa's refund.
+    pub refund_id: String,
+    /// Whether the money went back.
+    pub succeeded: bool,
+    /// A line for the customer.
+    pub note: String,
+}
+
+/// Reads a `refund.succeeded` or `refund.failed` webhook's data.
+pub(crate) fn refund_event(kind: &str, data: &Value) -> Option<RefundEnd> {
     let ticket_id = data["payment"]["metadata"]["ticket_id"].as_str()?.to_owned();
-    match kind {
+    let refund_id = data["id"].as_str()?.to_owned();
+    let (succeeded, note) = match kind {
         "refund.succeeded" => {
-            let receipt = data["receipt"].as_str().unwrap_or("on its way by SMS");
-            Some((ticket_id, true, format!("M-PESA refund receipt {receipt}")))
+            (true, format!("M-PESA refund receipt {}", data["receipt"].as_str().unwrap_or("on its way by SMS")))
         }
-        "refund.failed" => Some((
-            ticket_id,
+        "refund.failed" => (
             false,
-            "M-PESA could not refund this booking; it still stands. Please contact us at the box office.".to_owned(),
-        )),
-        _ => None,
-    }
+            "M-PESA could not refund this booking; it still stands. Please contact us at the box office.".into(),
+        ),
+        _ => return None,
+    };
+    Some(RefundEnd { ticket_id, refund_id, succeeded, note })
 }
 
 /// The paid ticket page's part about cancelling: the button, or where the refund is.

@@ -51,16 +51,22 @@ pub enum Error {
 impl Error {
     /// Whether sending the same call again is safe and may succeed (after a token refresh, a
     /// wait, or a back-off). Invalid input, wrong credentials and unknown merchants never will.
-    /// A push that may already have reached Safaricom is not retryable: a prompt may be on the
-    /// customer's phone, so settle it by callback or query instead of pushing again.
+    /// A push or a reversal that may already have reached Safaricom is not retryable: a prompt
+    /// may be on the customer's phone, or money on its way back, so learn its fate (callback,
+    /// STK Query, the result URL, Transaction Status) instead of sending it again.
     pub fn is_retryable(&self) -> bool {
+        let moves_money = |operation: &str| matches!(operation, "stk_push" | "reversal");
         match self {
             Self::InvalidInput(_) => false,
             Self::Transport { operation, may_have_reached_safaricom, .. } => {
-                !(*operation == "stk_push" && *may_have_reached_safaricom)
+                !(moves_money(operation) && *may_have_reached_safaricom)
+            }
+            Self::Api(api) if moves_money(api.operation) && api.status >= 500 => {
+                // A 5xx may come after the work was queued; only rate limits are refusals.
+                matches!(api.kind, ApiErrorKind::SpikeArrest | ApiErrorKind::QuotaExceeded | ApiErrorKind::SystemBusy)
             }
             Self::Api(api) => api.kind.is_retryable(api.status),
-            Self::Decode { operation, status, .. } => *status >= 500 && *operation != "stk_push",
+            Self::Decode { operation, status, .. } => *status >= 500 && !moves_money(operation),
         }
     }
 
@@ -272,5 +278,19 @@ mod tests {
         assert!(!api(500, "500.001.1001", "Wrong credentials").is_retryable());
         assert!(!api(400, "400.002.02", "Bad Request - Invalid Amount").is_retryable());
         assert!(!Error::from(InvalidField::new("Amount", "x")).is_retryable());
+        // A 5xx to a call that moves money may come after the work was queued.
+        for operation in ["stk_push", "reversal"] {
+            let e = |status, code: &str, message: &str| match api(status, code, message) {
+                Error::Api(a) => Error::Api(ApiError { operation, ..a }),
+                other => other,
+            };
+            assert!(!e(500, "500.003.1001", "Internal Server Error").is_retryable(), "{operation}");
+            assert!(e(500, "500.003.02", "System is busy. Please try again in few minutes.").is_retryable());
+        }
+        let query = |code: &str, message: &str| match api(500, code, message) {
+            Error::Api(a) => Error::Api(ApiError { operation: "transaction_status", ..a }),
+            other => other,
+        };
+        assert!(query("500.003.1001", "Internal Server Error").is_retryable(), "a question may be asked again");
     }
 }

@@ -51,6 +51,21 @@ async fn ended(app: &TestApp, refund_id: &str) -> Value {
     }
 }
 
+/// Runs the refunds worker, a status interval apart, until the refund ends (at most 20 rounds);
+/// returns how many rounds asked something.
+async fn ask_until_ended(app: &TestApp, refund_id: &str) -> Value {
+    for _ in 0..20 {
+        app.clock.advance(Duration::from_secs(301));
+        app.gateway.refund_round().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (_, r) = app.get(&format!("/v1/refunds/{refund_id}")).await;
+        if r["status"] != "pending" {
+            return r;
+        }
+    }
+    panic!("refund {refund_id} still pending after 20 rounds")
+}
+
 fn reversals_of(app: &TestApp, receipt: &str) -> usize {
     let requests = app.sim.sim().initiator_requests();
     requests.iter().filter(|r| r.kind == InitiatorKind::Reversal && r.transaction_id == receipt).count()
@@ -202,10 +217,16 @@ async fn a_queue_timeout_is_asked_about_and_never_sent_again() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(app.get(&format!("/v1/refunds/{refund_id}")).await.1["status"], "pending");
+    // Daraja not knowing a queued reversal may mean "not yet": asked until the last question.
     app.clock.advance(Duration::from_secs(10));
     assert_eq!(app.gateway.refund_round().await.unwrap(), 1);
-    let done = ended(&app, &refund_id).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.get(&format!("/v1/refunds/{refund_id}")).await.1["status"], "pending", "not failed at once");
+    let done = ask_until_ended(&app, &refund_id).await;
     assert_eq!((done["status"].as_str(), done["result_code"].as_str()), (Some("failed"), Some("R000002")), "{done}");
+    let asked =
+        app.sim.sim().initiator_requests().iter().filter(|r| r.kind == InitiatorKind::TransactionStatus).count();
+    assert_eq!(asked, 12, "max_status_checks questions");
     assert_eq!(reversals_of(&app, receipt), 1, "never sent again");
     assert!(webhook_types(&app, id).await.contains(&"refund.failed".to_owned()));
 
@@ -288,4 +309,105 @@ async fn messages_to_unknown_refund_urls_are_refused_and_not_stored() {
     }
     let stored = app.gateway.store().query("SELECT COUNT(*) FROM callbacks", vec![]).await.unwrap();
     assert_eq!(stored[0][0].int(), 0);
+}
+
+#[tokio::test]
+async fn a_reversal_whose_answer_was_lost_is_never_sent_again_and_staff_settle_it() {
+    let app = common::spawn_app_with(daraja_sim::SimConfig::default(), |s| {
+        s.mpesa.request_timeout = Duration::from_millis(500);
+    })
+    .await;
+    let p = paid(&app, 90).await;
+    let (id, receipt) = (p["id"].as_str().unwrap(), p["receipt"].as_str().unwrap());
+    // Daraja carries the reversal out, but its answer comes too late and its result never.
+    app.sim.sim().inject_delay(daraja_sim::Endpoint::Reversal, Duration::from_secs(2), 1);
+    let dropped = ResultFaults { delivery: Faults { drop: true, ..Faults::default() }, ..ResultFaults::default() };
+    app.sim.sim().script_result(receipt, dropped);
+    let (status, r) = refund(&app, id, &json!({"reason": "cancelled"}), None).await;
+    assert_eq!(status, 201, "{r}");
+    let refund_id = r["id"].as_str().unwrap().to_owned();
+    assert_eq!((r["status"].as_str(), r["needs_review"].as_bool()), (Some("pending"), Some(true)), "{r}");
+    assert_eq!(app.payment(id).await["needs_review"], true, "in the review queue");
+
+    app.clock.advance(Duration::from_secs(3600));
+    app.gateway.refund_round().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(reversals_of(&app, receipt), 1, "never sent again");
+    let (status, again) = refund(&app, id, &json!({"reason": "again"}), None).await;
+    assert_eq!((status, again["error"]["code"].as_str()), (409, Some("refund_in_progress")), "{again}");
+
+    let page = app.admin_page(&format!("/admin/payments/{id}")).await;
+    assert!(page.contains("The money went back") && page.contains("Nothing moved"), "{page}");
+    let decided = app
+        .gateway
+        .store()
+        .resolve_refund(
+            &lipa_gateway::refund::RefundId::parse(&refund_id).unwrap(),
+            true,
+            "amina",
+            "statement shows the reversal",
+            app.gateway.now(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(decided.status, lipa_gateway::refund::RefundStatus::Succeeded);
+    let r = app.get(&format!("/v1/refunds/{refund_id}")).await.1;
+    assert_eq!(
+        (r["status"].as_str(), r["result_code"].as_str(), r["needs_review"].as_bool()),
+        (Some("succeeded"), Some("staff"), Some(false)),
+        "{r}"
+    );
+    assert_eq!(app.payment(id).await["refunded_amount"], 90);
+    assert!(webhook_types(&app, id).await.contains(&"refund.succeeded".to_owned()));
+    let again = app
+        .gateway
+        .store()
+        .resolve_refund(
+            &lipa_gateway::refund::RefundId::parse(&refund_id).unwrap(),
+            false,
+            "amina",
+            "x",
+            app.gateway.now(),
+        )
+        .await
+        .unwrap();
+    assert!(again.is_none(), "a settled refund is not decided again");
+}
+
+#[tokio::test]
+async fn a_reversal_daraja_could_not_take_is_sent_again_refused_or_left_for_staff_as_its_error_says() {
+    use daraja_sim::{DarajaError, Endpoint};
+    let app = spawn_app().await;
+
+    // The access token fails: the reversal never left; it is sent again a minute later.
+    let p = paid(&app, 20).await;
+    let (id, receipt) = (p["id"].as_str().unwrap(), p["receipt"].as_str().unwrap());
+    app.sim.sim().expire_tokens();
+    app.sim.sim().inject_error(Endpoint::Oauth, DarajaError::internal_error(), 1);
+    let (status, r) = refund(&app, id, &json!({"reason": "cancelled"}), None).await;
+    assert_eq!((status, r["status"].as_str(), r["needs_review"].as_bool()), (201, Some("pending"), Some(false)), "{r}");
+    assert_eq!(reversals_of(&app, receipt), 0);
+    assert!(app.timeline(id).await.contains(&"refund_not_sent".to_owned()));
+    app.clock.advance(Duration::from_secs(61));
+    assert_eq!(app.gateway.refund_round().await.unwrap(), 1);
+    assert_eq!(ended(&app, r["id"].as_str().unwrap()).await["status"], "succeeded");
+    assert_eq!(reversals_of(&app, receipt), 1);
+
+    // A rate limit refuses before anything is queued: the refund fails and may be asked again.
+    let p = paid(&app, 21).await;
+    app.sim.sim().inject_error(Endpoint::Reversal, DarajaError::spike_arrest(), 1);
+    let (_, r) = refund(&app, p["id"].as_str().unwrap(), &json!({"reason": "cancelled"}), None).await;
+    assert_eq!((r["status"].as_str(), r["result_code"].as_str()), (Some("failed"), Some("500.003.02")), "{r}");
+
+    // An internal error may come after Daraja queued it: never sent again, left for staff.
+    let p = paid(&app, 22).await;
+    let (id, receipt) = (p["id"].as_str().unwrap(), p["receipt"].as_str().unwrap());
+    app.sim.sim().inject_error(Endpoint::Reversal, DarajaError::internal_error(), 1);
+    let (_, r) = refund(&app, id, &json!({"reason": "cancelled"}), None).await;
+    assert_eq!((r["status"].as_str(), r["needs_review"].as_bool()), (Some("pending"), Some(true)), "{r}");
+    app.clock.advance(Duration::from_secs(3600));
+    app.gateway.refund_round().await.unwrap();
+    assert_eq!(reversals_of(&app, receipt), 0, "the refused request is not sent again");
+    assert_eq!(app.get(&format!("/v1/refunds/{}", r["id"].as_str().unwrap())).await.1["status"], "pending");
 }

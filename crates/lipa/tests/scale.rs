@@ -335,7 +335,7 @@ fn gateway_config(plan: Plan, hooks: &str) -> String {
          [reconciliation]\nfirst_query_after_secs = 2\nquery_interval_secs = 1\nexpire_after_secs = {expire}\nqueries_per_second = 500\n\
          [webhooks]\ndefault_url = \"{hooks}\"\nallow_private = true\n\
          [callbacks]\nallowlist = [\"127.0.0.1\"]\n\
-         [refunds]\nstatus_after_secs = 3\nstatus_interval_secs = 2\n",
+         [refunds]\nstatus_after_secs = 3\nstatus_interval_secs = 2\nmax_status_checks = 3\n",
         // The simulator, on loopback, stands for Safaricom's addresses: its bursts of
         // callbacks are not held to one client's share of connections.
         // Under chaos a push can die with its process before Daraja hears of it: such a

@@ -37,6 +37,7 @@ where
         .route("/admin/payments/{id}/resolve", post(pages::resolve_payment))
         .route("/admin/payments/{id}/refund", post(pages::refund))
         .route("/admin/payments/{id}/check-receipt", post(pages::check_receipt))
+        .route("/admin/refunds/{id}/{outcome}", post(pages::resolve_refund))
         .route("/admin/callbacks/{id}/resolve", post(pages::resolve_callback))
         .route("/admin/review", get(pages::review))
         .route("/admin/c2b", get(pages::c2b))

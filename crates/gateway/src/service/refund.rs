@@ -144,8 +144,13 @@ impl Gateway {
             RefundInserted::Created(refund) => {
                 tracing::info!(refund_id = %refund.id, payment_id = %payment_id, "refund requested");
                 self.changed(payment_id);
-                let refund = self.send_refund(&refund.id).await?.unwrap_or(refund);
-                Ok(RefundCreated { refund, replayed: false })
+                // In a task of its own: a client that hangs up must not stop the send between
+                // recording that it began and recording its answer.
+                let (gateway, id) = (self.clone(), refund.id.clone());
+                let sent = tokio::spawn(async move { gateway.send_refund(&id).await });
+                let sent =
+                    sent.await.map_err(|e| StoreError::unavailable(format!("the refund's send stopped: {e}")))??;
+                Ok(RefundCreated { refund: sent.unwrap_or(refund), replayed: false })
             }
             RefundInserted::Existing(refund, hash) if hash == request_hash => {
                 Ok(RefundCreated { refund, replayed: true })
@@ -160,6 +165,7 @@ impl Gateway {
     /// and records the answer.
     pub async fn send_refund(&self, id: &RefundId) -> Result<Option<Refund>, StoreError> {
         let Some(refund) = self.store().begin_refund_send(id, self.now()).await? else { return Ok(None) };
+        let retry_at = self.now() + 60_000;
         let outcome = match self.reversal_of(&refund).await {
             Ok(request) => match self.daraja().0.reversal(&request).await {
                 Ok(accepted) => SendOutcome::Accepted {
@@ -167,12 +173,14 @@ impl Gateway {
                     conversation_id: accepted.conversation_id,
                     check_at: self.now() + ms(self.settings().refunds.status_after),
                 },
-                Err(e) => outcome_of_error(&e),
+                Err(e) => outcome_of_error(&e, retry_at),
             },
-            Err(e) => outcome_of_error(&e),
+            Err(Unsendable::Store(e)) => SendOutcome::NotSent { why: e.to_string(), retry_at },
+            Err(Unsendable::Daraja(e)) => outcome_of_error(&e, retry_at),
         };
         match &outcome {
             SendOutcome::Accepted { .. } => tracing::info!(refund_id = %id, "reversal queued by Daraja"),
+            SendOutcome::NotSent { why, .. } => tracing::warn!(refund_id = %id, why, "reversal not sent; trying again"),
             SendOutcome::Refused { code, message } => {
                 tracing::warn!(refund_id = %id, code, message, "reversal refused")
             }
@@ -183,13 +191,13 @@ impl Gateway {
         Ok(Some(refund))
     }
 
-    async fn reversal_of(&self, refund: &Refund) -> Result<Reversal, daraja::Error> {
+    async fn reversal_of(&self, refund: &Refund) -> Result<Reversal, Unsendable> {
         let initiator = self
             .inner
             .initiator
             .clone()
             .ok_or_else(|| daraja::InvalidField { field: "Initiator", reason: "refunds are not configured".into() })?;
-        let payment = self.store().payment(&refund.payment_id, None).await.ok().flatten();
+        let payment = self.store().payment(&refund.payment_id, None).await.map_err(Unsendable::Store)?;
         let receipt = payment.and_then(|p| p.receipt).ok_or_else(|| daraja::InvalidField {
             field: "TransactionID",
             reason: "the payment has no receipt".into(),
@@ -223,7 +231,17 @@ impl Gateway {
                 daraja::result::parse_timeout(&body).map(Parsed::Timeout)
             }
         };
+        let reversal_conversation = match (&parsed, kind) {
+            (Ok(Parsed::Result(r)), MessageKind::Result) => Some(r.originator_conversation_id.clone()),
+            (Ok(Parsed::Timeout(t)), MessageKind::Timeout) => t.originator_conversation_id.clone(),
+            _ => None,
+        }
+        .filter(|c| !c.is_empty() && c.len() <= 64);
         let now = self.now();
+        let settings = &self.settings().refunds;
+        // The reversal's own queue timeout is asked about soon; an answer that leaves it open
+        // is asked about again at the usual interval.
+        let ask_at = if kind == MessageKind::Timeout { now + 5_000 } else { now + ms(settings.status_interval) };
         let stored = self
             .store()
             .settle_refund_message(RefundMessage {
@@ -231,8 +249,9 @@ impl Gateway {
                 kind,
                 body,
                 parsed: parsed.map_err(|e| e.to_string()),
-                // A timeout is asked about soon; the worker's next round picks it up.
-                ask_at: now + 5_000,
+                ask_at,
+                reversal_conversation,
+                max_status_checks: settings.max_status_checks,
                 now,
             })
             .await?;
@@ -284,6 +303,12 @@ impl Gateway {
                             ),
                         ),
                         Ok(()) => (Some(now + ms(settings.status_interval)), String::new()),
+                        Err(e) if asked >= settings.max_status_checks => (
+                            None,
+                            format!(
+                                "Transaction Status could not be asked {asked} times (last: {e}): check the M-Pesa statement"
+                            ),
+                        ),
                         Err(e) => (
                             Some(now + ms(settings.status_interval)),
                             format!("Transaction Status could not be asked: {e}"),
@@ -322,17 +347,51 @@ impl Gateway {
     }
 }
 
-/// How a failed send ends: refused when Daraja answered (or nothing could be sent), unknown
-/// when the request may have reached it.
-fn outcome_of_error(e: &daraja::Error) -> SendOutcome {
+/// Why a reversal could not even be built.
+enum Unsendable {
+    /// The payment could not be read: try again later.
+    Store(StoreError),
+    /// A value Daraja would refuse.
+    Daraja(daraja::Error),
+}
+
+impl From<daraja::InvalidField> for Unsendable {
+    fn from(e: daraja::InvalidField) -> Self {
+        Self::Daraja(e.into())
+    }
+}
+
+impl From<daraja::Error> for Unsendable {
+    fn from(e: daraja::Error) -> Self {
+        Self::Daraja(e)
+    }
+}
+
+/// How a failed send ends. Not sent (tried again) when the reversal itself never left: the
+/// access token or the connection failed. Refused (the refund fails) when Daraja said no
+/// before queueing anything: a 4xx, an answer that is not an acceptance, a rate limit, or a
+/// request Lipa could not build. Unknown (never sent again) whenever Daraja may have queued
+/// it: no answer, or a 5xx that can come after the work was queued.
+fn outcome_of_error(e: &daraja::Error, retry_at: i64) -> SendOutcome {
+    use daraja::ApiErrorKind::{NotAccepted, QuotaExceeded, SpikeArrest, SystemBusy};
     match e {
-        daraja::Error::Api(api) => SendOutcome::Refused { code: api.code.clone(), message: api.message.clone() },
         daraja::Error::InvalidInput(field) => {
             SendOutcome::Refused { code: "invalid_request".into(), message: field.to_string() }
         }
-        daraja::Error::Transport { may_have_reached_safaricom: false, .. } => {
-            SendOutcome::Refused { code: "unreachable".into(), message: e.to_string() }
+        daraja::Error::Transport { operation: "oauth", .. } | daraja::Error::Decode { operation: "oauth", .. } => {
+            SendOutcome::NotSent { why: e.to_string(), retry_at }
         }
-        daraja::Error::Transport { .. } | daraja::Error::Decode { .. } => SendOutcome::Unknown { why: e.to_string() },
+        daraja::Error::Api(api) if api.operation == "oauth" => SendOutcome::NotSent { why: e.to_string(), retry_at },
+        daraja::Error::Transport { may_have_reached_safaricom: false, .. } => {
+            SendOutcome::NotSent { why: e.to_string(), retry_at }
+        }
+        daraja::Error::Api(api)
+            if api.status < 500 || matches!(api.kind, NotAccepted | SpikeArrest | QuotaExceeded | SystemBusy) =>
+        {
+            SendOutcome::Refused { code: api.code.clone(), message: api.message.clone() }
+        }
+        daraja::Error::Api(_) | daraja::Error::Transport { .. } | daraja::Error::Decode { .. } => {
+            SendOutcome::Unknown { why: e.to_string() }
+        }
     }
 }

@@ -17,6 +17,11 @@ pub fn receipt_for(p: &Payment, details: &Details) -> Result<Decision, String> {
     if let Some(have) = &p.receipt {
         return Err(format!("the payment has its receipt already ({have})"));
     }
+    // The customer's payment happened after the payment was asked for, within a day.
+    let finalised = details.finalised_at.map(crate::time_fmt::to_millis);
+    if finalised.is_none_or(|at| at < p.created_at - 60_000 || at > p.created_at + 86_400_000) {
+        return Err("the transaction did not happen while this payment was being paid".into());
+    }
     if !details.is_completed() {
         return Err(format!("Daraja says the transaction is {}", details.status.as_deref().unwrap_or("not completed")));
     }
@@ -35,7 +40,7 @@ pub fn receipt_for(p: &Payment, details: &Details) -> Result<Decision, String> {
         result_code: p.result_code.clone().unwrap_or_else(|| "0".into()),
         result_desc: p.result_desc.clone().unwrap_or_default(),
         receipt: Some(receipt.clone()),
-        transaction_date: details.finalised_at.map(crate::time_fmt::to_millis),
+        transaction_date: finalised,
         checkout_request_id: None,
         settled_by: p.settled_by.unwrap_or(SettledBy::Query),
     };
@@ -62,6 +67,8 @@ mod tests {
             status: Some("Completed".into()),
             amount: Some(amount),
             debit_party: Some(payer.into()),
+            // The example payment was created at 1 ms.
+            finalised_at: Some(time::OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(30)),
             ..Details::default()
         }
     }
@@ -86,6 +93,9 @@ mod tests {
         let mut has = paid_by_query();
         has.receipt = Some(ReceiptNumber::parse("UAB0000000").unwrap());
         assert!(receipt_for(&has, &found(100, "254712345678")).unwrap_err().contains("already"));
+        let mut old = found(100, "254712345678");
+        old.finalised_at = Some(time::OffsetDateTime::UNIX_EPOCH + time::Duration::days(3));
+        assert!(receipt_for(&p, &old).unwrap_err().contains("did not happen while"));
         let mut pending = paid_by_query();
         pending.status = Status::Pending;
         assert!(receipt_for(&pending, &found(100, "254712345678")).is_err());

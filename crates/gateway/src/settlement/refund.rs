@@ -8,8 +8,10 @@
 //!   becomes `succeeded` and is flagged for review.
 //! - A queue timeout changes nothing but asks Daraja (Transaction Status) how the reversal
 //!   ended; the reversal is never sent again blindly.
-//! - Transaction Status finding the reversal completed makes the refund `succeeded`; saying it
-//!   does not know it makes the refund `failed` (nothing moved; it may be asked for again).
+//! - Transaction Status finding the reversal completed (a reversal of the refund's amount, with
+//!   a receipt of its own) makes the refund `succeeded`. Saying it does not know it is "not
+//!   yet" (a queued reversal may not be known): asked again, and only after the last question
+//!   does the refund fail (nothing moved; it may be asked for again).
 
 use daraja::result::ResultKind;
 use daraja::reversal::Outcome as Reversal;
@@ -104,6 +106,12 @@ pub struct Current<'a> {
     /// Whether another refund of the payment is pending or succeeded (this one then cannot
     /// become `succeeded`).
     pub other_open: bool,
+    /// Shillings it moves back.
+    pub amount: u64,
+    /// The receipt of the payment it reverses.
+    pub original: Option<&'a str>,
+    /// Whether this is the answer to the last Transaction Status question Lipa will ask.
+    pub last_question: bool,
 }
 
 /// A change to write to the refund row.
@@ -238,6 +246,21 @@ pub fn on_status(current: Current<'_>, report: &Report) -> Verdict {
     match report {
         Report::Found(details) if details.is_completed() => {
             let receipt = details.receipt.as_ref().map(ToString::to_string);
+            let own_receipt = receipt.as_deref().is_some_and(|r| Some(r) != current.original);
+            let amount_ok = details.amount.is_none_or(|a| a == current.amount);
+            let kind_ok = details.reason_type.as_deref().is_none_or(|k| k.to_ascii_lowercase().contains("revers"));
+            if !(own_receipt && amount_ok && kind_ok) {
+                return Verdict::recorded(
+                    Outcome::Conflict,
+                    format!(
+                        "Transaction Status answered with a transaction that is not this reversal (receipt {}, amount {:?}, {}): \
+                         check the M-Pesa statement",
+                        receipt.as_deref().unwrap_or("none"),
+                        details.amount,
+                        details.reason_type.as_deref().unwrap_or("no kind")
+                    ),
+                );
+            }
             success(
                 current,
                 receipt,
@@ -260,11 +283,20 @@ pub fn on_status(current: Current<'_>, report: &Report) -> Verdict {
             _ => Verdict::recorded(Outcome::Duplicate, "the refund had ended already"),
         },
         Report::Refused { kind: ResultKind::UnknownTransaction, code, description } => match current.status {
-            RefundStatus::Pending => Verdict::failed(
+            RefundStatus::Pending if current.last_question => Verdict::failed(
                 code,
                 description,
-                "Daraja has no record of the reversal: nothing moved; the refund may be asked for again",
+                "Daraja still had no record of the reversal at Lipa's last question: nothing moved; the refund may be \
+                 asked for again",
             ),
+            RefundStatus::Pending => Verdict {
+                outcome: Outcome::Applied,
+                change: None,
+                review: false,
+                ask_status: true,
+                note: "Daraja does not know the reversal yet (a queued one may not be known); asking again later"
+                    .into(),
+            },
             _ => Verdict::recorded(Outcome::Duplicate, "the refund had ended already"),
         },
         Report::Refused { kind, code, description } => match current.status {

@@ -84,27 +84,48 @@ pub(super) async fn settle_answer(tx: &mut impl Tx, a: &CheckAnswer) -> Result<O
         .await?;
     let Some(row) = rows.first() else { return Ok(None) };
     let (id, payment_id) = (row[0].text(), row[1].opt_text().map(PaymentId::from_db));
+    // Only the first answer to a check still asked counts; later ones are recorded.
+    let answered = tx
+        .execute(
+            "UPDATE receipt_checks SET status = $2, detail = $3, note = $4,
+                answered_at = CASE WHEN $2 = 'asked' THEN answered_at ELSE CAST($5 AS BIGINT) END
+             WHERE id = $1 AND status = 'asked'",
+            vec![
+                id.as_str().into(),
+                a.status.into(),
+                a.detail.to_string().into(),
+                a.note.as_str().into(),
+                a.now.into(),
+            ],
+        )
+        .await?;
     let mut note = a.note.clone();
-    let mut outcome = Outcome::Applied;
-    if let (Some(pid), Some(details)) = (&payment_id, &a.found) {
+    let mut outcome = if answered == 0 { Outcome::Duplicate } else { Outcome::Applied };
+    if let (Some(pid), Some(details), 1) = (&payment_id, &a.found, answered) {
         let payment = load(tx, pid).await?;
-        match crate::settlement::receipt::receipt_for(&payment, details) {
+        let receipt = details.receipt.as_deref().unwrap_or_default();
+        let apart = tx
+            .rows(
+                "SELECT trans_id FROM c2b_transactions WHERE trans_id = $1 AND (payment_id IS NULL OR payment_id <> $2)",
+                vec![receipt.into(), pid.as_str().into()],
+            )
+            .await?;
+        let decided = if apart.is_empty() {
+            crate::settlement::receipt::receipt_for(&payment, details)
+        } else {
+            Err("it is a payment by hand recorded apart: give it to this payment on the Paybill page instead".into())
+        };
+        match decided {
             Ok(decision) => {
-                let before = payment.status;
-                let plan = apply(tx, pid, Plan::of("status", decision, before), a.now).await?;
+                let plan = apply(tx, pid, Plan::of("status", decision, payment.status), a.now).await?;
                 outcome = plan.outcome;
                 note = plan.note.clone();
             }
             Err(why) => note = format!("{note}; not added to the payment: {why}"),
         }
+        tx.execute("UPDATE receipt_checks SET note = $2 WHERE id = $1", vec![id.as_str().into(), note.as_str().into()])
+            .await?;
     }
-    tx.execute(
-        "UPDATE receipt_checks SET status = $2, detail = $3, note = $4,
-            answered_at = CASE WHEN $2 = 'asked' THEN answered_at ELSE CAST($5 AS BIGINT) END
-         WHERE id = $1 AND status = 'asked'",
-        vec![id.as_str().into(), a.status.into(), a.detail.to_string().into(), note.as_str().into(), a.now.into()],
-    )
-    .await?;
     tx.execute(
         "INSERT INTO callbacks (received_at, payment_id, token_hash, source, outcome, note, body)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",

@@ -141,10 +141,22 @@ pub(super) async fn refund_a_share(d: &Deployment) -> Refunded {
     let moved = reversals.iter().filter(|r| r.receipt.is_some()).count();
     assert_eq!(moved as i64, succeeded, "money moved back once per succeeded refund, never twice");
 
-    // Each end announced once.
+    // Each end announced once (the webhook worker may still be delivering).
+    let announced = |kind: &str| {
+        let got = d.deliveries.lock().unwrap();
+        got.values().filter(|(_, k, _)| k == kind).count() as i64
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while (announced("refund.succeeded"), announced("refund.failed")) != (succeeded, failed) {
+        assert!(
+            Instant::now() < deadline,
+            "refund webhooks delivered {:?}, expected {:?}",
+            (announced("refund.succeeded"), announced("refund.failed")),
+            (succeeded, failed)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let got = d.deliveries.lock().unwrap().clone();
-    let announced = |kind: &str| got.values().filter(|(_, k, _)| k == kind).count() as i64;
-    assert_eq!((announced("refund.succeeded"), announced("refund.failed")), (succeeded, failed));
     assert!(got.values().filter(|(_, k, _)| k.starts_with("refund.")).all(|(_, _, n)| *n == 1), "delivered once each");
     Refunded {
         asked: targets.len(),

@@ -32,6 +32,9 @@ pub(in crate::admin) fn section(gateway: &Gateway, staff: &Staff, p: &Payment, r
                                 td {
                                     (r.result_code.as_deref().unwrap_or("")) " " (r.result_desc.as_deref().unwrap_or(""))
                                     @if !r.note.is_empty() { br; span class="muted" { (r.note) } }
+                                    @if staff.is_admin() && r.status == RefundStatus::Pending && r.needs_review {
+                                        (resolve_forms(staff, r))
+                                    }
                                 }
                             }
                         }
@@ -53,6 +56,59 @@ pub(in crate::admin) fn section(gateway: &Gateway, staff: &Staff, p: &Payment, r
                 }
             }
         }
+    }
+}
+
+/// For a pending refund Lipa cannot settle by itself: what the M-Pesa statement shows.
+fn resolve_forms(staff: &Staff, r: &Refund) -> Markup {
+    html! {
+        @for (outcome, label) in [("succeeded", "The money went back"), ("failed", "Nothing moved")] {
+            form method="post" action=(format!("/admin/refunds/{}/{outcome}", r.id)) class="actions" {
+                input type="hidden" name="csrf" value=(staff.session.csrf);
+                input name="note" required maxlength="200" placeholder="What the M-PESA statement shows" aria-label="Note";
+                button type="submit" class="secondary" { (label) }
+            }
+        }
+    }
+}
+
+/// `POST /admin/refunds/{id}/succeeded|failed`: an admin settles a pending refund from the
+/// M-Pesa statement, with a note (audited).
+pub(in crate::admin) async fn resolve_refund(
+    State(gateway): State<Gateway>,
+    Path((id, outcome)): Path<(String, String)>,
+    Action { staff, note, .. }: Action,
+) -> Response {
+    let Some(id) = crate::refund::RefundId::parse(&id) else {
+        return (StatusCode::NOT_FOUND, "No such refund.").into_response();
+    };
+    let succeeded = match outcome.as_str() {
+        "succeeded" => true,
+        "failed" => false,
+        _ => return (StatusCode::NOT_FOUND, "No such action.").into_response(),
+    };
+    let refund = match gateway.store().refund(&id, None).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return (StatusCode::NOT_FOUND, "No such refund.").into_response(),
+        Err(e) => return store_down(&e),
+    };
+    let page = format!("/admin/payments/{}", refund.payment_id);
+    let note = note.trim();
+    if note.is_empty() {
+        return back_with(&page, "Write what the M-PESA statement shows first.");
+    }
+    match gateway.store().resolve_refund(&id, succeeded, staff.name(), note, gateway.now()).await {
+        Ok(Some(r)) => {
+            let detail = format!("{} marked {} ({note})", r.id, r.status.as_str());
+            let _ = gateway
+                .store()
+                .audit(staff.name(), "resolve_refund", refund.payment_id.as_str(), &detail, gateway.now())
+                .await;
+            gateway.changed(&refund.payment_id);
+            back_with(&page, &format!("Refund marked {}.", r.status.as_str()))
+        }
+        Ok(None) => back_with(&page, "That refund is no longer pending."),
+        Err(e) => store_down(&e),
     }
 }
 

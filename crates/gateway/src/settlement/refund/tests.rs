@@ -36,7 +36,14 @@ fn refund(status: RefundStatus) -> Refund {
 }
 
 fn at(status: RefundStatus) -> Current<'static> {
-    Current { status, receipt: None, other_open: false }
+    Current {
+        status,
+        receipt: None,
+        other_open: false,
+        amount: 100,
+        original: Some("UAB1234567"),
+        last_question: false,
+    }
 }
 
 fn reversed(receipt: &str) -> Reversal {
@@ -80,7 +87,7 @@ fn a_reversal_result_succeeds_a_pending_refund_once() {
     assert_eq!((change.status, change.receipt.as_deref()), (RefundStatus::Succeeded, Some("UAB7654321")));
     assert!(!v.review);
 
-    let done = Current { status: RefundStatus::Succeeded, receipt: Some("UAB7654321"), other_open: false };
+    let done = Current { receipt: Some("UAB7654321"), ..at(RefundStatus::Succeeded) };
     let again = on_result(done, &reversed("UAB7654321"));
     assert_eq!((again.outcome, again.change), (Outcome::Duplicate, None));
     let other = on_result(done, &reversed("UAB0000000"));
@@ -110,7 +117,7 @@ fn a_success_after_failure_is_a_late_success_unless_another_refund_is_open() {
     assert_eq!(v.outcome, Outcome::LateSuccess);
     assert_eq!(v.change.unwrap().status, RefundStatus::Succeeded);
     assert!(v.review);
-    let busy = Current { status: RefundStatus::Failed, receipt: None, other_open: true };
+    let busy = Current { other_open: true, ..at(RefundStatus::Failed) };
     let v = on_result(busy, &reversed("UAB7654321"));
     assert_eq!((v.outcome, v.change), (Outcome::Conflict, None));
 }
@@ -123,19 +130,27 @@ fn a_queue_timeout_asks_transaction_status_and_changes_nothing() {
     assert_eq!((late.outcome, late.ask_status), (Outcome::Duplicate, false));
 }
 
+fn reversal_found(receipt: &str, amount: u64, kind: &str) -> Report {
+    Report::Found(Details {
+        receipt: Some(ReceiptNumber::parse(receipt).unwrap()),
+        status: Some("Completed".into()),
+        amount: Some(amount),
+        reason_type: Some(kind.into()),
+        ..Details::default()
+    })
+}
+
 #[test]
 fn transaction_status_settles_a_pending_refund_either_way() {
-    let found = Report::Found(Details {
-        receipt: Some(ReceiptNumber::parse("UAB7654321").unwrap()),
-        status: Some("Completed".into()),
-        ..Details::default()
-    });
-    let v = on_status(at(RefundStatus::Pending), &found);
+    let v = on_status(at(RefundStatus::Pending), &reversal_found("UAB7654321", 100, "Reversal"));
     assert_eq!(v.change.unwrap().receipt.as_deref(), Some("UAB7654321"));
 
     let unknown =
         Report::Refused { kind: ResultKind::UnknownTransaction, code: "R000002".into(), description: "x".into() };
-    let v = on_status(at(RefundStatus::Pending), &unknown);
+    let not_yet = on_status(at(RefundStatus::Pending), &unknown);
+    assert!(not_yet.change.is_none() && not_yet.ask_status, "a queued reversal may not be known yet");
+    let last = Current { last_question: true, ..at(RefundStatus::Pending) };
+    let v = on_status(last, &unknown);
     assert_eq!(v.change.unwrap().status, RefundStatus::Failed);
     assert!(v.note.contains("nothing moved"), "{}", v.note);
 
@@ -147,4 +162,16 @@ fn transaction_status_settles_a_pending_refund_either_way() {
     let v = on_status(at(RefundStatus::Pending), &unfinished);
     assert!(v.change.is_none() && v.ask_status);
     assert_eq!(on_status(at(RefundStatus::Failed), &unknown).outcome, Outcome::Duplicate);
+}
+
+#[test]
+fn a_completed_transaction_that_is_not_the_reversal_settles_nothing() {
+    for report in [
+        reversal_found("UAB1234567", 100, "Reversal"),
+        reversal_found("UAB7654321", 99, "Reversal"),
+        reversal_found("UAB7654321", 100, "Pay Bill Online"),
+    ] {
+        let v = on_status(at(RefundStatus::Pending), &report);
+        assert_eq!((v.outcome, v.change.is_none(), v.review), (Outcome::Conflict, true, true), "{report:?}");
+    }
 }

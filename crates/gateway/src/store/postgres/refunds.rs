@@ -35,6 +35,17 @@ impl PostgresStore {
         in_transaction!(self, |tx| crate::store::checks::settle_answer(tx, &answer))
     }
 
+    pub(in crate::store) async fn resolve_refund(
+        &self,
+        id: RefundId,
+        succeeded: bool,
+        actor: String,
+        note: String,
+        now: i64,
+    ) -> Result<Option<Refund>, StoreError> {
+        in_transaction!(self, |tx| refunds::resolve(tx, &id, succeeded, &actor, &note, now))
+    }
+
     pub(in crate::store) async fn settle_refund_message(
         &self,
         message: RefundMessage,

@@ -7,7 +7,7 @@ mod reads;
 mod settle;
 
 pub use settle::{MessageKind, MessageStored, Parsed, RefundMessage, SendOutcome};
-pub(super) use settle::{record_send, settle_message};
+pub(super) use settle::{record_send, resolve, settle_message};
 
 use super::StoreError;
 use super::settle::{event, load};

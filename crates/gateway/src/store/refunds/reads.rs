@@ -45,6 +45,23 @@ impl Store {
         }
     }
 
+    /// Staff decide a pending refund from the M-Pesa statement (`succeeded`: the money went
+    /// back); `None` when it was not pending.
+    pub async fn resolve_refund(
+        &self,
+        id: &RefundId,
+        succeeded: bool,
+        actor: &str,
+        note: &str,
+        now: i64,
+    ) -> Result<Option<Refund>, StoreError> {
+        let (id, actor, note) = (id.clone(), actor.to_owned(), note.to_owned());
+        match self {
+            Store::Sqlite(s) => s.resolve_refund(id, succeeded, actor, note, now).await,
+            Store::Postgres(s) => s.resolve_refund(id, succeeded, actor, note, now).await,
+        }
+    }
+
     /// A refund, if it exists (and belongs to `api_key_id`'s payments, when given).
     pub async fn refund(&self, id: &RefundId, api_key_id: Option<&str>) -> Result<Option<Refund>, StoreError> {
         let sql = format!(

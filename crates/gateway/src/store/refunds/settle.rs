@@ -27,6 +27,14 @@ pub enum SendOutcome {
         /// When to ask Transaction Status if the result has not come (ms).
         check_at: i64,
     },
+    /// Nothing reached Daraja's Reversal (the connection or the access token failed, or the
+    /// store could not be read): sent again from `retry_at`.
+    NotSent {
+        /// What went wrong.
+        why: String,
+        /// When to try again (ms).
+        retry_at: i64,
+    },
     /// Daraja refused it at once: nothing was queued; the refund fails.
     Refused {
         /// Daraja's error code, or `invalid` for a request Lipa could not build.
@@ -91,6 +99,11 @@ pub struct RefundMessage {
     pub parsed: Result<Parsed, String>,
     /// When Transaction Status should be asked, if the message calls for it (ms).
     pub ask_at: i64,
+    /// The `OriginatorConversationID` the reversal's own result or timeout names: it makes a
+    /// refund whose request's answer was lost followable again.
+    pub reversal_conversation: Option<String>,
+    /// How many Transaction Status questions Lipa asks about one refund before giving up.
+    pub max_status_checks: u32,
     /// Now, ms.
     pub now: i64,
 }
@@ -126,25 +139,58 @@ pub(in crate::store) async fn record_send(
     let refund = locked(tx, id).await?;
     match outcome {
         SendOutcome::Accepted { originator_conversation_id, conversation_id, check_at } => {
-            tx.execute(
-                "UPDATE refunds SET send_state = 'accepted', originator_conversation_id = $2, conversation_id = $3,
+            // From `unknown` too: a send the stale check gave up on may still be answered.
+            let changed = tx
+                .execute(
+                    "UPDATE refunds SET send_state = 'accepted', originator_conversation_id = $2, conversation_id = $3,
                     next_check_at = CASE WHEN status = 'pending' THEN CAST($4 AS BIGINT) END,
                     updated_at = CASE WHEN updated_at > $5 THEN updated_at ELSE $5 END
-                 WHERE id = $1 AND send_state = 'sending'",
-                vec![
-                    id.as_str().into(),
-                    originator_conversation_id.as_str().into(),
-                    conversation_id.as_str().into(),
-                    (*check_at).into(),
-                    now.into(),
-                ],
-            )
-            .await?;
-            let detail = serde_json::json!({"refund_id": id, "originator_conversation_id": originator_conversation_id});
-            event(tx, &refund.payment_id, now, "refund_sent", &detail).await?;
+                 WHERE id = $1 AND send_state IN ('sending', 'unknown')",
+                    vec![
+                        id.as_str().into(),
+                        originator_conversation_id.as_str().into(),
+                        conversation_id.as_str().into(),
+                        (*check_at).into(),
+                        now.into(),
+                    ],
+                )
+                .await?;
+            if changed > 0 {
+                let detail =
+                    serde_json::json!({"refund_id": id, "originator_conversation_id": originator_conversation_id});
+                event(tx, &refund.payment_id, now, "refund_sent", &detail).await?;
+            }
+        }
+        SendOutcome::NotSent { why, retry_at } => {
+            let changed = tx
+                .execute(
+                    "UPDATE refunds SET send_state = 'new', next_check_at = $2, note = $3, updated_at = $4
+                     WHERE id = $1 AND send_state = 'sending' AND status = 'pending'",
+                    vec![
+                        id.as_str().into(),
+                        (*retry_at).into(),
+                        format!("not sent ({why}); trying again shortly").into(),
+                        now.into(),
+                    ],
+                )
+                .await?;
+            if changed > 0 {
+                let detail = serde_json::json!({"refund_id": id, "error": why});
+                event(tx, &refund.payment_id, now, "refund_not_sent", &detail).await?;
+            }
         }
         SendOutcome::Refused { code, message } => {
-            tx.execute("UPDATE refunds SET send_state = 'refused' WHERE id = $1", vec![id.as_str().into()]).await?;
+            let changed = tx
+                .execute(
+                    "UPDATE refunds SET send_state = 'refused' WHERE id = $1 AND send_state = 'sending' AND status = 'pending'",
+                    vec![id.as_str().into()],
+                )
+                .await?;
+            if changed == 0 {
+                return super::by_id(tx, id)
+                    .await?
+                    .ok_or_else(|| StoreError::corrupt(format_args!("refund {id} vanished")));
+            }
             let verdict = Verdict {
                 outcome: Outcome::Applied,
                 change: Some(Change {
@@ -160,7 +206,7 @@ pub(in crate::store) async fn record_send(
             apply(tx, &payment, &refund, &verdict, "send", now, 0).await?;
         }
         SendOutcome::Unknown { why } => {
-            tx.execute(
+            let changed = tx.execute(
                 "UPDATE refunds SET send_state = 'unknown', needs_review = 1, next_check_at = NULL, note = $2, updated_at = $3
                  WHERE id = $1 AND send_state = 'sending'",
                 vec![
@@ -174,12 +220,49 @@ pub(in crate::store) async fn record_send(
                 ],
             )
             .await?;
-            flag_payment(tx, &refund.payment_id, now).await?;
-            let detail = serde_json::json!({"refund_id": id, "error": why, "needs_review": true});
-            event(tx, &refund.payment_id, now, "refund_send_unknown", &detail).await?;
+            if changed > 0 {
+                flag_payment(tx, &refund.payment_id, now).await?;
+                let detail = serde_json::json!({"refund_id": id, "error": why, "needs_review": true});
+                event(tx, &refund.payment_id, now, "refund_send_unknown", &detail).await?;
+            }
         }
     }
     super::by_id(tx, id).await?.ok_or_else(|| StoreError::corrupt(format_args!("refund {id} vanished")))
+}
+
+/// Staff decide a pending refund from the M-Pesa statement (its request's answer was lost, or
+/// Daraja could not be asked): it succeeded (the money went back) or failed (nothing moved).
+/// Returns the refund as it now is, or `None` when it is not pending (nothing written).
+pub(in crate::store) async fn resolve(
+    tx: &mut impl Tx,
+    id: &crate::refund::RefundId,
+    succeeded: bool,
+    actor: &str,
+    note: &str,
+    now: i64,
+) -> Result<Option<Refund>, StoreError> {
+    let Some(refund) = super::by_id(tx, id).await? else { return Ok(None) };
+    let payment = load(tx, &refund.payment_id).await?;
+    let refund = locked(tx, id).await?;
+    if refund.status != RefundStatus::Pending {
+        return Ok(None);
+    }
+    let status = if succeeded { RefundStatus::Succeeded } else { RefundStatus::Failed };
+    let verdict = Verdict {
+        outcome: Outcome::Applied,
+        change: Some(Change {
+            status,
+            receipt: None,
+            code: "staff".into(),
+            desc: format!("{actor} decided from the M-Pesa statement"),
+        }),
+        review: false,
+        ask_status: false,
+        note: format!("{actor}: {note}"),
+    };
+    apply(tx, &payment, &refund, &verdict, "staff", now, 0).await?;
+    tx.execute("UPDATE refunds SET needs_review = 0 WHERE id = $1", vec![id.as_str().into()]).await?;
+    super::by_id(tx, id).await
 }
 
 /// The refund row, locked for the rest of the transaction (after its payment's row).
@@ -219,7 +302,27 @@ pub(in crate::store) async fn settle_message(
             vec![payment_id.as_str().into(), id.as_str().into()],
         )
         .await?;
-    let current = Current { status: refund.status, receipt: refund.receipt.as_deref(), other_open: !others.is_empty() };
+    let current = Current {
+        status: refund.status,
+        receipt: refund.receipt.as_deref(),
+        other_open: !others.is_empty(),
+        amount: refund.amount,
+        original: payment.receipt.as_deref(),
+        last_question: refund.status_checks >= message.max_status_checks,
+    };
+    // The reversal's own messages name it: a refund whose request's answer was lost is
+    // followed again from here.
+    if let (Some(conversation), MessageKind::Result | MessageKind::Timeout) =
+        (&message.reversal_conversation, message.kind)
+    {
+        tx.execute(
+            "UPDATE refunds SET originator_conversation_id = COALESCE(originator_conversation_id, $2),
+                send_state = CASE WHEN send_state IN ('sending', 'unknown') THEN 'accepted' ELSE send_state END
+             WHERE id = $1",
+            vec![id.as_str().into(), conversation.as_str().into()],
+        )
+        .await?;
+    }
     let verdict = match (&message.parsed, message.kind) {
         (Err(why), _) => Verdict {
             outcome: Outcome::Malformed,

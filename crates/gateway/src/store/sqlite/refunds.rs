@@ -34,6 +34,17 @@ impl SqliteStore {
         self.write(move |c| at_once(crate::store::checks::settle_answer(&mut SqliteTx(c), &answer))).await
     }
 
+    pub(in crate::store) async fn resolve_refund(
+        &self,
+        id: RefundId,
+        succeeded: bool,
+        actor: String,
+        note: String,
+        now: i64,
+    ) -> Result<Option<Refund>, StoreError> {
+        self.write(move |c| at_once(refunds::resolve(&mut SqliteTx(c), &id, succeeded, &actor, &note, now))).await
+    }
+
     pub(in crate::store) async fn settle_refund_message(
         &self,
         message: RefundMessage,
