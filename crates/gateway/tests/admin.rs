@@ -117,6 +117,8 @@ async fn signing_in_sets_a_strict_session_cookie_and_wrong_passwords_are_refused
     let app = app().await;
     assert_eq!(login(&app, "amina", "wrong password!").await.0, 401);
     assert_eq!(login(&app, "nobody", PASSWORD).await.0, 401);
+    let refused = post_login(&app, "amina", "wrong again!").await.text().await.unwrap();
+    assert!(refused.contains("value=\"amina\""), "the user name is kept after a wrong password: {refused}");
     let r = post_login(&app, "amina", PASSWORD).await;
     let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
     for attribute in ["HttpOnly", "SameSite=Strict", "Path=/admin"] {
@@ -354,6 +356,12 @@ async fn a_payment_is_found_by_the_phone_as_typed_and_its_review_flag_resolved_w
     assert!(list.contains(&format!("/admin/payments/{id}")), "{list}");
     let (_, none) = admin.get("/admin/payments?q=0799+999+999").await;
     assert!(none.contains("No payments match"));
+    // Receipts, references and ids are found however they are typed.
+    let receipt = app.payment(&id).await["receipt"].as_str().unwrap().to_owned();
+    for typed in [receipt.to_lowercase(), "ticket-42".to_owned(), " Ticket-42 ".to_owned(), id.to_uppercase()] {
+        let (_, found) = admin.get(&format!("/admin/payments?q={}", typed.replace(' ', "+"))).await;
+        assert!(found.contains(&format!("/admin/payments/{id}")), "{typed}: {found}");
+    }
     let (_, review) = admin.get("/admin/review").await;
     assert!(review.contains(&format!("/admin/payments/{id}")));
     let (_, detail) = admin.get(&format!("/admin/payments/{id}")).await;

@@ -194,3 +194,21 @@ async fn an_idempotency_key_must_be_1_to_255_visible_ascii_characters() {
     let (status, _) = app.post_payment(&payment_body("0712345678", 10), Some(&"k".repeat(255))).await;
     assert_eq!(status, 201);
 }
+
+#[tokio::test]
+async fn the_gateways_address_answers_people_with_links_and_the_api_reference() {
+    let app = common::spawn_app().await;
+    let page = app.http.get(format!("{}/", app.base)).send().await.unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let html = page.text().await.unwrap();
+    for needle in [
+        "href=\"/admin\"",
+        "href=\"/openapi.json\"",
+        "href=\"/healthz\"",
+        "/v1/payments/{id}/refunds",
+        "Refund a paid payment",
+    ] {
+        assert!(html.contains(needle), "{needle} missing from {html}");
+    }
+}

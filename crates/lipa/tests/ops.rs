@@ -253,3 +253,34 @@ async fn receipts_check_prints_what_m_pesa_says_about_a_receipt() {
     serve.wait().unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Logs carry colour codes only for a terminal: piped or written to a file they are plain text.
+#[test]
+fn logs_have_no_colour_codes_when_not_on_a_terminal() {
+    use std::io::{BufRead, BufReader};
+    let dir = std::env::temp_dir().join(format!("lipa-ansi-{}", lipa_gateway::ids::random_hex(6)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lipa"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--sim-port", "0"])
+        .env("LIPA_LOG", "info")
+        .env("LIPA_CONFIG", "/nonexistent/lipa.toml")
+        .env("DATABASE_URL", format!("sqlite:{}", dir.join("lipa.db").display()))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = Vec::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let ready = line.starts_with("Lipa gateway listening");
+        lines.push(line);
+        if ready {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+    assert!(lines.iter().any(|l| l.contains("SIMULATOR MODE")), "the log lines were read: {lines:#?}");
+    assert!(lines.iter().all(|l| !l.contains('\u{1b}')), "{lines:#?}");
+}

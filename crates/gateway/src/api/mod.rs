@@ -5,6 +5,7 @@ mod c2b;
 mod callbacks;
 mod checkout;
 mod error;
+mod home;
 pub mod openapi;
 mod payments;
 mod refunds;
@@ -41,6 +42,7 @@ where
         .route("/v1/c2b-transactions", get(c2b::list))
         .route("/v1/checkout-sessions", post(checkout::create))
         .route("/v1/checkout-sessions/{id}", get(checkout::show))
+        .route("/", get(home::home))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))

@@ -152,6 +152,7 @@ fn payments_query(f: PaymentFilter) -> (String, Vec<Arg>) {
         (" AND phone = ?", f.phone.map(|p| Arg::Text(p.to_string()))),
         (" AND account_reference = ?", f.reference.map(Arg::Text)),
         (" AND receipt = ?", f.receipt.map(Arg::Text)),
+        (" AND (receipt = UPPER(?) OR LOWER(account_reference) = LOWER(?))", f.text.map(Arg::Text)),
         (" AND created_at >= ?", f.created_from.map(Arg::Int)),
         (" AND created_at < ?", f.created_to.map(Arg::Int)),
         (" AND id = ?", f.id.map(Arg::Text)),
@@ -204,7 +205,7 @@ impl Store {
 
     /// Payments matching `filter`, newest first.
     pub async fn payments(&self, filter: PaymentFilter) -> Result<Vec<Payment>, StoreError> {
-        let texts = [&filter.reference, &filter.receipt, &filter.id];
+        let texts = [&filter.reference, &filter.receipt, &filter.id, &filter.text];
         if texts.iter().any(|t| t.as_deref().is_some_and(has_nul)) {
             return Ok(Vec::new());
         }

@@ -64,3 +64,6 @@ CREATE TABLE receipt_checks (
     answered_at  BIGINT
 );
 CREATE INDEX receipt_checks_payment ON receipt_checks (payment_id, created_at);
+
+-- The dashboard finds a reference however it is typed.
+CREATE INDEX payments_reference_folded ON payments (LOWER(account_reference));

@@ -357,6 +357,9 @@ pub struct PaymentFilter {
     pub reference: Option<String>,
     /// Receipt.
     pub receipt: Option<String>,
+    /// A receipt or an account reference as someone typed it, in any case (the dashboard's
+    /// search box).
+    pub text: Option<String>,
     /// Created at or after (ms).
     pub created_from: Option<i64>,
     /// Created before (ms).

@@ -19,6 +19,12 @@ pub(in crate::admin) struct LoginForm {
 pub(in crate::admin) const LOGIN_COOKIE: &str = "lipa_login";
 
 pub(in crate::admin) fn login_page(gateway: &Gateway, message: Option<&str>, status: StatusCode) -> Response {
+    login_page_for(gateway, "", message, status)
+}
+
+/// The sign-in page with `name` kept in the user field (after a refused attempt).
+fn login_page_for(gateway: &Gateway, name: &str, message: Option<&str>, status: StatusCode) -> Response {
+    let name: String = name.chars().take(64).collect();
     let token = crate::ids::random_hex(16);
     let mut response = layout(
         None,
@@ -31,9 +37,9 @@ pub(in crate::admin) fn login_page(gateway: &Gateway, message: Option<&str>, sta
                 form method="post" action="/admin/login" {
                     input type="hidden" name="form_token" value=(token);
                     label for="name" { "User" }
-                    input id="name" name="name" autocomplete="username" required autofocus;
+                    input id="name" name="name" autocomplete="username" required autofocus[name.is_empty()] value=(name);
                     label for="password" { "Password" }
-                    input id="password" name="password" type="password" autocomplete="current-password" required;
+                    input id="password" name="password" type="password" autocomplete="current-password" required autofocus[!name.is_empty()];
                     button type="submit" { "Sign in" }
                 }
             }
@@ -122,7 +128,7 @@ pub(in crate::admin) async fn login(
             .store()
             .audit(name.unwrap_or("(not a user name)"), "login_failed", "admin", &ip.to_string(), now)
             .await;
-        return login_page(&gateway, Some("Wrong user or password."), StatusCode::UNAUTHORIZED);
+        return login_page_for(&gateway, &form.name, Some("Wrong user or password."), StatusCode::UNAUTHORIZED);
     };
     if let Err(e) = throttle.succeeded(gateway.store(), &user.name, &address).await {
         return store_down(&e);

@@ -114,7 +114,7 @@ pub(in crate::admin) async fn payment(
             @if webhooks.is_empty() { p class="muted" { "None." } }
             @for w in &webhooks {
                 details {
-                    summary { (w.event_type) " \u{2014} " span class=(format!("badge {}", w.status)) { (w.status) } " \u{2014} " (w.attempts.len()) " attempts" }
+                    summary { (w.event_type) " \u{2014} " span class=(format!("badge {}", w.status)) { (w.status) } " \u{2014} " (w.attempts.len()) @if w.attempts.len() == 1 { " attempt" } @else { " attempts" } }
                     ul {
                         @for a in &w.attempts {
                             li { (nairobi(a.at)) " " (crate::redact::url(&a.url)) " \u{2192} " (a.status.map_or_else(|| a.error.clone().unwrap_or_default(), |s| s.to_string())) " (" (a.latency_ms) " ms) " code { (a.response) } }

@@ -23,19 +23,17 @@ pub(in crate::admin) struct PaymentQuery {
 }
 
 /// The filter a search box and the filter fields mean. The box takes a payment id, a phone
-/// in any typed form, a receipt number or an account reference.
+/// in any typed form, a receipt number or an account reference, in any case.
 pub(in crate::admin) fn filter_from(q: &PaymentQuery, limit: u32) -> PaymentFilter {
     let mut f = PaymentFilter { limit, ..PaymentFilter::default() };
     let text = q.q.trim();
     if !text.is_empty() {
-        if text.starts_with("pay_") {
-            f.id = Some(text.to_owned());
+        if text.to_ascii_lowercase().starts_with("pay_") {
+            f.id = Some(text.to_ascii_lowercase());
         } else if let Ok(phone) = daraja::Msisdn::parse(text) {
             f.phone = Some(phone);
-        } else if text.len() == 10 && text.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()) {
-            f.receipt = Some(text.to_owned());
         } else {
-            f.reference = Some(text.to_owned());
+            f.text = Some(text.to_owned());
         }
     }
     f.status = Status::parse(&q.status);

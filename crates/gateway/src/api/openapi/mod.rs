@@ -338,6 +338,7 @@ fn stk_and_payments() -> Value {
                     }
                 }
             },
+            "/": {"get": {"summary": "A page for people: what this is, links to the admin dashboard, this document and health, and every operation", "responses": {"200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}}}},
             "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "ok"}}}},
             "/readyz": {"get": {"summary": "Database reachable", "responses": {"200": {"description": "ready"}, "503": error_response("Database unavailable")}}},
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "Text exposition format"}}}},
