@@ -1,10 +1,11 @@
 //! Payments as CSV, streamed a page (1,000 rows) at a time: the admin dashboard's export and
-//! `lipa export` write it the same way, with memory flat however many rows.
+//! `lipa export` write it the same way, with memory flat however many rows. Times are Nairobi
+//! time with their offset (`+03:00`), as the pages show them; phones as customers write them.
 
 use futures_util::Stream;
 
 use crate::store::{PaymentFilter, Store, StoreError};
-use crate::time_fmt::rfc3339;
+use crate::time_fmt::{local_phone, rfc3339_nairobi};
 
 /// The header line.
 pub const HEADER: &str = "id,created_at,status,amount,phone,account_reference,receipt,result_code,failure_reason,needs_review,settled_at,refunded_amount\n";
@@ -29,16 +30,16 @@ pub fn csv(store: Store, filter: PaymentFilter) -> impl Stream<Item = Result<Str
                         chunk.push_str(&format!(
                             "{},{},{},{},{},{},{},{},{},{},{},{}\n",
                             p.id,
-                            rfc3339(p.created_at),
+                            rfc3339_nairobi(p.created_at),
                             p.status.as_str(),
                             p.amount.shillings(),
-                            p.phone,
+                            field(&local_phone(&p.phone.to_string())),
                             field(&p.account_reference),
                             p.receipt.as_deref().unwrap_or(""),
                             field(p.result_code.as_deref().unwrap_or("")),
                             p.failure_reason.map_or("", |r| r.as_str()),
                             p.needs_review,
-                            p.settled_at.map(rfc3339).unwrap_or_default(),
+                            p.settled_at.map(rfc3339_nairobi).unwrap_or_default(),
                             p.refunded_amount,
                         ));
                     }

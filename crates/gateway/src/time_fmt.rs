@@ -13,6 +13,16 @@ pub fn rfc3339(ms: i64) -> String {
         .unwrap_or_default()
 }
 
+/// Milliseconds since the epoch as RFC 3339 text in Nairobi time, with its offset
+/// (`2026-12-07T18:30:00+03:00`): what the pages show, and still one instant for programs.
+pub fn rfc3339_nairobi(ms: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .map(|t| t.to_offset(daraja::NAIROBI))
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}
+
 /// An instant as milliseconds since the epoch.
 pub fn to_millis(t: OffsetDateTime) -> i64 {
     i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)

@@ -396,6 +396,9 @@ async fn the_csv_export_holds_the_filtered_payments() {
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len(), 4, "{csv}");
     assert!(lines[0].starts_with("id,created_at,status,amount"));
+    // Nairobi time with its offset, and the phone as the customer writes it.
+    assert!(lines[1].contains("+03:00,"), "{csv}");
+    assert!(csv.contains("\"0712 345 601\""), "{csv}");
     let (_, paid) = admin.get("/admin/payments.csv?status=paid").await;
     assert_eq!(paid.lines().count(), 3);
     let (_, overview) = admin.get("/admin").await;

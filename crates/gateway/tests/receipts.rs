@@ -61,6 +61,10 @@ async fn a_payment_confirmed_without_its_receipt_takes_the_matching_one_the_cust
     let app = spawn_app().await;
     let (id, receipt) = paid_without_receipt(&app, 75).await;
     let payment = PaymentId::parse(&id).unwrap();
+    let list = app.admin_page("/admin/payments").await;
+    assert!(list.contains("not told by the query"), "the list says why the receipt is missing: {list}");
+    let hooks = app.admin_page("/admin/webhooks").await;
+    assert!(hooks.contains(">no webhook URL<") && !hooks.contains(">no_endpoint<"), "{hooks}");
 
     // Another payment's receipt (another amount) is shown, and not taken.
     let other = app.create("0700000000", 30).await;

@@ -120,7 +120,13 @@ pub(in crate::admin) async fn payments(
                                     td { (local_phone(&p.phone.to_string())) }
                                     td class="num" { (kes(p.amount.shillings())) }
                                     td { (status_badge(p)) }
-                                    td { (p.receipt.as_deref().unwrap_or("")) }
+                                    td {
+                                        @match (&p.receipt, p.status, p.settled_by) {
+                                            (Some(r), _, _) => (r.as_str()),
+                                            (None, Status::Paid, _) => span class="muted" title="STK Query confirmed the payment; Daraja's query does not tell the receipt. It comes with a late callback or a C2B echo, or check the one the customer shows on the payment's page." { "not told by the query" },
+                                            _ => "",
+                                        }
+                                    }
                                     td { (p.account_reference) }
                                 }
                             }

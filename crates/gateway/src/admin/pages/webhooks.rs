@@ -28,8 +28,10 @@ pub(in crate::admin) async fn webhooks(
             (flash_markup(&headers))
             h1 { "Webhook deliveries" }
             p { "Show: "
-                a href="/admin/webhooks" { "all" } " \u{2022} "
-                @for s in ["pending", "delivered", "dead", "no_endpoint"] { a href=(format!("/admin/webhooks?status={s}")) { (s) } " \u{2022} " }
+                a href="/admin/webhooks" { "all" }
+                @for (s, label) in [("pending", "pending"), ("delivered", "delivered"), ("dead", "given up"), ("no_endpoint", "no webhook URL")] {
+                    " \u{2022} " a href=(format!("/admin/webhooks?status={s}")) { (label) }
+                }
             }
             div class="scroll" {
                 table {
