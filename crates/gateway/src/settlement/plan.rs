@@ -228,20 +228,6 @@ pub struct NewEmail {
 /// The outbox rows announcing `event_type` for `payment` (as it now is) at `now`: the webhook
 /// body is `{id, type, created_at, data}` with the payment as the API shows it.
 pub fn outbox(payment: &Payment, event_type: &'static str, now: i64) -> Result<Outbox, serde_json::Error> {
-    /// The envelope every webhook event has.
-    #[derive(serde::Serialize)]
-    struct Envelope<'a> {
-        id: &'a str,
-        #[serde(rename = "type")]
-        event_type: &'a str,
-        #[serde(serialize_with = "crate::time_fmt::millis")]
-        created_at: i64,
-        data: &'a Payment,
-    }
-    // Ids begin with their creation time, so the rows a burst of callbacks writes share index
-    // pages (see [`crate::ids::time_ordered_hex`]).
-    let id = format!("evt_{}", crate::ids::time_ordered_hex());
-    let payload = serde_json::to_string(&Envelope { id: &id, event_type, created_at: now, data: payment })?;
     let email = match (&payment.customer_email, event_type) {
         (Some(recipient), "payment.paid") => Some(NewEmail {
             id: format!("eml_{}", crate::ids::time_ordered_hex()),
@@ -251,16 +237,7 @@ pub fn outbox(payment: &Payment, event_type: &'static str, now: i64) -> Result<O
         }),
         _ => None,
     };
-    let webhook = NewWebhookEvent {
-        id,
-        payment_id: payment.id.clone(),
-        api_key_id: payment.api_key_id.clone(),
-        event_type,
-        url: payment.webhook_url.clone(),
-        payload,
-        at: now,
-    };
-    Ok(Outbox { webhook, email })
+    Ok(Outbox { webhook: webhook_event(payment, event_type, payment, now)?, email })
 }
 
 /// The webhook event announcing a refund's end (`refund.succeeded`, `refund.failed`): its
@@ -277,18 +254,30 @@ pub fn refund_outbox(
         refund: &'a crate::refund::Refund,
         payment: &'a Payment,
     }
+    webhook_event(payment, event_type, &Data { refund, payment }, now)
+}
+
+/// A webhook event about `payment`: the envelope every event has, around `data`, to the
+/// payment's webhook URL.
+fn webhook_event<T: serde::Serialize>(
+    payment: &Payment,
+    event_type: &'static str,
+    data: &T,
+    now: i64,
+) -> Result<NewWebhookEvent, serde_json::Error> {
     #[derive(serde::Serialize)]
-    struct Envelope<'a> {
+    struct Envelope<'a, T> {
         id: &'a str,
         #[serde(rename = "type")]
         event_type: &'a str,
         #[serde(serialize_with = "crate::time_fmt::millis")]
         created_at: i64,
-        data: Data<'a>,
+        data: &'a T,
     }
+    // Ids begin with their creation time, so the rows a burst of callbacks writes share index
+    // pages (see [`crate::ids::time_ordered_hex`]).
     let id = format!("evt_{}", crate::ids::time_ordered_hex());
-    let payload =
-        serde_json::to_string(&Envelope { id: &id, event_type, created_at: now, data: Data { refund, payment } })?;
+    let payload = serde_json::to_string(&Envelope { id: &id, event_type, created_at: now, data })?;
     Ok(NewWebhookEvent {
         id,
         payment_id: payment.id.clone(),

@@ -49,11 +49,8 @@ pub(super) async fn event(
     .map(drop)
 }
 
-/// Writes a plan's timeline event and announcement, for `payment` as the plan left it.
-pub(super) async fn record(tx: &mut impl Tx, payment: &Payment, plan: &Plan, now: i64) -> Result<(), StoreError> {
-    event(tx, &payment.id, now, &plan.event.kind, &plan.event.detail).await?;
-    let Some(event_type) = plan.announce else { return Ok(()) };
-    let Outbox { webhook: w, email } = plan::outbox(payment, event_type, now).map_err(unserialisable)?;
+/// Queues a webhook event in the outbox.
+pub(super) async fn webhook(tx: &mut impl Tx, w: plan::NewWebhookEvent) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO webhook_events (id, payment_id, api_key_id, type, url, payload, status, created_at, next_attempt_at)
          VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $7)",
@@ -67,7 +64,16 @@ pub(super) async fn record(tx: &mut impl Tx, payment: &Payment, plan: &Plan, now
             w.at.into(),
         ],
     )
-    .await?;
+    .await
+    .map(drop)
+}
+
+/// Writes a plan's timeline event and announcement, for `payment` as the plan left it.
+pub(super) async fn record(tx: &mut impl Tx, payment: &Payment, plan: &Plan, now: i64) -> Result<(), StoreError> {
+    event(tx, &payment.id, now, &plan.event.kind, &plan.event.detail).await?;
+    let Some(event_type) = plan.announce else { return Ok(()) };
+    let Outbox { webhook: w, email } = plan::outbox(payment, event_type, now).map_err(unserialisable)?;
+    webhook(tx, w).await?;
     if let Some(e) = email {
         tx.execute(
             "INSERT INTO emails (id, payment_id, recipient, status, created_at, next_attempt_at)

@@ -456,20 +456,7 @@ async fn apply(
             )
             .await?;
         }
-        tx.execute(
-            "INSERT INTO webhook_events (id, payment_id, api_key_id, type, url, payload, status, created_at, next_attempt_at)
-             VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $7)",
-            vec![
-                w.id.into(),
-                w.payment_id.as_str().into(),
-                w.api_key_id.into(),
-                w.event_type.into(),
-                w.url.into(),
-                w.payload.into(),
-                w.at.into(),
-            ],
-        )
-        .await?;
+        crate::store::settle::webhook(tx, w).await?;
     }
     Ok(())
 }
