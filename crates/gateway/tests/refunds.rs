@@ -307,6 +307,29 @@ async fn messages_to_unknown_refund_urls_are_refused_and_not_stored() {
         let answer = post(path.clone()).await.unwrap();
         assert_eq!(answer.status().as_u16(), 404, "{path}");
     }
+    // A flood of what anyone can send: guessed secrets with bodies at the limit, bodies over
+    // it, and a wrong method. Every answer is a client error in the JSON envelope and nothing
+    // is stored.
+    let near_limit = format!("{{\"Result\":{{\"ResultDesc\":\"{}\"}}}}", "x".repeat(60 * 1024));
+    let over_limit = "y".repeat(70 * 1024);
+    let sends: Vec<_> = (0..300)
+        .map(|i| {
+            let path = if i % 2 == 0 { "refund" } else { "receipt-check" };
+            let url = format!("{}/callbacks/{path}/{}/result", app.base, lipa_gateway::ids::random_hex(16));
+            let body = if i % 3 == 0 { over_limit.clone() } else { near_limit.clone() };
+            let request = if i % 10 == 0 { app.http.get(&url) } else { app.http.post(&url).body(body) };
+            async move {
+                let answer = request.send().await.unwrap();
+                let status = answer.status().as_u16();
+                let json: Value = answer.json().await.unwrap_or(Value::Null);
+                (status, json)
+            }
+        })
+        .collect();
+    for (status, json) in join_all(sends).await {
+        assert!(matches!(status, 404 | 405 | 413), "{status} {json}");
+        assert!(json["error"]["code"].is_string(), "{status}: not the JSON envelope: {json}");
+    }
     let stored = app.gateway.store().query("SELECT COUNT(*) FROM callbacks", vec![]).await.unwrap();
     assert_eq!(stored[0][0].int(), 0);
 }

@@ -64,7 +64,9 @@ where
         .route("/callbacks/c2b/{token}/confirmation", post(c2b::confirmation))
         .route("/callbacks/c2b/{token}/validation", post(c2b::validation))
         .route("/callbacks/refund/{token}/{kind}", post(refunds::message))
-        .route("/callbacks/receipt-check/{token}/{kind}", post(refunds::check_answer));
+        .route("/callbacks/receipt-check/{token}/{kind}", post(refunds::check_answer))
+        // A wrong method answers in the envelope too.
+        .layer(axum::middleware::map_response(error::envelope));
     api.merge(callbacks).merge(c2b)
 }
 

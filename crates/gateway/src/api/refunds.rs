@@ -60,32 +60,9 @@ pub(super) async fn message(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let kind = MessageKind::parse(&kind);
-    let token_ok = token.len() == 32 && token.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-    let Some(kind) = kind.filter(|_| token_ok) else {
-        gateway.metrics().callback_refused();
-        return Err(ApiError::not_found("callback endpoint"));
-    };
-    allowed_source(&gateway, &headers, peer)?;
-    let body = match receive(body, &headers).await? {
-        Received::Whole(body) => body,
-        Received::TooLarge { .. } => return Err(ApiError::payload_too_large()),
-    };
-    match gateway.ingest_refund_message(&token, kind, body).await {
-        Ok(Some(_)) => {
-            Ok((StatusCode::OK, [("content-type", "application/json")], daraja::result::ACKNOWLEDGEMENT)
-                .into_response())
-        }
-        Ok(None) => {
-            gateway.metrics().callback_refused();
-            Err(ApiError::not_found("callback endpoint"))
-        }
-        Err(e) => {
-            // Not stored, so not acknowledged: Daraja should send it again.
-            tracing::error!(error = %e, "refund message not stored");
-            Err(ApiError::from(StoreError::unavailable(e)))
-        }
-    }
+    let Some(kind) = MessageKind::parse(&kind) else { return Err(refused(&gateway)) };
+    let body = secret_message(&gateway, &token, peer, &headers, body).await?;
+    acknowledged(&gateway, gateway.ingest_refund_message(&token, kind, body).await.map(|s| s.is_some()))
 }
 
 /// `POST /callbacks/receipt-check/{token}/{kind}`: Transaction Status's answer about a
@@ -98,31 +75,50 @@ pub(super) async fn check_answer(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let token_ok = token.len() == 32 && token.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
     let timeout = match kind.as_str() {
-        "result" if token_ok => false,
-        "timeout" if token_ok => true,
-        _ => {
-            gateway.metrics().callback_refused();
-            return Err(ApiError::not_found("callback endpoint"));
-        }
+        "result" => false,
+        "timeout" => true,
+        _ => return Err(refused(&gateway)),
     };
-    allowed_source(&gateway, &headers, peer)?;
-    let body = match receive(body, &headers).await? {
-        Received::Whole(body) => body,
-        Received::TooLarge { .. } => return Err(ApiError::payload_too_large()),
-    };
-    match gateway.ingest_check_answer(&token, timeout, body).await {
-        Ok(Some(_)) => {
+    let body = secret_message(&gateway, &token, peer, &headers, body).await?;
+    acknowledged(&gateway, gateway.ingest_check_answer(&token, timeout, body).await.map(|c| c.is_some()))
+}
+
+fn refused(gateway: &Gateway) -> ApiError {
+    gateway.metrics().callback_refused();
+    ApiError::not_found("callback endpoint")
+}
+
+/// The checks before a message to a secret URL is read: a secret of the right shape (32
+/// lower-case hex characters), an allowed source, a body of at most 64 KiB.
+async fn secret_message(
+    gateway: &Gateway,
+    token: &str,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Vec<u8>, ApiError> {
+    if token.len() != 32 || !token.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err(refused(gateway));
+    }
+    allowed_source(gateway, headers, peer)?;
+    match receive(body, headers).await? {
+        Received::Whole(body) => Ok(body),
+        Received::TooLarge { .. } => Err(ApiError::payload_too_large()),
+    }
+}
+
+/// Daraja's acknowledgement once the message is stored; 404 when no request has its secret
+/// (nothing stored); 503 when it could not be stored (not acknowledged: Daraja sends it again).
+fn acknowledged(gateway: &Gateway, stored: Result<bool, StoreError>) -> Result<Response, ApiError> {
+    match stored {
+        Ok(true) => {
             Ok((StatusCode::OK, [("content-type", "application/json")], daraja::result::ACKNOWLEDGEMENT)
                 .into_response())
         }
-        Ok(None) => {
-            gateway.metrics().callback_refused();
-            Err(ApiError::not_found("callback endpoint"))
-        }
+        Ok(false) => Err(refused(gateway)),
         Err(e) => {
-            tracing::error!(error = %e, "receipt check answer not stored");
+            tracing::error!(error = %e, "message to a secret URL not stored");
             Err(ApiError::from(StoreError::unavailable(e)))
         }
     }
