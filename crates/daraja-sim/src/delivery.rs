@@ -41,28 +41,12 @@ impl Delivery {
 }
 
 impl Delivery {
-    /// A C2B confirmation for `trans_id`; `None` when its faults drop it.
-    pub(crate) fn confirmation(
-        trans_id: &str,
-        url: &str,
-        body: String,
-        faults: Faults,
-        generation: u64,
-    ) -> Option<Self> {
-        if faults.drop {
-            return None;
-        }
-        let checkout_request_id = trans_id.to_owned();
-        Some(Self { kind: "c2b_confirmation", checkout_request_id, url: url.to_owned(), body, faults, generation })
-    }
-}
-
-impl Delivery {
-    /// A Reversal or Transaction Status result, or a queue timeout notice; `None` when its
-    /// faults drop it.
-    pub(crate) fn result(
+    /// A message other than an STK callback (a C2B confirmation, a Reversal or Transaction
+    /// Status result, a queue timeout), recorded under `key` (its TransID or conversation id);
+    /// `None` when its faults drop it.
+    pub(crate) fn message(
         kind: &'static str,
-        conversation: &str,
+        key: &str,
         url: &str,
         body: String,
         faults: Faults,
@@ -71,7 +55,7 @@ impl Delivery {
         if faults.drop {
             return None;
         }
-        let checkout_request_id = conversation.to_owned();
+        let checkout_request_id = key.to_owned();
         Some(Self { kind, checkout_request_id, url: url.to_owned(), body, faults, generation })
     }
 }

@@ -255,5 +255,28 @@ pub struct Accepted {
     pub response_description: String,
 }
 
+impl crate::client::Client {
+    /// Sends an initiator request (`body`, built around its result URLs) to `path`: the URLs
+    /// checked as Daraja would, the answer read as an acceptance.
+    pub(crate) async fn queue_initiator_request<T: serde::Serialize>(
+        &self,
+        operation: &'static str,
+        path: &str,
+        urls: (&crate::fields::CallbackUrl, &crate::fields::CallbackUrl),
+        body: &T,
+    ) -> Result<Accepted, crate::error::Error> {
+        use crate::c2b::api::{ack, check_url, encode};
+        check_url(self, "ResultURL", urls.0)?;
+        check_url(self, "QueueTimeOutURL", urls.1)?;
+        let answer = self.call(operation, path, encode(operation, body)?).await?;
+        let ack = ack(operation, &answer, &["0"])?;
+        Ok(Accepted {
+            originator_conversation_id: ack.originator_conversation_id,
+            conversation_id: ack.conversation_id,
+            response_description: ack.response_description,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -12,7 +12,6 @@
 use serde::Serialize;
 
 use crate::amount::Amount;
-use crate::c2b::api::{ack, check_url, encode};
 use crate::client::Client;
 use crate::error::Error;
 use crate::fields::CallbackUrl;
@@ -143,32 +142,21 @@ impl Client {
     /// `ResultURL`.
     #[tracing::instrument(skip_all, fields(transaction_id = %request.transaction_id))]
     pub async fn reversal(&self, request: &Reversal) -> Result<Accepted, Error> {
-        const OP: &str = "reversal";
-        check_url(self, "ResultURL", &request.result_url)?;
-        check_url(self, "QueueTimeOutURL", &request.queue_timeout_url)?;
-        let body = encode(
-            OP,
-            &Wire {
-                initiator: request.initiator.name(),
-                security_credential: request.initiator.credential().expose(),
-                command_id: "TransactionReversal",
-                transaction_id: request.transaction_id.as_str(),
-                amount: request.amount.shillings(),
-                receiver_party: request.receiver_party.get(),
-                reciever_identifier_type: request.receiver_identifier_type.get().to_string(),
-                result_url: request.result_url.as_str(),
-                queue_timeout_url: request.queue_timeout_url.as_str(),
-                remarks: request.remarks.as_str(),
-                occasion: occasion(request.occasion.as_deref())?,
-            },
-        )?;
-        let answer = self.call(OP, "mpesa/reversal/v1/request", body).await?;
-        let ack = ack(OP, &answer, &["0"])?;
-        Ok(Accepted {
-            originator_conversation_id: ack.originator_conversation_id,
-            conversation_id: ack.conversation_id,
-            response_description: ack.response_description,
-        })
+        let body = Wire {
+            initiator: request.initiator.name(),
+            security_credential: request.initiator.credential().expose(),
+            command_id: "TransactionReversal",
+            transaction_id: request.transaction_id.as_str(),
+            amount: request.amount.shillings(),
+            receiver_party: request.receiver_party.get(),
+            reciever_identifier_type: request.receiver_identifier_type.get().to_string(),
+            result_url: request.result_url.as_str(),
+            queue_timeout_url: request.queue_timeout_url.as_str(),
+            remarks: request.remarks.as_str(),
+            occasion: occasion(request.occasion.as_deref())?,
+        };
+        let urls = (&request.result_url, &request.queue_timeout_url);
+        self.queue_initiator_request("reversal", "mpesa/reversal/v1/request", urls, &body).await
     }
 }
 

@@ -7,7 +7,6 @@
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::c2b::api::{ack, check_url, encode};
 use crate::client::Client;
 use crate::error::Error;
 use crate::fields::CallbackUrl;
@@ -72,9 +71,6 @@ impl Client {
     /// `ResultURL`.
     #[tracing::instrument(skip_all, fields(party_a = %query.party_a))]
     pub async fn transaction_status(&self, query: &StatusQuery) -> Result<Accepted, Error> {
-        const OP: &str = "transaction_status";
-        check_url(self, "ResultURL", &query.result_url)?;
-        check_url(self, "QueueTimeOutURL", &query.queue_timeout_url)?;
         let (transaction_id, original_conversation_id) = match &query.target {
             Target::Receipt(r) => (Some(r.as_str()), None),
             Target::Conversation(id) => {
@@ -89,29 +85,21 @@ impl Client {
                 (None, Some(id))
             }
         };
-        let body = encode(
-            OP,
-            &Wire {
-                initiator: query.initiator.name(),
-                security_credential: query.initiator.credential().expose(),
-                command_id: "TransactionStatusQuery",
-                transaction_id,
-                original_conversation_id,
-                party_a: query.party_a.get(),
-                identifier_type: "4",
-                result_url: query.result_url.as_str(),
-                queue_timeout_url: query.queue_timeout_url.as_str(),
-                remarks: query.remarks.as_str(),
-                occasion: occasion(query.occasion.as_deref())?,
-            },
-        )?;
-        let answer = self.call(OP, "mpesa/transactionstatus/v1/query", body).await?;
-        let ack = ack(OP, &answer, &["0"])?;
-        Ok(Accepted {
-            originator_conversation_id: ack.originator_conversation_id,
-            conversation_id: ack.conversation_id,
-            response_description: ack.response_description,
-        })
+        let body = Wire {
+            initiator: query.initiator.name(),
+            security_credential: query.initiator.credential().expose(),
+            command_id: "TransactionStatusQuery",
+            transaction_id,
+            original_conversation_id,
+            party_a: query.party_a.get(),
+            identifier_type: "4",
+            result_url: query.result_url.as_str(),
+            queue_timeout_url: query.queue_timeout_url.as_str(),
+            remarks: query.remarks.as_str(),
+            occasion: occasion(query.occasion.as_deref())?,
+        };
+        let urls = (&query.result_url, &query.queue_timeout_url);
+        self.queue_initiator_request("transaction_status", "mpesa/transactionstatus/v1/query", urls, &body).await
     }
 }
 

@@ -219,8 +219,8 @@ impl Sim {
             (book.registrations.get(&txn.shortcode).map(|r| r.confirmation_url.clone()), balance)
         };
         let body = body(&txn, merchant, Some(balance));
-        if let Some(d) =
-            url.and_then(|url| Delivery::confirmation(&txn.trans_id, &url, body, faults, self.generation()))
+        if let Some(d) = url
+            .and_then(|url| Delivery::message("c2b_confirmation", &txn.trans_id, &url, body, faults, self.generation()))
         {
             tokio::spawn(delivery::deliver(self.clone(), self.http().clone(), d));
         }

@@ -224,7 +224,7 @@ impl Sim {
             };
             (kind, &request.result_url, result_body(ids, &code, &desc, receipt.as_deref(), &parameters))
         };
-        let delivery = Delivery::result(
+        let delivery = Delivery::message(
             kind,
             &request.originator_conversation_id,
             url,
