@@ -3,6 +3,15 @@
 //! Reversal was sent, and applying Daraja's answers (`settle.rs`). Reads for the API and the
 //! worker's leases are on [`Store`](super::Store) in `reads` below.
 
+/// The columns a refund is read with (a macro, for statements built with `concat!`).
+macro_rules! refund_columns {
+    () => {
+        "id, payment_id, amount, status, reason, reversal_receipt, result_code, result_desc, needs_review, \
+         requested_by, created_at, updated_at, settled_at, send_state, originator_conversation_id, timed_out, \
+         status_checks, note, api_key_id"
+    };
+}
+
 mod reads;
 mod settle;
 
@@ -17,10 +26,8 @@ use crate::payment::PaymentId;
 use crate::refund::{Refund, RefundId, RefundStatus, SendState};
 use crate::settlement::refund::{Refusal, may_refund};
 
-/// The columns a refund is read with.
-pub(super) const REFUND_COLUMNS: &str = "id, payment_id, amount, status, reason, reversal_receipt, result_code, \
-     result_desc, needs_review, requested_by, created_at, updated_at, settled_at, send_state, \
-     originator_conversation_id, timed_out, status_checks, note, api_key_id";
+/// [`refund_columns!`] as a constant.
+pub(super) const REFUND_COLUMNS: &str = refund_columns!();
 
 /// A refund read as `SELECT REFUND_COLUMNS`.
 pub(super) fn refund_from(row: &[Cell]) -> Result<Refund, StoreError> {

@@ -84,22 +84,19 @@ impl Store {
     pub async fn claim_due_refunds(&self, now: i64, lease_until: i64, limit: u32) -> Result<Vec<Refund>, StoreError> {
         let rows = self
             .execute_returning(
-                "UPDATE refunds SET lease_until = $2
-                 WHERE id IN (SELECT id FROM refunds
-                              WHERE status = 'pending' AND next_check_at IS NOT NULL AND next_check_at <= $1
-                                AND (lease_until IS NULL OR lease_until <= $1)
-                              ORDER BY next_check_at LIMIT $3 /*skip_locked*/)
-                 RETURNING id",
+                concat!(
+                    "UPDATE refunds SET lease_until = $2
+                     WHERE id IN (SELECT id FROM refunds
+                                  WHERE status = 'pending' AND next_check_at IS NOT NULL AND next_check_at <= $1
+                                    AND (lease_until IS NULL OR lease_until <= $1)
+                                  ORDER BY next_check_at LIMIT $3 /*skip_locked*/)
+                     RETURNING ",
+                    refund_columns!()
+                ),
                 vec![now.into(), lease_until.into(), i64::from(limit).into()],
             )
             .await?;
-        let mut due = Vec::with_capacity(rows.len());
-        for row in rows {
-            if let Some(r) = self.refund(&RefundId::from_db(row[0].text()), None).await? {
-                due.push(r);
-            }
-        }
-        Ok(due)
+        rows.iter().map(|r| refund_from(r)).collect()
     }
 
     /// Records a Transaction Status question about a refund and when to ask again (`None`:
