@@ -1,6 +1,46 @@
 //! Unguessable tokens from the operating system's CSPRNG. Lower-case hex only: it can never
 //! spell a word Daraja bans in callback URLs (`exe`, `cmd`, `sql`, …).
 
+/// A public id type: a prefix, then [`time_ordered_hex`] (`pay_…`, `re_…`). Its `parse` accepts
+/// only that shape, so path parameters cannot carry anything else.
+macro_rules! time_ordered_id {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// A new id: its creation time, then 48 random bits (see `ids::time_ordered_hex`).
+            pub fn generate() -> Self {
+                Self(format!(concat!($prefix, "{}"), $crate::ids::time_ordered_hex()))
+            }
+
+            /// Accepts only the shape `generate` makes.
+            pub fn parse(input: &str) -> Option<Self> {
+                let hex = input.strip_prefix($prefix)?;
+                (hex.len() == 24 && hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
+                    .then(|| Self(input.to_owned()))
+            }
+
+            /// The id as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+
+            pub(crate) fn from_db(s: String) -> Self {
+                Self(s)
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
 /// `bytes` random bytes as lower-case hex.
 pub fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];

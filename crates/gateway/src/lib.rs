@@ -13,6 +13,7 @@ pub mod checkout;
 pub mod config;
 pub mod export;
 pub mod follow;
+#[macro_use]
 pub mod ids;
 pub mod keys;
 pub mod mail;

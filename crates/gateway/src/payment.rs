@@ -4,45 +4,13 @@
 //! for a `failed` or `expired` payment still makes it `paid` (money moved) and flags it; the
 //! rules live in `settlement`.
 
-use std::fmt;
-
 use serde::Serialize;
 
-use crate::ids;
-
-/// A payment's public id, e.g. `pay_3f9c0a6b1d2e4f5a6b7c8d9e`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
-pub struct PaymentId(String);
-
-impl PaymentId {
-    /// A new id: its creation time, then 48 random bits (see [`ids::time_ordered_hex`]).
-    pub fn generate() -> Self {
-        Self(format!("pay_{}", ids::time_ordered_hex()))
-    }
-
-    /// Accepts only the shape `generate` makes, so path parameters cannot carry anything else.
-    pub fn parse(input: &str) -> Option<Self> {
-        let hex = input.strip_prefix("pay_")?;
-        (hex.len() == 24 && hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
-            .then(|| Self(input.to_owned()))
-    }
-
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    pub(crate) fn from_db(s: String) -> Self {
-        Self(s)
-    }
-}
-
-impl fmt::Display for PaymentId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+time_ordered_id!(
+    /// A payment's public id, e.g. `pay_3f9c0a6b1d2e4f5a6b7c8d9e`.
+    PaymentId,
+    "pay_"
+);
 
 /// Where a payment is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]

@@ -6,46 +6,15 @@
 //! [`SendState`]; a request whose answer was lost is never sent again (a second reversal
 //! could move money twice): it is asked about, or left for staff.
 
-use std::fmt;
-
 use serde::Serialize;
 
-use crate::ids;
 use crate::payment::PaymentId;
 
-/// A refund's public id, e.g. `re_3f9c0a6b1d2e4f5a6b7c8d9e`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-#[serde(transparent)]
-pub struct RefundId(String);
-
-impl RefundId {
-    /// A new id: its creation time, then 48 random bits.
-    pub fn generate() -> Self {
-        Self(format!("re_{}", ids::time_ordered_hex()))
-    }
-
-    /// Accepts only the shape `generate` makes.
-    pub fn parse(input: &str) -> Option<Self> {
-        let hex = input.strip_prefix("re_")?;
-        (hex.len() == 24 && hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
-            .then(|| Self(input.to_owned()))
-    }
-
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    pub(crate) fn from_db(s: String) -> Self {
-        Self(s)
-    }
-}
-
-impl fmt::Display for RefundId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+time_ordered_id!(
+    /// A refund's public id, e.g. `re_3f9c0a6b1d2e4f5a6b7c8d9e`.
+    RefundId,
+    "re_"
+);
 
 /// Where a refund is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
