@@ -35,9 +35,10 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .with_state(state)
 }
 
+/// `KES 1,350`, with a no-break space so the amount never wraps apart from its currency.
 fn kes(amount: u32) -> String {
     let digits = amount.to_string();
-    let mut out = String::from("KES ");
+    let mut out = String::from("KES\u{a0}");
     for (i, c) in digits.chars().enumerate() {
         if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
@@ -191,6 +192,7 @@ fn booking_view(state: &State, m: &Movie, form: &BookingForm, errors: &[(&str, S
                 }
                 @if let Some(e) = error("quantity") { p class="error" { (e) } }
                 p class="total" { "Total: " output id="total" for="quantity" { (kes(m.price.saturating_mul(chosen.clamp(1, max.max(1))))) } }
+                noscript { p class="small" { (kes(m.price)) " per seat; the total for the seats you choose is shown on the payment page." } }
                 button type="submit" { "Pay with M-PESA" }
             }
         },
@@ -234,7 +236,9 @@ async fn book(
     }
     let phone = daraja::Msisdn::parse(&form.phone);
     if let Err(e) = &phone {
-        errors.push(("phone", format!("{}: use a Safaricom number like 0712 345 678.", e.reason)));
+        // Customers get one short sentence; the precise rule is for developers (and the logs).
+        tracing::debug!(reason = %e.reason, "booking phone refused");
+        errors.push(("phone", "Enter your M-PESA number, like 0712 345 678.".to_owned()));
     }
     let quantity = form.quantity.trim().parse::<u32>().ok().filter(|q| (1..=10).contains(q));
     if quantity.is_none() {
@@ -414,13 +418,17 @@ async fn ticket_page(AxumState(state): St, Path(id): Path<String>) -> Response {
         Ok(None) => return error_page(&state, StatusCode::NOT_FOUND, "There is no such movie."),
         Err(e) => return db_down(&state, &e),
     };
-    let details = html! {
-        dl class="summary" {
-            dt { "Movie" } dd { (movie.title) }
-            dt { "Show" } dd { (nairobi(movie.show_time)) }
-            dt { "Seats" } dd { (ticket.quantity) }
-            dt { "Name" } dd { (ticket.customer_name) }
-            dt { "Total" } dd { (kes(ticket.total)) }
+    // One list, so the booking's and the payment's rows line up.
+    let details = |more: Markup| {
+        html! {
+            dl class="summary" {
+                dt { "Movie" } dd { (movie.title) }
+                dt { "Show" } dd { (nairobi(movie.show_time)) }
+                dt { "Seats" } dd { (ticket.quantity) }
+                dt { "Name" } dd { (ticket.customer_name) }
+                dt { "Total" } dd { (kes(ticket.total)) }
+                (more)
+            }
         }
     };
     let body = match ticket.status {
@@ -431,29 +439,27 @@ async fn ticket_page(AxumState(state): St, Path(id): Path<String>) -> Response {
                 h1 class="ok" { "Your tickets" }
                 p { "Paid. Show this page (or the M-PESA SMS) at the door." }
             }
-            (details)
-            dl class="summary" {
+            (details(html! {
                 dt { "M-PESA receipt" } dd class="receipt" { (ticket.receipt.as_deref().unwrap_or("on its way by SMS")) }
                 @if let Some(at) = ticket.transaction_date { dt { "Paid at" } dd { (nairobi(at)) } }
                 dt { "Status" } dd class="status" { "Paid" }
-            }
+            }))
             (crate::refunds::section(&ticket, movie.show_time, &kes(ticket.total)))
+            p { a class="secondary" href="/" { "Back to the movies" } }
         },
         TicketStatus::Failed => html! {
             h1 class="bad" { "Payment failed" }
             p { (ticket.failure.as_deref().unwrap_or("The payment did not go through.")) }
-            (details)
-            p class="status" { "Status: Failed. Your seats were released." }
+            (details(html! { dt { "Status" } dd class="status" { "Failed: your seats were released" } }))
             form method="post" action=(format!("/tickets/{}/retry", ticket.id)) {
                 button type="submit" { "Try again" }
             }
-            p { a href="/" { "Back to the movies" } }
+            p { a class="secondary" href="/" { "Back to the movies" } }
         },
         TicketStatus::Pending => html! {
             h1 { "Waiting for your payment" }
             p { "Your seats are held while you pay. This page refreshes itself." }
-            (details)
-            p class="status" { "Status: Pending" }
+            (details(html! { dt { "Status" } dd class="status" { "Pending" } }))
             @if let Some(url) = &ticket.checkout_url { a class="button" href=(url) { "Continue to payment" } }
         },
     };

@@ -7,7 +7,7 @@
   var price = parseInt(quantity.getAttribute("data-price"), 10);
   var show = function () {
     var sum = price * parseInt(quantity.value, 10);
-    total.textContent = "KES " + sum.toLocaleString("en-KE");
+    total.textContent = "KES\u00a0" + sum.toLocaleString("en-KE");
   };
   quantity.addEventListener("change", show);
   show();

@@ -55,7 +55,7 @@ label{display:block;margin-top:8px;font-size:14px}summary{cursor:pointer;padding
 section input{display:block;margin-top:4px;font-size:18px!important;letter-spacing:1px!important;text-align:left!important}
 input[type=password],input[type=tel],input[type=text]{width:100%;font-size:22px;letter-spacing:6px;padding:10px;border:1px solid #bbb;border-radius:8px;text-align:center}
 .buttons{display:flex;gap:10px;margin-top:14px}button{flex:1;font-size:16px;padding:12px;border:0;border-radius:8px;cursor:pointer}
-.send{background:#3aa843;color:#fff}.cancel{background:#e3e6e4}.sms{background:#fff;border-radius:14px;padding:14px;margin-top:16px;font-size:14px;line-height:1.4}
+.send{background:#1e7b34;color:#fff}.cancel{background:#e3e6e4}.sms{background:#fff;border-radius:14px;padding:14px;margin-top:16px;font-size:14px;line-height:1.4}
 .ok{border-left:4px solid #3aa843}.fail{border-left:4px solid #c0392b}a{color:#1f7a2b}ul{padding-left:18px}
 "#;
 
@@ -306,8 +306,19 @@ async fn index(State(sim): State<Sim>, Query(open): Query<Open>) -> Response {
     let prompts = if prompts.is_empty() { "<li>None right now.</li>".to_owned() } else { prompts };
     Html(format!(
         r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<title>Virtual phones</title><meta http-equiv="refresh" content="3"><style>{STYLE}</style></head>
-<body><main class="phone"><h1>Virtual phones</h1><p class="muted">Phones with an open M-PESA prompt:</p><ul>{prompts}</ul>
+<title>Virtual phones</title><style>{STYLE}</style></head>
+<body><main class="phone"><h1>Virtual phones</h1><p class="muted">Phones with an open M-PESA prompt:</p><ul id="prompts">{prompts}</ul>
+<noscript><p class="muted"><a href="/phone">Refresh the list</a></p></noscript>
+<script>
+// Only the list is refreshed, every 3 s: what is typed below stays.
+setInterval(function () {{
+  fetch("/phone", {{cache: "no-store"}}).then(function (r) {{ return r.text(); }}).then(function (html) {{
+    var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("prompts");
+    var list = document.getElementById("prompts");
+    if (fresh && list && fresh.innerHTML !== list.innerHTML) {{ list.innerHTML = fresh.innerHTML; }}
+  }}).catch(function () {{}});
+}}, 3000);
+</script>
 <form method="get" action="/phone"><label for="m">Open a phone</label><input id="m" type="tel" name="msisdn" placeholder="0712 345 678">
 <div class="buttons"><button class="send">Open</button></div></form></main></body></html>"#
     ))

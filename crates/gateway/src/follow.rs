@@ -10,6 +10,7 @@ struct Follow {
     gateway: Gateway,
     id: PaymentId,
     changes: tokio::sync::broadcast::Receiver<PaymentId>,
+    stopping: tokio::sync::watch::Receiver<bool>,
     last: Option<Payment>,
     pending: Option<Payment>,
     done: bool,
@@ -18,9 +19,12 @@ struct Follow {
 /// `first`, then the payment again on every change, ending after it is final (a failed payment
 /// that can still be paid by hand is not final yet). Woken at once by
 /// changes in this process; re-reads every 2 s so changes settled by another replica are seen.
+/// Ends early when the server stops (the client reconnects to another replica, or later).
 pub fn payment(gateway: Gateway, first: Payment) -> impl Stream<Item = Payment> {
     let changes = gateway.changes();
-    let state = Follow { gateway, id: first.id.clone(), changes, last: None, pending: Some(first), done: false };
+    let stopping = gateway.stopping();
+    let state =
+        Follow { gateway, id: first.id.clone(), changes, stopping, last: None, pending: Some(first), done: false };
     futures_util::stream::unfold(state, |mut s| async move {
         loop {
             if s.done {
@@ -43,7 +47,10 @@ pub fn payment(gateway: Gateway, first: Payment) -> impl Stream<Item = Payment> 
                     }
                 }
             });
-            let _ = woken.await;
+            tokio::select! {
+                _ = woken => {}
+                _ = s.stopping.wait_for(|stopping| *stopping) => return None,
+            }
             match s.gateway.store().payment(&s.id, None).await {
                 Ok(p) => s.pending = p,
                 Err(e) => {

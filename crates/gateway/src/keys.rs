@@ -20,10 +20,30 @@ pub async fn create(store: &Store, name: &str, now: i64) -> Result<(ApiKey, Stri
         prefix: secret[..12].to_owned(),
         created_at: now,
         revoked_at: None,
+        display_name: None,
     };
     store.insert_api_key(key.clone(), ids::sha256_hex(secret.as_bytes())).await?;
     store.set_webhook_secret(&key.id, &new_secret()).await?;
     Ok((key, secret))
+}
+
+/// A merchant's display name as customers will read it: 1 to 60 characters, no control
+/// characters, spaces trimmed.
+pub fn parse_display_name(name: &str) -> Result<String, String> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 60 {
+        return Err(format!("a display name has 1 to 60 characters, not {}", name.chars().count()));
+    }
+    if name.chars().any(char::is_control) {
+        return Err("a display name cannot contain control characters (new lines, tabs)".into());
+    }
+    Ok(name.to_owned())
+}
+
+/// The name customers see for the merchant a key belongs to: its display name, else the
+/// installation's business name.
+pub async fn merchant_name(store: &Store, api_key_id: &str, business_name: &str) -> Result<String, StoreError> {
+    Ok(store.display_name(api_key_id).await?.unwrap_or_else(|| business_name.to_owned()))
 }
 
 /// The webhook signing secret of a key, creating one if it has none. Two callers racing

@@ -226,7 +226,9 @@ async fn send(
         Ok(to) => to,
         Err(e) => return Ok(EmailNext::Dead(format!("{:?} is not an email address: {e}", job.recipient))),
     };
-    let business = &gateway.settings().business_name;
+    let business =
+        crate::keys::merchant_name(gateway.store(), &payment.api_key_id, &gateway.settings().business_name).await?;
+    let business = &business;
     let (subject, text, html) = match &job.refund_id {
         None => receipt(business, &payment),
         Some(id) => match gateway.store().refund(id, None).await? {

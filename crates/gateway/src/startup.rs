@@ -91,6 +91,11 @@ impl Application {
             .trusted_proxy_header
             .is_none()
             .then(|| PerPeer { limit: MAX_PER_PEER, exempt: callbacks.allowlist.clone() });
+        let gateway = self.gateway.clone();
+        let shutdown = async move {
+            shutdown.await;
+            gateway.stop_streams();
+        };
         let app =
             app(self.gateway).layer(axum::middleware::from_fn_with_state(limits.saturating_mul(6), request_deadline));
         serve(self.listener, app, limits, per_peer, shutdown).await;

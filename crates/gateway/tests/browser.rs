@@ -201,6 +201,21 @@ async fn staff_sign_in_find_a_payment_by_the_phone_as_typed_and_resolve_its_revi
     assert!(!listed.contains("0722 000 111"), "only the searched phone: {listed}");
     browser.screenshot("admin-payments").await;
 
+    // On a phone the table scrolls sideways inside its box, and says so.
+    assert!(browser.displayed(".scroll-hint").await, "the hint is shown at 390 px");
+    let scrolls = browser
+        .execute("var s = document.querySelector('.scroll'); s.scrollLeft = 10000; return [s.scrollWidth > s.clientWidth, s.scrollLeft > 0];")
+        .await;
+    assert_eq!(scrolls, json!([true, true]), "the columns past the screen are reached by scrolling");
+
+    // Search ignores case: the receipt as someone might type it.
+    let receipt = app.payment(&id).await["receipt"].as_str().unwrap().to_lowercase();
+    browser.type_into("input[name=q]", &receipt).await;
+    browser.click(".filters button[type=submit]").await;
+    browser.wait_for_url(&format!("q={receipt}"), 10).await;
+    browser.wait_for_text("0712 345 678", 10).await;
+    assert!(!browser.page_text().await.contains("0722 000 111"));
+
     browser.click("tbody a").await;
     browser.wait_for_text("Callbacks received (2)", 10).await;
     let detail = browser.page_text().await;
@@ -210,4 +225,22 @@ async fn staff_sign_in_find_a_payment_by_the_phone_as_typed_and_resolve_its_revi
     browser.click("form[action$='/resolve'] button").await;
     browser.wait_for_text("Review resolved.", 10).await;
     assert_eq!(app.payment(&id).await["needs_review"], false);
+}
+
+#[tokio::test]
+async fn the_merchants_own_name_heads_the_swahili_page_and_the_countdown_is_the_prompts_lifetime() {
+    let Some(browser) = Browser::start(true).await else { return };
+    let app = app().await;
+    let key = lipa_gateway::keys::authenticate(app.gateway.store(), &app.key).await.unwrap().unwrap();
+    app.gateway.store().set_display_name(&key.id, Some("Nairobi Cinemas")).await.unwrap();
+    let (url, _) = session_url(&app).await;
+    browser.goto(&format!("{url}?lang=sw")).await;
+    browser.wait_for_text("Malipo kwa Nairobi Cinemas", 5).await;
+    assert!(!browser.page_text().await.contains("Lipa Cinema"), "one name throughout");
+    browser.type_into("#phone", "0712 345 678").await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_text("Angalia simu yako", 10).await;
+    let left: u64 = browser.text_of(".countdown").await.trim().parse().unwrap();
+    assert!((45..=60).contains(&left), "counts down from the prompt's 60 s, shows {left}");
+    assert!(browser.page_text().await.contains("Nairobi Cinemas"));
 }

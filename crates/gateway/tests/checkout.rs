@@ -282,3 +282,39 @@ async fn a_prompt_that_never_came_offers_the_paybill_way_and_the_page_turns_paid
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn a_merchants_display_name_heads_its_checkout_in_both_languages() {
+    let app = app(SimConfig::default()).await;
+    let key = lipa_gateway::keys::authenticate(app.gateway.store(), &app.key).await.unwrap().unwrap();
+    assert!(app.gateway.store().set_display_name(&key.id, Some("Lipa Tours & Safaris")).await.unwrap());
+    let (_, session, _) = create_session(&app, &session_body(), None).await;
+    let url = session["url"].as_str().unwrap();
+    let (_, html) = page(url, None).await;
+    assert!(html.contains("<h1>Pay Lipa Tours &amp; Safaris</h1>"), "{html}");
+    assert!(!html.contains("Lipa Cinema"), "the merchant's name, not the installation's: {html}");
+    let (_, html) = page(url, Some("sw")).await;
+    assert!(html.contains("<h1>Malipo kwa Lipa Tours &amp; Safaris</h1>"), "{html}");
+}
+
+#[tokio::test]
+async fn a_failed_page_names_the_business_and_amount_and_tells_an_unanswered_prompt_from_an_unreachable_phone() {
+    let app = app(SimConfig::interactive()).await;
+    let mut reasons = Vec::new();
+    for waited in [Duration::from_secs(45), Duration::from_secs(2)] {
+        let (_, session, _) = create_session(&app, &session_body(), None).await;
+        let url = session["url"].as_str().unwrap().to_owned();
+        assert_eq!(submit(&url, "0712345678").await.0, 303);
+        let (_, waiting) = page(&url, None).await;
+        assert!(waiting.contains("data-deadline=\"60\""), "the countdown is the prompt's lifetime: {waiting}");
+        app.clock.advance(waited);
+        let prompt = app.sim.sim().transactions().last().unwrap().checkout_request_id.clone();
+        assert!(app.sim.sim().resolve(&prompt, Answer::Fail("1037".into())));
+        let html = final_page(&url).await;
+        assert!(html.contains("Lipa Cinema") && html.contains("KES 45") && html.contains("TICKET-42"), "{html}");
+        reasons.push(html);
+    }
+    assert!(reasons[0].contains("was not answered in time"), "{}", reasons[0]);
+    assert!(!reasons[0].contains("Check it is on and has signal"), "{}", reasons[0]);
+    assert!(reasons[1].contains("Check it is on and has signal"), "{}", reasons[1]);
+}

@@ -33,6 +33,27 @@ pub struct Args {
     /// Start from an empty data directory.
     #[arg(long)]
     reset: bool,
+    /// The business's name: the shop's, on the checkout pages, receipts and in the prompt.
+    #[arg(long, default_value = "Lipa Cinema")]
+    business_name: String,
+}
+
+/// The settings the demo does not read, named if the environment or a `lipa.toml` sets them:
+/// the demo runs on its own defaults and takes only its options (`lipa demo --help`).
+fn ignored_settings() -> Vec<String> {
+    let mut ignored: Vec<String> = std::env::vars()
+        .map(|(name, _)| name)
+        .filter(|name| name.starts_with("LIPA_") || name.starts_with("MPESA_") || name == "DATABASE_URL")
+        // The log filter works everywhere; the others drive the test suites.
+        .filter(|name| name != "LIPA_LOG" && !name.starts_with("LIPA_TEST_") && !name.starts_with("LIPA_SCALE_"))
+        .filter(|name| !["LIPA_REQUIRE_ALL", "LIPA_SCREENSHOTS"].contains(&name.as_str()))
+        .collect();
+    ignored.sort();
+    let file = std::env::var("LIPA_CONFIG").unwrap_or_else(|_| "lipa.toml".into());
+    if std::path::Path::new(&file).is_file() {
+        ignored.insert(0, file);
+    }
+    ignored
 }
 
 pub async fn run(args: Args) -> Result<()> {
@@ -43,20 +64,37 @@ pub async fn run(args: Args) -> Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .map_err(|e| format!("could not create the data directory {}: {e}", args.data_dir.display()))?;
 
+    let ignored = ignored_settings();
+    if !ignored.is_empty() {
+        println!(
+            "Note: the demo runs on its own settings and does not read {}. It takes only its options \
+             (--shop-port, --gateway-port, --sim-port, --data-dir, --business-name, --auto, --reset); \
+             `lipa serve` reads lipa.toml and the environment.",
+            ignored.join(", ")
+        );
+    }
     let mut settings = Settings::load(None, &|_| None)?;
+    settings.business_name = args.business_name.clone();
     settings.listen = format!("127.0.0.1:{}", args.gateway_port).parse()?;
     settings.database_url = format!("sqlite:{}", args.data_dir.join("lipa.db").display());
     // The shop's webhook endpoint is on this machine.
     settings.webhooks.allow_private = true;
     let mut sim = SimConfig::interactive();
+    // The prompt names the business as Safaricom registered it: the same name everywhere.
+    for merchant in &mut sim.merchants {
+        merchant.name = args.business_name.clone();
+    }
     if args.auto {
         sim.default_answer = DefaultAnswer::Approve;
         sim.auto_answer_after = Duration::from_secs(3);
     }
     let (connection, sim_base) = crate::gateway::start_simulator(sim, args.sim_port).await?;
-    let app = Application::build(settings, connection, Arc::new(daraja::SystemClock))
-        .await
-        .map_err(|e| format!("{e} (use --gateway-port)"))?;
+    let app = Application::build(settings, connection, Arc::new(daraja::SystemClock)).await.map_err(|e| match e {
+        lipa_gateway::startup::StartError::Bind { addr, source } => {
+            format!("could not listen on {addr}: {source} (use --gateway-port)")
+        }
+        e => e.to_string(),
+    })?;
     let gateway = app.gateway().clone();
     let key = demo_key(&gateway, &args.data_dir).await?;
     let base = format!("http://{}", app.addr());
@@ -69,7 +107,7 @@ pub async fn run(args: Args) -> Result<()> {
         api_key: key.clone(),
         webhook_secret,
         database: args.data_dir.join("cinema.db"),
-        name: "Lipa Cinema".into(),
+        name: args.business_name.clone(),
     })
     .await?;
     let shop_url = format!("http://{}", shop.addr());
@@ -111,6 +149,7 @@ pub async fn run(args: Args) -> Result<()> {
     let shop = tokio::spawn(shop.run_until_stopped(until_stopped(stopped.clone())));
     let server = tokio::spawn(app.run_until_stopped(until_stopped(stopped)));
     crate::until_stopped(store).await;
+    println!("Stopping: finishing the requests under way…");
     let _ = stop.send(true);
     for task in [shop, server] {
         if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(10), task).await {

@@ -93,7 +93,11 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     let (stop_workers, stopped) = tokio::sync::watch::channel(false);
     let workers = spawn_workers(app.gateway().clone(), stopped);
     let store = app.gateway().store().clone();
-    app.run_until_stopped(crate::until_stopped(store)).await?;
+    let stopped = async move {
+        crate::until_stopped(store).await;
+        println!("Stopping: finishing the requests under way…");
+    };
+    app.run_until_stopped(stopped).await?;
     let _ = stop_workers.send(true);
     for worker in workers {
         let _ = tokio::time::timeout(Duration::from_secs(10), worker).await;
@@ -182,6 +186,7 @@ pub async fn work(args: WorkArgs) -> Result<()> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let workers = spawn_workers(gateway, stopped);
     crate::until_stopped(store).await;
+    println!("Stopping: finishing the jobs under way…");
     let _ = stop.send(true);
     for worker in workers {
         let _ = tokio::time::timeout(Duration::from_secs(10), worker).await;
@@ -250,6 +255,19 @@ pub enum KeysCommand {
         /// A name to recognise the key by (e.g. the shop).
         #[arg(long)]
         name: String,
+        /// The name customers see on this merchant's checkout pages and receipts (default:
+        /// LIPA_BUSINESS_NAME).
+        #[arg(long)]
+        display_name: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Set the name customers see on a key's checkout pages and receipts.
+    SetDisplayName {
+        /// The key's id (key_…) or name.
+        key: String,
+        /// The name; empty to show LIPA_BUSINESS_NAME again.
+        display_name: String,
         #[command(flatten)]
         common: Common,
     },
@@ -280,13 +298,33 @@ pub(crate) fn now_ms() -> i64 {
 
 pub async fn keys(command: KeysCommand) -> Result<()> {
     match command {
-        KeysCommand::Create { name, common } => {
+        KeysCommand::Create { name, display_name, common } => {
+            let display_name = display_name
+                .map(|d| lipa_gateway::keys::parse_display_name(&d).map_err(|e| format!("--display-name: {e}")))
+                .transpose()?;
             let store = Store::open(&common.settings()?.database_url).await?;
             let (key, secret) = lipa_gateway::keys::create(&store, &name, now_ms()).await?;
+            if let Some(display_name) = &display_name {
+                store.set_display_name(&key.id, Some(display_name)).await?;
+            }
             let webhook_secret = lipa_gateway::keys::webhook_secret(&store, &key).await?;
             println!("Created API key {} ({name}). Store both now; they are not shown again.\n", key.id);
             println!("  API key (Authorization: Bearer …)         {secret}");
             println!("  Webhook secret (verifies Lipa-Signature)  {webhook_secret}\n");
+        }
+        KeysCommand::SetDisplayName { key, display_name, common } => {
+            let display_name = match display_name.trim() {
+                "" => None,
+                name => Some(lipa_gateway::keys::parse_display_name(name)?),
+            };
+            let store = Store::open(&common.settings()?.database_url).await?;
+            if !store.set_display_name(&key, display_name.as_deref()).await? {
+                return Err(format!("no live API key with id or name {key:?} (see `lipa keys list`)").into());
+            }
+            match display_name {
+                Some(name) => println!("Customers of {key} now see {name:?}."),
+                None => println!("Customers of {key} now see the business name (LIPA_BUSINESS_NAME)."),
+            }
         }
         KeysCommand::RotateWebhookSecret { key, common } => {
             let store = Store::open(&common.settings()?.database_url).await?;
@@ -310,8 +348,9 @@ pub async fn keys(command: KeysCommand) -> Result<()> {
                     Some(at) => format!("revoked {}", lipa_gateway::time_fmt::rfc3339(at)),
                     None => "live".into(),
                 };
+                let shown = k.display_name.map(|d| format!("  shown as {d:?}")).unwrap_or_default();
                 println!(
-                    "{}  {:<20} {}…  created {}  {state}",
+                    "{}  {:<20} {}…  created {}  {state}{shown}",
                     k.id,
                     k.name,
                     k.prefix,

@@ -284,3 +284,56 @@ fn logs_have_no_colour_codes_when_not_on_a_terminal() {
     assert!(lines.iter().any(|l| l.contains("SIMULATOR MODE")), "the log lines were read: {lines:#?}");
     assert!(lines.iter().all(|l| !l.contains('\u{1b}')), "{lines:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_ends_open_event_streams_instead_of_waiting_for_them() {
+    let dir = std::env::temp_dir().join(format!("lipa-stop-{}", lipa_gateway::ids::random_hex(6)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let database = format!("sqlite:{}", dir.join("lipa.db").display());
+    let env = [("DATABASE_URL", database.as_str())];
+    let created = lipa(&["keys", "create", "--name", "shop"], &env);
+    assert!(created.status.success(), "{}", text(&created));
+    let key = text(&created)
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("API key"))
+        .unwrap()
+        .split_whitespace()
+        .last()
+        .unwrap()
+        .to_owned();
+    let (mut serve, base) =
+        common::start(&["serve", "--listen", "127.0.0.1:0", "--sim-port", "0"], &env, "Lipa gateway listening");
+
+    // Approved, but its callback comes only after 120 s: the payment stays pending meanwhile.
+    let http = reqwest::Client::new();
+    let body =
+        serde_json::json!({"amount": 10, "phone": "0700090002", "account_reference": "STOP", "description": "stop"});
+    let payment = json(http.post(format!("{base}/v1/payments")).bearer_auth(&key).json(&body)).await;
+    let id = payment["id"].as_str().unwrap();
+    let mut events = http.get(format!("{base}/v1/payments/{id}/events")).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(events.status(), 200);
+    let first = events.chunk().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("pending"), "{first:?}");
+
+    let signalled = Command::new("kill").args(["-INT", &serve.id().to_string()]).status().unwrap();
+    assert!(signalled.success());
+    // The stream ends properly (its last chunk arrives) rather than being cut when the
+    // process gives up waiting for it.
+    loop {
+        match events.chunk().await {
+            Ok(Some(_)) => {}
+            Ok(None) => break,
+            Err(e) => panic!("the event stream was cut instead of ended: {e}"),
+        }
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = serve.try_wait().unwrap() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "lipa serve did not stop");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status:?}");
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -195,7 +195,7 @@ impl Settings {
             },
             payments: PaymentSettings {
                 max_amount: number("LIPA_MAX_AMOUNT", env("LIPA_MAX_AMOUNT"))?.or(p.max_amount).unwrap_or(250_000),
-                prompt_lifetime: secs(p.prompt_lifetime_secs, 90),
+                prompt_lifetime: secs(p.prompt_lifetime_secs, 60),
                 pushes_per_phone_per_hour: p.pushes_per_phone_per_hour.unwrap_or(10),
                 pushes_per_second: p.pushes_per_second.unwrap_or(200),
             },

@@ -72,7 +72,8 @@ pub struct MpesaSettings {
 pub struct PaymentSettings {
     /// Largest amount accepted (KES).
     pub max_amount: u32,
-    /// How long a pushed prompt counts as live on the phone (no second push meanwhile).
+    /// How long a pushed prompt stays open on the phone: the checkout page's countdown, and no
+    /// second push to the phone meanwhile. Daraja's prompts last about 60 s.
     pub prompt_lifetime: Duration,
     /// Pushes allowed per phone per hour.
     pub pushes_per_phone_per_hour: u32,

@@ -65,7 +65,10 @@ pub(super) async fn show(
 ) -> Response {
     let (lang, remember) = Lang::negotiate(query.lang.as_deref(), &headers);
     match gateway.checkout(&id).await {
-        Ok(Some(checkout)) => render(&gateway, &checkout, lang, remember, None, StatusCode::OK),
+        Ok(Some(checkout)) => {
+            let business = merchant_name(&gateway, &checkout).await;
+            render(&gateway, &checkout, &business, lang, remember, None, StatusCode::OK)
+        }
         Ok(None) => not_found(lang, remember, &id),
         Err(e) => {
             tracing::error!(error = %e, "checkout page unavailable");
@@ -112,7 +115,17 @@ pub(super) async fn start(
         _ => checkout,
     };
     let typed = Some((phone.as_str(), refused));
-    render(&gateway, &checkout, lang, remember, typed, StatusCode::UNPROCESSABLE_ENTITY)
+    let business = merchant_name(&gateway, &checkout).await;
+    render(&gateway, &checkout, &business, lang, remember, typed, StatusCode::UNPROCESSABLE_ENTITY)
+}
+
+/// The name the customer sees: the merchant's display name, else the business name.
+async fn merchant_name(gateway: &Gateway, checkout: &Checkout) -> String {
+    let fallback = &gateway.settings().business_name;
+    crate::keys::merchant_name(gateway.store(), &checkout.session.api_key_id, fallback).await.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "merchant name unavailable; the business name is shown");
+        fallback.clone()
+    })
 }
 
 /// `GET /checkout/{id}/events`: `status` events with the latest attempt's status, ending when
@@ -131,6 +144,7 @@ pub(super) async fn events(
 fn render(
     gateway: &Gateway,
     checkout: &Checkout,
+    business: &str,
     lang: Lang,
     remember: bool,
     refused: Option<(&str, &str)>,
@@ -138,7 +152,8 @@ fn render(
 ) -> Response {
     let t = lang.t();
     let session = &checkout.session;
-    let business = gateway.settings().business_name.as_str();
+    // Plain text: maud escapes it where it is written.
+    let heading = t.pay_to.replace("{business}", business);
     let page = |title, refresh| Page {
         lang,
         remember_lang: remember,
@@ -148,7 +163,7 @@ fn render(
         status,
     };
     let body = match &checkout.payment {
-        None => return page(t.pay_to, None).render(pay_form(t, checkout, business, refused)),
+        None => return page(&heading, None).render(pay_form(t, checkout, &heading, refused)),
         Some(p) => p,
     };
     match body.status {
@@ -160,7 +175,7 @@ fn render(
                 t.check_phone,
                 &[
                     ("phone", html! { strong { (masked(&body.phone.to_string())) } }),
-                    ("amount", html! { strong { (kes(body.amount.shillings())) } }),
+                    ("amount", html! { strong class="nowrap" { (kes(body.amount.shillings())) } }),
                     ("business", html! { (business) }),
                 ],
             );
@@ -168,7 +183,7 @@ fn render(
                 h1 { (t.check_phone_title) }
                 p { (message) }
                 p class="status" role="status" aria-live="polite"
-                    data-events=(format!("/checkout/{}/events", session.id)) data-status="pending" {
+                    data-events=(format!("/checkout/{}/events", session.id)) data-status="pending" data-stale=(t.stale) {
                     (t.waiting)
                 }
                 p { (t.expires_in) " " span class="countdown" data-deadline=(left) { (left) } (t.seconds) }
@@ -184,7 +199,7 @@ fn render(
         }
         Status::Paid => page(t.paid_title, None).render(html! {
             h1 { (t.paid_title) }
-            p class="status" role="status" { (kes(body.amount.shillings())) " \u{2192} " (business) }
+            p class="status" role="status" { span class="nowrap" { (kes(body.amount.shillings())) } " \u{2192} " (business) }
             dl class="summary" {
                 dt { (t.receipt) } dd { (body.receipt.as_deref().unwrap_or("\u{2014}")) }
                 dt { (t.amount) } dd { (kes(body.amount.shillings())) }
@@ -194,19 +209,29 @@ fn render(
             a class="button" href=(return_url(&session.success_url, &session.id)) { (t.return_to_shop) }
         }),
         Status::Failed | Status::Expired => {
-            let reason = failure_reason(lang, body);
+            let reason = failure_reason(lang, body, gateway.settings().payments.prompt_lifetime);
             let by_hand = body.paybill.is_some();
             page(t.failed_title, by_hand.then_some(5)).render(html! {
                 h1 { (t.failed_title) }
                 p class="status bad" role="status" { (reason) }
+                dl class="summary" {
+                    dt { (t.business) } dd { (business) }
+                    dt { (t.amount) } dd class="nowrap" { (kes(body.amount.shillings())) }
+                    dt { (t.reference) } dd { (body.account_reference) }
+                }
                 @if by_hand {
-                    div data-events=(format!("/checkout/{}/events", session.id)) data-status="failed" {
+                    div data-events=(format!("/checkout/{}/events", session.id)) data-status="failed" data-stale=(t.stale) {
                         (paybill_box(t, body, true))
                     }
                 }
-                form method="post" action=(format!("/checkout/{}", session.id)) {
-                    input type="hidden" name="phone" value=(local_phone(&body.phone.to_string()));
-                    @if let Some((_, refusal)) = refused { p class="error" role="alert" { (refusal) } }
+                // The number can be changed: a mistyped or unreachable phone is a common cause.
+                form method="post" action=(format!("/checkout/{}", session.id)) novalidate {
+                    label for="phone" { (t.phone_label) }
+                    input type="tel" id="phone" name="phone" inputmode="tel" autocomplete="tel" required
+                        value=(refused.map_or_else(|| local_phone(&body.phone.to_string()), |(typed, _)| typed.to_owned()))
+                        data-invalid=(t.phone_invalid) aria-describedby="phone-error"
+                        aria-invalid=(if refused.is_some() { "true" } else { "false" });
+                    p class="error" id="phone-error" role="alert" { (refused.map(|(_, r)| r).unwrap_or_default()) }
                     button type="submit" { (t.send_again) }
                 }
                 a class="secondary" href=(session.cancel_url) { (t.back_to_shop) }
@@ -244,32 +269,35 @@ fn paybill_box(t: &Texts, p: &Payment, open: bool) -> Markup {
     }
 }
 
-/// The customer's words for why a payment failed, from the result-code catalogue.
-fn failure_reason(lang: Lang, p: &Payment) -> &'static str {
+/// The customer's words for why a payment failed, from the result-code catalogue. A 1037
+/// ("cannot be reached") that came when the prompt's time was running out most likely means
+/// the prompt was shown and not answered: that is said instead of "check your signal".
+fn failure_reason(lang: Lang, p: &Payment, prompt_lifetime: std::time::Duration) -> &'static str {
     let t = lang.t();
+    let code = daraja::ResultCode::from_wire(p.result_code.as_deref().unwrap_or_default());
+    let answered_after = p.settled_at.unwrap_or(p.updated_at) - p.created_at;
+    let half_lifetime = i64::try_from(prompt_lifetime.as_millis() / 2).unwrap_or(i64::MAX);
     match (p.status, p.failure_reason) {
         (Status::Expired, _) => t.expired_reason,
         (_, Some(FailureReason::RejectedByDaraja)) => t.refused_reason,
-        _ => {
-            let code = daraja::ResultCode::from_wire(p.result_code.as_deref().unwrap_or_default());
-            match lang {
-                Lang::En => code.customer_message_en(),
-                Lang::Sw => code.customer_message_sw(),
-            }
-        }
+        _ if code == daraja::ResultCode::Unreachable && answered_after >= half_lifetime => t.unanswered_reason,
+        _ => match lang {
+            Lang::En => code.customer_message_en(),
+            Lang::Sw => code.customer_message_sw(),
+        },
     }
 }
 
-fn pay_form(t: &Texts, checkout: &Checkout, business: &str, refused: Option<(&str, &str)>) -> Markup {
+fn pay_form(t: &Texts, checkout: &Checkout, heading: &str, refused: Option<(&str, &str)>) -> Markup {
     let session = &checkout.session;
     let typed = refused.map(|(typed, _)| typed.to_owned()).or_else(|| session.phone.as_deref().map(local_phone));
     let error = refused.map(|(_, reason)| reason);
     html! {
-        h1 { (t.pay_to) " " (business) }
+        h1 { (heading) }
         dl class="summary" {
             dt { (t.for_) } dd { (session.description) }
             dt { (t.reference) } dd { (session.account_reference) }
-            dt { (t.amount) } dd class="amount" { (kes(session.amount)) }
+            dt { (t.amount) } dd class="amount nowrap" { (kes(session.amount)) }
         }
         form method="post" action=(format!("/checkout/{}", session.id)) novalidate {
             label for="phone" { (t.phone_label) }
@@ -278,7 +306,7 @@ fn pay_form(t: &Texts, checkout: &Checkout, business: &str, refused: Option<(&st
                 value=(typed.unwrap_or_default()) data-invalid=(t.phone_invalid)
                 aria-describedby="phone-hint phone-error" aria-invalid=(if error.is_some() { "true" } else { "false" });
             p class="error" id="phone-error" role="alert" { (error.unwrap_or_default()) }
-            button type="submit" { (t.send_prompt) " \u{2022} " (kes(session.amount)) }
+            button type="submit" { (t.send_prompt) " \u{2022} " span class="nowrap" { (kes(session.amount)) } }
         }
         a class="secondary" href=(session.cancel_url) { (t.back_to_shop) }
     }

@@ -77,7 +77,9 @@ impl Lang {
 #[derive(Debug)]
 pub struct Texts {
     pub switch_to: &'static str,
+    /// "Pay {business}", the form's heading.
     pub pay_to: &'static str,
+    pub business: &'static str,
     pub for_: &'static str,
     pub reference: &'static str,
     pub amount: &'static str,
@@ -101,6 +103,10 @@ pub struct Texts {
     pub return_to_shop: &'static str,
     pub failed_title: &'static str,
     pub expired_reason: &'static str,
+    /// A 1037 that came when the prompt's time ran out: it was most likely shown, not answered.
+    pub unanswered_reason: &'static str,
+    /// Shown by the script when the live updates stopped (the server is unreachable).
+    pub stale: &'static str,
     pub refused_reason: &'static str,
     pub send_again: &'static str,
     pub not_found_title: &'static str,
@@ -120,12 +126,13 @@ pub struct Texts {
 
 static EN: Texts = Texts {
     switch_to: "Kiswahili",
-    pay_to: "Pay",
+    pay_to: "Pay {business}",
+    business: "To",
     for_: "For",
     reference: "Reference",
     amount: "Amount",
     phone_label: "M-PESA phone number",
-    phone_hint: "For example 0712 345 678 or +254 712 345 678",
+    phone_hint: "For example 0712\u{a0}345\u{a0}678 or +254\u{a0}712\u{a0}345\u{a0}678",
     phone_invalid: "Enter a Safaricom number like 0712 345 678: 10 digits starting with 07 or 01.",
     send_prompt: "Send the M-PESA prompt",
     back_to_shop: "Back to shop",
@@ -147,6 +154,8 @@ static EN: Texts = Texts {
     return_to_shop: "Return to shop",
     failed_title: "The payment did not go through",
     expired_reason: "No answer came from your phone in time.",
+    unanswered_reason: "The prompt on your phone was not answered in time. Send it again and enter your M-PESA PIN when it appears.",
+    stale: "Lost contact with the payment service: this page may be out of date. Reload it to see the latest.",
     refused_reason: "M-PESA could not send the prompt. Please try again.",
     send_again: "Send the prompt again",
     not_found_title: "Checkout not found",
@@ -165,12 +174,13 @@ static EN: Texts = Texts {
 
 static SW: Texts = Texts {
     switch_to: "English",
-    pay_to: "Lipa",
+    pay_to: "Malipo kwa {business}",
+    business: "Kwa",
     for_: "Kwa ajili ya",
     reference: "Kumbukumbu",
     amount: "Kiasi",
     phone_label: "Nambari ya simu ya M-PESA",
-    phone_hint: "Kwa mfano 0712 345 678 au +254 712 345 678",
+    phone_hint: "Kwa mfano 0712\u{a0}345\u{a0}678 au +254\u{a0}712\u{a0}345\u{a0}678",
     phone_invalid: "Weka nambari ya Safaricom kama 0712 345 678: tarakimu 10 zinazoanza na 07 au 01.",
     send_prompt: "Tuma ombi la M-PESA",
     back_to_shop: "Rudi dukani",
@@ -192,6 +202,8 @@ static SW: Texts = Texts {
     return_to_shop: "Rudi dukani",
     failed_title: "Malipo hayakufanikiwa",
     expired_reason: "Hakuna jibu lililotoka kwenye simu yako kwa wakati.",
+    unanswered_reason: "Ombi kwenye simu yako halikujibiwa kwa wakati. Litume tena na uweke PIN yako ya M-PESA linapotokea.",
+    stale: "Mawasiliano na huduma ya malipo yamekatika: huenda ukurasa huu haujasasishwa. Upakie upya uone hali ya sasa.",
     refused_reason: "M-PESA haikuweza kutuma ombi. Tafadhali jaribu tena.",
     send_again: "Tuma ombi tena",
     not_found_title: "Malipo hayapatikani",

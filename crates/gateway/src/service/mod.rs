@@ -55,6 +55,8 @@ struct Inner {
     source_logged: crate::budget::LogBudget,
     key_last_used: std::sync::Mutex<std::collections::HashMap<String, i64>>,
     changes: tokio::sync::broadcast::Sender<crate::payment::PaymentId>,
+    /// Set when the server stops: open event streams end, so shutdown does not wait on them.
+    stopping: tokio::sync::watch::Sender<bool>,
     /// The secret path segment of the C2B URLs, read from the store at start-up.
     c2b_path: std::sync::OnceLock<String>,
 }
@@ -108,6 +110,7 @@ impl Gateway {
                 key_last_used: std::sync::Mutex::default(),
                 webhook_client,
                 changes: tokio::sync::broadcast::channel(1024).0,
+                stopping: tokio::sync::watch::channel(false).0,
                 c2b_path: std::sync::OnceLock::new(),
             }),
         })
@@ -130,6 +133,16 @@ impl Gateway {
 
     pub(crate) fn daraja(&self) -> (&daraja::Client, &daraja::Merchant) {
         (&self.inner.daraja, &self.inner.merchant)
+    }
+
+    /// Whether the server is stopping; event streams end when it is.
+    pub(crate) fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.inner.stopping.subscribe()
+    }
+
+    /// Ends the open event streams: the server is stopping.
+    pub(crate) fn stop_streams(&self) {
+        self.inner.stopping.send_replace(true);
     }
 
     /// Payments that changed in this process (callbacks, queries, expiry, pushes). Streams

@@ -6,18 +6,19 @@ use super::{ApiKey, Store, StoreError, has_nul};
 
 macro_rules! key_columns {
     () => {
-        "id, name, prefix, created_at, revoked_at"
+        "id, name, prefix, created_at, revoked_at, display_name"
     };
 }
 
 fn key_from(row: &[Cell]) -> Result<ApiKey, StoreError> {
     match row {
-        [id, name, prefix, created_at, revoked_at] => Ok(ApiKey {
+        [id, name, prefix, created_at, revoked_at, display_name] => Ok(ApiKey {
             id: id.text(),
             name: name.text(),
             prefix: prefix.text(),
             created_at: created_at.int(),
             revoked_at: revoked_at.opt_int(),
+            display_name: display_name.opt_text(),
         }),
         _ => Err(StoreError::corrupt(format_args!("an API key row has {} columns", row.len()))),
     }
@@ -32,6 +33,27 @@ impl Store {
         )])
         .await
         .map(drop)
+    }
+
+    /// Sets (or with `None` clears) the display name of the live key with this id or name;
+    /// whether there was one.
+    pub async fn set_display_name(&self, id_or_name: &str, display_name: Option<&str>) -> Result<bool, StoreError> {
+        if has_nul(id_or_name) || display_name.is_some_and(has_nul) {
+            return Ok(false);
+        }
+        let changed = self
+            .execute_all(vec![(
+                "UPDATE api_keys SET display_name = $2 WHERE (id = $1 OR name = $1) AND revoked_at IS NULL",
+                vec![id_or_name.into(), display_name.map(str::to_owned).into()],
+            )])
+            .await?;
+        Ok(changed.iter().sum::<u64>() > 0)
+    }
+
+    /// The display name of a key, revoked or not (its payments' pages and receipts keep it).
+    pub async fn display_name(&self, api_key_id: &str) -> Result<Option<String>, StoreError> {
+        let rows = self.query("SELECT display_name FROM api_keys WHERE id = $1", vec![api_key_id.into()]).await?;
+        Ok(rows.first().and_then(|row| row.first()).and_then(Cell::opt_text))
     }
 
     /// The live (not revoked) key with this hash.

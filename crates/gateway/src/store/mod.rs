@@ -168,7 +168,7 @@ pub(crate) fn has_nul(s: &str) -> bool {
 /// Each schema version's SQL and what it brought, in order. Versions 1, 2 and 6 differ by
 /// backend (6 is a no-op on PostgreSQL); the others are one text for both. Every version has
 /// a text for each backend, so one cannot be applied to one backend only.
-fn migrations(v1: &'static str, v2: &'static str, v6: &'static str) -> [(&'static str, &'static str); 9] {
+fn migrations(v1: &'static str, v2: &'static str, v6: &'static str) -> [(&'static str, &'static str); 10] {
     [
         (v1, "created"),
         (v2, "webhooks"),
@@ -179,6 +179,7 @@ fn migrations(v1: &'static str, v2: &'static str, v6: &'static str) -> [(&'stati
         (include_str!("schema_v7.sql"), "review index, unmatched callback counts, sign-in attempts"),
         (include_str!("schema_v8.sql"), "Paybill and Till payments"),
         (include_str!("schema_v9.sql"), "refunds"),
+        (include_str!("schema_v10.sql"), "merchant display names"),
     ]
 }
 

@@ -393,4 +393,6 @@ pub struct ApiKey {
     /// Revoked, if so.
     #[serde(serialize_with = "crate::time_fmt::opt_millis")]
     pub revoked_at: Option<i64>,
+    /// The name customers see (checkout pages, receipts); `None`: the business name.
+    pub display_name: Option<String>,
 }

@@ -51,7 +51,7 @@ fn find_binary(name: &str) -> Option<PathBuf> {
 }
 
 impl Browser {
-    /// A headless Chromium with a phone-sized window; `None` (test skipped) if there is none.
+    /// A headless Chromium with a phone-sized window (390 × 844); `None` (test skipped) if there is none.
     pub async fn start(javascript: bool) -> Option<Self> {
         let (Some(driver), Some(chromium)) = (find_binary("chromedriver"), find_binary("chromium")) else {
             assert!(
@@ -91,7 +91,7 @@ impl Browser {
                 "binary": chromium,
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                          "--disable-quic", "--disable-background-networking", "--disable-component-update",
-                         "--disable-sync", "--no-first-run", "--window-size=412,860",
+                         "--disable-sync", "--no-first-run", "--window-size=390,844",
                          format!("--user-data-dir={}", profile.display())],
                 "prefs": prefs
             }
@@ -212,11 +212,35 @@ impl Browser {
         }
     }
 
-    /// Saves a PNG under `docs/screenshots/` when `LIPA_SCREENSHOTS=1`.
+    /// Runs `script` (a function body; `return` gives the value) in the page.
+    pub async fn execute(&self, script: &str) -> Value {
+        self.call(reqwest::Method::POST, "/execute/sync", Some(json!({"script": script, "args": []}))).await
+    }
+
+    /// Whether the element is shown (not `display: none`, not hidden).
+    pub async fn displayed(&self, css: &str) -> bool {
+        let e = self.must(css).await;
+        self.call(reqwest::Method::GET, &format!("/element/{e}/displayed"), None).await.as_bool().unwrap_or(false)
+    }
+
+    /// Resizes the window, e.g. to a desktop's width for screenshots.
+    pub async fn resize(&self, width: u32, height: u32) {
+        self.call(reqwest::Method::POST, "/window/rect", Some(json!({"width": width, "height": height}))).await;
+    }
+
+    /// Saves the page as `docs/screenshots/{name}.png` (phone, 390 px) and
+    /// `{name}-desktop.png` (1280 px) when `LIPA_SCREENSHOTS=1`.
     pub async fn screenshot(&self, name: &str) {
         if std::env::var("LIPA_SCREENSHOTS").as_deref() != Ok("1") {
             return;
         }
+        self.save_png(name).await;
+        self.resize(1280, 900).await;
+        self.save_png(&format!("{name}-desktop")).await;
+        self.resize(390, 844).await;
+    }
+
+    async fn save_png(&self, name: &str) {
         use base64::Engine as _;
         let v = self.call(reqwest::Method::GET, "/screenshot", None).await;
         let png = base64::engine::general_purpose::STANDARD.decode(v.as_str().unwrap()).unwrap();

@@ -40,6 +40,7 @@ pub(in crate::admin) async fn c2b(
                 @for s in C2B_STATUSES { " \u{2022} " a href=(format!("/admin/c2b?status={s}")) { (s.replace('_', " ")) } }
             }
             @if shown.is_empty() { p { "Nothing here." } }
+            p class="scroll-hint" { "Swipe the table sideways for more columns \u{2192}" }
             div class="scroll" {
                 table {
                     thead { tr { th { "Received" } th { "TransID" } th class="num" { "Amount" } th { "Account typed" } th { "Payer" } th { "Status" } th { "What happened" } } }

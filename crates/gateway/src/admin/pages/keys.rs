@@ -8,6 +8,8 @@ pub(in crate::admin) struct KeyForm {
     csrf: String,
     #[serde(default)]
     name: String,
+    #[serde(default)]
+    display_name: String,
 }
 
 /// When each API key was last used (recorded at most once a minute), by key id.
@@ -34,13 +36,15 @@ pub(in crate::admin) fn keys_page(
             // Secrets are shown in the answer to the form that made them, never carried in a
             // cookie or a redirect.
             @if let Some(shown) = shown_once { div class="flash" role="status" { (shown) } }
+            p class="scroll-hint" { "Swipe the table sideways for more columns \u{2192}" }
             div class="scroll" {
                 table {
-                    thead { tr { th { "Name" } th { "Key starts" } th { "Created" } th { "Last used" } th { "State" } th {} } }
+                    thead { tr { th { "Name" } th { "Customers see" } th { "Key starts" } th { "Created" } th { "Last used" } th { "State" } th {} } }
                     tbody {
                         @for k in keys {
                             tr {
                                 td { (k.name) }
+                                td { (k.display_name.as_deref().unwrap_or("the business name")) }
                                 td { code { (k.prefix) "\u{2026}" } }
                                 td { (nairobi(k.created_at)) }
                                 td { (last_used.get(&k.id).map_or_else(|| "never".to_owned(), |t| nairobi(*t))) }
@@ -68,6 +72,8 @@ pub(in crate::admin) fn keys_page(
                     input type="hidden" name="csrf" value=(csrf);
                     label for="keyname" { "Name (who uses it)" }
                     input id="keyname" name="name" required maxlength="60";
+                    label for="displayname" { "Name customers see (optional; else the business name)" }
+                    input id="displayname" name="display_name" maxlength="60";
                     button type="submit" { "Create key" }
                 }
             }
@@ -96,12 +102,24 @@ pub(in crate::admin) async fn create_key(
     if name.is_empty() || name.len() > 60 {
         return back_with("/admin/keys", "Give the key a name of up to 60 characters.");
     }
+    let display_name = match form.display_name.trim() {
+        "" => None,
+        typed => match crate::keys::parse_display_name(typed) {
+            Ok(d) => Some(d),
+            Err(e) => return back_with("/admin/keys", &format!("The name customers see: {e}.")),
+        },
+    };
     let store = gateway.store();
     let created = crate::keys::create(store, name, gateway.now()).await;
     let (key, secret) = match created {
         Ok(k) => k,
         Err(e) => return store_down(&e),
     };
+    if let Some(display_name) = &display_name
+        && let Err(e) = store.set_display_name(&key.id, Some(display_name)).await
+    {
+        return store_down(&e);
+    }
     let webhook_secret = match crate::keys::webhook_secret(store, &key).await {
         Ok(s) => s,
         Err(e) => return store_down(&e),

@@ -110,6 +110,7 @@ pub(in crate::admin) async fn payments(
             @if rows.is_empty() {
                 p { "No payments match." }
             } @else {
+                p class="scroll-hint" { "Swipe the table sideways for more columns \u{2192}" }
                 div class="scroll" {
                     table {
                         thead { tr { th { "Created" } th { "Phone" } th class="num" { "Amount" } th { "Status" } th { "Receipt" } th { "Reference" } } }

@@ -14,6 +14,7 @@ pub(in crate::admin) fn section(gateway: &Gateway, staff: &Staff, p: &Payment, r
             h2 { "Refunds" }
         }
         @if !refunds.is_empty() {
+            p class="scroll-hint" { "Swipe the table sideways for more columns \u{2192}" }
             div class="scroll" {
                 table {
                     thead { tr { th { "Requested" } th { "Status" } th { "Amount" } th { "Refund receipt" } th { "Reason" } th { "By" } th { "Daraja said" } } }
@@ -206,6 +207,7 @@ pub(in crate::admin) fn checks_section(
     html! {
         @if !checks.is_empty() || can_ask { h2 { "Receipt checks" } }
         @if !checks.is_empty() {
+            p class="scroll-hint" { "Swipe the table sideways for more columns \u{2192}" }
             div class="scroll" {
                 table {
                     thead { tr { th { "Asked" } th { "Receipt" } th { "Answer" } th { "What Daraja said" } th { "By" } } }

@@ -17,6 +17,7 @@ pub(in crate::admin) async fn settings(State(gateway): State<Gateway>, staff: St
             ul { @for f in &findings { li class=(if f.error { "error" } else { "warning" }) { (f.to_string()) } } }
             h2 { "In effect" }
             p class="muted" { "Secrets are never shown; in addresses, passwords and the values after ? are replaced by ***." }
+            p class="scroll-hint" { "Swipe the table sideways for more columns \u{2192}" }
             div class="scroll" {
                 table {
                     thead { tr { th { "Setting" } th { "Value" } } }

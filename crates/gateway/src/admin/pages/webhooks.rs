@@ -33,6 +33,7 @@ pub(in crate::admin) async fn webhooks(
                     " \u{2022} " a href=(format!("/admin/webhooks?status={s}")) { (label) }
                 }
             }
+            p class="scroll-hint" { "Swipe the table sideways for more columns \u{2192}" }
             div class="scroll" {
                 table {
                     thead { tr { th { "Created" } th { "Event" } th { "Type" } th { "Status" } th class="num" { "Attempts" } th { "Payment" } th {} } }

@@ -11,6 +11,24 @@
         window.location.reload();
       }
     });
+    // Live updates that stop (the server went away) would leave "waiting" on screen: after
+    // 5 s without a connection, say so.
+    var warning = null, timer = null;
+    source.addEventListener("error", function () {
+      if (timer) { return; }
+      timer = window.setTimeout(function () {
+        if (warning) { return; }
+        warning = document.createElement("p");
+        warning.className = "error stale";
+        warning.setAttribute("role", "alert");
+        warning.textContent = live.getAttribute("data-stale");
+        live.parentNode.insertBefore(warning, live.nextSibling);
+      }, 5000);
+    });
+    source.addEventListener("open", function () {
+      if (timer) { window.clearTimeout(timer); timer = null; }
+      if (warning) { warning.parentNode.removeChild(warning); warning = null; }
+    });
   }
 
   var countdown = document.querySelector("[data-deadline]");

@@ -502,6 +502,7 @@ async fn a_store_error_keeps_the_database_error_behind_it() {
         prefix: "lipa_sk_0000".into(),
         created_at: 1,
         revoked_at: None,
+        display_name: None,
     };
     store.insert_api_key(key("key_1"), "hash".into()).await.unwrap();
     let err = store.insert_api_key(key("key_2"), "hash".into()).await.unwrap_err();

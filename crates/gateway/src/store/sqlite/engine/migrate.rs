@@ -3,7 +3,7 @@
 use super::*;
 
 /// Every schema version's SQL and what it brought, in order.
-pub(in crate::store::sqlite) fn migrations() -> [(&'static str, &'static str); 9] {
+pub(in crate::store::sqlite) fn migrations() -> [(&'static str, &'static str); 10] {
     crate::store::migrations(
         include_str!("../../schema_sqlite.sql"),
         include_str!("../../schema_v2_sqlite.sql"),
