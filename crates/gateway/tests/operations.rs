@@ -216,6 +216,8 @@ async fn the_event_stream_follows_a_payment_until_it_is_final() {
     let statuses: Vec<_> = events.iter().map(|e| e["status"].as_str().unwrap().to_owned()).collect();
     assert_eq!(statuses, ["pending", "paid"], "one event per state, and the stream ends at the final one");
     assert!(events[1]["receipt"].is_string());
+    assert_eq!(events[0]["paybill"], created["paybill"], "shown as the API shows it, Paybill details included");
+    assert!(events[0]["paybill"]["account_number"].is_string(), "{}", events[0]);
 
     let (status, _) = app.get("/v1/payments/pay_000000000000000000000000/events").await;
     assert_eq!(status, 404);

@@ -93,8 +93,10 @@ pub(super) async fn events(
     use futures_util::StreamExt as _;
     let id = payment_id(&id)?;
     let first = gateway.store().payment(&id, Some(&key.id)).await?.ok_or_else(|| ApiError::not_found("payment"))?;
+    // Shown as `GET /v1/payments/{id}` shows it (the Paybill details while they apply).
+    let shown = gateway.clone();
     let stream = crate::follow::payment(gateway, first)
-        .map(|p| Ok(Event::default().event("payment").json_data(&p).unwrap_or_default()));
+        .map(move |p| Ok(Event::default().event("payment").json_data(shown.shown(p)).unwrap_or_default()));
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 

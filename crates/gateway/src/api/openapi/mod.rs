@@ -272,7 +272,7 @@ fn stk_and_payments() -> Value {
             },
             "/v1/payments/{id}/events": {
                 "get": {
-                    "summary": "Follow a payment live (server-sent events: `payment` events until it is final)",
+                    "summary": "Follow a payment live (server-sent events: `payment` events until it is final; a failed payment that can still be paid by Paybill may yet turn paid)",
                     "security": bearer,
                     "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
                     "responses": {
