@@ -70,6 +70,18 @@ pub fn nairobi(ms: i64) -> String {
         .unwrap_or_default()
 }
 
+/// [`nairobi`] to the second, for timelines: `30 Nov 2026, 18:05:09 EAT`.
+pub fn nairobi_seconds(ms: i64) -> String {
+    let format =
+        time::macros::format_description!("[day padding:none] [month repr:short] [year], [hour]:[minute]:[second]");
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .map(|t| t.to_offset(time::macros::offset!(+3)))
+        .and_then(|t| t.format(&format).ok())
+        .map(|t| format!("{t} EAT"))
+        .unwrap_or_default()
+}
+
 /// Shillings for people: `KES 1,250`.
 pub fn kes(amount: u32) -> String {
     let digits = amount.to_string();

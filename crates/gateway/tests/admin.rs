@@ -366,6 +366,17 @@ async fn a_payment_is_found_by_the_phone_as_typed_and_its_review_flag_resolved_w
     assert!(review.contains(&format!("/admin/payments/{id}")));
     let (_, detail) = admin.get(&format!("/admin/payments/{id}")).await;
     assert!(detail.contains("mismatch") && detail.contains("UZZZZZZZZZ"), "the raw callback is shown");
+    // The timeline in words, to the second, its JSON behind a click.
+    assert!(
+        detail.contains("<strong>Daraja&#39;s callback applied</strong>")
+            || detail.contains("<strong>Daraja's callback applied</strong>"),
+        "{detail}"
+    );
+    assert!(
+        regex::Regex::new(r"<time>\d{1,2} \w{3} \d{4}, \d\d:\d\d:\d\d EAT</time>").unwrap().is_match(&detail),
+        "{detail}"
+    );
+    assert!(detail.contains("<summary>Details</summary>"));
 
     let csrf = admin.csrf().await;
     let (status, _) = admin.post(&format!("/admin/payments/{id}/resolve"), &[("csrf", &csrf), ("note", "")]).await;

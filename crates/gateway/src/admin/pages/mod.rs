@@ -9,6 +9,7 @@ mod payments;
 mod refund;
 mod review;
 mod settings;
+mod timeline;
 mod webhooks;
 
 pub(super) use self::{

@@ -95,18 +95,11 @@ pub(in crate::admin) async fn payment(
             (super::refund::section(&gateway, &staff, &p, &refunds))
             (super::refund::checks_section(&gateway, &staff, &p, &checks))
             h2 { "Timeline" }
-            ol class="timeline" {
-                @for e in &events {
-                    li {
-                        time { (nairobi(e.at)) } " " strong { (e.kind) }
-                        @if !e.detail.is_null() && e.detail != serde_json::json!({}) { pre { (serde_json::to_string_pretty(&e.detail).unwrap_or_default()) } }
-                    }
-                }
-            }
+            (super::timeline::list(&events))
             h2 { "Callbacks received (" (callbacks.len()) ")" }
             @for c in &callbacks {
                 details open[callbacks.len() == 1] {
-                    summary { (nairobi(c.received_at)) " \u{2014} " strong { (c.outcome) } " \u{2014} " (c.note) " from " (c.source.as_deref().unwrap_or("?")) }
+                    summary { (crate::time_fmt::nairobi_seconds(c.received_at)) " \u{2014} " strong { (c.outcome) } " \u{2014} " (c.note) " from " (c.source.as_deref().unwrap_or("?")) }
                     pre class="raw" { (pretty(&c.body)) }
                 }
             }
@@ -117,7 +110,7 @@ pub(in crate::admin) async fn payment(
                     summary { (w.event_type) " \u{2014} " span class=(format!("badge {}", w.status)) { (w.status) } " \u{2014} " (w.attempts.len()) @if w.attempts.len() == 1 { " attempt" } @else { " attempts" } }
                     ul {
                         @for a in &w.attempts {
-                            li { (nairobi(a.at)) " " (crate::redact::url(&a.url)) " \u{2192} " (a.status.map_or_else(|| a.error.clone().unwrap_or_default(), |s| s.to_string())) " (" (a.latency_ms) " ms) " code { (a.response) } }
+                            li { (crate::time_fmt::nairobi_seconds(a.at)) " " (crate::redact::url(&a.url)) " \u{2192} " (a.status.map_or_else(|| a.error.clone().unwrap_or_default(), |s| s.to_string())) " (" (a.latency_ms) " ms) " code { (a.response) } }
                         }
                     }
                     @if staff.is_admin() {
