@@ -238,7 +238,7 @@ async fn book(
     if let Err(e) = &phone {
         // Customers get one short sentence; the precise rule is for developers (and the logs).
         tracing::debug!(reason = %e.reason, "booking phone refused");
-        errors.push(("phone", "Enter your M-PESA number, like 0712 345 678.".to_owned()));
+        errors.push(("phone", "Enter your M-PESA number, like 0712\u{a0}345\u{a0}678.".to_owned()));
     }
     let quantity = form.quantity.trim().parse::<u32>().ok().filter(|q| (1..=10).contains(q));
     if quantity.is_none() {

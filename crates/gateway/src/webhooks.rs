@@ -103,7 +103,7 @@ async fn deliver(gateway: Gateway, job: WebhookJob) -> Result<(), StoreError> {
     let store = gateway.store();
     let settings = &gateway.settings().webhooks;
     let Some(url) = job.url.clone().or_else(|| settings.default_url.clone()) else {
-        return store.finish_webhook_attempt(None, &job.id, WebhookNext::NoEndpoint).await;
+        return store.finish_webhook_attempt(None, &job.id, job.lease, WebhookNext::NoEndpoint).await;
     };
     let secret = crate::keys::webhook_secret_of(store, &job.api_key_id).await?;
     let at = gateway.now();
@@ -151,7 +151,7 @@ async fn deliver(gateway: Gateway, job: WebhookJob) -> Result<(), StoreError> {
         WebhookNext::RetryAt(now + ms(crate::worker::backoff(job.attempts)))
     };
     gateway.metrics().webhook(if delivered { "delivered" } else { "failed" });
-    store.finish_webhook_attempt(Some(attempt), &job.id, next).await
+    store.finish_webhook_attempt(Some(attempt), &job.id, job.lease, next).await
 }
 
 /// An error with its causes ("error sending request: … : resolves to 127.0.0.1 only: …").

@@ -118,6 +118,7 @@ async fn a_cancelled_prompt_shows_why_and_can_be_sent_again_once_final() {
     assert!(html.contains("07•• ••• 678"), "{html}");
     assert!(html.contains("data-deadline"));
     assert!(html.contains("http-equiv=\"refresh\""), "works without JavaScript");
+    assert!(html.contains("data-stale=\"Lost contact"), "the script can say when live updates stop");
     let (status, html) = submit(url, "0712345678").await;
     assert_eq!(status, 422, "the first prompt is still open");
     assert!(html.contains("still open"));

@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use common::{TestApp, spawn_app_with};
 use daraja_sim::SimConfig;
 use lipa_gateway::payment::PaymentId;
+use lipa_gateway::store::WebhookNext;
 use lipa_gateway::webhooks;
 
 #[derive(Clone, Default)]
@@ -302,4 +303,68 @@ async fn a_busy_endpoint_is_left_out_whatever_the_path_or_query() {
     let claimed = store.claim_due_webhooks(now, now + 60_000, 50, 4, vec![origin]).await.unwrap();
     let urls: Vec<_> = claimed.iter().map(|j| j.url.clone().unwrap_or_default()).collect();
     assert_eq!(urls, vec![y], "only the other server's event");
+}
+
+fn attempt(event_id: &str, at: i64, status: u16) -> lipa_gateway::store::WebhookAttempt {
+    lipa_gateway::store::WebhookAttempt {
+        event_id: event_id.to_owned(),
+        at,
+        url: "http://127.0.0.1:9/hooks".into(),
+        status: Some(status),
+        latency_ms: 5,
+        error: None,
+        response: String::new(),
+    }
+}
+
+/// Staff redeliver an event while an attempt is under way; the attempt then fails. The
+/// redelivery still happens now, not at the failed attempt's backoff.
+#[tokio::test]
+async fn a_redelivery_asked_for_during_an_attempt_is_not_undone_by_that_attempt() {
+    let app = spawn_app_with(SimConfig::default(), |_| {}).await;
+    let (url, _) = receiver(&[]).await;
+    paid_payment(&app, &url).await;
+    let store = app.gateway.store();
+    let now = app.gateway.now();
+    let claimed = store.claim_due_webhooks(now, now + 120_000, 50, 4, vec![]).await.unwrap();
+    let job = &claimed[0];
+    assert!(store.redeliver_webhook(&job.id, None, now + 5).await.unwrap());
+    let failed = attempt(&job.id, now + 1, 500);
+    store
+        .finish_webhook_attempt(Some(failed), &job.id, job.lease, WebhookNext::RetryAt(now + 3_600_000))
+        .await
+        .unwrap();
+    let again = store.claim_due_webhooks(now + 6, now + 120_006, 50, 4, vec![]).await.unwrap();
+    assert_eq!(again.len(), 1, "the redelivery is due now, not in an hour");
+}
+
+/// An attempt that outlived its lease (a paused process, a slow answer) finishes after a
+/// newer claim delivered the event: it records itself and changes nothing else.
+#[tokio::test]
+async fn an_attempt_that_lost_its_lease_does_not_overwrite_a_newer_delivery() {
+    let app = spawn_app_with(SimConfig::default(), |_| {}).await;
+    let (url, _) = receiver(&[]).await;
+    let id = paid_payment(&app, &url).await;
+    let store = app.gateway.store();
+    let now = app.gateway.now();
+    let old = store.claim_due_webhooks(now, now + 120_000, 50, 4, vec![]).await.unwrap().remove(0);
+    let new = store.claim_due_webhooks(now + 121_000, now + 241_000, 50, 4, vec![]).await.unwrap().remove(0);
+    assert_eq!(old.id, new.id, "the lease ran out, so the event was claimed again");
+    store
+        .finish_webhook_attempt(Some(attempt(&new.id, now + 121_001, 200)), &new.id, new.lease, WebhookNext::Delivered)
+        .await
+        .unwrap();
+    store
+        .finish_webhook_attempt(
+            Some(attempt(&old.id, now + 1, 500)),
+            &old.id,
+            old.lease,
+            WebhookNext::RetryAt(now + 10_000),
+        )
+        .await
+        .unwrap();
+    let events = store.webhook_events(&id).await.unwrap();
+    assert_eq!(events[0].status, "delivered", "{events:?}");
+    assert_eq!(events[0].attempts.len(), 2, "both attempts are recorded");
+    assert!(store.claim_due_webhooks(now + 300_000, now + 420_000, 50, 4, vec![]).await.unwrap().is_empty());
 }

@@ -12,6 +12,7 @@ use webdriver::Browser;
 async fn book_and_send_prompt(browser: &Browser, shop: &str, seats: &str) -> String {
     browser.goto(shop).await;
     browser.wait_for_text("Now showing", 10).await;
+    browser.screenshot("shop-programme").await;
     browser.click("a.button").await;
     browser.wait_for_text("Your name", 10).await;
     browser.type_into("#name", "Wanjiku").await;
@@ -28,6 +29,7 @@ async fn book_and_send_prompt(browser: &Browser, shop: &str, seats: &str) -> Str
 async fn answer_on_phone(browser: &Browser, phone_url: &str, send: bool) {
     browser.goto(&format!("{phone_url}/0712345678")).await;
     browser.wait_for_text("Enter M-PESA PIN", 10).await;
+    browser.screenshot("phone-prompt").await;
     // The answer is a form post: let its page load before the test navigates elsewhere, or the
     // post's redirect can land after (and instead of) the next page. (The old page's own
     // polling can show "No M-PESA request right now" before that.)
@@ -57,6 +59,7 @@ async fn book_pay_on_the_virtual_phone_and_see_the_tickets_then_fail_and_retry()
     let ticket = browser.page_text().await;
     assert!(ticket.contains("Paid") && ticket.contains("M-PESA receipt"), "{ticket}");
     assert!(!ticket.contains("on its way"), "the receipt number is shown: {ticket}");
+    browser.screenshot("shop-ticket-paid").await;
     let receipt = ticket
         .split_whitespace()
         .find(|w| {
@@ -78,6 +81,17 @@ async fn book_pay_on_the_virtual_phone_and_see_the_tickets_then_fail_and_retry()
     browser.wait_for_text("Overview", 10).await;
     browser.goto(&format!("{admin}/payments")).await;
     browser.wait_for_text(&receipt, 10).await;
+    for (page, text) in [
+        ("review", "Review queue"),
+        ("c2b", "Payments by hand"),
+        ("webhooks", "Webhook deliveries"),
+        ("keys", "API keys"),
+        ("settings", "Settings"),
+    ] {
+        browser.goto(&format!("{admin}/{page}")).await;
+        browser.wait_for_text(text, 10).await;
+        browser.screenshot(&format!("admin-{page}")).await;
+    }
 
     // Cancelled: the checkout says why, "Back to shop" shows the failed booking, the seats
     // come back, and "Try again" pays.
@@ -88,6 +102,7 @@ async fn book_pay_on_the_virtual_phone_and_see_the_tickets_then_fail_and_retry()
     browser.click("a.secondary").await;
     browser.wait_for_text("Payment failed", 15).await;
     assert!(browser.page_text().await.contains("seats were released"));
+    browser.screenshot("shop-ticket-failed").await;
     let ticket_page = browser.current_url().await;
     browser.goto(&shop).await;
     assert!(browser.page_text().await.contains("37 seats left"), "the 2 seats are back on sale");
@@ -105,4 +120,52 @@ async fn book_pay_on_the_virtual_phone_and_see_the_tickets_then_fail_and_retry()
     browser.wait_for_text("Your tickets", 15).await;
     browser.goto(&shop).await;
     assert!(browser.page_text().await.contains("35 seats left"));
+}
+
+#[tokio::test]
+async fn customers_get_short_sentences_and_the_virtual_phone_keeps_what_is_typed() {
+    let Some(browser) = Browser::start(true).await else { return };
+    let demo = common::Demo::start(false);
+    let (shop, phone) = (demo.value("Cinema shop"), demo.value("Virtual phone"));
+
+    // A phone that is not a mobile number: one sentence a customer understands, nothing
+    // about prefixes or what a developer would need.
+    browser.goto(&shop).await;
+    browser.wait_for_text("Now showing", 10).await;
+    browser.click("a.button").await;
+    browser.wait_for_text("Your name", 10).await;
+    browser.type_into("#name", "Wanjiku").await;
+    browser.type_into("#phone", "0812 345 678").await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_text("Enter your M-PESA number, like 0712", 10).await;
+    let text = browser.page_text().await;
+    assert!(!text.contains("not a mobile number") && !text.contains("expected"), "{text}");
+    browser.screenshot("shop-booking-error").await;
+
+    // The list of phones refreshes itself without wiping what is being typed.
+    browser.goto(&phone).await;
+    browser.wait_for_text("Virtual phones", 10).await;
+    browser.type_into("#m", "0712 345").await;
+    let body =
+        serde_json::json!({"amount": 50, "phone": "0712345678", "account_reference": "LIST", "description": "list"});
+    let created = reqwest::Client::new()
+        .post(format!("{}/v1/payments", demo.value("Gateway API")))
+        .bearer_auth(demo.value("API key"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    browser.wait_for_text("0712345678: KES 50", 10).await;
+    assert_eq!(browser.execute("return document.getElementById('m').value;").await, "0712 345");
+    browser.screenshot("phone-list").await;
+    // White on the Open button's green: at least 4.5:1 (WCAG AA for text).
+    let ratio = browser
+        .execute(
+            "var rgb = getComputedStyle(document.querySelector('button.send')).backgroundColor.match(/\\d+/g).map(Number);\
+             var l = rgb.map(function (c) { c /= 255; return c <= 0.03928 ? c / 12.92 : Math.pow((c + 0.055) / 1.055, 2.4); });\
+             return 1.05 / (0.2126 * l[0] + 0.7152 * l[1] + 0.0722 * l[2] + 0.05);",
+        )
+        .await;
+    assert!(ratio.as_f64().unwrap() >= 4.5, "contrast {ratio}");
 }

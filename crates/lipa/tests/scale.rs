@@ -873,7 +873,12 @@ async fn scale_on_sqlite_while_daraja_fails() {
 async fn scale_on_postgres_with_two_replicas_and_a_worker() {
     let Some(url) = fresh_postgres().await else {
         assert!(std::env::var("LIPA_REQUIRE_ALL").as_deref() != Ok("1"), "LIPA_TEST_POSTGRES_URL is not set");
-        eprintln!("skipped: set LIPA_TEST_POSTGRES_URL to run the PostgreSQL scale test");
+        // Straight to stderr: the test harness captures eprintln!, and a skip must show.
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            format!("{}\n", format_args!("skipped: set LIPA_TEST_POSTGRES_URL to run the PostgreSQL scale test"))
+                .as_bytes(),
+        );
         return;
     };
     scenario(url, 2, Trouble::None).await;
@@ -884,7 +889,12 @@ async fn scale_on_postgres_with_two_replicas_and_a_worker() {
 async fn scale_on_postgres_while_processes_are_killed() {
     let Some(url) = fresh_postgres().await else {
         assert!(std::env::var("LIPA_REQUIRE_ALL").as_deref() != Ok("1"), "LIPA_TEST_POSTGRES_URL is not set");
-        eprintln!("skipped: set LIPA_TEST_POSTGRES_URL to run the PostgreSQL chaos test");
+        // Straight to stderr: the test harness captures eprintln!, and a skip must show.
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            format!("{}\n", format_args!("skipped: set LIPA_TEST_POSTGRES_URL to run the PostgreSQL chaos test"))
+                .as_bytes(),
+        );
         return;
     };
     scenario(url, 2, Trouble::Kills).await;
@@ -909,7 +919,12 @@ fn pg_cluster(action: &str) -> bool {
 async fn a_postgres_restart_mid_run_refuses_then_accepts_the_retried_callbacks() {
     let Some(url) = fresh_postgres().await else {
         assert!(std::env::var("LIPA_REQUIRE_ALL").as_deref() != Ok("1"), "LIPA_TEST_POSTGRES_URL is not set");
-        eprintln!("skipped: set LIPA_TEST_POSTGRES_URL to run the PostgreSQL restart test");
+        // Straight to stderr: the test harness captures eprintln!, and a skip must show.
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            format!("{}\n", format_args!("skipped: set LIPA_TEST_POSTGRES_URL to run the PostgreSQL restart test"))
+                .as_bytes(),
+        );
         return;
     };
     let config = SimConfig {

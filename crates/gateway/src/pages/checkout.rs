@@ -194,7 +194,7 @@ fn render(
                     (paybill_box(t, body, false))
                 }
                 noscript { p class="small" { (t.refresh_note) } }
-                a class="secondary" href=(session.cancel_url) { (t.back_to_shop) }
+                a class="secondary" href=(return_url(&session.cancel_url, &session.id)) { (t.back_to_shop) }
             })
         }
         Status::Paid => page(t.paid_title, None).render(html! {
@@ -234,7 +234,7 @@ fn render(
                     p class="error" id="phone-error" role="alert" { (refused.map(|(_, r)| r).unwrap_or_default()) }
                     button type="submit" { (t.send_again) }
                 }
-                a class="secondary" href=(session.cancel_url) { (t.back_to_shop) }
+                a class="secondary" href=(return_url(&session.cancel_url, &session.id)) { (t.back_to_shop) }
             })
         }
     }
@@ -308,7 +308,7 @@ fn pay_form(t: &Texts, checkout: &Checkout, heading: &str, refused: Option<(&str
             p class="error" id="phone-error" role="alert" { (error.unwrap_or_default()) }
             button type="submit" { (t.send_prompt) " \u{2022} " span class="nowrap" { (kes(session.amount)) } }
         }
-        a class="secondary" href=(session.cancel_url) { (t.back_to_shop) }
+        a class="secondary" href=(return_url(&session.cancel_url, &session.id)) { (t.back_to_shop) }
     }
 }
 

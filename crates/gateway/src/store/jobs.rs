@@ -195,18 +195,25 @@ impl Store {
                 payload: r[5].text(),
                 attempts: attempts(&r[6]),
                 created_at: r[7].int(),
+                lease: lease_until,
             })
             .collect())
     }
 
-    /// Records a webhook delivery attempt and what happens next, in one commit.
+    /// Records a webhook delivery attempt and what happens next, in one commit. Only the
+    /// claim that still holds the event's `lease` decides what happens next, and a redelivery
+    /// asked for while the attempt was under way is kept: an attempt that outlived its lease,
+    /// or that a redelivery overtook, records itself and leaves the rest as it is.
     pub async fn finish_webhook_attempt(
         &self,
         attempt: Option<WebhookAttempt>,
         event_id: &str,
+        lease: i64,
         next: WebhookNext,
     ) -> Result<(), StoreError> {
         let at = attempt.as_ref().map(|a| a.at);
+        // A redelivery asked for after the attempt began moved `next_attempt_at` past its start.
+        let started = at.unwrap_or(i64::MAX);
         let (status, next_at, delivered) = match next {
             WebhookNext::Delivered => ("delivered", None, at),
             WebhookNext::RetryAt(t) => ("pending", Some(t), None),
@@ -231,10 +238,26 @@ impl Store {
             ));
         }
         statements.push((
-            "UPDATE webhook_events SET status = $2, next_attempt_at = $3, delivered_at = COALESCE($4, delivered_at),
-                attempts = attempts + CAST($5 AS BIGINT), lease_until = NULL
+            "UPDATE webhook_events SET
+                status = CASE WHEN lease_until = CAST($6 AS BIGINT)
+                                   AND NOT (status = 'pending' AND next_attempt_at > CAST($7 AS BIGINT))
+                              THEN CAST($2 AS TEXT) ELSE status END,
+                next_attempt_at = CASE WHEN lease_until = CAST($6 AS BIGINT)
+                                            AND NOT (status = 'pending' AND next_attempt_at > CAST($7 AS BIGINT))
+                                       THEN CAST($3 AS BIGINT) ELSE next_attempt_at END,
+                delivered_at = COALESCE($4, delivered_at),
+                attempts = attempts + CAST($5 AS BIGINT),
+                lease_until = CASE WHEN lease_until = CAST($6 AS BIGINT) THEN NULL ELSE lease_until END
              WHERE id = $1",
-            vec![event_id.into(), status.into(), Arg::from(next_at), Arg::from(delivered), tried.into()],
+            vec![
+                event_id.into(),
+                status.into(),
+                Arg::from(next_at),
+                Arg::from(delivered),
+                tried.into(),
+                lease.into(),
+                started.into(),
+            ],
         ));
         self.execute_all(statements).await.map(drop)
     }

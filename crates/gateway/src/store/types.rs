@@ -196,6 +196,8 @@ pub struct WebhookJob {
     pub attempts: u32,
     /// Created, ms.
     pub created_at: i64,
+    /// The lease this claim holds (its `lease_until`): only the holder settles the event.
+    pub lease: i64,
 }
 
 /// One delivery attempt, as recorded.

@@ -58,9 +58,8 @@ impl Browser {
                 std::env::var("LIPA_REQUIRE_ALL").as_deref() != Ok("1"),
                 "LIPA_REQUIRE_ALL=1 but chromium/chromedriver are not installed (apt-get install chromium chromium-driver)"
             );
-            eprintln!(
-                "skipped: browser test needs chromium and chromedriver (apt-get install chromium chromium-driver)"
-            );
+            // Straight to stderr: the test harness captures eprintln!, and a skip must show.
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("{}\n", format_args!("skipped: browser test needs chromium and chromedriver (apt-get install chromium chromium-driver)")).as_bytes());
             return None;
         };
         let port = {
@@ -99,7 +98,11 @@ impl Browser {
         let created: Value =
             http.post(format!("{base}/session")).json(&caps).send().await.unwrap().json().await.unwrap();
         let id = created["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {created}")).to_owned();
-        Some(Self { http, session: format!("{base}/session/{id}"), driver: child, profile })
+        let browser = Self { http, session: format!("{base}/session/{id}"), driver: child, profile };
+        // Chromium widens a window narrower than 500 px given on its command line; resized
+        // afterwards, it keeps a phone's width.
+        browser.resize(390, 844).await;
+        Some(browser)
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
@@ -234,6 +237,8 @@ impl Browser {
         if std::env::var("LIPA_SCREENSHOTS").as_deref() != Ok("1") {
             return;
         }
+        let width = self.execute("return window.innerWidth;").await;
+        assert!(width.as_u64().is_some_and(|w| w <= 390), "a phone-sized page, not {width}");
         self.save_png(name).await;
         self.resize(1280, 900).await;
         self.save_png(&format!("{name}-desktop")).await;

@@ -75,7 +75,8 @@ impl Figures {
         let from = |start: i64| rollup.iter().filter(move |r| r.hour * HOUR >= start);
         let on_day = |start: i64| rollup.iter().filter(move |r| r.hour * HOUR >= start && r.hour * HOUR < start + DAY);
         let days: Vec<i64> = (0..7).map(|d| week + d * DAY).collect();
-        let day_label = |start: i64| nairobi(start).split(',').next().unwrap_or_default().to_owned();
+        // "1 Dec": short enough for seven labels side by side on a phone.
+        let day_label = |start: i64| nairobi(start).split_whitespace().take(2).collect::<Vec<_>>().join(" ");
         Self {
             today: Totals::of(from(today)),
             week: Totals::of(from(week)),
@@ -140,6 +141,11 @@ fn failures(rollup: &[Rollup]) -> Vec<(String, i64)> {
     failures
 }
 
+/// `1 payment`, `2 payments`.
+fn plural(count: i64, noun: &str) -> String {
+    if count == 1 { format!("1 {noun}") } else { format!("{count} {noun}s") }
+}
+
 /// A tile's class: red only when something is waiting.
 fn tile_class(count: i64) -> &'static str {
     if count > 0 { "tile attention" } else { "tile" }
@@ -168,7 +174,7 @@ pub(in crate::admin) async fn overview(State(gateway): State<Gateway>, staff: St
                 div class="tile" { span { "This week" } strong { (f.week.count) " payments" } small { (kes_of(f.week)) " paid" } }
                 div class="tile" { span { "Success rate" } strong { (f.today.success_rate()) } small { "today; week " (f.week.success_rate()) } }
                 div class="tile" { span { "Push to result" } strong { (f.median_secs.map_or("\u{2014}".to_owned(), |s| format!("{s} s"))) } small { "median, this week" } }
-                a class=(tile_class(flagged + orphans)) href="/admin/review" { span { "Needs review" } strong { (flagged + orphans) } small { (flagged) " payments, " (orphans) " callbacks" } }
+                a class=(tile_class(flagged + orphans)) href="/admin/review" { span { "Needs review" } strong { (flagged + orphans) } small { (plural(flagged, "payment")) ", " (plural(orphans, "callback")) } }
                 a class=(tile_class(dead)) href="/admin/webhooks?status=dead" { span { "Webhook failures" } strong { (dead) } small { "dead letters" } }
             }
             div class="charts" {
