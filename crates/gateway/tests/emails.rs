@@ -159,3 +159,18 @@ async fn a_succeeded_refund_sends_the_customer_its_notice() {
     }
     assert_eq!(step(&app).await, 0, "sent once");
 }
+
+#[tokio::test]
+async fn a_receipt_names_the_merchant_by_its_keys_display_name() {
+    let smtp = SmtpServer::start().await;
+    let app = app_with_mail(Some(&smtp)).await;
+    let key = lipa_gateway::keys::authenticate(app.gateway.store(), &app.key).await.unwrap().unwrap();
+    app.gateway.store().set_display_name(&key.id, Some("Sinema Yetu")).await.unwrap();
+    paid_with_email(&app, Some("wanjiku@example.com")).await;
+    assert_eq!(step(&app).await, 1);
+    let m = &smtp.messages()[0];
+    assert!(m.data.contains("Subject: Receipt: KES 1,250 paid to Sinema Yetu"), "{}", m.data);
+    // The sender is the installation's (LIPA_MAIL_FROM); the words are the merchant's.
+    let body: Vec<&str> = m.data.lines().filter(|l| !l.starts_with("From:")).collect();
+    assert!(!body.iter().any(|l| l.contains("Lipa Cinema")), "{}", body.join("\n"));
+}

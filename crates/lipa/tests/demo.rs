@@ -55,3 +55,40 @@ async fn the_demo_prints_its_urls_and_a_payment_made_as_it_says_gets_paid() {
         "the key is kept for the next run"
     );
 }
+
+#[tokio::test]
+async fn the_demo_names_the_settings_it_does_not_read_and_uses_one_business_name() {
+    let demo =
+        common::Demo::start_with(false, &["--business-name", "Sinema Yetu"], &[("LIPA_BUSINESS_NAME", "Elsewhere")]);
+    let note = demo.printed.iter().find(|l| l.starts_with("Note:")).unwrap_or_else(|| panic!("{:#?}", demo.printed));
+    assert!(note.contains("does not read LIPA_BUSINESS_NAME") && note.contains("--business-name"), "{note}");
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let shop = demo.value("Cinema shop");
+    let booked = http
+        .post(format!("{shop}/movies/1"))
+        .form(&[("name", "Wanjiku"), ("phone", "0712 345 678"), ("quantity", "1")])
+        .send()
+        .await
+        .unwrap();
+    let checkout = booked.headers()["location"].to_str().unwrap().to_owned();
+    let page = http.get(&checkout).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("Pay Sinema Yetu") && !page.contains("Elsewhere"), "{page}");
+    assert!(http.get(&shop).send().await.unwrap().text().await.unwrap().contains("Sinema Yetu"));
+}
+
+#[test]
+fn a_taken_gateway_port_names_the_demos_own_option() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let dir = std::env::temp_dir().join(format!("lipa-demo-{}", lipa_gateway::ids::random_hex(6)));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lipa"))
+        .args(["demo", "--shop-port", "0", "--sim-port", "0", "--gateway-port", &port, "--data-dir"])
+        .arg(&dir)
+        .env("LIPA_LOG", "warn")
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("use --gateway-port") && !text.contains("LIPA_LISTEN"), "{text}");
+    let _ = std::fs::remove_dir_all(dir);
+}

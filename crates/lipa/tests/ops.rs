@@ -337,3 +337,27 @@ async fn ctrl_c_ends_open_event_streams_instead_of_waiting_for_them() {
     assert!(status.success(), "{status:?}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_keys_display_name_is_set_listed_and_refused_when_unfit() {
+    let dir = std::env::temp_dir().join(format!("lipa-names-{}", lipa_gateway::ids::random_hex(6)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let database = format!("sqlite:{}", dir.join("lipa.db").display());
+    let env = [("DATABASE_URL", database.as_str())];
+    let created = lipa(&["keys", "create", "--name", "shop", "--display-name", "Lipa Cinema"], &env);
+    assert!(created.status.success(), "{}", text(&created));
+    let listed = lipa(&["keys", "list"], &env);
+    assert!(text(&listed).contains("shown as \"Lipa Cinema\""), "{}", text(&listed));
+    let renamed = lipa(&["keys", "set-display-name", "shop", "Sinema Yetu"], &env);
+    assert!(renamed.status.success(), "{}", text(&renamed));
+    assert!(text(&lipa(&["keys", "list"], &env)).contains("shown as \"Sinema Yetu\""));
+
+    let too_long = "x".repeat(61);
+    let refused = lipa(&["keys", "create", "--name", "other", "--display-name", &too_long], &env);
+    assert!(!refused.status.success());
+    assert!(text(&refused).contains("--display-name: a display name has 1 to 60 characters"), "{}", text(&refused));
+    let unknown = lipa(&["keys", "set-display-name", "nobody", "X"], &env);
+    assert!(!unknown.status.success());
+    assert!(text(&unknown).contains("no live API key with id or name \"nobody\""), "{}", text(&unknown));
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -23,12 +23,19 @@ impl Demo {
     /// Starts `lipa demo` (with `--auto` if asked) in a fresh data directory and reads its
     /// banner up to "Press Ctrl-C".
     pub fn start(auto: bool) -> Self {
+        Self::start_with(auto, &[], &[])
+    }
+
+    /// [`Demo::start`] with more arguments and environment variables.
+    pub fn start_with(auto: bool, args: &[&str], envs: &[(&str, &str)]) -> Self {
         let dir = std::env::temp_dir().join(format!("lipa-demo-{}", lipa_gateway::ids::random_hex(6)));
         let mut command = Command::new(env!("CARGO_BIN_EXE_lipa"));
+        command.envs(envs.iter().copied());
         command.args(["demo", "--shop-port", "0", "--gateway-port", "0", "--sim-port", "0", "--data-dir"]).arg(&dir);
         if auto {
             command.arg("--auto");
         }
+        command.args(args);
         let mut child = command.env("LIPA_LOG", "warn").stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
         let mut printed = Vec::new();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
