@@ -219,9 +219,11 @@ def test_forged_and_replayed_webhooks_are_refused_and_change_nothing(lipa, app):
         ("valid signature, 6 minutes ahead", sign(lipa.secret, body, now + 360), body),
         ("tampered body (signature of another body)", sign(lipa.secret, body), body.replace(b"FAKE123456", b"FAKE999999")),
         ("garbage header", "t=soon,v1=zz", body),
+        ("non-ASCII digits and signature", "t=\u00b2,v1=\u00e9", body),
     ]
     for what, signature, sent in refused:
-        headers = {"Content-Type": "application/json", **({"Lipa-Signature": signature} if signature else {})}
+        # Header values travel as latin-1, as a browser or proxy could send them.
+        headers = {"Content-Type": "application/json", **({"Lipa-Signature": signature.encode("latin-1")} if signature else {})}
         r = requests.post(f"{app.url}/webhooks/lipa", data=sent, headers=headers, timeout=10)
         assert r.status_code == 400, f"{what}: {r.status_code} {r.text}"
     assert app.rows() == before, "a refused webhook changed the app's data"

@@ -16,6 +16,13 @@ struct Follow {
     done: bool,
 }
 
+impl Follow {
+    /// Whether the payment may still change: pending, or failed but still payable by hand.
+    fn may_change(&self, p: &Payment) -> bool {
+        p.status == Status::Pending || (p.status == Status::Failed && self.gateway.payable_by_hand(p))
+    }
+}
+
 /// `first`, then the payment again on every change, ending after it is final (a failed payment
 /// that can still be paid by hand is not final yet). Woken at once by
 /// changes in this process; re-reads every 2 s so changes settled by another replica are seen.
@@ -33,8 +40,7 @@ pub fn payment(gateway: Gateway, first: Payment) -> impl Stream<Item = Payment> 
             if let Some(p) = s.pending.take()
                 && s.last.as_ref() != Some(&p)
             {
-                // A failed payment that can still be paid by hand may yet change.
-                s.done = p.status != Status::Pending && !(p.status == Status::Failed && s.gateway.payable_by_hand(&p));
+                s.done = !s.may_change(&p);
                 s.last = Some(p.clone());
                 return Some((p, s));
             }
@@ -52,6 +58,8 @@ pub fn payment(gateway: Gateway, first: Payment) -> impl Stream<Item = Payment> 
                 _ = s.stopping.wait_for(|stopping| *stopping) => return None,
             }
             match s.gateway.store().payment(&s.id, None).await {
+                // A failed payment whose Paybill window closed is final without changing.
+                Ok(Some(p)) if s.last.as_ref() == Some(&p) && !s.may_change(&p) => return None,
                 Ok(p) => s.pending = p,
                 Err(e) => {
                     tracing::warn!(error = %e, "event stream could not re-read the payment");

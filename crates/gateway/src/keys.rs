@@ -13,6 +13,16 @@ pub fn new_secret() -> String {
 /// Creates a key named `name` with a webhook signing secret; returns the stored record and the
 /// key itself (show it once). The webhook secret is read with [`webhook_secret`].
 pub async fn create(store: &Store, name: &str, now: i64) -> Result<(ApiKey, String), StoreError> {
+    create_named(store, name, None, now).await
+}
+
+/// [`create`], with the name customers see (see [`parse_display_name`]), in the same write.
+pub async fn create_named(
+    store: &Store,
+    name: &str,
+    display_name: Option<String>,
+    now: i64,
+) -> Result<(ApiKey, String), StoreError> {
     let secret = format!("lipa_sk_{}", ids::random_hex(16));
     let key = ApiKey {
         id: format!("key_{}", ids::random_hex(6)),
@@ -20,7 +30,7 @@ pub async fn create(store: &Store, name: &str, now: i64) -> Result<(ApiKey, Stri
         prefix: secret[..12].to_owned(),
         created_at: now,
         revoked_at: None,
-        display_name: None,
+        display_name,
     };
     store.insert_api_key(key.clone(), ids::sha256_hex(secret.as_bytes())).await?;
     store.set_webhook_secret(&key.id, &new_secret()).await?;

@@ -222,3 +222,29 @@ async fn the_event_stream_follows_a_payment_until_it_is_final() {
     let (status, _) = app.get("/v1/payments/pay_000000000000000000000000/events").await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test]
+async fn the_event_stream_of_a_failed_payment_ends_when_its_paybill_window_closes() {
+    let app = spawn_app_with(SimConfig::interactive(), |_| {}).await;
+    let created = app.create("0712345678", 45).await;
+    let id = created["id"].as_str().unwrap();
+    assert!(
+        app.sim
+            .sim()
+            .resolve(created["checkout_request_id"].as_str().unwrap(), daraja_sim::Answer::Fail("1032".into()))
+    );
+    app.settled(id).await;
+    let mut resp =
+        app.http.get(format!("{}/v1/payments/{id}/events", app.base)).bearer_auth(&app.key).send().await.unwrap();
+    // Failed, but still payable by Paybill: the stream stays open, then ends once the window
+    // has closed, without the payment changing.
+    let first = String::from_utf8_lossy(&resp.chunk().await.unwrap().unwrap()).into_owned();
+    assert!(first.contains("\"failed\"") && first.contains("account_number"), "{first}");
+    app.clock.advance(Duration::from_secs(25 * 3600));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while let Some(chunk) =
+        tokio::time::timeout_at(deadline, resp.chunk()).await.expect("the stream never ended").unwrap()
+    {
+        assert!(!String::from_utf8_lossy(&chunk).contains("data:"), "no other event");
+    }
+}

@@ -43,9 +43,17 @@ pub struct Args {
 fn ignored_settings() -> Vec<String> {
     let mut ignored: Vec<String> = std::env::vars()
         .map(|(name, _)| name)
-        .filter(|name| name.starts_with("LIPA_") || name.starts_with("MPESA_") || name == "DATABASE_URL")
-        // The log filter works everywhere; the others drive the test suites.
-        .filter(|name| name != "LIPA_LOG" && !name.starts_with("LIPA_TEST_") && !name.starts_with("LIPA_SCALE_"))
+        .filter(|name| {
+            name.starts_with("LIPA_")
+                || name.starts_with("MPESA_")
+                || ["DATABASE_URL", "SMTP_URL", "MAIL_FROM", "CALLBACK_BASE_URL"].contains(&name.as_str())
+        })
+        // The log settings work for every command; the others drive the test suites.
+        .filter(|name| {
+            !["LIPA_LOG", "LIPA_LOG_FORMAT"].contains(&name.as_str())
+                && !name.starts_with("LIPA_TEST_")
+                && !name.starts_with("LIPA_SCALE_")
+        })
         .filter(|name| !["LIPA_REQUIRE_ALL", "LIPA_SCREENSHOTS"].contains(&name.as_str()))
         .collect();
     ignored.sort();

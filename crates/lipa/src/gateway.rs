@@ -303,10 +303,7 @@ pub async fn keys(command: KeysCommand) -> Result<()> {
                 .map(|d| lipa_gateway::keys::parse_display_name(&d).map_err(|e| format!("--display-name: {e}")))
                 .transpose()?;
             let store = Store::open(&common.settings()?.database_url).await?;
-            let (key, secret) = lipa_gateway::keys::create(&store, &name, now_ms()).await?;
-            if let Some(display_name) = &display_name {
-                store.set_display_name(&key.id, Some(display_name)).await?;
-            }
+            let (key, secret) = lipa_gateway::keys::create_named(&store, &name, display_name, now_ms()).await?;
             let webhook_secret = lipa_gateway::keys::webhook_secret(&store, &key).await?;
             println!("Created API key {} ({name}). Store both now; they are not shown again.\n", key.id);
             println!("  API key (Authorization: Bearer …)         {secret}");

@@ -245,7 +245,9 @@ impl Store {
                 next_attempt_at = CASE WHEN lease_until = CAST($6 AS BIGINT)
                                             AND NOT (status = 'pending' AND next_attempt_at > CAST($7 AS BIGINT))
                                        THEN CAST($3 AS BIGINT) ELSE next_attempt_at END,
-                delivered_at = COALESCE($4, delivered_at),
+                delivered_at = CASE WHEN lease_until = CAST($6 AS BIGINT)
+                                         AND NOT (status = 'pending' AND next_attempt_at > CAST($7 AS BIGINT))
+                                    THEN COALESCE(CAST($4 AS BIGINT), delivered_at) ELSE delivered_at END,
                 attempts = attempts + CAST($5 AS BIGINT),
                 lease_until = CASE WHEN lease_until = CAST($6 AS BIGINT) THEN NULL ELSE lease_until END
              WHERE id = $1",

@@ -28,8 +28,15 @@ impl Store {
     /// Stores a new API key's hash.
     pub async fn insert_api_key(&self, key: ApiKey, key_hash: String) -> Result<(), StoreError> {
         self.execute_all(vec![(
-            "INSERT INTO api_keys (id, name, key_hash, prefix, created_at) VALUES ($1, $2, $3, $4, $5)",
-            vec![key.id.into(), key.name.into(), key_hash.into(), key.prefix.into(), key.created_at.into()],
+            "INSERT INTO api_keys (id, name, key_hash, prefix, created_at, display_name) VALUES ($1, $2, $3, $4, $5, $6)",
+            vec![
+                key.id.into(),
+                key.name.into(),
+                key_hash.into(),
+                key.prefix.into(),
+                key.created_at.into(),
+                key.display_name.into(),
+            ],
         )])
         .await
         .map(drop)

@@ -20,6 +20,7 @@ pub(in crate::admin) async fn last_used(store: &crate::store::Store) -> std::col
 
 pub(in crate::admin) fn keys_page(
     staff: &Staff,
+    business: &str,
     keys: &[crate::store::ApiKey],
     last_used: &std::collections::HashMap<String, i64>,
     shown_once: Option<Markup>,
@@ -44,7 +45,7 @@ pub(in crate::admin) fn keys_page(
                         @for k in keys {
                             tr {
                                 td { (k.name) }
-                                td { (k.display_name.as_deref().unwrap_or("the business name")) }
+                                td { (k.display_name.as_deref().unwrap_or(business)) }
                                 td { code { (k.prefix) "\u{2026}" } }
                                 td { (nairobi(k.created_at)) }
                                 td { (last_used.get(&k.id).map_or_else(|| "never".to_owned(), |t| nairobi(*t))) }
@@ -83,7 +84,14 @@ pub(in crate::admin) fn keys_page(
 
 pub(in crate::admin) async fn keys(State(gateway): State<Gateway>, staff: Staff, headers: HeaderMap) -> Response {
     match gateway.store().api_keys().await {
-        Ok(keys) => keys_page(&staff, &keys, &last_used(gateway.store()).await, None, &headers),
+        Ok(keys) => keys_page(
+            &staff,
+            &gateway.settings().business_name,
+            &keys,
+            &last_used(gateway.store()).await,
+            None,
+            &headers,
+        ),
         Err(e) => store_down(&e),
     }
 }
@@ -110,16 +118,11 @@ pub(in crate::admin) async fn create_key(
         },
     };
     let store = gateway.store();
-    let created = crate::keys::create(store, name, gateway.now()).await;
+    let created = crate::keys::create_named(store, name, display_name, gateway.now()).await;
     let (key, secret) = match created {
         Ok(k) => k,
         Err(e) => return store_down(&e),
     };
-    if let Some(display_name) = &display_name
-        && let Err(e) = store.set_display_name(&key.id, Some(display_name)).await
-    {
-        return store_down(&e);
-    }
     let webhook_secret = match crate::keys::webhook_secret(store, &key).await {
         Ok(s) => s,
         Err(e) => return store_down(&e),
@@ -132,7 +135,7 @@ pub(in crate::admin) async fn create_key(
                 p { "API key: " code { (secret) } }
                 p { "Webhook secret: " code { (webhook_secret) } }
             };
-            keys_page(&staff, &keys, &last_used(store).await, Some(shown), &headers)
+            keys_page(&staff, &gateway.settings().business_name, &keys, &last_used(store).await, Some(shown), &headers)
         }
         Err(e) => store_down(&e),
     }
@@ -169,7 +172,14 @@ pub(in crate::admin) async fn rotate_key(
                 p { "Events are signed with it from now on; give it to the shop's webhook handler." }
             };
             match store.api_keys().await {
-                Ok(keys) => keys_page(&staff, &keys, &last_used(store).await, Some(shown), &headers),
+                Ok(keys) => keys_page(
+                    &staff,
+                    &gateway.settings().business_name,
+                    &keys,
+                    &last_used(store).await,
+                    Some(shown),
+                    &headers,
+                ),
                 Err(e) => store_down(&e),
             }
         }

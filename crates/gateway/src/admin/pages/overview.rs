@@ -170,8 +170,8 @@ pub(in crate::admin) async fn overview(State(gateway): State<Gateway>, staff: St
         html! {
             h1 { "Overview" }
             div class="tiles" {
-                div class="tile" { span { "Today" } strong { (f.today.count) " payments" } small { (kes_of(f.today)) " paid" } }
-                div class="tile" { span { "This week" } strong { (f.week.count) " payments" } small { (kes_of(f.week)) " paid" } }
+                div class="tile" { span { "Today" } strong { (plural(f.today.count, "payment")) } small { (kes_of(f.today)) " paid" } }
+                div class="tile" { span { "This week" } strong { (plural(f.week.count, "payment")) } small { (kes_of(f.week)) " paid" } }
                 div class="tile" { span { "Success rate" } strong { (f.today.success_rate()) } small { "today; week " (f.week.success_rate()) } }
                 div class="tile" { span { "Push to result" } strong { (f.median_secs.map_or("\u{2014}".to_owned(), |s| format!("{s} s"))) } small { "median, this week" } }
                 a class=(tile_class(flagged + orphans)) href="/admin/review" { span { "Needs review" } strong { (flagged + orphans) } small { (plural(flagged, "payment")) ", " (plural(orphans, "callback")) } }
