@@ -5,22 +5,20 @@ use serde::Serializer;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+/// Milliseconds since the epoch as an instant (UTC); `None` out of range.
+fn instant(ms: i64) -> Option<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
+}
+
 /// Milliseconds since the epoch as RFC 3339 text (UTC).
 pub fn rfc3339(ms: i64) -> String {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_default()
+    instant(ms).and_then(|t| t.format(&Rfc3339).ok()).unwrap_or_default()
 }
 
 /// Milliseconds since the epoch as RFC 3339 text in Nairobi time, with its offset
 /// (`2026-12-07T18:30:00+03:00`): what the pages show, and still one instant for programs.
 pub fn rfc3339_nairobi(ms: i64) -> String {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .map(|t| t.to_offset(daraja::NAIROBI))
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_default()
+    instant(ms).and_then(|t| t.to_offset(daraja::NAIROBI).format(&Rfc3339).ok()).unwrap_or_default()
 }
 
 /// An instant as milliseconds since the epoch.
@@ -61,23 +59,17 @@ pub fn local_phone(phone: &str) -> String {
 
 /// Milliseconds since the epoch as Nairobi wall-clock time for people: `30 Nov 2026, 18:05 EAT`.
 pub fn nairobi(ms: i64) -> String {
-    let format = time::macros::format_description!("[day padding:none] [month repr:short] [year], [hour]:[minute]");
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .map(|t| t.to_offset(time::macros::offset!(+3)))
-        .and_then(|t| t.format(&format).ok())
-        .map(|t| format!("{t} EAT"))
-        .unwrap_or_default()
+    eat(ms, time::macros::format_description!("[day padding:none] [month repr:short] [year], [hour]:[minute]"))
 }
 
 /// [`nairobi`] to the second, for timelines: `30 Nov 2026, 18:05:09 EAT`.
 pub fn nairobi_seconds(ms: i64) -> String {
-    let format =
-        time::macros::format_description!("[day padding:none] [month repr:short] [year], [hour]:[minute]:[second]");
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .map(|t| t.to_offset(time::macros::offset!(+3)))
-        .and_then(|t| t.format(&format).ok())
+    eat(ms, time::macros::format_description!("[day padding:none] [month repr:short] [year], [hour]:[minute]:[second]"))
+}
+
+fn eat(ms: i64, format: &[time::format_description::BorrowedFormatItem<'_>]) -> String {
+    instant(ms)
+        .and_then(|t| t.to_offset(daraja::NAIROBI).format(format).ok())
         .map(|t| format!("{t} EAT"))
         .unwrap_or_default()
 }

@@ -12,11 +12,7 @@ use daraja_sim::{Answer, Faults, SimConfig};
 #[tokio::test]
 async fn a_locked_database_gets_503_and_the_retry_after_recovery_is_applied() {
     if common::on_postgres() {
-        // Straight to stderr: the test harness captures eprintln!, and a skip must show.
-        let _ = std::io::Write::write_all(
-            &mut std::io::stderr(),
-            format!("{}\n", format_args!("skipped on PostgreSQL: this outage is SQLite's file lock")).as_bytes(),
-        );
+        common::skipped(format_args!("skipped on PostgreSQL: this outage is SQLite's file lock"));
         return;
     }
     let faults = Faults { retries: 20, retry_backoff: Duration::from_millis(200), ..Faults::default() };

@@ -20,12 +20,7 @@ fn skip(test: &str) -> bool {
         std::env::var("LIPA_REQUIRE_ALL").as_deref() != Ok("1"),
         "{test}: LIPA_REQUIRE_ALL=1 but LIPA_TEST_POSTGRES_URL is not set (start PostgreSQL; see .ci/run)"
     );
-    // Straight to stderr: the test harness captures eprintln!, and a skip must show.
-    let _ = std::io::Write::write_all(
-        &mut std::io::stderr(),
-        format!("{}\n", format_args!("{test}: skipped (set LIPA_TEST_POSTGRES_URL to run it against PostgreSQL)"))
-            .as_bytes(),
-    );
+    common::skipped(format_args!("{test}: skipped (set LIPA_TEST_POSTGRES_URL to run it against PostgreSQL)"));
     true
 }
 

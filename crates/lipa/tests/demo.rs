@@ -7,6 +7,19 @@ mod common;
 
 use std::time::Duration;
 
+/// Books `seats` of the first movie as a customer would; the shop's answer sends them to
+/// Lipa's checkout page, whose URL is returned.
+async fn book(http: &reqwest::Client, shop: &str, seats: &str) -> String {
+    let booked = http
+        .post(format!("{shop}/movies/1"))
+        .form(&[("name", "Wanjiku"), ("phone", "0712 345 678"), ("quantity", seats)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(booked.status().as_u16(), 303);
+    booked.headers()["location"].to_str().unwrap().to_owned()
+}
+
 #[tokio::test]
 async fn the_demo_prints_its_urls_and_a_payment_made_as_it_says_gets_paid() {
     let demo = common::Demo::start(true);
@@ -19,14 +32,7 @@ async fn the_demo_prints_its_urls_and_a_payment_made_as_it_says_gets_paid() {
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let programme = http.get(&shop).send().await.unwrap().text().await.unwrap();
     assert!(programme.contains("Now showing"), "{programme}");
-    let booked = http
-        .post(format!("{shop}/movies/1"))
-        .form(&[("name", "Wanjiku"), ("phone", "0712 345 678"), ("quantity", "2")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(booked.status().as_u16(), 303);
-    let checkout = booked.headers()["location"].to_str().unwrap().to_owned();
+    let checkout = book(&http, &shop, "2").await;
     assert!(checkout.starts_with(&format!("{api}/checkout/")), "{checkout}");
     let sent = http.post(&checkout).form(&[("phone", "0712 345 678")]).send().await.unwrap();
     assert_eq!(sent.status().as_u16(), 303, "the prompt is sent");
@@ -65,13 +71,7 @@ async fn the_demo_names_the_settings_it_does_not_read_and_uses_one_business_name
     assert!(note.contains("--business-name"), "{note}");
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let shop = demo.value("Cinema shop");
-    let booked = http
-        .post(format!("{shop}/movies/1"))
-        .form(&[("name", "Wanjiku"), ("phone", "0712 345 678"), ("quantity", "1")])
-        .send()
-        .await
-        .unwrap();
-    let checkout = booked.headers()["location"].to_str().unwrap().to_owned();
+    let checkout = book(&http, &shop, "1").await;
     let page = http.get(&checkout).send().await.unwrap().text().await.unwrap();
     assert!(page.contains("Pay Sinema Yetu") && !page.contains("Elsewhere"), "{page}");
     assert!(http.get(&shop).send().await.unwrap().text().await.unwrap().contains("Sinema Yetu"));

@@ -27,6 +27,7 @@ mod common;
 mod refunds;
 
 use std::collections::HashMap;
+use std::io::Write as _;
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -53,8 +54,15 @@ fn start(args: &[&str], envs: &[(String, String)], ready: &str) -> (Proc, String
 }
 
 /// A fresh PostgreSQL database on the test server, if there is one.
-async fn fresh_postgres() -> Option<String> {
-    let admin = std::env::var("LIPA_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty())?;
+/// A fresh database on the test server, or `None` after saying the `test` is skipped (a
+/// failure under `LIPA_REQUIRE_ALL=1`).
+async fn fresh_postgres(test: &str) -> Option<String> {
+    let Some(admin) = std::env::var("LIPA_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty()) else {
+        assert!(std::env::var("LIPA_REQUIRE_ALL").as_deref() != Ok("1"), "LIPA_TEST_POSTGRES_URL is not set");
+        // Straight to stderr: the test harness captures eprintln!, and a skip must show.
+        let _ = writeln!(std::io::stderr(), "skipped: set LIPA_TEST_POSTGRES_URL to run the PostgreSQL {test}");
+        return None;
+    };
     let name = format!("lipa_t_scale_{}", lipa_gateway::ids::random_hex(6));
     let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(connection);
@@ -871,32 +879,14 @@ async fn scale_on_sqlite_while_daraja_fails() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "minutes of load; CI runs it"]
 async fn scale_on_postgres_with_two_replicas_and_a_worker() {
-    let Some(url) = fresh_postgres().await else {
-        assert!(std::env::var("LIPA_REQUIRE_ALL").as_deref() != Ok("1"), "LIPA_TEST_POSTGRES_URL is not set");
-        // Straight to stderr: the test harness captures eprintln!, and a skip must show.
-        let _ = std::io::Write::write_all(
-            &mut std::io::stderr(),
-            format!("{}\n", format_args!("skipped: set LIPA_TEST_POSTGRES_URL to run the PostgreSQL scale test"))
-                .as_bytes(),
-        );
-        return;
-    };
+    let Some(url) = fresh_postgres("scale test").await else { return };
     scenario(url, 2, Trouble::None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "minutes of load; CI runs it"]
 async fn scale_on_postgres_while_processes_are_killed() {
-    let Some(url) = fresh_postgres().await else {
-        assert!(std::env::var("LIPA_REQUIRE_ALL").as_deref() != Ok("1"), "LIPA_TEST_POSTGRES_URL is not set");
-        // Straight to stderr: the test harness captures eprintln!, and a skip must show.
-        let _ = std::io::Write::write_all(
-            &mut std::io::stderr(),
-            format!("{}\n", format_args!("skipped: set LIPA_TEST_POSTGRES_URL to run the PostgreSQL chaos test"))
-                .as_bytes(),
-        );
-        return;
-    };
+    let Some(url) = fresh_postgres("chaos test").await else { return };
     scenario(url, 2, Trouble::Kills).await;
 }
 
@@ -917,16 +907,7 @@ fn pg_cluster(action: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "restarts the PostgreSQL server; CI runs it alone"]
 async fn a_postgres_restart_mid_run_refuses_then_accepts_the_retried_callbacks() {
-    let Some(url) = fresh_postgres().await else {
-        assert!(std::env::var("LIPA_REQUIRE_ALL").as_deref() != Ok("1"), "LIPA_TEST_POSTGRES_URL is not set");
-        // Straight to stderr: the test harness captures eprintln!, and a skip must show.
-        let _ = std::io::Write::write_all(
-            &mut std::io::stderr(),
-            format!("{}\n", format_args!("skipped: set LIPA_TEST_POSTGRES_URL to run the PostgreSQL restart test"))
-                .as_bytes(),
-        );
-        return;
-    };
+    let Some(url) = fresh_postgres("restart test").await else { return };
     let config = SimConfig {
         faults: Faults { retries: 8, retry_backoff: Duration::from_millis(500), ..Faults::default() },
         ..SimConfig::interactive()

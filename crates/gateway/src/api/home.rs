@@ -8,19 +8,27 @@ use maud::{DOCTYPE, html};
 
 use crate::service::Gateway;
 
-pub(super) async fn home(State(gateway): State<Gateway>) -> Response {
-    let document = super::openapi::document();
-    let mut operations: Vec<(String, String, String)> = Vec::new();
-    if let Some(paths) = document["paths"].as_object() {
-        for (path, item) in paths {
+/// Every operation of the API as (method, path, summary), merchants' first, then Daraja's
+/// callbacks, then the rest: read from the OpenAPI document once per process.
+fn operations() -> &'static [(String, String, String)] {
+    static OPERATIONS: std::sync::OnceLock<Vec<(String, String, String)>> = std::sync::OnceLock::new();
+    OPERATIONS.get_or_init(|| {
+        let document = super::openapi::document();
+        let mut operations = Vec::new();
+        for (path, item) in document["paths"].as_object().into_iter().flatten() {
             for (method, op) in item.as_object().into_iter().flatten() {
                 let summary = op["summary"].as_str().unwrap_or_default().to_owned();
                 operations.push((method.to_ascii_uppercase(), path.clone(), summary));
             }
         }
-    }
-    // Merchants' operations first, then Daraja's callbacks, then the rest.
-    operations.sort_by_key(|(_, path, _)| (!path.starts_with("/v1/"), path.starts_with("/callbacks/"), path.clone()));
+        operations
+            .sort_by_key(|(_, path, _)| (!path.starts_with("/v1/"), path.starts_with("/callbacks/"), path.clone()));
+        operations
+    })
+}
+
+pub(super) async fn home(State(gateway): State<Gateway>) -> Response {
+    let operations = operations();
     let name = &gateway.settings().business_name;
     let page = html! {
         (DOCTYPE)
@@ -46,7 +54,7 @@ pub(super) async fn home(State(gateway): State<Gateway>) -> Response {
                         table {
                             thead { tr { th { "Method" } th { "Path" } th { "What it does" } } }
                             tbody {
-                                @for (method, path, summary) in &operations {
+                                @for (method, path, summary) in operations {
                                     tr { td { code { (method) } } td { code { (path) } } td { (summary) } }
                                 }
                             }

@@ -46,7 +46,10 @@ where
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
-        .route("/openapi.json", get(|| async { axum::Json(openapi::document()) }))
+        .route(
+            "/openapi.json",
+            get(|| async { ([(axum::http::header::CONTENT_TYPE, "application/json")], openapi::json()) }),
+        )
         .layer(axum::middleware::map_response(error::envelope));
     // The hot path, outside that layer: its handler answers every error in the envelope
     // itself, and its only framework error is a wrong method.

@@ -15,7 +15,7 @@ use super::{Page, fill};
 use crate::checkout::{Checkout, return_url};
 use crate::payment::{FailureReason, Payment, Status};
 use crate::service::{CreateError, Gateway};
-use crate::time_fmt::{kes, local_phone, nairobi};
+use crate::time_fmt::{kes, local_phone, ms, nairobi};
 
 #[derive(Debug, Deserialize)]
 pub(super) struct LangQuery {
@@ -154,6 +154,7 @@ fn render(
     let session = &checkout.session;
     // Plain text: maud escapes it where it is written.
     let heading = t.pay_to.replace("{business}", business);
+    let back = return_url(&session.cancel_url, &session.id);
     let page = |title, refresh| Page {
         lang,
         remember_lang: remember,
@@ -169,7 +170,7 @@ fn render(
     match body.status {
         Status::Pending => {
             let lifetime = gateway.settings().payments.prompt_lifetime;
-            let deadline = body.created_at + i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX);
+            let deadline = body.created_at.saturating_add(ms(lifetime));
             let left = ((deadline - gateway.now()).max(0) / 1000).to_string();
             let message = fill(
                 t.check_phone,
@@ -194,7 +195,7 @@ fn render(
                     (paybill_box(t, body, false))
                 }
                 noscript { p class="small" { (t.refresh_note) } }
-                a class="secondary" href=(return_url(&session.cancel_url, &session.id)) { (t.back_to_shop) }
+                a class="secondary" href=(back) { (t.back_to_shop) }
             })
         }
         Status::Paid => page(t.paid_title, None).render(html! {
@@ -226,15 +227,11 @@ fn render(
                 }
                 // The number can be changed: a mistyped or unreachable phone is a common cause.
                 form method="post" action=(format!("/checkout/{}", session.id)) novalidate {
-                    label for="phone" { (t.phone_label) }
-                    input type="tel" id="phone" name="phone" inputmode="tel" autocomplete="tel" required
-                        value=(refused.map_or_else(|| local_phone(&body.phone.to_string()), |(typed, _)| typed.to_owned()))
-                        data-invalid=(t.phone_invalid) aria-describedby="phone-error"
-                        aria-invalid=(if refused.is_some() { "true" } else { "false" });
-                    p class="error" id="phone-error" role="alert" { (refused.map(|(_, r)| r).unwrap_or_default()) }
+                    @let typed = refused.map_or_else(|| local_phone(&body.phone.to_string()), |(typed, _)| typed.to_owned());
+                    (phone_field(t, false, &typed, refused.map(|(_, reason)| reason)))
                     button type="submit" { (t.send_again) }
                 }
-                a class="secondary" href=(return_url(&session.cancel_url, &session.id)) { (t.back_to_shop) }
+                a class="secondary" href=(back) { (t.back_to_shop) }
             })
         }
     }
@@ -276,7 +273,7 @@ fn failure_reason(lang: Lang, p: &Payment, prompt_lifetime: std::time::Duration)
     let t = lang.t();
     let code = daraja::ResultCode::from_wire(p.result_code.as_deref().unwrap_or_default());
     let answered_after = p.settled_at.unwrap_or(p.updated_at) - p.created_at;
-    let half_lifetime = i64::try_from(prompt_lifetime.as_millis() / 2).unwrap_or(i64::MAX);
+    let half_lifetime = ms(prompt_lifetime) / 2;
     match (p.status, p.failure_reason) {
         (Status::Expired, _) => t.expired_reason,
         (_, Some(FailureReason::RejectedByDaraja)) => t.refused_reason,
@@ -285,6 +282,20 @@ fn failure_reason(lang: Lang, p: &Payment, prompt_lifetime: std::time::Duration)
             Lang::En => code.customer_message_en(),
             Lang::Sw => code.customer_message_sw(),
         },
+    }
+}
+
+/// The phone input with its label, optional hint and error line (checked as it is typed by
+/// the page's script, which reads `data-invalid`).
+fn phone_field(t: &Texts, hint: bool, value: &str, error: Option<&str>) -> Markup {
+    let described = if hint { "phone-hint phone-error" } else { "phone-error" };
+    html! {
+        label for="phone" { (t.phone_label) }
+        @if hint { p class="hint" id="phone-hint" { (t.phone_hint) } }
+        input type="tel" id="phone" name="phone" inputmode="tel" autocomplete="tel" required
+            value=(value) data-invalid=(t.phone_invalid)
+            aria-describedby=(described) aria-invalid=(if error.is_some() { "true" } else { "false" });
+        p class="error" id="phone-error" role="alert" { (error.unwrap_or_default()) }
     }
 }
 
@@ -300,12 +311,7 @@ fn pay_form(t: &Texts, checkout: &Checkout, heading: &str, refused: Option<(&str
             dt { (t.amount) } dd class="amount nowrap" { (kes(session.amount)) }
         }
         form method="post" action=(format!("/checkout/{}", session.id)) novalidate {
-            label for="phone" { (t.phone_label) }
-            p class="hint" id="phone-hint" { (t.phone_hint) }
-            input type="tel" id="phone" name="phone" inputmode="tel" autocomplete="tel" required
-                value=(typed.unwrap_or_default()) data-invalid=(t.phone_invalid)
-                aria-describedby="phone-hint phone-error" aria-invalid=(if error.is_some() { "true" } else { "false" });
-            p class="error" id="phone-error" role="alert" { (error.unwrap_or_default()) }
+            (phone_field(t, true, &typed.unwrap_or_default(), error))
             button type="submit" { (t.send_prompt) " \u{2022} " span class="nowrap" { (kes(session.amount)) } }
         }
         a class="secondary" href=(return_url(&session.cancel_url, &session.id)) { (t.back_to_shop) }

@@ -220,7 +220,7 @@ impl Store {
             WebhookNext::Dead => ("dead", None, None),
             WebhookNext::NoEndpoint => ("no_endpoint", None, None),
         };
-        let mut statements = Vec::with_capacity(2);
+        let mut statements = Vec::with_capacity(3);
         let tried = i64::from(attempt.is_some());
         if let Some(a) = attempt {
             statements.push((
@@ -237,29 +237,26 @@ impl Store {
                 ],
             ));
         }
+        // What happens next, only for the lease holder and only if no redelivery came since.
         statements.push((
-            "UPDATE webhook_events SET
-                status = CASE WHEN lease_until = CAST($6 AS BIGINT)
-                                   AND NOT (status = 'pending' AND next_attempt_at > CAST($7 AS BIGINT))
-                              THEN CAST($2 AS TEXT) ELSE status END,
-                next_attempt_at = CASE WHEN lease_until = CAST($6 AS BIGINT)
-                                            AND NOT (status = 'pending' AND next_attempt_at > CAST($7 AS BIGINT))
-                                       THEN CAST($3 AS BIGINT) ELSE next_attempt_at END,
-                delivered_at = CASE WHEN lease_until = CAST($6 AS BIGINT)
-                                         AND NOT (status = 'pending' AND next_attempt_at > CAST($7 AS BIGINT))
-                                    THEN COALESCE(CAST($4 AS BIGINT), delivered_at) ELSE delivered_at END,
-                attempts = attempts + CAST($5 AS BIGINT),
-                lease_until = CASE WHEN lease_until = CAST($6 AS BIGINT) THEN NULL ELSE lease_until END
-             WHERE id = $1",
+            "UPDATE webhook_events SET status = $2, next_attempt_at = $3, delivered_at = COALESCE($4, delivered_at)
+             WHERE id = $1 AND lease_until = CAST($5 AS BIGINT)
+               AND NOT (status = 'pending' AND next_attempt_at > CAST($6 AS BIGINT))",
             vec![
                 event_id.into(),
                 status.into(),
                 Arg::from(next_at),
                 Arg::from(delivered),
-                tried.into(),
                 lease.into(),
                 started.into(),
             ],
+        ));
+        // The attempt counts whoever made it; the lease is released only by its holder.
+        statements.push((
+            "UPDATE webhook_events SET attempts = attempts + CAST($2 AS BIGINT),
+                lease_until = CASE WHEN lease_until = CAST($3 AS BIGINT) THEN NULL ELSE lease_until END
+             WHERE id = $1",
+            vec![event_id.into(), tried.into(), lease.into()],
         ));
         self.execute_all(statements).await.map(drop)
     }

@@ -48,6 +48,13 @@ impl Drop for TestApp {
     }
 }
 
+/// Says a test is skipped, in a plain `cargo test` too: straight to stderr, as the test
+/// harness captures `eprintln!`.
+pub fn skipped(why: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{why}");
+}
+
 /// The PostgreSQL server to test against, if any (`LIPA_TEST_POSTGRES_URL`).
 pub fn postgres_url() -> Option<String> {
     std::env::var("LIPA_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty())

@@ -3,6 +3,7 @@
 //! skipped, or fail when `LIPA_REQUIRE_ALL=1` (CI).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -59,7 +60,10 @@ impl Browser {
                 "LIPA_REQUIRE_ALL=1 but chromium/chromedriver are not installed (apt-get install chromium chromium-driver)"
             );
             // Straight to stderr: the test harness captures eprintln!, and a skip must show.
-            let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("{}\n", format_args!("skipped: browser test needs chromium and chromedriver (apt-get install chromium chromium-driver)")).as_bytes());
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipped: browser test needs chromium and chromedriver (apt-get install chromium chromium-driver)"
+            );
             return None;
         };
         let port = {

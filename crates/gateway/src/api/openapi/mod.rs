@@ -32,6 +32,13 @@ fn or_null(mut schema: Value) -> Value {
     schema
 }
 
+/// The document as `/openapi.json` serves it: built and serialised once, as it never changes
+/// while the process runs (the route is open to anyone).
+pub fn json() -> &'static str {
+    static JSON: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    JSON.get_or_init(|| document().to_string())
+}
+
 /// The document.
 pub fn document() -> Value {
     let mut doc = stk_and_payments();

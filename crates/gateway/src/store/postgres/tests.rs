@@ -10,10 +10,9 @@ fn server(test: &str) -> Option<String> {
             "{test}: LIPA_REQUIRE_ALL=1 but LIPA_TEST_POSTGRES_URL is not set"
         );
         // Straight to stderr: the test harness captures eprintln!, and a skip must show.
-        let _ = std::io::Write::write_all(
+        let _ = std::io::Write::write_fmt(
             &mut std::io::stderr(),
-            format!("{}\n", format_args!("{test}: skipped (set LIPA_TEST_POSTGRES_URL to run it against PostgreSQL)"))
-                .as_bytes(),
+            format_args!("{test}: skipped (set LIPA_TEST_POSTGRES_URL to run it against PostgreSQL)\n"),
         );
     }
     url
