@@ -287,3 +287,42 @@ async fn one_address_cannot_take_every_connection() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// The pages anyone can open without a key: the gateway's home page and its OpenAPI
+/// document. Flooded, they answer the same bytes every time (built once, nothing kept per
+/// request or per sender), refuse other methods and bodies in the JSON envelope, and write
+/// nothing.
+#[tokio::test]
+async fn a_flood_of_the_open_pages_costs_no_storage_and_wrong_methods_get_the_envelope() {
+    let app = app().await;
+    let before = app.gateway.store().count_by_status().await.unwrap();
+    let first = |path: &'static str| {
+        let (http, base) = (app.http.clone(), app.base.clone());
+        async move { http.get(format!("{base}{path}")).send().await.unwrap().bytes().await.unwrap() }
+    };
+    let (home, document) = (first("/").await, first("/openapi.json").await);
+    assert!(String::from_utf8_lossy(&home).contains("API reference"));
+    // Eight at a time: one address may hold only a few connections (a test of its own).
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(8));
+    let mut flood = tokio::task::JoinSet::new();
+    for i in 0..400 {
+        let slot = slots.clone().acquire_owned().await.unwrap();
+        let (http, base) = (app.http.clone(), app.base.clone());
+        let (home, document) = (home.clone(), document.clone());
+        flood.spawn(async move {
+            let _slot = slot;
+            let (path, expected) = if i % 2 == 0 { ("/", home) } else { ("/openapi.json", document) };
+            let r = http.get(format!("{base}{path}?n={i}&junk={}", "x".repeat(i % 50))).send().await.unwrap();
+            assert_eq!(r.status().as_u16(), 200, "{path}");
+            assert_eq!(r.bytes().await.unwrap(), expected, "{path}: the same answer every time");
+            let wrong = http.post(format!("{base}{path}")).body(format!("{{\"n\": {i}}}")).send().await.unwrap();
+            assert!(wrong.status().is_client_error(), "{path}: {}", wrong.status());
+            let body: serde_json::Value = wrong.json().await.unwrap_or_default();
+            assert!(body["error"]["code"].is_string(), "{path}: {body}");
+        });
+    }
+    while let Some(done) = flood.join_next().await {
+        done.unwrap();
+    }
+    assert_eq!(app.gateway.store().count_by_status().await.unwrap(), before, "nothing written");
+}
